@@ -1,0 +1,72 @@
+"""The error codes of SPEC §3 as one exception type.
+
+Every layer raises :class:`DoozerError`; the HTTP front end and the doozerd
+protocol front end each translate it in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: SPEC §3 error table: code -> HTTP status.
+STATUS: dict[str, int] = {
+    "BAD_PATH": 400,
+    "BAD_GLOB": 400,
+    "BAD_ARG": 400,
+    "MISSING_ARG": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "NOENT": 404,
+    "REV_MISMATCH": 409,
+    "ISDIR": 409,
+    "NOTDIR": 409,
+    "TOO_LATE": 410,
+    "TOO_LARGE": 413,
+    "READONLY": 503,
+    "UNAVAILABLE": 503,
+    "TIMEOUT": 504,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "OTHER": 500,
+}
+
+
+class DoozerError(Exception):
+    """A failure with a SPEC error code.
+
+    :param code: one of the keys of :data:`STATUS`.
+    :param detail: human-readable text saying what went wrong and, where it
+        helps, what to do next.
+    :param extra: further fields of the error body (``rev`` for
+        ``REV_MISMATCH``, ``oldest`` for ``TOO_LATE``, ``indeterminate`` for
+        ``UNAVAILABLE``).
+    """
+
+    def __init__(self, code: str, detail: str = "", **extra: Any) -> None:
+        if code not in STATUS:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail or code.lower().replace("_", " ")
+        self.extra = extra
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of this error."""
+        return STATUS[self.code]
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body of SPEC §3."""
+        out: dict[str, Any] = {"error": self.code, "detail": self.detail}
+        out.update(self.extra)
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, DoozerError)
+            and (self.code, self.detail, self.extra)
+            == (other.code, other.detail, other.extra)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.detail))

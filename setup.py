@@ -1,0 +1,5 @@
+"""Packaging lives in setup.cfg; this file lets older tools build too."""
+
+from setuptools import setup
+
+setup()
