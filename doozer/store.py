@@ -1,0 +1,553 @@
+"""The versioned tree: applied mutations, reads at a rev, history, watches.
+
+Sans-I/O: no network, no time; Deferreds only to wait for a change or a rev.
+
+The head is two flat dicts (``path -> File``, ``directory -> entry names``),
+so a read at the head is a dict lookup or two. History is per path: each path
+changed within the kept window has ``(rev, state)`` lists, so a read at an old
+rev is a lookup plus a bisect; a directory also remembers which entries
+changed in the window. Copy-on-write directory dicts were rejected: they copy
+a whole directory per write, and with ``hist`` roots kept a directory of
+10,000 files would cost gigabytes. Here memory is the tree plus the window.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right
+from collections import deque
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any, Iterator, Union
+
+import msgpack
+from twisted.internet.defer import Deferred, fail, succeed
+
+from doozer import mutation as mut
+from doozer.errors import DoozerError
+from doozer.path import ancestors, compile_glob, glob_prefix, join, split, validate_path
+
+#: A key is remembered (and a second item with it skipped) for this many revs.
+#: Every node must use the same value: it decides which items take a rev.
+DEDUP_REVS = 20_000
+
+#: Where the CAL slots live (SPEC §5).
+CAL_DIR = "/ctl/cal"
+
+#: The key reported for an item that could not be decoded (it has none).
+NO_KEY: tuple[str, int] = ("", 0)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One applied change that watchers see (successful SET/DEL only)."""
+
+    rev: int  # the rev the change took
+    path: str  # the file changed
+    op: str  # "set" or "del"
+    value: bytes | None  # the new body; None for "del"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one applied mutation, for its proposer.
+
+    ``error`` is ``None`` on success, else ``REV_MISMATCH`` (with ``rev=``),
+    ``ISDIR``, ``NOTDIR``, ``NOENT``, ``BAD_PATH``, ``FORBIDDEN`` or ``OTHER``.
+    ``duplicate`` is true when the item's key had already been applied: it
+    was skipped, took no rev, and this repeats the original outcome.
+    """
+
+    rev: int  # the rev it took (for a duplicate: the original's)
+    key: tuple[str, int]  # (origin, request); NO_KEY for an undecodable item
+    error: DoozerError | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class File:
+    """A file as read at some rev: its path, the rev that wrote it, its body."""
+
+    path: str
+    rev: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Dir:
+    """A directory as read at some rev: its path and sorted entry names."""
+
+    path: str
+    entries: list[str]
+
+
+#: The state of a path that is a directory, in history lists.
+_DIR: Any = object()
+_State = Union[File, object, None]
+
+
+class Store:
+    """The versioned tree of one node.
+
+    :param hist: revs of history kept at least (SPEC ``--hist``); reads and
+        watches at ``oldest`` or later are answered.
+    :param dedup_revs: how long a key is remembered for de-duplication.
+    """
+
+    def __init__(self, hist: int = 2000, dedup_revs: int = DEDUP_REVS) -> None:
+        if hist < 1:
+            raise ValueError("hist must be at least 1")
+        self.rev = 0
+        self.oldest = 0
+        self._hist_revs = hist
+        # Prune in batches so that the cost is amortised over many applies.
+        self._prune_batch = max(1, hist // 4)
+        self._dedup_revs = dedup_revs
+        self._files: dict[str, File] = {}
+        self._dirs: dict[str, set[str]] = {"/": set()}
+        # path -> ([rev, ...], [state, ...]); state i holds for revs
+        # [revs[i], revs[i+1]); revs[0] is 0, meaning "since before oldest".
+        self._hist: dict[str, tuple[list[int], list[_State]]] = {}
+        # directory -> names of its entries that have a history list.
+        self._touched: dict[str, set[str]] = {}
+        self._changes: deque[tuple[int, str]] = deque()  # (rev, path) for pruning
+        self._events: list[Event] = []
+        self._event_revs: list[int] = []
+        self._keys: dict[tuple[str, int], Outcome] = {}
+        self._key_order: deque[tuple[int, tuple[str, int]]] = deque()
+        # glob prefix -> {Deferred: (glob, from_rev, limit)}; the glob, not its
+        # matcher, so that 10,000 distinct watches hold no compiled regexes.
+        self._watchers: dict[str, dict[Deferred, tuple[str, int, int]]] = {}
+        self._rev_waiters: dict[int, list[Deferred]] = {}
+        self._rev_heap: list[int] = []
+
+    def apply(self, items: list[bytes]) -> list[Outcome]:
+        """Apply one decided instance; return one outcome per item, in order.
+
+        :param items: encoded :class:`~doozer.mutation.Mutation`s in decided
+            order. Each takes the next rev, whether it succeeds, fails or is
+            a NOP; an undecodable one too (failing with ``OTHER``). An item
+            whose key was applied in the last ``dedup_revs`` revs is skipped
+            (no rev; its original outcome is returned, ``duplicate=True``).
+            Watchers and rev waiters wake once the whole batch is applied.
+        """
+        outcomes: list[Outcome] = []
+        first_event = len(self._events)
+        for item in items:
+            try:
+                mutation = mut.Mutation.decode(item)
+            except mut.MalformedMutation as e:
+                self.rev += 1
+                outcomes.append(Outcome(self.rev, NO_KEY, DoozerError("OTHER", str(e))))
+                continue
+            prior = self._keys.get(mutation.key)
+            if prior is not None:
+                outcomes.append(replace(prior, duplicate=True))
+                continue
+            self.rev += 1
+            outcome = Outcome(self.rev, mutation.key, self._apply_one(mutation, self.rev))
+            self._keys[mutation.key] = outcome
+            self._key_order.append((self.rev, mutation.key))
+            outcomes.append(outcome)
+        new_events = self._events[first_event:]
+        self._forget_keys()
+        self._maybe_prune()
+        self._wake_watchers(new_events)
+        self._wake_rev_waiters()
+        return outcomes
+
+    def _apply_one(self, m: mut.Mutation, rev: int) -> DoozerError | None:
+        """Apply one decoded mutation at ``rev``; return its failure or None."""
+        if m.kind == mut.NOP:
+            return None
+        try:
+            path = validate_path(m.path)
+        except DoozerError as e:
+            return e
+        # Order of checks: the shape of the tree, then the precondition, then
+        # existence (DEL), then the CAL rules; every node runs the same.
+        if path in self._dirs:
+            return DoozerError("ISDIR", f"{path} is a directory")
+        if m.kind == mut.SET:
+            blocker = self._file_above(path)
+            if blocker:
+                return DoozerError("NOTDIR", f"{blocker} is a file, so {path} cannot be below it")
+        current = self._files.get(path)
+        current_rev = current.rev if current else 0
+        if m.rev != mut.CLOBBER and current_rev > m.rev:
+            detail = f"{path} is at rev {current_rev}, the write required rev <= {m.rev}"
+            return DoozerError("REV_MISMATCH", detail, rev=current_rev)
+        if m.kind == mut.DEL and current is None:
+            return DoozerError("NOENT", f"{path} does not exist")
+        if path.startswith(CAL_DIR + "/"):
+            refusal = self._cal_refusal(path, m.value if m.kind == mut.SET else None)
+            if refusal:
+                return DoozerError("FORBIDDEN", refusal)
+        if m.kind == mut.SET:
+            self._set(path, m.value, rev, current)
+        else:
+            self._delete(path, rev, current)
+        return None
+
+    def _file_above(self, path: str) -> str | None:
+        """The ancestor of ``path`` that is a file, if any."""
+        cut = path.find("/", 1)
+        while cut > 0:
+            ancestor = path[:cut]
+            if ancestor in self._files:
+                return ancestor
+            if ancestor not in self._dirs:
+                return None  # nothing exists below a missing directory
+            cut = path.find("/", cut + 1)
+        return None
+
+    def _cal_refusal(self, path: str, value: bytes | None) -> str | None:
+        """Why a change of CAL slot ``path`` to ``value`` (None: delete) is refused."""
+        slot = path[len(CAL_DIR) + 1 :]
+        if "/" in slot:
+            return None  # not a slot; nothing below a slot is a member
+        others = [v for n, v in self._cal_slots() if n != slot]
+        if value and value in others:
+            return f"{value.decode('utf-8', 'replace')} already holds another CAL slot"
+        before = [v for _, v in self._cal_slots()]
+        if before and not others and not value:
+            return "the change would leave the cluster with no member"
+        return None
+
+    def _cal_slots(self) -> list[tuple[str, bytes]]:
+        """``(slot name, member id)`` of the non-empty numeric slots, by number."""
+        names = sorted((n for n in self._dirs.get(CAL_DIR, ()) if n.isdigit()), key=int)
+        files = [(n, self._files.get(f"{CAL_DIR}/{n}")) for n in names]
+        return [(n, f.value) for n, f in files if f is not None and f.value]
+
+    def _set(self, path: str, value: bytes, rev: int, old: File | None) -> None:
+        """Write a file, creating its missing directories."""
+        new = File(path, rev, value)
+        self._record(path, old, new, rev)
+        self._files[path] = new
+        if old is None:
+            child = path
+            while True:
+                directory, name = split(child)
+                entries = self._dirs.get(directory)
+                if entries is not None:
+                    entries.add(name)
+                    break
+                self._dirs[directory] = {name}
+                self._record(directory, None, _DIR, rev)
+                child = directory
+        self._events.append(Event(rev, path, "set", value))
+        self._event_revs.append(rev)
+
+    def _delete(self, path: str, rev: int, old: File) -> None:
+        """Remove a file and the directories it leaves empty."""
+        del self._files[path]
+        self._record(path, old, None, rev)
+        child = path
+        while True:
+            directory, name = split(child)
+            entries = self._dirs[directory]
+            entries.discard(name)
+            if entries or directory == "/":
+                break
+            del self._dirs[directory]
+            self._record(directory, _DIR, None, rev)
+            child = directory
+        self._events.append(Event(rev, path, "del", None))
+        self._event_revs.append(rev)
+
+    def _record(self, path: str, old: _State, new: _State, rev: int) -> None:
+        """Remember that ``path`` went from ``old`` to ``new`` at ``rev``."""
+        history = self._hist.get(path)
+        if history is None:
+            history = self._hist[path] = ([0], [old])
+            directory, name = split(path)
+            self._touched.setdefault(directory, set()).add(name)
+        history[0].append(rev)
+        history[1].append(new)
+        self._changes.append((rev, path))
+
+    def _forget_keys(self) -> None:
+        """Drop de-duplication keys older than the window (same on every node)."""
+        limit = self.rev - self._dedup_revs
+        order = self._key_order
+        while order and order[0][0] <= limit:
+            del self._keys[order.popleft()[1]]
+
+    def _maybe_prune(self) -> None:
+        """Forget history older than ``hist`` revs, a batch at a time."""
+        new_oldest = self.rev - self._hist_revs + 1
+        if new_oldest - self.oldest < self._prune_batch:
+            return
+        changes = self._changes
+        while changes and changes[0][0] <= new_oldest:
+            path = changes.popleft()[1]
+            history = self._hist.get(path)
+            if history is None:
+                continue  # already pruned via an earlier change record
+            revs, states = history
+            keep_from = bisect_right(revs, new_oldest) - 1
+            if keep_from > 0:
+                del revs[:keep_from]
+                del states[:keep_from]
+                revs[0] = 0
+            if len(revs) == 1:  # unchanged in the window: the head says it all
+                del self._hist[path]
+                directory, name = split(path)
+                touched = self._touched[directory]
+                touched.discard(name)
+                if not touched:
+                    del self._touched[directory]
+        cut = bisect_left(self._event_revs, new_oldest)
+        del self._events[:cut]
+        del self._event_revs[:cut]
+        self.oldest = new_oldest
+
+    def _check_rev(self, rev: int | None) -> int:
+        """The rev to read at; TOO_LATE when too old, ValueError when not yet applied."""
+        if rev is None:
+            return self.rev
+        if rev > self.rev:
+            raise ValueError(f"rev {rev} is not applied yet (at {self.rev}); wait_rev first")
+        self._check_not_too_late(rev)
+        return rev
+
+    def _check_not_too_late(self, rev: int) -> None:
+        """Raise TOO_LATE (with ``oldest``) when ``rev`` is older than the history kept."""
+        if rev < self.oldest:
+            detail = f"rev {rev} is older than the kept history"
+            raise DoozerError("TOO_LATE", detail, oldest=self.oldest)
+
+    def _state(self, path: str, rev: int) -> _State:
+        """What ``path`` was at ``rev`` (a checked rev)."""
+        if rev < self.rev:
+            history = self._hist.get(path)
+            if history is not None:
+                revs = history[0]
+                if rev < revs[-1]:
+                    return history[1][bisect_right(revs, rev) - 1]
+        f = self._files.get(path)
+        if f is not None:
+            return f
+        return _DIR if path in self._dirs else None
+
+    def _entries(self, path: str, rev: int) -> list[str]:
+        """Sorted entry names of directory ``path`` at ``rev`` (it is one then)."""
+        names = self._dirs.get(path, set())
+        if rev < self.rev:
+            touched = self._touched.get(path)
+            if touched:
+                # Untouched entries are as at the head; only the touched ones
+                # (few, even in a huge directory) need a look at history.
+                names = (names - touched) | {
+                    n for n in touched if self._state(join(path, n), rev) is not None
+                }
+        return sorted(names)
+
+    def get(self, path: str, rev: int | None = None) -> File | Dir:
+        """The file or directory at ``path`` as of ``rev`` (default: head).
+
+        :raises DoozerError: ``NOENT``, ``TOO_LATE``, ``BAD_PATH``.
+        :raises ValueError: ``rev`` is newer than :attr:`rev`.
+        """
+        if rev is None or rev == self.rev:
+            f = self._files.get(path)
+            if f is not None:
+                return f
+        # Off the fast path: path syntax answers before the rev (SPEC §3).
+        validate_path(path)
+        rev = self._check_rev(rev)
+        state = self._state(path, rev)
+        if isinstance(state, File):
+            return state
+        if state is _DIR:
+            return Dir(path, self._entries(path, rev))
+        raise DoozerError("NOENT", f"{path} does not exist at rev {rev}")
+
+    def getdir(self, path: str, rev: int | None = None) -> list[str]:
+        """Sorted entry names of directory ``path`` as of ``rev``.
+
+        :raises DoozerError: ``NOENT``, ``NOTDIR``, ``TOO_LATE``, ``BAD_PATH``.
+        """
+        node = self.get(path, rev)
+        if isinstance(node, File):
+            raise DoozerError("NOTDIR", f"{path} is a file")
+        return node.entries
+
+    def walk(self, glob: str, rev: int | None = None) -> list[File]:
+        """Every file matching ``glob`` as of ``rev``, in path order.
+
+        Path order is component by component (a directory's files before
+        its sibling ``a-b`` when the directory is ``a``), as doozerd walks.
+
+        :raises DoozerError: ``BAD_GLOB``, ``TOO_LATE``.
+        """
+        match = compile_glob(glob)
+        rev = self._check_rev(rev)
+        start = glob_prefix(glob)
+        state = self._state(start, rev)
+        if isinstance(state, File):
+            return [state] if match(start) else []
+        if state is None:
+            return []
+        return [f for f in self._walk_files(start, rev) if match(f.path)]
+
+    def _walk_files(self, directory: str, rev: int) -> Iterator[File]:
+        """Every file below ``directory`` at ``rev``, depth first, names sorted."""
+        for name in self._entries(directory, rev):
+            path = join(directory, name)
+            state = self._state(path, rev)
+            if isinstance(state, File):
+                yield state
+            elif state is _DIR:
+                yield from self._walk_files(path, rev)
+
+    def cal(self) -> list[str]:
+        """Member ids of the non-empty ``/ctl/cal/<n>`` slots, by slot number."""
+        return [value.decode("utf-8", "replace") for _, value in self._cal_slots()]
+
+    def events(self, glob: str, from_rev: int, limit: int) -> list[Event]:
+        """The first ``limit`` changes to files matching ``glob`` with rev >= ``from_rev``.
+
+        :raises DoozerError: ``BAD_GLOB``; ``TOO_LATE`` when ``from_rev`` is
+            older than :attr:`oldest`.
+        """
+        match = compile_glob(glob)
+        self._check_not_too_late(from_rev)
+        found: list[Event] = []
+        events = self._events
+        for i in range(bisect_left(self._event_revs, from_rev), len(events)):
+            event = events[i]
+            if match(event.path):
+                found.append(event)
+                if len(found) >= limit:
+                    break
+        return found
+
+    def watch(self, glob: str, from_rev: int, limit: int) -> Deferred[list[Event]]:
+        """Wait for changes to files matching ``glob`` with rev >= ``from_rev``.
+
+        Fires with :meth:`events` as soon as at least one exists (at once if
+        one is already in the log). Cancelling the Deferred removes the
+        waiter at once. Errors (``BAD_GLOB``, ``TOO_LATE``) come as a failed
+        Deferred.
+
+        :param limit: at most this many events (>= 1).
+        """
+        if limit < 1:
+            return fail(ValueError("limit must be at least 1"))
+        try:
+            found = self.events(glob, from_rev, limit)
+        except DoozerError as e:
+            return fail(e)
+        if found:
+            return succeed(found)
+        prefix = glob_prefix(glob)
+        d: Deferred[list[Event]] = Deferred(partial(self._forget_watch, prefix))
+        self._watchers.setdefault(prefix, {})[d] = (glob, from_rev, limit)
+        return d
+
+    def _forget_watch(self, prefix: str, d: Deferred) -> None:
+        """The canceller of a watch: drop its waiter from the index."""
+        bucket = self._watchers.get(prefix)
+        if bucket is not None:
+            bucket.pop(d, None)
+            if not bucket:
+                del self._watchers[prefix]
+
+    def watcher_count(self) -> int:
+        """How many watches are waiting (for tests and metrics)."""
+        return sum(len(bucket) for bucket in self._watchers.values())
+
+    def _wake_watchers(self, new_events: list[Event]) -> None:
+        """Fire every waiter that one of ``new_events`` matches."""
+        if not new_events or not self._watchers:
+            return
+        ready: list[tuple[Deferred, str, int, int]] = []
+        for event in new_events:
+            # Only waiters indexed under the path or one of its ancestors can
+            # match it: look those up instead of scanning every waiter.
+            for key in ancestors(event.path) + [event.path]:
+                bucket = self._watchers.get(key)
+                if bucket is None:
+                    continue
+                for d, (glob, from_rev, limit) in list(bucket.items()):
+                    if event.rev >= from_rev and compile_glob(glob)(event.path):
+                        del bucket[d]
+                        ready.append((d, glob, from_rev, limit))
+                if not bucket:
+                    del self._watchers[key]
+        for d, glob, from_rev, limit in ready:
+            # No event before this batch matched (the waiter would have fired
+            # then), so its answer lies within the batch.
+            match = compile_glob(glob)
+            d.callback([e for e in new_events if e.rev >= from_rev and match(e.path)][:limit])
+
+    def wait_rev(self, rev: int) -> Deferred[int]:
+        """A Deferred firing with :attr:`rev` once ``self.rev >= rev``; cancellable."""
+        if self.rev >= rev:
+            return succeed(self.rev)
+        d: Deferred[int] = Deferred(partial(self._forget_rev_waiter, rev))
+        waiters = self._rev_waiters.get(rev)
+        if waiters is None:
+            waiters = self._rev_waiters[rev] = []
+            heapq.heappush(self._rev_heap, rev)
+        waiters.append(d)
+        return d
+
+    def _forget_rev_waiter(self, rev: int, d: Deferred) -> None:
+        """The canceller of :meth:`wait_rev` (the heap entry goes stale)."""
+        waiters = self._rev_waiters.get(rev)
+        if waiters is not None and d in waiters:
+            waiters.remove(d)
+            if not waiters:
+                del self._rev_waiters[rev]
+
+    def _wake_rev_waiters(self) -> None:
+        """Fire the rev waiters that the applied rev has reached."""
+        heap = self._rev_heap
+        ready: list[Deferred] = []
+        while heap and heap[0] <= self.rev:
+            ready.extend(self._rev_waiters.pop(heapq.heappop(heap), ()))
+        for d in ready:
+            d.callback(self.rev)
+
+    def snapshot(self) -> bytes:
+        """The tree at :attr:`rev` plus the de-duplication keys, as msgpack."""
+        files = [[f.path, f.rev, f.value] for f in sorted(self._files.values(), key=_path_key)]
+        keys = []
+        for _, key in self._key_order:
+            o = self._keys[key]
+            error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
+            keys.append([key[0], key[1], o.rev, error])
+        return msgpack.packb({"version": 1, "rev": self.rev, "files": files, "keys": keys},
+                             use_bin_type=True)
+
+    @classmethod
+    def from_snapshot(cls, data: bytes, hist: int = 2000, dedup_revs: int = DEDUP_REVS) -> "Store":
+        """A store holding what :meth:`snapshot` saved; its :attr:`oldest` is its rev.
+
+        :raises ValueError: when ``data`` is not a snapshot.
+        """
+        try:
+            doc: dict[str, Any] = msgpack.unpackb(data, raw=False)
+            store = cls(hist, dedup_revs)
+            for path, rev, value in doc["files"]:
+                old = store._files.get(path)
+                store._set(validate_path(path), value, rev, old)
+            for origin, request, rev, error in doc["keys"]:
+                err = DoozerError(error[0], error[1], **error[2]) if error else None
+                store._keys[(origin, request)] = Outcome(rev, (origin, request), err)
+                store._key_order.append((rev, (origin, request)))
+            store.rev = store.oldest = doc["rev"]
+        except (ValueError, KeyError, TypeError, DoozerError) as e:
+            raise ValueError(f"not a store snapshot: {e}") from None
+        # Loading went through _set; that is not history anyone can read.
+        for kept in (store._hist, store._touched, store._changes, store._events, store._event_revs):
+            kept.clear()
+        return store
+
+
+def _path_key(f: File) -> list[str]:
+    """Sort key putting files in path order (component by component)."""
+    return f.path.split("/")
