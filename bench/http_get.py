@@ -1,0 +1,74 @@
+"""GET throughput of one node beside a bare Klein JSON handler, same run.
+
+    python bench/http_get.py [--seconds 10] [--connections 32]
+
+Load comes from wrk (Debian package ``wrk``) when installed, else from a
+small Python client (which then limits the figures: say so when you quote
+them). Prints requests/s for each server and the ratio. Never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+
+import procs
+
+
+def wrk(url: str, seconds: int, connections: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1))
+
+
+def python_load(url: str, seconds: int, connections: int) -> float:
+    import asyncio
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = f"GET {parts.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+
+    async def worker(deadline: float, counts: list) -> None:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        while time.monotonic() < deadline:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            await reader.readexactly(length)
+            counts[0] += 1
+        writer.close()
+
+    async def main() -> float:
+        counts = [0]
+        start = time.monotonic()
+        await asyncio.gather(*(worker(start + seconds, counts) for _ in range(connections)))
+        return counts[0] / (time.monotonic() - start)
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    load = wrk if shutil.which("wrk") else python_load
+    print(f"load generator: {'wrk' if load is wrk else 'python asyncio (install wrk for better figures)'}")
+    with procs.bare_klein() as (port, _):
+        bare = load(f"http://127.0.0.1:{port}/v1/store/message", args.seconds, args.connections)
+    with procs.doozer_node() as (port, _):
+        procs.put(port, "/message", b"hello, world")
+        ours = load(f"http://127.0.0.1:{port}/v1/store/message", args.seconds, args.connections)
+    print(f"{'server':<28}{'GET req/s':>12}")
+    print(f"{'bare Klein JSON handler':<28}{bare:>12.0f}")
+    print(f"{'doozer GET /v1/store/...':<28}{ours:>12.0f}")
+    print(f"ratio doozer / bare Klein: {ours / bare:.2f} (target >= 0.90)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""A node's settings, checked once at start-up (see :mod:`doozer.tap`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+Addr = tuple[str, int]
+
+
+def parse_addr(text: str, default_host: Optional[str] = None) -> Addr:
+    """``HOST:PORT`` (or ``PORT`` with ``default_host``) as a tuple.
+
+    :raises ValueError: with a message saying what is wrong.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = "", text.strip()
+    host = host.strip("[]")
+    if not host:
+        if default_host is None:
+            raise ValueError(f"{text!r} is not HOST:PORT")
+        host = default_host
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} has no valid port (1-65535)")
+    return host, int(port)
+
+
+def format_addr(addr: Addr) -> str:
+    """The ``HOST:PORT`` text of an address."""
+    return f"{addr[0]}:{addr[1]}"
+
+
+@dataclass
+class Config:
+    """Everything ``twistd doozer`` was told (SPEC §5)."""
+
+    listen: Addr = ("127.0.0.1", 8046)
+    web: Optional[Addr] = ("127.0.0.1", 8000)
+    peers: list[Addr] = field(default_factory=list)
+    cluster: str = "local"
+    timeout: float = 60.0
+    fill: float = 0.1
+    hist: int = 2000
+    pulse: float = 1.0
+    max_value: int = 32768
+    rw_secret: Optional[bytes] = None
+    ro_secret: Optional[bytes] = None
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    cluster_key: Optional[bytes] = None
+    access_log: bool = False
+    alpha: int = 50

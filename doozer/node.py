@@ -1,0 +1,496 @@
+"""One doozer node: the single implementation of every client operation.
+
+The node wires a :class:`~doozer.store.Store` to a consensus
+:class:`~doozer.consensus.sequencer.Sequencer`. Every write becomes a
+:class:`~doozer.mutation.Mutation` proposed to the sequencer; decided
+instances are applied to the store in seqn order, and the writer is answered
+from the store's outcome for its ``(node id, request id)``. A one-member
+cluster takes exactly this path too.
+
+Both front ends (HTTP in :mod:`doozer.api`, doozerd's protocol in
+:mod:`doozer.native`) call only the public methods here.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from doozer import __version__, mutation
+from doozer.errors import DoozerError
+from doozer.path import validate_glob, validate_path
+from doozer.store import Event, Store
+
+#: Seconds a write may wait for its decision before it answers UNAVAILABLE.
+WRITE_TIMEOUT = 10.0
+
+Send = Callable[[str, Any], None]
+
+
+def _client_may_write(path: str) -> None:
+    """SPEC §1: under /ctl clients may only touch CAL slots /ctl/cal/N."""
+    if path == "/ctl" or path.startswith("/ctl/"):
+        parts = path.split("/")
+        if len(parts) == 4 and parts[2] == "cal" and parts[3].isdigit():
+            return
+        raise DoozerError(
+            "FORBIDDEN",
+            f"{path} is cluster bookkeeping written by the nodes; clients may "
+            "only create, empty or delete CAL slots /ctl/cal/N",
+        )
+
+
+class Node:
+    """A doozer node: store + sequencer + the operations clients call.
+
+    :param node_id: this process's id (new at every start, never reused).
+    :param addr: ``HOST:PORT`` where clients and peers reach this node.
+    :param cluster: the cluster name.
+    :param store: the replicated store.
+    :param sequencer: the consensus core deciding the order of writes.
+    :param clock: the reactor's time and scheduling.
+    :param send: delivers a consensus message to a peer id (the transport);
+        unused by a one-member cluster.
+    :param pulse: seconds between records of the applied rev in
+        ``/ctl/node/<id>/applied``.
+    :param write_timeout: seconds before an undecided write answers
+        ``UNAVAILABLE``.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        node_id: str,
+        addr: str,
+        cluster: str,
+        store: Store,
+        sequencer: Any,
+        clock: IReactorTime,
+        send: Optional[Send] = None,
+        pulse: float = 1.0,
+        write_timeout: float = WRITE_TIMEOUT,
+    ) -> None:
+        self.id = node_id
+        self.addr = addr
+        self.cluster = cluster
+        self.store = store
+        self.sequencer = sequencer
+        self.clock = clock
+        self._send = send or (lambda dest, message: None)
+        self.pulse = pulse
+        self.write_timeout = write_timeout
+        self._next_request = 0
+        self._pending: dict[int, defer.Deferred[Any]] = {}
+        self._pump_call: Optional[IDelayedCall] = None
+        self._tick_call: Optional[IDelayedCall] = None
+        self._tick_at: Optional[float] = None
+        self._pulse_call: Optional[IDelayedCall] = None
+        self._pulsed_rev = -1
+        self.applied_seqn = 0
+        self.running = False
+
+    # ------------------------------------------------------------------
+    # life cycle
+
+    def start_genesis(self, empty_slots: int = 0) -> None:
+        """Start a new cluster with this node as its only member.
+
+        The cluster's bookkeeping (/ctl/name, the CAL, this node's record)
+        is written through consensus like any other write.
+
+        :param empty_slots: free CAL slots to create for peers that will
+            attach (one per node named in ``--peers``).
+        """
+        self.running = True
+        writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
+        writes += [(f"/ctl/cal/{n}", b"") for n in range(1, empty_slots + 1)]
+        writes += self._self_record()
+        for path, value in writes:
+            self._internal_write(mutation.SET, path, value)
+        self.log.info(
+            "doozer node {id} started cluster {cluster!r} at {addr} as its first member",
+            id=self.id,
+            cluster=self.cluster,
+            addr=self.addr,
+        )
+        self._schedule_pulse()
+
+    def stop(self) -> None:
+        """Stop timers and fail the writes still waiting."""
+        self.running = False
+        for call in (self._pump_call, self._tick_call, self._pulse_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._pump_call = self._tick_call = self._pulse_call = None
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.errback(
+                DoozerError(
+                    "UNAVAILABLE", "the node is shutting down", indeterminate=True
+                )
+            )
+
+    def _self_record(self) -> list[tuple[str, bytes]]:
+        base = f"/ctl/node/{self.id}"
+        return [
+            (f"{base}/addr", self.addr.encode()),
+            (f"{base}/hostname", socket.gethostname().encode()),
+            (f"{base}/version", __version__.encode()),
+            (f"{base}/writable", b"true"),
+        ]
+
+    # ------------------------------------------------------------------
+    # state
+
+    @property
+    def member(self) -> bool:
+        """Whether this node holds a CAL slot (and so votes and proposes)."""
+        return self.id in self.store.cal()
+
+    @property
+    def writable(self) -> bool:
+        """Whether this node takes client writes."""
+        return self.running and self.member
+
+    # ------------------------------------------------------------------
+    # writes
+
+    def set(self, path: str, value: bytes, rev: int = mutation.CLOBBER) -> "defer.Deferred[int]":
+        """Write ``value`` to the file ``path`` under precondition ``rev``.
+
+        :returns: a Deferred firing with the file's new rev.
+        """
+        validate_path(path)
+        if path == "/":
+            raise DoozerError("ISDIR", "/ is the root directory; write a file below it")
+        _client_may_write(path)
+        return self._write(mutation.SET, path, value, rev).addCallback(lambda o: o.rev)
+
+    def delete(self, path: str, rev: int = mutation.CLOBBER) -> "defer.Deferred[int]":
+        """Delete the file ``path`` under precondition ``rev``.
+
+        :returns: a Deferred firing with the rev of the delete.
+        """
+        validate_path(path)
+        if path == "/":
+            raise DoozerError("ISDIR", "/ is the root directory and cannot be deleted")
+        _client_may_write(path)
+        return self._write(mutation.DEL, path, b"", rev).addCallback(lambda o: o.rev)
+
+    def nop(self) -> "defer.Deferred[int]":
+        """Run one consensus round that changes nothing but takes a rev."""
+        return self._write(mutation.NOP, "", b"", mutation.CLOBBER).addCallback(
+            lambda o: o.rev
+        )
+
+    def _write(self, kind: int, path: str, value: bytes, rev: int) -> "defer.Deferred[Any]":
+        if not self.writable:
+            raise DoozerError(
+                "READONLY",
+                "this node is not a member of the cluster and cannot take writes; "
+                "write to a member (see /v1/cluster)",
+            )
+        return self._propose(kind, path, value, rev, timeout=self.write_timeout)
+
+    def _internal_write(self, kind: int, path: str, value: bytes, rev: int = -1) -> None:
+        """A bookkeeping write by the node itself; failures are logged."""
+        d = self._propose(kind, path, value, rev, timeout=None)
+        d.addErrback(
+            lambda f: self.log.debug(
+                "bookkeeping write {path} failed: {err}", path=path, err=f.value
+            )
+        )
+
+    def _propose(
+        self, kind: int, path: str, value: bytes, rev: int, timeout: Optional[float]
+    ) -> "defer.Deferred[Any]":
+        self._next_request += 1
+        request = self._next_request
+        item = mutation.Mutation(kind, self.id, request, path, value, rev).encode()
+
+        def cancel(d: defer.Deferred[Any]) -> None:
+            # The mutation may still be decided; we only stop waiting for it.
+            self._pending.pop(request, None)
+
+        d: defer.Deferred[Any] = defer.Deferred(cancel)
+        self._pending[request] = d
+        self.sequencer.propose(item, self.clock.seconds())
+        self._schedule_pump()
+        if timeout is not None:
+            timer = self.clock.callLater(timeout, self._write_timed_out, request)
+            d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        return d
+
+    def _write_timed_out(self, request: int) -> None:
+        d = self._pending.pop(request, None)
+        if d is not None:
+            d.errback(
+                DoozerError(
+                    "UNAVAILABLE",
+                    f"the write was not committed within {self.write_timeout:g} s "
+                    "(no quorum?); it may still commit later",
+                    indeterminate=True,
+                )
+            )
+
+    # ------------------------------------------------------------------
+    # reads
+
+    def read_rev(
+        self, rev: Optional[int], timeout: float, consistent: bool = False
+    ) -> "defer.Deferred[int]":
+        """The rev a read should use, once the node can answer at it.
+
+        :param rev: the rev asked for, or ``None`` for the current one.
+        :param timeout: seconds to wait for a rev this node has not applied.
+        :param consistent: first run a consensus round, so the read reflects
+            every write acknowledged anywhere before it started.
+        :returns: a Deferred firing with the rev to read at; it fails with
+            ``TIMEOUT`` or ``TOO_LATE``.
+        """
+        if consistent:
+            d = self.nop()
+            if rev is not None:
+                return d.addCallback(lambda _: self._wait_rev(rev, timeout))
+            return d
+        if rev is None:
+            return defer.succeed(self.store.rev)
+        return self._wait_rev(rev, timeout)
+
+    def _wait_rev(self, rev: int, timeout: float) -> "defer.Deferred[int]":
+        if rev < self.store.oldest:
+            raise DoozerError(
+                "TOO_LATE",
+                f"rev {rev} is older than the kept history",
+                oldest=self.store.oldest,
+            )
+        if rev <= self.store.rev:
+            return defer.succeed(rev)
+        d = self.store.wait_rev(rev)
+        timer = self.clock.callLater(timeout, d.cancel)
+
+        def arrived(_: Any) -> int:
+            if timer.active():
+                timer.cancel()
+            return rev
+
+        def timed_out(f: Any) -> Any:
+            f.trap(defer.CancelledError)
+            if timer.active():  # cancelled by the client going away
+                timer.cancel()
+                return f
+            raise DoozerError(
+                "TIMEOUT",
+                f"rev {rev} was not reached within {timeout:g} s (this node is at "
+                f"{self.store.rev})",
+            )
+
+        return d.addCallbacks(arrived, timed_out)
+
+    def watch(
+        self, glob: str, rev: Optional[int], limit: int, timeout: float
+    ) -> "defer.Deferred[tuple[list[Event], int]]":
+        """Changes to files matching ``glob`` from ``rev`` on.
+
+        :returns: a Deferred firing with ``(events, next)``; ``events`` is
+            empty when ``timeout`` passed first.
+        """
+        validate_glob(glob)
+        if rev is None:
+            rev = self.store.rev + 1
+        if rev < self.store.oldest:
+            raise DoozerError(
+                "TOO_LATE",
+                f"rev {rev} is older than the kept history",
+                oldest=self.store.oldest,
+            )
+        start = rev
+        d = self.store.watch(glob, rev, limit)
+        timer = self.clock.callLater(timeout, d.cancel)
+
+        def got(events: list[Event]) -> tuple[list[Event], int]:
+            if timer.active():
+                timer.cancel()
+            return events, events[-1].rev + 1
+
+        def timed_out(f: Any) -> Any:
+            f.trap(defer.CancelledError)
+            if timer.active():  # the client went away: propagate
+                timer.cancel()
+                return f
+            return [], max(start, self.store.rev + 1)
+
+        return d.addCallbacks(got, timed_out)
+
+    # ------------------------------------------------------------------
+    # cluster information
+
+    def self_info(self) -> dict[str, Any]:
+        """SPEC's ``/v1/self``."""
+        return {
+            "id": self.id,
+            "addr": self.addr,
+            "cluster": self.cluster,
+            "member": self.member,
+            "writable": self.writable,
+        }
+
+    def _node_field(self, node_id: str, name: str) -> Optional[str]:
+        try:
+            f = self.store.get(f"/ctl/node/{node_id}/{name}")
+        except DoozerError:
+            return None
+        value = getattr(f, "value", None)
+        return value.decode("utf-8", "replace") if value is not None else None
+
+    def _node_info(self, node_id: str) -> dict[str, Any]:
+        applied = self._node_field(node_id, "applied")
+        if node_id == self.id:
+            applied = str(self.store.rev)
+        return {
+            "id": node_id,
+            "addr": self._node_field(node_id, "addr"),
+            "applied": int(applied) if applied and applied.isdigit() else None,
+        }
+
+    def cluster_info(self) -> dict[str, Any]:
+        """SPEC's ``/v1/cluster``: members by slot and every known node."""
+        members = []
+        for slot, member_id in self._slots():
+            if member_id:
+                info = self._node_info(member_id)
+                info["slot"] = slot
+                members.append(info)
+        try:
+            known = self.store.getdir("/ctl/node")
+        except DoozerError:
+            known = []
+        return {
+            "cluster": self.cluster,
+            "rev": self.store.rev,
+            "members": members,
+            "nodes": [self._node_info(n) for n in known],
+        }
+
+    def _slots(self) -> list[tuple[int, str]]:
+        try:
+            names = self.store.getdir("/ctl/cal")
+        except DoozerError:
+            return []
+        slots = []
+        for name in names:
+            if name.isdigit():
+                f = self.store.get(f"/ctl/cal/{name}")
+                slots.append((int(name), getattr(f, "value", b"").decode()))
+        return sorted(slots)
+
+    # ------------------------------------------------------------------
+    # consensus plumbing
+
+    def receive(self, sender: str, message: Any) -> None:
+        """A consensus message from a peer (called by the transport)."""
+        self.sequencer.receive(sender, message, self.clock.seconds())
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        # Everything proposed or received in one reactor turn is handled in
+        # one pump, so it shares one instance (batching for free).
+        if self._pump_call is None:
+            self._pump_call = self.clock.callLater(0, self._pump)
+
+    def _pump(self) -> None:
+        self._pump_call = None
+        now = self.clock.seconds()
+        self.sequencer.tick(now)
+        for dest, message in self.sequencer.take_outbox():
+            self._send(dest, message)
+        for seqn, items in self.sequencer.take_decided():
+            self._apply(seqn, items)
+        self._schedule_tick()
+
+    def _apply(self, seqn: int, items: list[bytes]) -> None:
+        outcomes = self.store.apply(items)
+        self.applied_seqn = seqn
+        self.sequencer.set_members(seqn + self.sequencer.alpha, self.store.cal())
+        for outcome in outcomes:
+            origin, request = outcome.key
+            if origin != self.id:
+                continue
+            d = self._pending.pop(request, None)
+            if d is None:
+                continue
+            if outcome.error is not None:
+                d.errback(outcome.error)
+            else:
+                d.callback(outcome)
+
+    def _schedule_tick(self) -> None:
+        when = self.sequencer.next_wakeup()
+        if when is None or not self.running:
+            return
+        if self._tick_call is not None and self._tick_call.active():
+            if self._tick_at is not None and self._tick_at <= when:
+                return
+            self._tick_call.cancel()
+        self._tick_at = when
+        delay = max(0.0, when - self.clock.seconds())
+        self._tick_call = self.clock.callLater(delay, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick_call = None
+        self._tick_at = None
+        self._pump()
+
+    # ------------------------------------------------------------------
+    # pulse
+
+    def _schedule_pulse(self) -> None:
+        if self.pulse > 0 and self.running:
+            self._pulse_call = self.clock.callLater(self.pulse, self._on_pulse)
+
+    def _on_pulse(self) -> None:
+        self._pulse_call = None
+        # Record progress only when there was progress, so an idle cluster
+        # does not spend a rev per second per node for nothing.
+        if self.member and self.store.rev != self._pulsed_rev:
+            self._pulsed_rev = self.store.rev + 1
+            self._internal_write(
+                mutation.SET,
+                f"/ctl/node/{self.id}/applied",
+                str(self.store.rev).encode(),
+            )
+        self._schedule_pulse()
+
+
+def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) -> Node:
+    """Wire a store and a sequencer into a node from a :class:`~doozer.config.Config`.
+
+    :param rng: the node's randomness (a seeded ``random.Random`` in tests).
+    """
+    import random
+
+    from doozer.config import format_addr
+    from doozer.consensus.sequencer import Sequencer
+
+    store = Store(hist=config.hist)
+    sequencer = Sequencer(
+        node_id,
+        genesis=[node_id],
+        alpha=config.alpha,
+        fill=config.fill,
+        rng=rng or random.Random(),
+    )
+    return Node(
+        node_id,
+        format_addr(config.listen),
+        config.cluster,
+        store,
+        sequencer,
+        clock,
+        pulse=config.pulse,
+    )

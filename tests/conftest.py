@@ -1,0 +1,37 @@
+"""Shared test setup: tests import their helpers (apiutil, sim...) by name,
+and a test fails if it logged an unhandled error (pytest lacks trial's check)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterator
+
+import pytest
+from twisted.logger import globalLogPublisher
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture(autouse=True)
+def no_logged_errors() -> Iterator[None]:
+    """Fail the test when something logged a failure (an error the code swallowed)."""
+    errors: list = []
+
+    def observe(event: dict) -> None:
+        if event.get("log_failure") is not None or event.get("isError"):
+            errors.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    if errors:
+        from twisted.logger import formatEvent
+
+        details = "\n".join(
+            formatEvent(e) + ("\n" + e["log_failure"].getTraceback() if e.get("log_failure") else "")
+            for e in errors
+        )
+        pytest.fail(f"logged errors:\n{details}")

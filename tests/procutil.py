@@ -1,0 +1,109 @@
+"""Real ``twistd doozer`` processes for tests: free loopback ports, always killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+class NodeProcess:
+    """One ``twistd -n doozer`` in its own directory.
+
+    :param workdir: where it runs (its log goes to ``node.log`` there).
+    :param args: extra ``twistd doozer`` options.
+    :param env: extra environment variables.
+    """
+
+    def __init__(self, workdir: str, *args: str, port: Optional[int] = None,
+                 env: Optional[dict] = None, web: bool = False) -> None:
+        self.port = port or free_port()
+        self.web_port = free_port() if web else None
+        self.workdir = workdir
+        self.args = list(args)
+        self.env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+        self.proc: Optional[subprocess.Popen] = None
+        os.makedirs(workdir, exist_ok=True)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}"
+
+    def start(self, wait: bool = True) -> "NodeProcess":
+        web = ["--web", f"127.0.0.1:{self.web_port}"] if self.web_port else ["--web", "false"]
+        self.log = open(os.path.join(self.workdir, "node.log"), "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "twisted", "-n", "--pidfile=", "doozer",
+             "--listen", self.addr, *web, *self.args],
+            cwd=self.workdir, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_up()
+        return self
+
+    def wait_up(self, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"node exited: {self.read_log()[-2000:]}")
+            try:
+                self.request("GET", "/v1/rev", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"node did not come up: {self.read_log()[-2000:]}")
+
+    def read_log(self) -> str:
+        with open(os.path.join(self.workdir, "node.log"), "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def request(self, method: str, path: str, body: Optional[bytes] = None,
+                headers: Optional[dict] = None, timeout: float = 10) -> tuple[int, Any]:
+        """One HTTP request; returns (status, decoded JSON or raw bytes)."""
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, raw, ctype = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as e:
+            status, raw, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        return status, json.loads(raw) if ctype.startswith("application/json") else raw
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        if getattr(self, "log", None):
+            self.log.close()
+            self.log = None
