@@ -1,0 +1,178 @@
+"""Catch-up, heartbeats and forwarding for non-members.
+
+A mixin of :class:`~doozer.consensus.sequencer.Sequencer`, split out to keep
+modules small: PING heartbeats (which carry the sender's decided seqn),
+WANT/LEARN catch-up, TOO_OLD (the asker needs a snapshot), and FORWARD, by
+which a non-member gets its items proposed by a member. Duplicated forwards
+are harmless: the store de-duplicates by ``(origin, request)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from doozer.consensus.messages import (
+    ENVELOPE_OVERHEAD,
+    ITEM_OVERHEAD,
+    Forward,
+    Learn,
+    Ping,
+    TooOld,
+    Want,
+)
+
+#: Queue length beyond which a member stops taking forwarded items.
+MAX_FORWARDED_QUEUE = 100_000
+
+#: Most instances answered to one WANT.
+WANT_BATCH = 64
+
+
+class CatchUp:
+    """Heartbeats, catch-up and forwarding.
+
+    A mixin: the state it uses (window, queue, send helpers) belongs to
+    :class:`~doozer.consensus.sequencer.Sequencer`.
+    """
+
+    def __getattr__(self, name: str) -> Any:  # pragma: no cover - typing aid only
+        raise AttributeError(name)
+
+    # ------------------------------------------------------------------
+    # non-members: forwarding items to a member
+
+    def _pick_member(self) -> Optional[str]:
+        members = [m for m in self._members.get(self._known_upto, ()) if m != self.node_id]
+        if not members:
+            return None
+        heard = self.last_heard
+        return max(members, key=lambda m: heard.get(m, float("-inf")))
+
+    def _forward_queue(self, now: float) -> None:
+        target = self._pick_member()
+        if target is None:
+            self._blocked = "nobody"
+            return
+        items, self._queue = self._queue, []
+        for item in items:
+            self._forwarded[item] = [now, now]
+        self._send_forward(target, items)
+
+    def _send_forward(self, target: str, items: list[bytes]) -> None:
+        budget = self.max_value - ENVELOPE_OVERHEAD
+        chunk: list[bytes] = []
+        size = 0
+        for item in items:
+            if chunk and size + len(item) + ITEM_OVERHEAD > budget:
+                self._send(target, Forward(tuple(chunk)))
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item) + ITEM_OVERHEAD
+        if chunk:
+            self._send(target, Forward(tuple(chunk)))
+        self._count("forwarded", len(items))
+
+    def _resend_forwards(self, now: float) -> None:
+        if not self._forwarded:
+            return
+        ttl = max(60 * self.fill, 30.0)
+        again = []
+        for item, times in list(self._forwarded.items()):
+            if now - times[0] > ttl:
+                del self._forwarded[item]  # the writer has long timed out
+            elif now - times[1] >= 5 * self.fill:
+                times[1] = now
+                again.append(item)
+        if again:
+            members = [m for m in self._members.get(self._known_upto, ()) if m != self.node_id]
+            if members:
+                self._send_forward(self.rng.choice(members), again)
+
+    def _on_forward(self, sender: str, msg: Forward, now: float) -> None:
+        if self.node_id in self._members.get(self._known_upto, ()):
+            if len(self._queue) >= MAX_FORWARDED_QUEUE:
+                self._count("forward_dropped", len(msg.items))  # the sender retries
+                return
+            self._queue.extend(msg.items)
+            self._blocked = ""
+        else:
+            self._count("forward_refused")
+
+    # ------------------------------------------------------------------
+    # catch-up and liveness
+
+    def _ping(self, now: float) -> None:
+        for peer, since in list(self._observers.items()):
+            if now - since > 3 * self.ping_interval:
+                del self._observers[peer]
+        peers = self._window_peers()
+        peers.update(self._observers)
+        peers.discard(self.node_id)
+        msg = Ping(self._next_out - 1, self._frontier)
+        last_ping = self._last_ping
+        for peer in sorted(peers):
+            # Sent even to peers we talk to anyway: only PING carries our
+            # decided seqn, which laggards need to ask for what they miss.
+            if now - last_ping.get(peer, float("-inf")) >= self.ping_interval:
+                last_ping[peer] = now
+                self._send(peer, msg)
+
+    def _on_ping(self, sender: str, msg: Ping, now: float) -> None:
+        self.peer_decided[sender] = msg.decided
+        if sender not in self._window_peers():
+            self._observers[sender] = now
+        if msg.decided < self._next_out - 1 and now - self._last_sent.get(sender, float("-inf")) >= self.fill:
+            self._send(sender, Ping(self._next_out - 1, self._frontier))  # help a laggard
+        elif msg.decided >= self._next_out:
+            self._catch_up(now)
+
+    def _catch_up(self, now: float) -> None:
+        if now - self._want_at < self.fill or not self.peer_decided:
+            return
+        # Ask the most advanced peer heard from lately (a crashed one keeps
+        # its last PING's figure forever).
+        heard = self.last_heard
+        recent = now - 3 * self.ping_interval
+        ahead = [
+            (d, p)
+            for p, d in self.peer_decided.items()
+            if d >= self._next_out and heard.get(p, float("-inf")) >= recent
+        ]
+        if not ahead:
+            return
+        best, peer = max(ahead)
+        self._want_at = now
+        self._send(peer, Want(self._next_out, min(best + 1, self._next_out + WANT_BATCH)))
+
+    def _beyond(self, sender: str, s: int) -> None:
+        """A message for an instance beyond our window: we are behind."""
+        self._count("beyond_window")
+        # The sender knows M(s), so it has applied at least s - alpha.
+        if s - self.alpha > self.peer_decided.get(sender, 0):
+            self.peer_decided[sender] = s - self.alpha
+
+    def _on_want(self, sender: str, msg: Want, now: float) -> None:
+        start = max(msg.start, 1)
+        if start < self._log_oldest and start < self._next_out:
+            self._send(sender, TooOld(start, self._log_oldest))
+            return
+        budget = 4 * self.max_value
+        for s in range(start, min(msg.upto, start + WANT_BATCH)):
+            v = self._value_of(s)
+            if v is None:
+                continue
+            self._send(sender, Learn(s, v))
+            budget -= len(v)
+            if budget <= 0:
+                break
+
+    def _on_learn(self, sender: str, msg: Learn, now: float) -> None:
+        s = msg.seqn
+        if s < self._next_out or s in self._decided or s > self._next_out + self.retain:
+            return
+        self._decide(s, msg.value)
+
+    def _on_too_old(self, sender: str, msg: TooOld, now: float) -> None:
+        if msg.oldest > self._next_out:
+            self.snapshot_needed = True
+            self._count("too_old")

@@ -1,0 +1,515 @@
+"""The sequencer: a window of Paxos instances with rotating owners (Mencius).
+
+Sans-I/O: inputs are :meth:`Sequencer.propose`, :meth:`~Sequencer.receive`,
+:meth:`~Sequencer.tick` / :meth:`~Sequencer.flush` and
+:meth:`~Sequencer.set_members`, each given the current time ``now``; outputs
+are drained with :meth:`~Sequencer.take_outbox` (messages to send) and
+:meth:`~Sequencer.take_decided` (decided batches, strictly in seqn order).
+:meth:`~Sequencer.next_wakeup` says when to call :meth:`~Sequencer.tick`.
+
+Rule numbers refer to ``CONSENSUS.md``; ``docs/consensus.md`` maps them to
+this code. Messages a node sends to itself are handled internally (never
+through the outbox), so a one-member cluster decides a proposal inside one
+:meth:`~Sequencer.flush`, through the same Paxos code with a quorum of one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Iterable, Optional, Sequence
+
+from doozer.consensus.catchup import CatchUp
+from doozer.consensus.instance import NOOP, PROPOSING, Instance
+from doozer.consensus.messages import ENVELOPE_OVERHEAD, ITEM_OVERHEAD
+from doozer.consensus.messages import (
+    Accept,
+    Accepted,
+    Forward,
+    Learn,
+    Message,
+    Ping,
+    Skip,
+    TooOld,
+    Want,
+)
+from doozer.consensus.phases import Phases
+from doozer.mutation import MalformedMutation, decode_batch, encode_batch
+
+
+class Sequencer(Phases, CatchUp):
+    """Orders proposed items into a log of decided instances.
+
+    :param node_id: this node's id (a restarted process always has a new one).
+    :param genesis: ``M(s)`` for the first ``alpha`` instances (may be empty
+        for a node that will :meth:`install` a snapshot).
+    :param alpha: the membership delay α, fixed for the cluster.
+    :param fill: seconds an instance others wait on may stay open before it
+        is asked for (WANT) and then revoked; also the retransmit period.
+    :param rng: the only source of randomness (seeded in tests).
+    :param first_seqn: the first instance this node will hand out.
+    :param max_value: size limit in bytes of one instance's value plus
+        :data:`~doozer.consensus.messages.ENVELOPE_OVERHEAD`; the default
+        keeps every datagram under 65,507 bytes and admits a 60,000-byte
+        file body with its path.
+    :param max_inflight: own instances proposed but not yet decided; beyond
+        it, items wait and are batched together (pipelining with back-pressure).
+    :param ping_interval: heartbeat period when there is nothing else to say.
+    :param retain: decided values kept after hand-out to answer WANT.
+    :param now: the time of creation (peers count as heard at this time).
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        genesis: Sequence[str],
+        alpha: int = 50,
+        fill: float = 0.1,
+        rng: random.Random,
+        first_seqn: int = 1,
+        max_value: int = 64_000,
+        max_inflight: int = 16,
+        ping_interval: float = 1.0,
+        retain: int = 1000,
+        now: float = 0.0,
+    ) -> None:
+        if alpha < 1 or first_seqn < 1:
+            raise ValueError("alpha and first_seqn must be >= 1")
+        self.node_id = node_id
+        self.alpha = alpha
+        self.fill = fill
+        self.rng = rng
+        self.max_value = max_value
+        self.max_inflight = max_inflight
+        self.ping_interval = ping_interval
+        self.retain = retain
+        self._members: dict[int, tuple] = {}
+        self._known_upto = first_seqn - 1  # highest s whose M(s) is known
+        if genesis:
+            g = tuple(genesis)
+            for s in range(first_seqn, first_seqn + alpha):
+                self._members[s] = g
+            self._known_upto = first_seqn - 1 + alpha
+        self._next_out = first_seqn  # next seqn take_decided hands out
+        self._instances: dict[int, Instance] = {}
+        self._decided: dict[int, bytes] = {}  # decided, not yet handed out
+        self._log: dict[int, bytes] = {}  # handed out, kept for catch-up
+        self._log_oldest = first_seqn
+        self._queue: list[bytes] = []
+        # Why queued items wait: "" (they don't), "window" (no own instance
+        # left in the window), "inflight" (max_inflight reached) or "nobody"
+        # (a non-member that knows no member to forward to).
+        self._blocked = ""
+        self._cursor = first_seqn  # own instances below it are used or skipped
+        self._skip_upto = 0  # rule 5/6: skip own unused instances below this
+        self._inflight = 0
+        self._frontier = first_seqn - 1  # highest seqn seen proposed or decided
+        self._outbox: list[tuple[str, Message]] = []
+        self._local: deque = deque()
+        self._now = now
+        self._last_scan = now
+        self._want_at = float("-inf")
+        self.snapshot_needed = False
+        self.last_heard: dict[str, float] = {}
+        self.peer_decided: dict[str, int] = {}
+        self._last_sent: dict[str, float] = {}
+        self._last_ping: dict[str, float] = {}
+        self._observers: dict[str, float] = {}
+        self._forwarded: dict[bytes, list] = {}  # item -> [first sent, last sent]
+        self.counters: dict[str, int] = {}
+        self._created = now
+        self._handlers = self._make_handlers()
+
+    # ------------------------------------------------------------------
+    # public interface
+
+    def propose(self, item: bytes, now: float) -> None:
+        """Queue one item; it is cut into an instance at the next flush/tick.
+
+        :raises ValueError: when the item alone cannot fit in one instance.
+        """
+        if len(item) + ITEM_OVERHEAD + ENVELOPE_OVERHEAD > self.max_value:
+            raise ValueError(f"item of {len(item)} bytes exceeds the value limit")
+        self._queue.append(item)
+
+    def receive(self, sender: str, message: Message, now: float) -> None:
+        """Handle one message from ``sender`` (already authenticated)."""
+        self._now = now
+        if sender != self.node_id:
+            self.last_heard[sender] = now
+        handler = self._handlers.get(type(message))
+        if handler is None:
+            self._count("unknown_message")
+            return
+        handler(sender, message, now)
+        self._drain_local(now)
+
+    def tick(self, now: float) -> None:
+        """Run due timers (retransmit, WANT, revoke, ping) and flush."""
+        self._now = now
+        if now >= self._last_scan + self._scan_interval():
+            self._last_scan = now
+            self._retransmit(now)
+            self._scan_open(now)
+            self._catch_up(now)
+            self._resend_forwards(now)
+            self._ping(now)
+        self.flush(now)
+
+    def flush(self, now: float) -> None:
+        """Send pending skips and cut queued items into instances."""
+        self._now = now
+        if self._cursor < self._next_out:
+            self._cursor = self._next_out
+        while True:
+            if self._skip_pending():
+                self._do_skip(now)
+            if self._queue:
+                self._cut(now)
+            self._drain_local(now)
+            # Local decisions (a one-member cluster) may have made room for
+            # more; otherwise everything left is blocked or sent.
+            if not (self._skip_pending() or (self._queue and not self._blocked)):
+                break
+
+    def set_members(self, seqn: int, members: Iterable[str]) -> None:
+        """Record ``M(seqn)``; the node calls it with ``seqn = s + alpha``
+        after applying instance ``s``. The first value given for a seqn wins."""
+        m = tuple(members)
+        if not m:
+            self._count("members_empty")
+            return
+        old = self._members.get(seqn)
+        if old is not None:
+            if old != m:
+                self._count("members_conflict")
+            return
+        if seqn >= self._next_out:  # below it, M is no longer needed
+            prev = self._members.get(seqn - 1)
+            self._members[seqn] = prev if prev == m else m  # share equal tuples
+        # Decisions may be handed out before the node applies them, so the
+        # window is contiguous over known M(s) and already handed-out seqns.
+        while self._known_upto + 1 in self._members or self._known_upto + 1 < self._next_out:
+            self._known_upto += 1
+        self._blocked = ""
+
+    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> None:
+        """Adopt a snapshot made by applying instances up to ``floor_seqn``.
+
+        Decisions and acceptor state at or below the floor are discarded (the
+        node never acts as an acceptor there again); above it they survive.
+
+        :param members_by_seqn: ``M(s)`` for ``s`` in ``(floor, floor + alpha]``.
+        """
+        floor = floor_seqn
+        for s in [s for s in self._instances if s <= floor]:
+            inst = self._instances.pop(s)
+            self._coord.pop(s, None)
+            if inst.items is not None and not inst.decided:
+                # Maybe decided with them, maybe not: the store de-duplicates.
+                self._queue[:0] = inst.items
+                self._inflight -= 1
+        for s in range(floor + 1, self._next_out):
+            if s in self._log:  # installing behind what we handed out
+                self._decided[s] = self._log[s]
+        self._decided = {s: v for s, v in self._decided.items() if s > floor}
+        self._log = {}
+        self._log_oldest = floor + 1
+        self._next_out = floor + 1
+        self._members = {s: m for s, m in self._members.items() if s > floor}
+        for s, m in members_by_seqn.items():
+            if s > floor and m:
+                self._members[s] = tuple(m)
+        self._known_upto = floor
+        while self._known_upto + 1 in self._members:
+            self._known_upto += 1
+        self._cursor = max(self._cursor, floor + 1)
+        self._frontier = max(self._frontier, floor)
+        self.snapshot_needed = False
+        self._blocked = ""
+
+    def take_outbox(self) -> list[tuple[str, Message]]:
+        """Messages to send, as ``(destination node id, message)``."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def take_decided(self) -> list[tuple[int, list[bytes]]]:
+        """Decided instances not yet handed out, contiguous and in seqn order."""
+        out = []
+        while True:
+            s = self._next_out
+            value = self._decided.pop(s, None)
+            if value is None:
+                break
+            inst = self._instances.pop(s, None)
+            if inst is not None and inst.items is not None and value == inst.own_value:
+                items = inst.items
+            else:
+                try:
+                    items = decode_batch(value)
+                except MalformedMutation:
+                    self._count("malformed_value")
+                    items = []
+            self._log[s] = value
+            while len(self._log) > self.retain:
+                del self._log[self._log_oldest]
+                self._log_oldest += 1
+            self._members.pop(s, None)
+            self._next_out = s + 1
+            if self._forwarded:
+                for item in items:
+                    self._forwarded.pop(item, None)
+            out.append((s, items))
+        return out
+
+    def next_wakeup(self) -> Optional[float]:
+        """When :meth:`tick` should next run (``now`` means at once)."""
+        if self._local or (self._queue and not self._blocked) or self._skip_pending():
+            return self._now
+        return self._last_scan + self._scan_interval()
+
+    def is_member(self, seqn: Optional[int] = None) -> bool:
+        """Whether this node votes in instance ``seqn`` (default: the next one)."""
+        m = self._members.get(self._next_out if seqn is None else seqn)
+        return m is not None and self.node_id in m
+
+    def members(self, seqn: int) -> Optional[tuple]:
+        """``M(seqn)`` if known (within the window), else None."""
+        return self._members.get(seqn)
+
+    @property
+    def decided_seqn(self) -> int:
+        """The highest seqn handed out by :meth:`take_decided`."""
+        return self._next_out - 1
+
+    def stats(self) -> dict:
+        """Figures for the cluster endpoint and the WebView."""
+        return {
+            "decided": self._next_out - 1,
+            "frontier": self._frontier,
+            "window": self._known_upto,
+            "member": self.is_member(),
+            "members": list(self._members.get(self._next_out, ())),
+            "queued": len(self._queue),
+            "inflight": self._inflight,
+            "coordinating": len(self._coord),
+            "last_heard": dict(self.last_heard),
+            "peer_decided": dict(self.peer_decided),
+            "observers": sorted(self._observers),
+            "snapshot_needed": self.snapshot_needed,
+            "counters": dict(self.counters),
+        }
+
+    # ------------------------------------------------------------------
+    # plumbing
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def _send(self, dest: str, message: Message) -> None:
+        if dest == self.node_id:
+            self._local.append(message)
+        else:
+            self._outbox.append((dest, message))
+            self._last_sent[dest] = self._now
+
+    def _bcast(self, dests: Iterable[str], message: Message) -> None:
+        for dest in dests:
+            self._send(dest, message)
+
+    def _drain_local(self, now: float) -> None:
+        me = self.node_id
+        local = self._local
+        handlers = self._handlers
+        while local:
+            message = local.popleft()
+            handlers[type(message)](me, message, now)
+
+    def _inst(self, s: int) -> Optional[Instance]:
+        """The instance ``s`` if it lies in the window (creating it), else None."""
+        inst = self._instances.get(s)
+        if inst is None and self._next_out <= s <= self._known_upto:
+            inst = self._instances[s] = Instance(s, self._members[s])
+        return inst
+
+    def _owner(self, s: int) -> Optional[str]:
+        m = self._members.get(s)
+        return None if m is None else m[s % len(m)]
+
+    def _value_of(self, s: int) -> Optional[bytes]:
+        v = self._decided.get(s)
+        return self._log.get(s) if v is None else v
+
+    def _window_peers(self) -> set:
+        peers = set(self._members.get(self._next_out, ()))
+        peers.update(self._members.get(self._known_upto, ()))
+        return peers
+
+    def _scan_interval(self) -> float:
+        busy = (
+            self._coord
+            or self._frontier >= self._next_out
+            or self._forwarded
+            or self._queue
+            or self._behind()
+        )
+        return self.fill / 2 if busy else self.ping_interval / 2
+
+    def _behind(self) -> bool:
+        return any(d >= self._next_out for d in self.peer_decided.values())
+
+    # ------------------------------------------------------------------
+    # the owner: proposing (rule 4) and skipping (rules 5-6)
+
+    def _skip_pending(self) -> bool:
+        return min(self._skip_upto, self._known_upto + 1) > self._cursor
+
+    def _do_skip(self, now: float) -> None:
+        start = self._cursor
+        upto = min(self._skip_upto, self._known_upto + 1)
+        me = self.node_id
+        owned = False
+        for t in range(start, upto):
+            m = self._members[t]
+            if m[t % len(m)] != me:
+                continue
+            owned = True
+            if t in self._decided:
+                continue
+            inst = self._inst(t)
+            if inst is not None:
+                inst.skip()
+            self._decide(t, NOOP)
+        self._cursor = upto
+        if owned:
+            dests = self._window_peers()
+            dests.update(self._observers)
+            dests.discard(me)
+            self._bcast(sorted(dests), Skip(me, start, upto))
+
+    def _next_own(self) -> Optional[int]:
+        me = self.node_id
+        s = self._cursor
+        while s <= self._known_upto:
+            m = self._members[s]
+            if m[s % len(m)] == me and s not in self._decided:
+                inst = self._instances.get(s)
+                # Rule 6: an instance a revoker prepared is passed over.
+                if inst is None or (inst.promised == (0, me) and inst.accepted_ballot is None):
+                    return s
+            s += 1
+        return None
+
+    def _cut(self, now: float) -> None:
+        me = self.node_id
+        while self._queue:
+            if self._inflight >= self.max_inflight:
+                self._blocked = "inflight"
+                return
+            s = self._next_own()
+            if s is None:
+                if me not in self._members.get(self._known_upto, ()):
+                    self._forward_queue(now)
+                else:
+                    self._blocked = "window"
+                return
+            items = self._take_batch()
+            value = encode_batch(items)
+            inst = self._inst(s)
+            assert inst is not None
+            inst.phase = PROPOSING
+            inst.ballot = (0, me)
+            inst.items = items
+            inst.own_value = value
+            inst.value = value
+            inst.value_digest = inst.note_value(value)
+            inst.sent_at = now
+            self._coord[s] = inst
+            self._inflight += 1
+            self._cursor = s + 1
+            self._count("proposed")
+            self._bcast(inst.members, Accept(s, inst.ballot, value))
+        self._blocked = ""
+
+    def _take_batch(self) -> list[bytes]:
+        budget = self.max_value - ENVELOPE_OVERHEAD
+        size = 0
+        n = 0
+        queue = self._queue
+        for item in queue:
+            size += len(item) + ITEM_OVERHEAD
+            if size > budget and n:
+                break
+            n += 1
+        items = queue[:n]
+        del queue[:n]
+        return items
+
+    # ------------------------------------------------------------------
+    # learner
+
+    def _decide(self, s: int, value: bytes) -> None:
+        if s < self._next_out or s in self._decided:
+            return
+        self._decided[s] = value
+        inst = self._instances.get(s)
+        if inst is not None:
+            inst.decided = True
+            owner: Optional[str] = inst.owner
+            if inst.phase is not None:
+                inst.phase = None
+                self._coord.pop(s, None)
+                if self._observers:
+                    self._bcast(sorted(self._observers), Learn(s, value))
+            if inst.items is not None:
+                self._inflight -= 1
+                self._blocked = ""
+                if value != inst.own_value:
+                    # Rule 8: decided as something else (revoked): propose
+                    # the items again, first in line. Only now, never on a
+                    # timeout while the instance could still carry them.
+                    self._queue[:0] = inst.items
+                    self._count("reproposed", len(inst.items))
+                    inst.items = None
+        else:
+            owner = self._owner(s)
+        if s > self._frontier:
+            self._frontier = s
+        # Rule 5: a decision in someone else's instance lets us skip below it.
+        if owner is not None and owner != self.node_id and s > self._skip_upto:
+            self._skip_upto = s
+
+    def _on_accepted(self, sender: str, msg: Accepted, now: float) -> None:
+        s = msg.seqn
+        if s < self._next_out or s in self._decided:
+            return
+        inst = self._inst(s)
+        if inst is None:
+            self._beyond(sender, s)
+            return
+        if sender not in inst.members or not inst.valid_ballot(msg.ballot):
+            self._count("bad_accepted")
+            return
+        if inst.vote(sender, msg.ballot, msg.digest):
+            value = inst.values.get(msg.digest)
+            if value is not None:
+                self._decide(s, value)
+            else:
+                # Chosen, but the ACCEPT has not reached us yet.
+                inst.chosen_digest = msg.digest
+
+    def _make_handlers(self) -> dict:
+        handlers = dict(self._phase_handlers())
+        handlers.update(
+            {
+                Accepted: self._on_accepted,
+                Skip: self._on_skip,
+                Learn: self._on_learn,
+                Want: self._on_want,
+                Ping: self._on_ping,
+                Forward: self._on_forward,
+                TooOld: self._on_too_old,
+            }
+        )
+        return handlers

@@ -1,0 +1,284 @@
+"""The UDP transport: consensus messages in datagrams, authenticated and bounded.
+
+A frame is::
+
+    version (1 byte) | tag (32 bytes, only with a cluster key) | body
+
+where ``body`` is :func:`doozer.consensus.messages.pack` of the cluster name,
+the cluster id, the sender's id, the sender's datagram counter and the
+message, and ``tag`` is HMAC-SHA256 over ``version | body`` with the cluster
+key. The tag is checked with :func:`hmac.compare_digest` before anything else
+in the datagram is parsed.
+
+Every datagram that is oversized, malformed, unauthenticated, of another
+cluster (name or id: an earlier incarnation), looped back, or a replay (a
+counter already seen from that sender, within a sliding window) is counted in
+:attr:`UDPTransport.stats` and dropped; nothing a peer sends can make this
+class raise. Per-sender replay state and the pre-connection send queue are
+bounded, so a flood cannot grow memory without limit.
+
+The protocol does no I/O in ``__init__``: the node calls
+:meth:`UDPTransport.listen` (``listenUDP`` with a 64 KiB receive buffer;
+Twisted's default of 8 KiB would truncate large batches).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict, deque
+from typing import Callable, Optional
+
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from doozer.consensus import messages
+from doozer.consensus.messages import Message
+
+VERSION = 1
+_VERSION_BYTE = bytes([VERSION])
+TAG_SIZE = 32
+
+#: The largest UDP payload over IPv4.
+MAX_DATAGRAM = 65_507
+
+#: Receive buffer per datagram. Twisted's default ``maxPacketSize`` is 8192:
+#: larger datagrams would arrive truncated (and fail the HMAC), so listen
+#: with :meth:`UDPTransport.listen` or pass this to ``listenUDP``.
+MAX_PACKET = 65_536
+
+Address = tuple  # (host, port)
+
+_STAT_NAMES = (
+    "received",
+    "delivered",
+    "sent",
+    "oversized",
+    "truncated",
+    "bad_version",
+    "unauthenticated",
+    "malformed",
+    "foreign_cluster",
+    "looped",
+    "replayed",
+    "no_address",
+    "send_oversized",
+    "send_errors",
+    "queue_dropped",
+    "deliver_errors",
+)
+
+
+class _ReplayWindow:
+    """Counters seen from one sender: the highest, and a bitmask below it."""
+
+    __slots__ = ("highest", "mask")
+
+    def __init__(self) -> None:
+        self.highest = -1
+        self.mask = 0
+
+    def check_and_set(self, counter: int, size: int) -> bool:
+        """True (and remember it) when ``counter`` was not seen before."""
+        if counter > self.highest:
+            shift = counter - self.highest
+            self.mask = ((self.mask << shift) | 1) & ((1 << size) - 1) if shift < size else 1
+            self.highest = counter
+            return True
+        offset = self.highest - counter
+        if offset >= size:
+            return False  # too old to tell: treat as a replay
+        bit = 1 << offset
+        if self.mask & bit:
+            return False
+        self.mask |= bit
+        return True
+
+
+class UDPTransport(DatagramProtocol):
+    """Sends and receives consensus messages for one node.
+
+    :param cluster_name: the cluster's name (every datagram carries it).
+    :param cluster_id: the random id made at genesis; ``None`` until a
+        joining node learns it (then datagrams of any id are accepted and
+        none can be sent).
+    :param node_id: this node's id, the sender of every datagram.
+    :param deliver: called with ``(sender, message)`` for each valid datagram.
+    :param key: the cluster key; with it every datagram is authenticated.
+    :param clock: used once, to start the datagram counter above any a
+        previous process with this id could have used.
+    :param max_datagram: size limit for datagrams in both directions.
+    :param replay_window: how many recent counters per sender are remembered.
+    :param max_peers: senders whose replay state is kept (least recently
+        heard are forgotten first).
+    :param max_queued: datagrams kept while not yet listening.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        cluster_id: Optional[str],
+        node_id: str,
+        deliver: Callable[[str, Message], None],
+        key: Optional[bytes] = None,
+        clock: Optional[IReactorTime] = None,
+        max_datagram: int = MAX_DATAGRAM,
+        replay_window: int = 4096,
+        max_peers: int = 1024,
+        max_queued: int = 1024,
+    ) -> None:
+        self.cluster_name = cluster_name
+        self.cluster_id = cluster_id
+        self.node_id = node_id
+        self.deliver = deliver
+        self._key = key
+        self.max_datagram = max_datagram
+        self.replay_window = replay_window
+        self.max_peers = max_peers
+        self.addresses: dict[str, Address] = {}
+        self.learned: dict[str, Address] = {}
+        self.stats: dict[str, int] = {name: 0 for name in _STAT_NAMES}
+        self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
+        self._pending: deque = deque(maxlen=max_queued)
+        # Microseconds of wall time: above any counter an earlier process
+        # with this id used, unless it sent a million datagrams a second.
+        self._counter = int(clock.seconds() * 1_000_000) if clock is not None else 0
+
+    def listen(self, reactor: IReactorUDP, port: int, interface: str = "") -> IListeningPort:
+        """Listen on ``port`` with a receive buffer large enough for any datagram.
+
+        Called by the node (never from ``__init__``).
+        """
+        return reactor.listenUDP(port, self, interface=interface, maxPacketSize=MAX_PACKET)
+
+    # -- addresses ---------------------------------------------------------
+
+    def set_address(self, node_id: str, addr: Address) -> None:
+        """Where ``node_id`` listens (from the store's node records)."""
+        self.addresses[node_id] = addr
+
+    def address_of(self, node_id: str) -> Optional[Address]:
+        """The configured address of a peer, else the one it last sent from."""
+        return self.addresses.get(node_id) or self.learned.get(node_id)
+
+    # -- sending -----------------------------------------------------------
+
+    def frame(self, message: Message) -> bytes:
+        """The datagram carrying ``message`` (advances the counter)."""
+        self._counter += 1
+        body = messages.pack(
+            self.cluster_name, self.cluster_id or "", self.node_id, self._counter, message
+        )
+        if self._key is None:
+            return _VERSION_BYTE + body
+        tag = hmac.new(self._key, _VERSION_BYTE + body, hashlib.sha256).digest()
+        return _VERSION_BYTE + tag + body
+
+    def send(self, dest: str, message: Message) -> bool:
+        """Send ``message`` to node ``dest``; False when it was dropped."""
+        addr = self.address_of(dest)
+        if addr is None:
+            self.stats["no_address"] += 1
+            return False
+        if self.cluster_id is None:
+            self.stats["send_errors"] += 1
+            return False
+        data = self.frame(message)
+        if len(data) > self.max_datagram:
+            self.stats["send_oversized"] += 1
+            return False
+        if self.transport is None:
+            if len(self._pending) == self._pending.maxlen:
+                self.stats["queue_dropped"] += 1
+            self._pending.append((data, addr))
+            return True
+        return self._write(data, addr)
+
+    def _write(self, data: bytes, addr: Address) -> bool:
+        try:
+            self.transport.write(data, addr)
+        except OSError:
+            # A full socket buffer or an unreachable peer: UDP may drop, and
+            # the consensus core retransmits.
+            self.stats["send_errors"] += 1
+            return False
+        self.stats["sent"] += 1
+        return True
+
+    def startProtocol(self) -> None:
+        """Listening: send what was queued before."""
+        while self._pending:
+            self._write(*self._pending.popleft())
+
+    # -- receiving -----------------------------------------------------------
+
+    def datagramReceived(self, data: bytes, addr: Address) -> None:
+        """Validate one datagram and deliver its message; never raises."""
+        stats = self.stats
+        stats["received"] += 1
+        if len(data) > self.max_datagram:
+            stats["oversized"] += 1
+            return
+        limit = getattr(self.transport, "maxPacketSize", None)
+        if limit is not None and len(data) >= limit:
+            # Filled the receive buffer: the kernel truncated it.
+            stats["truncated"] += 1
+            return
+        if not data or data[0] != VERSION:
+            stats["bad_version"] += 1
+            return
+        if self._key is not None:
+            if len(data) < 1 + TAG_SIZE:
+                stats["unauthenticated"] += 1
+                return
+            tag = data[1 : 1 + TAG_SIZE]
+            body = data[1 + TAG_SIZE :]
+            expected = hmac.new(self._key, _VERSION_BYTE + body, hashlib.sha256).digest()
+            if not hmac.compare_digest(tag, expected):
+                stats["unauthenticated"] += 1
+                return
+        else:
+            body = data[1:]
+        try:
+            env = messages.unpack(body)
+        except messages.MalformedMessage:
+            stats["malformed"] += 1
+            return
+        if env.cluster_name != self.cluster_name or (
+            self.cluster_id is not None and env.cluster_id != self.cluster_id
+        ):
+            stats["foreign_cluster"] += 1
+            return
+        sender = env.sender
+        if sender == self.node_id:
+            stats["looped"] += 1
+            return
+        if not self._fresh(sender, env.counter):
+            stats["replayed"] += 1
+            return
+        if sender not in self.addresses:
+            self.learned[sender] = addr  # lets us answer non-members
+            if len(self.learned) > self.max_peers:
+                self.learned.pop(next(iter(self.learned)))
+        stats["delivered"] += 1
+        try:
+            self.deliver(sender, env.message)
+        except Exception:
+            # A bug in the node, not the peer's fault: make it loud, keep serving.
+            stats["deliver_errors"] += 1
+            self.log.failure("consensus message from {sender} failed", sender=sender)
+
+    def _fresh(self, sender: str, counter: int) -> bool:
+        windows = self._windows
+        window = windows.get(sender)
+        if window is None:
+            window = windows[sender] = _ReplayWindow()
+            if len(windows) > self.max_peers:
+                windows.popitem(last=False)
+        else:
+            windows.move_to_end(sender)
+        return window.check_and_set(counter, self.replay_window)

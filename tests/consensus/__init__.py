@@ -1,0 +1,1 @@
+"""Tests of the consensus core, its simulation and the UDP transport."""
