@@ -13,7 +13,9 @@ from twisted.logger import Logger
 from doozer.api import API
 from doozer.config import Config, format_addr
 from doozer.httputil import Secrets, Site
+from doozer.native import NativeFactory
 from doozer.node import build_node
+from doozer.sniff import SniffingFactory
 
 
 def new_node_id() -> str:
@@ -45,15 +47,17 @@ class NodeService(Service):
         secrets = Secrets(config.rw_secret, config.ro_secret)
         api = API(self.node, secrets=secrets, max_value=config.max_value)
         site = Site(api.resource(), max_body=config.max_value, access_log=config.access_log)
+        # One port, two protocols: HTTP and doozerd's, chosen by the first byte.
+        native = NativeFactory(self.node, secrets=secrets, max_value=config.max_value)
         host, port = config.listen
-        self.ports.append(self._listen_tcp(port, site, host))
+        self.ports.append(self._listen_tcp(port, SniffingFactory(site, native), host))
         self.log.info(
-            "doozer API listening on {scheme}://{addr}/v1/",
+            "doozer API listening on {scheme}://{addr}/v1/ (and doozerd's protocol)",
             scheme="https" if config.tls_cert else "http",
             addr=format_addr(config.listen),
         )
         if config.web is not None:
-            from doozer.web import WebView
+            from doozer.webview import WebView
 
             read_api = API(self.node, secrets=secrets, readonly=True)
             web_site = Site(
