@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: twistd of the running interpreter (``python -m twisted`` is twist, not twistd).
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
 def free_port() -> int:
@@ -59,7 +61,7 @@ def doozer_node(*args: str) -> Iterator[tuple[int, subprocess.Popen]]:
     env = dict(os.environ, PYTHONPATH=ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "-n", "--pidfile=", "doozer",
+            [*TWISTD, "-n", "--pidfile=", "doozer",
              "--listen", f"127.0.0.1:{port}", "--web", "false", *args],
             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

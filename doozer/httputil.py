@@ -273,8 +273,14 @@ def json_response(request: IRequest, node: Any, result: Any) -> bytes:
         request.setResponseCode(result.status)
         result = result.body()
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    request.setHeader(b"X-Doozer-Rev", str(node.store.rev).encode())
-    return json.dumps(result, separators=(",", ":")).encode()
+    return _finish(request, node, json.dumps(result, separators=(",", ":")).encode())
+
+
+def _finish(request: IRequest, node: Any, body: bytes) -> bytes:
+    # A Content-Length spares HTTP/1.1 clients the chunked framing.
+    request.setHeader(b"Content-Length", b"%d" % len(body))
+    request.setHeader(b"X-Doozer-Rev", b"%d" % node.store.rev)
+    return body
 
 
 def endpoint(f: Callable[..., Any]) -> Callable[..., Awaitable[bytes]]:
@@ -300,8 +306,7 @@ def endpoint(f: Callable[..., Any]) -> Callable[..., Awaitable[bytes]]:
                 request, self.node, DoozerError("OTHER", "internal error; see the node's log")
             )
         if isinstance(result, bytes):
-            request.setHeader(b"X-Doozer-Rev", str(self.node.store.rev).encode())
-            return result
+            return _finish(request, self.node, result)
         return json_response(request, self.node, result)
 
     return route

@@ -14,6 +14,8 @@ import urllib.request
 from typing import Any, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: twistd of the running interpreter (``python -m twisted`` is twist, not twistd).
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
 def free_port() -> int:
@@ -60,7 +62,7 @@ class NodeProcess:
         web = ["--web", f"127.0.0.1:{self.web_port}"] if self.web_port else ["--web", "false"]
         self.log = open(os.path.join(self.workdir, "node.log"), "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "-n", "--pidfile=", "doozer",
+            [*TWISTD, "-n", "--pidfile=", "doozer",
              "--listen", self.addr, *web, *self.args],
             cwd=self.workdir, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
