@@ -49,6 +49,7 @@ class API:
     :param secrets: the rw/ro access secrets (none: open).
     :param max_value: largest accepted file body, in bytes.
     :param readonly: serve the read endpoints only (the WebView's address).
+    :param cluster_key: authenticates peers fetching snapshots.
     """
 
     app = Klein()
@@ -61,8 +62,10 @@ class API:
         secrets: Optional[Secrets] = None,
         max_value: int = MAX_VALUE,
         readonly: bool = False,
+        cluster_key: Optional[bytes] = None,
     ) -> None:
         self.node = node
+        self.cluster_key = cluster_key
         self.secrets = secrets or Secrets()
         self.max_value = max_value
         self.readonly = readonly

@@ -23,6 +23,7 @@ from twisted.web import server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from doozer import peer
 from doozer.errors import DoozerError
 from doozer.path import validate_glob, validate_path
 
@@ -328,6 +329,8 @@ class Gate(Resource):
         self._api = api
 
     def render(self, request: IRequest) -> Any:
+        if request.path == peer.PATH and not self._api.readonly:
+            return self._render_snapshot(request)
         try:
             self._api.secrets.check_read(request)
             try:
@@ -337,3 +340,15 @@ class Gate(Resource):
         except DoozerError as e:
             return json_response(request, self._api.node, e)
         return self._routes.render(request)
+
+    def _render_snapshot(self, request: IRequest) -> bytes:
+        """A node snapshot for a joining or lagging peer (not a public endpoint)."""
+        node = self._api.node
+        try:
+            peer.check_peer(request, self._api.cluster_key, self._api.secrets.rw)
+            body = node.snapshot().encode()
+        except DoozerError as e:
+            return json_response(request, node, e)
+        request.setHeader(b"Content-Type", b"application/x-msgpack")
+        request.setHeader(b"X-Doozer-Snapshot-Mac", peer.body_mac(self._api.cluster_key, body).encode())
+        return _finish(request, node, body)

@@ -69,18 +69,27 @@ class Node:
         addr: str,
         cluster: str,
         store: Store,
-        sequencer: Any,
         clock: IReactorTime,
-        send: Optional[Send] = None,
+        *,
+        rng: Any,
+        alpha: int = 50,
+        fill: float = 0.1,
+        timeout: float = 60.0,
         pulse: float = 1.0,
         write_timeout: float = WRITE_TIMEOUT,
+        send: Optional[Send] = None,
     ) -> None:
         self.id = node_id
         self.addr = addr
         self.cluster = cluster
+        self.cluster_id: Optional[str] = None
         self.store = store
-        self.sequencer = sequencer
+        self.sequencer: Any = None
         self.clock = clock
+        self.rng = rng
+        self.alpha = alpha
+        self.fill = fill
+        self.timeout = timeout
         self._send = send or (lambda dest, message: None)
         self.pulse = pulse
         self.write_timeout = write_timeout
@@ -90,14 +99,35 @@ class Node:
         self._tick_call: Optional[IDelayedCall] = None
         self._tick_at: Optional[float] = None
         self._pulse_call: Optional[IDelayedCall] = None
+        self._chores_call: Optional[IDelayedCall] = None
         self._pulsed_rev = -1
+        self._running_since = 0.0
+        self._claiming = False
+        self._removing: set[tuple[int, int]] = set()
+        self.on_running: list[Callable[[], None]] = []
+        self.on_chores: list[Callable[[], None]] = []
         self.applied_seqn = 0
         self.running = False
+        #: message type -> handler(sender, message), for discovery messages.
+        self.discovery_handlers: dict[type, Callable[[str, Any], None]] = {}
+
+    def _new_sequencer(self, genesis: list[str], first_seqn: int) -> Any:
+        from doozer.consensus.sequencer import Sequencer
+
+        return Sequencer(
+            self.id,
+            genesis=genesis,
+            alpha=self.alpha,
+            fill=self.fill,
+            rng=self.rng,
+            first_seqn=first_seqn,
+            now=self.clock.seconds(),
+        )
 
     # ------------------------------------------------------------------
     # life cycle
 
-    def start_genesis(self, empty_slots: int = 0) -> None:
+    def start_genesis(self, empty_slots: int = 0, cluster_id: Optional[str] = None) -> None:
         """Start a new cluster with this node as its only member.
 
         The cluster's bookkeeping (/ctl/name, the CAL, this node's record)
@@ -105,28 +135,93 @@ class Node:
 
         :param empty_slots: free CAL slots to create for peers that will
             attach (one per node named in ``--peers``).
+        :param cluster_id: the new cluster's id (random when not given).
         """
-        self.running = True
+        self.cluster_id = cluster_id or _random_id(self.rng)
+        self.sequencer = self._new_sequencer([self.id], 1)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
         writes += [(f"/ctl/cal/{n}", b"") for n in range(1, empty_slots + 1)]
         writes += self._self_record()
         for path, value in writes:
             self._internal_write(mutation.SET, path, value)
         self.log.info(
-            "doozer node {id} started cluster {cluster!r} at {addr} as its first member",
+            "doozer node {id} started cluster {cluster!r} at {addr} as its first member"
+            "{others}",
             id=self.id,
             cluster=self.cluster,
             addr=self.addr,
+            others=f", with {empty_slots} free slots for its peers" if empty_slots else "",
         )
+        self._become_running()
+
+    def install(self, snap: Any) -> bool:
+        """Adopt a peer's snapshot: a new node attaching, or a laggard catching up.
+
+        :param snap: a :class:`doozer.peer.Snapshot` of this node's cluster.
+        :returns: whether it was installed (an older one is ignored).
+        """
+        if snap.cluster != self.cluster:
+            raise ValueError(f"snapshot of cluster {snap.cluster!r}, not {self.cluster!r}")
+        if self.sequencer is not None and snap.seqn <= self.applied_seqn:
+            return False
+        self.store.adopt(Store.from_snapshot(snap.store, hist=self.store.hist))
+        if self.sequencer is None:
+            self.cluster_id = snap.cluster_id
+            self.alpha = snap.alpha
+            self.sequencer = self._new_sequencer([], snap.seqn + 1)
+        self.sequencer.install(snap.seqn, snap.members)
+        self.applied_seqn = snap.seqn
+        self.log.info(
+            "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
+            id=self.id,
+            cluster=self.cluster,
+            rev=self.store.rev,
+            seqn=snap.seqn,
+        )
+        if not self.running:
+            for path, value in self._self_record():
+                self._internal_write(mutation.SET, path, value)
+            self._become_running()
+        self._schedule_pump()
+        return True
+
+    def snapshot(self) -> Any:
+        """This node's state at the current instance boundary, for a peer."""
+        from doozer.peer import Snapshot
+
+        if self.sequencer is None:
+            raise DoozerError("READONLY", "this node is in no cluster yet")
+        seqn = self.applied_seqn
+        members = {}
+        for s in range(seqn + 1, seqn + self.sequencer.alpha + 1):
+            m = self.sequencer.members(s)
+            if m is None:
+                raise DoozerError("OTHER", f"membership of seqn {s} is not known here")
+            members[s] = list(m)
+        return Snapshot(
+            cluster=self.cluster,
+            cluster_id=self.cluster_id or "",
+            alpha=self.sequencer.alpha,
+            seqn=seqn,
+            members=members,
+            store=self.store.snapshot(),
+        )
+
+    def _become_running(self) -> None:
+        self.running = True
+        self._running_since = self.clock.seconds()
         self._schedule_pulse()
+        self._schedule_chores()
+        for callback in self.on_running:
+            callback()
 
     def stop(self) -> None:
         """Stop timers and fail the writes still waiting."""
         self.running = False
-        for call in (self._pump_call, self._tick_call, self._pulse_call):
+        for call in (self._pump_call, self._tick_call, self._pulse_call, self._chores_call):
             if call is not None and call.active():
                 call.cancel()
-        self._pump_call = self._tick_call = self._pulse_call = None
+        self._pump_call = self._tick_call = self._pulse_call = self._chores_call = None
         pending, self._pending = self._pending, {}
         for d in pending.values():
             d.errback(
@@ -189,7 +284,7 @@ class Node:
         )
 
     def _write(self, kind: int, path: str, value: bytes, rev: int) -> "defer.Deferred[Any]":
-        if not self.writable:
+        if self.sequencer is None or not self.writable:
             raise DoozerError(
                 "READONLY",
                 "this node is not a member of the cluster and cannot take writes; "
@@ -197,14 +292,16 @@ class Node:
             )
         return self._propose(kind, path, value, rev, timeout=self.write_timeout)
 
-    def _internal_write(self, kind: int, path: str, value: bytes, rev: int = -1) -> None:
+    def _internal_write(
+        self, kind: int, path: str, value: bytes, rev: int = -1
+    ) -> "defer.Deferred[Any]":
         """A bookkeeping write by the node itself; failures are logged."""
-        d = self._propose(kind, path, value, rev, timeout=None)
-        d.addErrback(
-            lambda f: self.log.debug(
-                "bookkeeping write {path} failed: {err}", path=path, err=f.value
-            )
-        )
+        d = self._propose(kind, path, value, rev, timeout=max(self.write_timeout, 30.0))
+
+        def failed(f: Any) -> None:
+            self.log.debug("bookkeeping write {path} failed: {err}", path=path, err=f.value)
+
+        return d.addErrback(failed)
 
     def _propose(
         self, kind: int, path: str, value: bytes, rev: int, timeout: Optional[float]
@@ -217,9 +314,12 @@ class Node:
             # The mutation may still be decided; we only stop waiting for it.
             self._pending.pop(request, None)
 
+        try:
+            self.sequencer.propose(item, self.clock.seconds())
+        except ValueError:
+            raise DoozerError("TOO_LARGE", "the write does not fit one consensus datagram") from None
         d: defer.Deferred[Any] = defer.Deferred(cancel)
         self._pending[request] = d
-        self.sequencer.propose(item, self.clock.seconds())
         self._schedule_pump()
         if timeout is not None:
             timer = self.clock.callLater(timeout, self._write_timed_out, request)
@@ -358,6 +458,19 @@ class Node:
             "applied": int(applied) if applied and applied.isdigit() else None,
         }
 
+    def node_addresses(self) -> dict[str, str]:
+        """Every known node's address, from ``/ctl/node/<id>/addr``."""
+        try:
+            known = self.store.getdir("/ctl/node")
+        except DoozerError:
+            return {}
+        out = {}
+        for node_id in known:
+            addr = self._node_field(node_id, "addr")
+            if addr:
+                out[node_id] = addr
+        return out
+
     def cluster_info(self) -> dict[str, Any]:
         """SPEC's ``/v1/cluster``: members by slot and every known node."""
         members = []
@@ -393,7 +506,13 @@ class Node:
     # consensus plumbing
 
     def receive(self, sender: str, message: Any) -> None:
-        """A consensus message from a peer (called by the transport)."""
+        """A message from a peer (called by the transport)."""
+        handler = self.discovery_handlers.get(type(message))
+        if handler is not None:
+            handler(sender, message)
+            return
+        if self.sequencer is None:
+            return  # not in a cluster yet: consensus traffic is not for us
         self.sequencer.receive(sender, message, self.clock.seconds())
         self._schedule_pump()
 
@@ -405,6 +524,8 @@ class Node:
 
     def _pump(self) -> None:
         self._pump_call = None
+        if self.sequencer is None:
+            return
         now = self.clock.seconds()
         self.sequencer.tick(now)
         for dest, message in self.sequencer.take_outbox():
@@ -455,16 +576,76 @@ class Node:
 
     def _on_pulse(self) -> None:
         self._pulse_call = None
-        # Record progress only when there was progress, so an idle cluster
-        # does not spend a rev per second per node for nothing.
-        if self.member and self.store.rev != self._pulsed_rev:
-            self._pulsed_rev = self.store.rev + 1
+        # Record progress only when something besides the members' own
+        # pulses happened since our last one; otherwise an idle cluster would
+        # keep pulsing in answer to each other's pulses forever.
+        members = len(self.store.cal())
+        if self.member and self.store.rev > self._pulsed_rev + members:
+            self._pulsed_rev = self.store.rev
             self._internal_write(
                 mutation.SET,
                 f"/ctl/node/{self.id}/applied",
                 str(self.store.rev).encode(),
             )
         self._schedule_pulse()
+
+    # ------------------------------------------------------------------
+    # membership chores: claiming a free slot, removing silent members
+
+    def _schedule_chores(self) -> None:
+        if self.running:
+            self._chores_call = self.clock.callLater(0.5, self._chores)
+
+    def _chores(self) -> None:
+        self._chores_call = None
+        for callback in self.on_chores:
+            callback()
+        if self.member:
+            self._remove_silent_members()
+        elif not self._claiming:
+            self._claim_free_slot()
+        self._schedule_chores()
+
+    def _claim_free_slot(self) -> None:
+        for slot, holder in self._slots():
+            if holder == "":
+                slot_rev = self.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
+                self._claiming = True
+                self.log.info("claiming free CAL slot {slot}", slot=slot)
+                d = self._internal_write(mutation.SET, f"/ctl/cal/{slot}", self.id.encode(), slot_rev)
+                d.addBoth(self._claim_done)
+                return
+
+    def _claim_done(self, result: Any) -> None:
+        self._claiming = False
+        if self.member:
+            self.log.info(
+                "doozer node {id} is now a member of cluster {cluster!r}",
+                id=self.id,
+                cluster=self.cluster,
+            )
+
+    def _remove_silent_members(self) -> None:
+        now = self.clock.seconds()
+        heard = self.sequencer.last_heard
+        for slot, holder in self._slots():
+            if not holder or holder == self.id:
+                continue
+            silent = now - max(heard.get(holder, float("-inf")), self._running_since)
+            slot_rev = self.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
+            if silent > self.timeout and (slot, slot_rev) not in self._removing:
+                self.log.warn(
+                    "member {holder} silent for {silent:.0f} s: emptying CAL slot {slot}",
+                    holder=holder,
+                    silent=silent,
+                    slot=slot,
+                )
+                self._removing.add((slot, slot_rev))
+                self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
+
+
+def _random_id(rng: Any) -> str:
+    return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
 
 
 def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) -> Node:
@@ -475,22 +656,16 @@ def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) 
     import random
 
     from doozer.config import format_addr
-    from doozer.consensus.sequencer import Sequencer
 
-    store = Store(hist=config.hist)
-    sequencer = Sequencer(
-        node_id,
-        genesis=[node_id],
-        alpha=config.alpha,
-        fill=config.fill,
-        rng=rng or random.Random(),
-    )
     return Node(
         node_id,
         format_addr(config.listen),
         config.cluster,
-        store,
-        sequencer,
+        Store(hist=config.hist),
         clock,
+        rng=rng or random.Random(),
+        alpha=config.alpha,
+        fill=config.fill,
+        timeout=config.timeout,
         pulse=config.pulse,
     )

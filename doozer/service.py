@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 from typing import Any, Optional
 
@@ -11,7 +12,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from doozer.api import API
-from doozer.config import Config, format_addr
+from doozer.bootstrap import Discovery
+from doozer.config import Config, format_addr, parse_addr
+from doozer.consensus.transport import UDPTransport
+from doozer.peer import Snapshot, body_mac, https_agent, peer_headers
 from doozer.httputil import Secrets, Site
 from doozer.native import NativeFactory
 from doozer.node import build_node
@@ -37,19 +41,32 @@ class NodeService(Service):
         self.reactor = reactor
         self.node: Optional[Any] = None
         self.ports: list[Any] = []
+        self._fetching = False
 
     def startService(self) -> None:
         super().startService()
         config = self.config
-        self.node = build_node(
-            config, clock=self.reactor, node_id=new_node_id()
+        self.node = node = build_node(config, clock=self.reactor, node_id=new_node_id())
+        self.transport = UDPTransport(
+            cluster_name=config.cluster,
+            cluster_id=None,
+            node_id=node.id,
+            deliver=node.receive,
+            key=config.cluster_key,
+            clock=self.reactor,
         )
+        node._send = self.transport.send
+        node.on_running.append(self._joined)
+        node.on_chores.append(self._chores)
+        host, port = config.listen
+        self.ports.append(self.transport.listen(self.reactor, port, host))
         secrets = Secrets(config.rw_secret, config.ro_secret)
-        api = API(self.node, secrets=secrets, max_value=config.max_value)
+        api = API(
+            node, secrets=secrets, max_value=config.max_value, cluster_key=config.cluster_key
+        )
         site = Site(api.resource(), max_body=config.max_value, access_log=config.access_log)
         # One port, two protocols: HTTP and doozerd's, chosen by the first byte.
         native = NativeFactory(self.node, secrets=secrets, max_value=config.max_value)
-        host, port = config.listen
         self.ports.append(self._listen_tcp(port, SniffingFactory(site, native), host))
         self.log.info(
             "doozer API listening on {scheme}://{addr}/v1/ (and doozerd's protocol)",
@@ -69,7 +86,72 @@ class NodeService(Service):
                 self.reactor.listenTCP(config.web[1], web_site, interface=config.web[0])
             )
             self.log.info("doozer WebView on http://{addr}/", addr=format_addr(config.web))
-        self.node.start_genesis(empty_slots=0)
+        self.discovery = Discovery(
+            node, config.peers, self.transport.send_to, self._fetch_snapshot, self.reactor
+        )
+        self.discovery.start()
+
+    def _joined(self) -> None:
+        """The node is in a cluster: datagrams now carry its id."""
+        assert self.node is not None
+        self.transport.cluster_id = self.node.cluster_id
+        self._chores()
+
+    def _chores(self) -> None:
+        """Keep peers' addresses current; fetch a snapshot when left behind."""
+        node = self.node
+        assert node is not None
+        for peer_id, addr in node.node_addresses().items():
+            try:
+                self.transport.set_address(peer_id, parse_addr(addr))
+            except ValueError:
+                continue
+        seq = node.sequencer
+        if seq is not None and seq.snapshot_needed and not self._fetching:
+            members = [m for m in node.store.cal() if m != node.id]
+            addrs = node.node_addresses()
+            candidates = [addrs[m] for m in members if m in addrs]
+            if candidates:
+                self._fetching = True
+                addr = parse_addr(node.rng.choice(candidates))
+                self.log.info("left behind the log: copying state from {addr}", addr=format_addr(addr))
+                d = self._fetch_snapshot(addr)
+                d.addCallback(node.install)
+                d.addErrback(lambda f: self.log.warn("snapshot failed: {e}", e=f.getErrorMessage()))
+                d.addBoth(self._fetched)
+
+    def _fetched(self, _: Any) -> None:
+        self._fetching = False
+
+    def _fetch_snapshot(self, addr: tuple[str, int]) -> "defer.Deferred[Any]":
+        """GET a peer's snapshot over its client port (HTTPS when we use TLS)."""
+        import treq
+
+        config = self.config
+        scheme = "https" if config.tls_cert else "http"
+        if config.tls_cert:
+            from treq.client import HTTPClient
+
+            client = HTTPClient(https_agent(self.reactor))
+        else:
+            client = treq
+        url = f"{scheme}://{format_addr(addr)}/_peer/snapshot"
+        d = client.get(
+            url, headers=peer_headers(config.cluster_key, config.rw_secret), timeout=30
+        )
+
+        def got(response: Any) -> Any:
+            if response.code != 200:
+                raise RuntimeError(f"{url} answered {response.code}")
+            mac = (response.headers.getRawHeaders(b"x-doozer-snapshot-mac") or [b""])[0]
+            return treq.content(response).addCallback(check, mac.decode("ascii", "replace"))
+
+        def check(body: bytes, mac: str) -> Snapshot:
+            if config.cluster_key and not hmac.compare_digest(mac, body_mac(config.cluster_key, body)):
+                raise RuntimeError("the snapshot's tag does not match the cluster key")
+            return Snapshot.decode(body)
+
+        return d.addCallback(got)
 
     def _listen_tcp(self, port: int, factory: Any, host: str) -> Any:
         if self.config.tls_cert:
@@ -85,6 +167,8 @@ class NodeService(Service):
 
     def stopService(self) -> "defer.Deferred[Any]":
         super().stopService()
+        if getattr(self, "discovery", None) is not None:
+            self.discovery.stop()
         if self.node is not None:
             self.node.stop()
         ports, self.ports = self.ports, []

@@ -117,7 +117,35 @@ class TooOld(NamedTuple):
     oldest: int
 
 
-Message = Union[Accept, Accepted, Skip, Prepare, Promise, Nack, Learn, Want, Ping, Forward, TooOld]
+class Hello(NamedTuple):
+    """A node looking for its cluster (``--peers``): "who are you, and in
+    which cluster?" Sent to addresses, before any cluster id is known."""
+
+    addr: str
+    cluster_name: str
+
+
+class Status(NamedTuple):
+    """The answer to :class:`Hello`: the sender's address, its cluster's
+    name and id (:data:`NO_CLUSTER` when in none) and whether it is a member."""
+
+    addr: str
+    cluster_name: str
+    cluster_id: str
+    member: bool
+    decided: int
+
+
+#: The cluster id of a node that is in no cluster yet.
+NO_CLUSTER = "-"
+
+#: Messages that travel between nodes of different (or no) clusters.
+DISCOVERY = (Hello, Status)
+
+Message = Union[
+    Accept, Accepted, Skip, Prepare, Promise, Nack, Learn, Want, Ping, Forward, TooOld,
+    Hello, Status,
+]
 
 # Wire codes. Never renumber: they are the protocol.
 CODES: dict[type, int] = {
@@ -132,6 +160,8 @@ CODES: dict[type, int] = {
     Ping: 9,
     Forward: 10,
     TooOld: 11,
+    Hello: 12,
+    Status: 13,
 }
 
 _MAX_INT = 2**62
@@ -145,6 +175,10 @@ def _int(x: Any) -> bool:
 
 def _str(x: Any) -> bool:
     return type(x) is str and 0 < len(x) <= 256
+
+
+def _bool(x: Any) -> bool:
+    return type(x) is bool
 
 
 def _bytes(x: Any) -> bool:
@@ -187,6 +221,8 @@ _SCHEMA: dict[int, tuple[type, tuple[Callable[[Any], bool], ...]]] = {
     9: (Ping, (_int, _int)),
     10: (Forward, (_items,)),
     11: (TooOld, (_int, _int)),
+    12: (Hello, (_str, _str)),
+    13: (Status, (_str, _str, _str, _bool, _int)),
 }
 
 _packer = msgpack.Packer(use_bin_type=True)

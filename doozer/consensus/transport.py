@@ -171,7 +171,11 @@ class UDPTransport(DatagramProtocol):
         """The datagram carrying ``message`` (advances the counter)."""
         self._counter += 1
         body = messages.pack(
-            self.cluster_name, self.cluster_id or "", self.node_id, self._counter, message
+            self.cluster_name,
+            self.cluster_id or messages.NO_CLUSTER,
+            self.node_id,
+            self._counter,
+            message,
         )
         if self._key is None:
             return _VERSION_BYTE + body
@@ -184,7 +188,11 @@ class UDPTransport(DatagramProtocol):
         if addr is None:
             self.stats["no_address"] += 1
             return False
-        if self.cluster_id is None:
+        return self.send_to(addr, message)
+
+    def send_to(self, addr: Address, message: Message) -> bool:
+        """Send ``message`` to an address (discovery knows no ids yet)."""
+        if self.cluster_id is None and not isinstance(message, messages.DISCOVERY):
             self.stats["send_errors"] += 1
             return False
         data = self.frame(message)
@@ -248,9 +256,14 @@ class UDPTransport(DatagramProtocol):
         except messages.MalformedMessage:
             stats["malformed"] += 1
             return
-        if env.cluster_name != self.cluster_name or (
-            self.cluster_id is not None and env.cluster_id != self.cluster_id
+        discovery = isinstance(env.message, messages.DISCOVERY)
+        if not discovery and (
+            env.cluster_name != self.cluster_name
+            or self.cluster_id is None
+            or env.cluster_id != self.cluster_id
         ):
+            # Discovery crosses clusters (the node checks the names);
+            # everything else must be of our cluster incarnation.
             stats["foreign_cluster"] += 1
             return
         sender = env.sender
