@@ -367,22 +367,36 @@ def test_wait_rev_fires_when_reached_and_cancels() -> None:
 
 
 def test_snapshot_round_trip() -> None:
-    """from_snapshot restores the head tree, rev and de-dup keys; oldest == rev."""
+    """from_snapshot restores the tree, rev, kept history and de-dup keys."""
     store = Store()
     dup = S("/x/y", b"\x00\xff")
     store.apply([S("/a", b""), dup, S("/ctl/cal/0", b"A"), N(), S("/a", rev=0)])
     copy = Store.from_snapshot(store.snapshot())
-    assert copy.rev == copy.oldest == store.rev == 5
+    assert copy.snapshot() == store.snapshot()
+    assert (copy.rev, copy.oldest) == (store.rev, store.oldest) == (5, 0)
     assert copy.walk("/**") == store.walk("/**")
     assert copy.getdir("/x") == ["y"]
     assert copy.cal() == ["A"]
+    assert copy.events("/**", 1, 100) == store.events("/**", 1, 100)
+    assert copy.get("/x/y", 2) == store.get("/x/y", 2)
     again = copy.apply([dup])[0]
     assert again.duplicate and again.rev == 2
-    with pytest.raises(DoozerError, match="TOO_LATE"):
-        copy.get("/a", 4)
-    assert copy.snapshot() == store.snapshot()
     with pytest.raises(ValueError):
         Store.from_snapshot(b"nonsense")
+
+
+def test_snapshot_carries_the_history_window() -> None:
+    """A snapshot of a pruned store answers reads and watches from its oldest rev on."""
+    store = Store(hist=8)
+    for i in range(40):
+        store.apply([S(f"/k/{i % 3}", str(i).encode())])
+    copy = Store.from_snapshot(store.snapshot(), hist=8)
+    assert copy.oldest == store.oldest > 1
+    for rev in range(store.oldest, store.rev + 1):
+        assert copy.walk("/**", rev) == store.walk("/**", rev)
+        assert copy.events("/**", rev, 100) == store.events("/**", rev, 100)
+    with pytest.raises(DoozerError, match="TOO_LATE"):
+        copy.get("/k/0", store.oldest - 1)
 
 
 def test_history_after_snapshot() -> None:
@@ -395,7 +409,7 @@ def test_history_after_snapshot() -> None:
     assert copy.get("/a", 3) == File("/a", 1, b"1")
     assert copy.getdir("/", 3) == ["a"]
     assert copy.get("/a") == File("/a", 4, b"3")
-    assert [e.rev for e in copy.events("/**", 2, 10)] == [3, 4]
+    assert [e.rev for e in copy.events("/**", 2, 10)] == [2, 3, 4]  # history came along
 
 
 def test_path_syntax_answers_before_rev() -> None:
@@ -457,3 +471,27 @@ def test_reads_at_rev_equal_replay(specs: list, batch: int, hist: int) -> None:
         assert view(store, rev) == view(fresh, rev), rev
         logged = store.events("/**", store.oldest, 10_000)
         assert [e for e in logged if e.rev <= rev] == fresh.events("/**", store.oldest, 10_000)
+
+
+def test_adopt_keeps_answerable_watches_and_fails_the_rest() -> None:
+    """Installing a snapshot in place: a watch the new history covers fires or
+    waits on; one older than it fails TOO_LATE; rev waiters wake."""
+    source = Store(hist=4)
+    for i in range(20):
+        source.apply([S("/w", str(i).encode())])
+    lagging = Store(hist=4)
+    lagging.apply([S("/w", b"old")])
+    covered = lagging.watch("/w", source.rev, 10)
+    waiting = lagging.watch("/w", source.rev + 1, 10)
+    stale = lagging.watch("/w", 2, 10)
+    rev_waiter = lagging.wait_rev(source.rev)
+    results: dict = {}
+    for name, d in (("covered", covered), ("waiting", waiting), ("stale", stale), ("rev", rev_waiter)):
+        d.addBoth(lambda r, name=name: results.__setitem__(name, r))
+    lagging.adopt(Store.from_snapshot(source.snapshot(), hist=4))
+    assert [e.rev for e in results["covered"]] == [source.rev]
+    assert "waiting" not in results and lagging.watcher_count() == 1
+    assert results["stale"].value.code == "TOO_LATE"
+    assert results["rev"] == source.rev
+    lagging.apply([S("/w", b"new")])
+    assert [e.value for e in results["waiting"]] == [b"new"]
