@@ -81,6 +81,7 @@ class Discovery:
         self._call: Optional[IDelayedCall] = None
         self._fetching = False
         self._logged_at = float("-inf")
+        self._fetch_logged_at = float("-inf")
         node.discovery_handlers[Hello] = self.on_hello
         node.discovery_handlers[Status] = self.on_status
 
@@ -150,7 +151,13 @@ class Discovery:
 
     def _attach(self, addr: Addr) -> None:
         self._fetching = True
-        self.log.info("copying the cluster's state from {addr}", addr=format_addr(addr))
+        # Retried every round while it fails (a wrong secret, say): say so
+        # once per LOG_INTERVAL, not four lines a second.
+        now = self.clock.seconds()
+        loud = now - self._fetch_logged_at >= LOG_INTERVAL
+        if loud:
+            self._fetch_logged_at = now
+            self.log.info("copying the cluster's state from {addr}", addr=format_addr(addr))
 
         def fetched(snap: Any) -> None:
             self._fetching = False
@@ -159,13 +166,16 @@ class Discovery:
 
         def failed(f: Any) -> None:
             self._fetching = False
+            if not loud:
+                return
             self.log.warn(
                 "could not copy the cluster's state from {addr}: {err}; will retry",
                 addr=format_addr(addr),
                 err=f.getErrorMessage(),
             )
 
-        self.fetch(addr).addCallbacks(fetched, failed)
+        # maybeDeferred: a fetch that raises at once must not end discovery.
+        defer.maybeDeferred(self.fetch, addr).addCallbacks(fetched, failed)
 
     def _log_waiting(self, fresh: dict[Addr, Status]) -> None:
         silent = [format_addr(p) for p in self.peers if p not in fresh]

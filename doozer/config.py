@@ -41,6 +41,7 @@ class Config:
     cluster: str = "local"
     timeout: float = 60.0
     fill: float = 0.1
+    write_timeout: float = 10.0
     hist: int = 2000
     pulse: float = 1.0
     max_value: int = 32768

@@ -21,10 +21,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from doozer import __version__, mutation
+from doozer.consensus.messages import Bundle
 from doozer.errors import DoozerError
 from doozer.path import validate_glob, validate_path
 from doozer.store import Event, Store
 
+#: Seconds between two rounds of membership chores.
+CHORES_INTERVAL = 0.5
 #: Seconds a write may wait for its decision before it answers UNAVAILABLE.
 WRITE_TIMEOUT = 10.0
 
@@ -102,8 +105,16 @@ class Node:
         self._chores_call: Optional[IDelayedCall] = None
         self._pulsed_rev = -1
         self._running_since = 0.0
+        #: when the chores last ran, and since when this node has been
+        #: running without a stall of its own (SIGSTOP, starved CPU).
+        self._chores_at: Optional[float] = None
+        self._awake_since = 0.0
         self._claiming = False
         self._removing: set[tuple[int, int]] = set()
+        #: the seqn from which this node, having claimed a slot, votes
+        #: (``None``: not a member by a claim, or the window not started).
+        self._votes_from: Optional[int] = None
+        self._founder = False
         self.on_running: list[Callable[[], None]] = []
         self.on_chores: list[Callable[[], None]] = []
         self.applied_seqn = 0
@@ -138,6 +149,7 @@ class Node:
         :param cluster_id: the new cluster's id (random when not given).
         """
         self.cluster_id = cluster_id or _random_id(self.rng)
+        self._founder = True
         self.sequencer = self._new_sequencer([self.id], 1)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
         writes += [(f"/ctl/cal/{n}", b"") for n in range(1, empty_slots + 1)]
@@ -528,11 +540,27 @@ class Node:
             return
         now = self.clock.seconds()
         self.sequencer.tick(now)
-        for dest, message in self.sequencer.take_outbox():
-            self._send(dest, message)
+        self._send_outbox(self.sequencer.take_outbox())
         for seqn, items in self.sequencer.take_decided():
             self._apply(seqn, items)
         self._schedule_tick()
+
+    def _send_outbox(self, outbox: list[tuple[str, Any]]) -> None:
+        # Everything for one peer from this turn goes in one datagram (a
+        # Bundle, in order): the ACCEPTED and SKIP an ACCEPT provokes, or
+        # the many messages of a busy turn, cost one send, not several.
+        if len(outbox) == 1:
+            self._send(*outbox[0])
+            return
+        by_dest: dict[str, list[Any]] = {}
+        for dest, message in outbox:
+            queue = by_dest.get(dest)
+            if queue is None:
+                by_dest[dest] = [message]
+            else:
+                queue.append(message)
+        for dest, queue in by_dest.items():
+            self._send(dest, queue[0] if len(queue) == 1 else Bundle(tuple(queue)))
 
     def _apply(self, seqn: int, items: list[bytes]) -> None:
         outcomes = self.store.apply(items)
@@ -594,16 +622,20 @@ class Node:
 
     def _schedule_chores(self) -> None:
         if self.running:
-            self._chores_call = self.clock.callLater(0.5, self._chores)
+            self._chores_call = self.clock.callLater(CHORES_INTERVAL, self._chores)
 
     def _chores(self) -> None:
         self._chores_call = None
         for callback in self.on_chores:
             callback()
         if self.member:
+            if self._votes_from is None and not self._founder:
+                self._open_voting_window()
             self._remove_silent_members()
-        elif not self._claiming:
-            self._claim_free_slot()
+        else:
+            self._votes_from = None
+            if not self._claiming:
+                self._claim_free_slot()
         self._schedule_chores()
 
     def _claim_free_slot(self) -> None:
@@ -624,24 +656,73 @@ class Node:
                 id=self.id,
                 cluster=self.cluster,
             )
+            if self._votes_from is None:
+                self._open_voting_window()
+
+    def _open_voting_window(self) -> None:
+        """Run no-op rounds until the instances this node votes in are reached.
+
+        A slot claimed at seqn ``s`` puts this node in ``M(s + alpha)`` only.
+        Until then the old members alone decide, so in an idle cluster (no
+        writes, no pulses) a freshly formed or repaired cluster would stay
+        one failure from stopping for good: e.g. the three nodes of a new
+        cluster, all in the CAL, but the founder alone in ``M(s)``. The
+        no-ops cost up to alpha revs per new member.
+        """
+        self._votes_from = self.applied_seqn + self.sequencer.alpha
+        self._advance_to_vote(self._votes_from)
+
+    def _advance_to_vote(self, target: int) -> None:
+        if not self.running or not self.member or self._votes_from != target:
+            return
+        if self.applied_seqn >= target:
+            self.log.info(
+                "doozer node {id} votes in cluster {cluster!r} from seqn {seqn} on",
+                id=self.id,
+                cluster=self.cluster,
+                seqn=target,
+            )
+            return
+        # One round at a time: each no-op then takes an instance of its own.
+        d = self._internal_write(mutation.NOP, "", b"")
+        d.addBoth(lambda _: self._advance_to_vote(target))
 
     def _remove_silent_members(self) -> None:
         now = self.clock.seconds()
+        last, self._chores_at = self._chores_at, now
+        if last is not None and now - last > CHORES_INTERVAL + self.timeout / 2:
+            # This node itself was stopped (SIGSTOP) or starved: the others
+            # only look silent. Give them a full timeout from now.
+            self._awake_since = now
+        since = max(self._running_since, self._awake_since)
         heard = self.sequencer.last_heard
-        for slot, holder in self._slots():
+        slots = self._slots()
+        cal = [h for _, h in slots if h]
+
+        def is_silent(holder: str) -> bool:
+            return holder != self.id and now - max(heard.get(holder, float("-inf")), since) > self.timeout
+
+        for slot, holder in slots:
             if not holder or holder == self.id:
                 continue
-            silent = now - max(heard.get(holder, float("-inf")), self._running_since)
             slot_rev = self.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
-            if silent > self.timeout and (slot, slot_rev) not in self._removing:
-                self.log.warn(
-                    "member {holder} silent for {silent:.0f} s: emptying CAL slot {slot}",
-                    holder=holder,
-                    silent=silent,
-                    slot=slot,
-                )
-                self._removing.add((slot, slot_rev))
-                self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
+            if not is_silent(holder) or (slot, slot_rev) in self._removing:
+                continue
+            # Never leave a CAL whose quorum needs members that look dead
+            # from here: with one member dead, a merely slow one removed
+            # would stop the cluster for good (nobody could remove the dead
+            # one or add anyone).
+            rest = [h for h in cal if h != holder]
+            if sum(1 for h in rest if not is_silent(h)) < len(rest) // 2 + 1:
+                continue
+            self.log.warn(
+                "member {holder} silent for {silent:.0f} s: emptying CAL slot {slot}",
+                holder=holder,
+                silent=now - max(heard.get(holder, float("-inf")), since),
+                slot=slot,
+            )
+            self._removing.add((slot, slot_rev))
+            self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
 
 
 def _random_id(rng: Any) -> str:
@@ -668,4 +749,5 @@ def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) 
         fill=config.fill,
         timeout=config.timeout,
         pulse=config.pulse,
+        write_timeout=config.write_timeout,
     )

@@ -121,15 +121,26 @@ def https_agent(reactor: Any) -> Any:
     """An Agent for peers' TLS ports: peers present the cluster's own
     certificate, often self-signed, so it is not checked against public CAs;
     a cluster key authenticates the snapshot body instead."""
-    from twisted.internet import ssl
-    from twisted.internet._sslverify import ClientTLSOptions
     from twisted.web.client import Agent
+
+    return Agent(reactor, contextFactory=peer_tls_policy())
+
+
+def peer_tls_policy() -> Any:
+    """The ``IPolicyForHTTPS`` of :func:`https_agent` (no certificate checks)."""
+    from twisted.internet import ssl
+    from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
     from twisted.web.iweb import IPolicyForHTTPS
 
     @implementer(IPolicyForHTTPS)
     class _PeerPolicy:
         def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
             options = ssl.CertificateOptions(verify=False)
+            if IOpenSSLClientConnectionCreator.providedBy(options):
+                return options  # newer Twisted: the options make the connections
+            # Older Twisted: the private ClientTLSOptions(hostname, context).
+            from twisted.internet._sslverify import ClientTLSOptions
+
             return ClientTLSOptions(hostname.decode("ascii"), options.getContext())
 
-    return Agent(reactor, contextFactory=_PeerPolicy())
+    return _PeerPolicy()

@@ -115,7 +115,7 @@ class NodeService(Service):
                 self._fetching = True
                 addr = parse_addr(node.rng.choice(candidates))
                 self.log.info("left behind the log: copying state from {addr}", addr=format_addr(addr))
-                d = self._fetch_snapshot(addr)
+                d = defer.maybeDeferred(self._fetch_snapshot, addr)
                 d.addCallback(node.install)
                 d.addErrback(lambda f: self.log.warn("snapshot failed: {e}", e=f.getErrorMessage()))
                 d.addBoth(self._fetched)

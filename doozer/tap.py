@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any, Optional
 
@@ -29,6 +30,7 @@ class Options(usage.Options):
         ["cluster", "c", "local", "cluster name (/ctl/name)"],
         ["timeout", None, "60", "seconds of silence after which a member is removed from its CAL slot"],
         ["fill", None, "0.1", "seconds before a silent member's sequence number is filled with a no-op"],
+        ["write-timeout", None, "10", "seconds a write waits for its decision before it answers 503 UNAVAILABLE"],
         ["hist", None, "2000", "revs of history kept for reads at old revs and watches"],
         ["pulse", None, "1", "seconds between records of the applied rev in /ctl/node/<id>/applied"],
         ["max-value", None, "32768", "largest accepted file body in bytes (at most 60000)"],
@@ -69,6 +71,17 @@ def _secret(path: Optional[str], env: Optional[str], name: str) -> Optional[byte
     return env.encode() if env else None
 
 
+def _ip_literal(addr: tuple[str, int], name: str) -> None:
+    """Peers are reached over UDP, which takes IP addresses only (no DNS)."""
+    try:
+        ipaddress.ip_address(addr[0])
+    except ValueError:
+        raise usage.UsageError(
+            f"--{name}: {addr[0]!r} is not an IP address; peers talk over UDP "
+            "by address, so name every node by its IP:PORT (as its --listen)"
+        ) from None
+
+
 def build_config(opts: Any, environ: Any) -> Config:
     """Check the options and turn them into a :class:`Config`.
 
@@ -83,6 +96,7 @@ def build_config(opts: Any, environ: Any) -> Config:
             "--listen must name the address peers and clients reach this node at, "
             "not 0.0.0.0"
         )
+    _ip_literal(listen, "listen")
     web: Optional[tuple[str, int]]
     if opts["web"] is None:
         web = (listen[0], 8000)
@@ -100,6 +114,7 @@ def build_config(opts: Any, environ: Any) -> Config:
                 peers.append(parse_addr(peer.strip()))
             except ValueError as e:
                 raise usage.UsageError(f"--peers: {e}") from None
+            _ip_literal(peers[-1], "peers")
     max_value = _number(opts, "max-value", int, 0)
     if max_value > MAX_VALUE_CEILING:
         raise usage.UsageError(
@@ -131,6 +146,7 @@ def build_config(opts: Any, environ: Any) -> Config:
         cluster=cluster,
         timeout=_number(opts, "timeout", float, 0.001),
         fill=_number(opts, "fill", float, 0.0001),
+        write_timeout=_number(opts, "write-timeout", float, 0.001),
         hist=_number(opts, "hist", int, 1),
         pulse=_number(opts, "pulse", float, 0),
         max_value=max_value,

@@ -90,3 +90,29 @@ def test_read_only_secret_alone_is_refused() -> None:
     """A read-only secret without a read-write one is a start-up error."""
     with pytest.raises(usage.UsageError, match="read-write"):
         parse(env={"DOOZER_ROSECRET": "b"})
+
+
+def test_write_timeout_defaults_to_ten_seconds_and_reaches_the_node() -> None:
+    """--write-timeout (not in SPEC §5) sets how long a write waits for its decision."""
+    from twisted.internet.task import Clock
+
+    from doozer.node import build_node
+
+    assert parse(env={})["config"].write_timeout == 10.0
+    config = parse("--write-timeout", "2.5", env={})["config"]
+    assert config.write_timeout == 2.5
+    assert build_node(config, Clock(), "N").write_timeout == 2.5
+    with pytest.raises(usage.UsageError):
+        parse("--write-timeout", "0", env={})
+
+
+def test_listen_and_peers_must_be_ip_addresses() -> None:
+    """Regression: a host name in --peers made UDP's write() raise inside
+    discovery, which then stopped for good; refuse it at start-up instead."""
+    with pytest.raises(usage.UsageError, match="not an IP address"):
+        parse("--peers", "localhost:8047", env={})
+    with pytest.raises(usage.UsageError, match="not an IP address"):
+        parse("--listen", "localhost:8046", env={})
+    assert parse("--peers", "[::1]:8047,10.0.0.2:8046", env={})["config"].peers == [
+        ("::1", 8047), ("10.0.0.2", 8046)
+    ]

@@ -1,0 +1,87 @@
+"""Removing silent members (doozer/node.py, membership chores).
+
+Regression tests for liveness bugs the fault suite found (docs/testing.md,
+"Bugs the fault suite found"): a member woken from SIGSTOP saw every other
+member "silent" and emptied their slots, and a member removed a merely slow
+peer while another was dead, leaving a CAL whose quorum needed the dead one
+(the cluster then stopped for good).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from twisted.internet.task import Clock
+
+from doozer.node import CHORES_INTERVAL
+from doozer.testing import single_node
+
+TIMEOUT = 4.0
+
+
+@pytest.fixture
+def cluster(monkeypatch):
+    """A node that believes it shares the CAL with PEERB and PEERC, and
+    records the slot writes it proposes instead of proposing them."""
+    clock = Clock()
+    node = single_node(clock, timeout=TIMEOUT)
+    removed: list[int] = []
+    slots = [(0, node.id), (1, "PEERB"), (2, "PEERC")]
+    monkeypatch.setattr(node, "_slots", lambda: list(slots))
+    real_get = node.store.get
+    monkeypatch.setattr(
+        node.store, "get", lambda p, *a, **k: SimpleNamespace(rev=5) if p.startswith("/ctl/cal/") else real_get(p, *a, **k)
+    )
+
+    def internal_write(kind, path, value, rev=-1):
+        if path.startswith("/ctl/cal/") and value == b"":
+            removed.append(int(path.rsplit("/", 1)[1]))
+        from twisted.internet import defer
+
+        return defer.Deferred()
+
+    monkeypatch.setattr(node, "_internal_write", internal_write)
+    return SimpleNamespace(node=node, clock=clock, removed=removed, heard=node.sequencer.last_heard)
+
+
+def run(c, seconds: float, hear: tuple = ()) -> None:
+    """Run the chores for ``seconds`` in small steps, hearing from ``hear``."""
+    end = c.clock.seconds() + seconds
+    while c.clock.seconds() < end:
+        for peer in hear:
+            c.heard[peer] = c.clock.seconds()
+        c.clock.advance(CHORES_INTERVAL / 2)
+
+
+def test_a_dead_member_is_removed(cluster) -> None:
+    """Baseline: PEERB silent for --timeout while PEERC talks: slot 1 is emptied."""
+    run(cluster, 1, hear=("PEERB", "PEERC"))
+    run(cluster, TIMEOUT + 1, hear=("PEERC",))
+    assert cluster.removed == [1]
+
+
+def test_woken_from_sigstop_removes_nobody(cluster) -> None:
+    """A node stopped for longer than --timeout (SIGSTOP, a starved CPU)
+    wakes to find everybody's last message old: that is its own silence,
+    not theirs. Found by the fault suite (pause fault): the woken member
+    emptied both other slots."""
+    run(cluster, 1, hear=("PEERB", "PEERC"))
+    cluster.clock.advance(3 * TIMEOUT)  # one jump: the process was stopped
+    run(cluster, 1)  # no news yet (the datagrams are still queued)
+    assert cluster.removed == []
+    # After a full timeout awake, a peer still silent is removed.
+    run(cluster, TIMEOUT + 1, hear=("PEERC",))
+    assert cluster.removed == [1]
+
+
+def test_never_leaves_a_quorum_of_silent_members(cluster) -> None:
+    """PEERB dead and PEERC slow (both silent): removing either would leave
+    a CAL of two whose quorum needs a member that looks dead, and the
+    cluster would stop for good. Nothing is removed until PEERC is heard;
+    then the dead PEERB is."""
+    run(cluster, 1, hear=("PEERB", "PEERC"))
+    run(cluster, 2 * TIMEOUT)
+    assert cluster.removed == []
+    run(cluster, 1, hear=("PEERC",))
+    assert cluster.removed == [1]

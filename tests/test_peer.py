@@ -1,0 +1,50 @@
+"""The peer-only snapshot endpoint and its tokens (doozer/peer.py)."""
+
+from __future__ import annotations
+
+from apiutil import Harness
+
+from doozer.peer import Snapshot, make_token, token_ok
+
+
+def test_snapshot_endpoint_is_served() -> None:
+    """Regression: the API gate must keep serving /_peer/snapshot (a new
+    node attaches by fetching it; a 404 there means no cluster can form)."""
+    h = Harness()
+    h.put("/a", b"1")
+    reply = h.get("/_peer/snapshot")
+    assert reply.code == 200, reply.body
+    snap = Snapshot.decode(reply.body)
+    assert snap.cluster == h.node.cluster and snap.seqn == h.node.applied_seqn
+
+
+def test_snapshot_endpoint_wants_the_rw_secret_not_the_ro_one() -> None:
+    h = Harness(rw=b"rw", ro=b"ro")
+    assert h.get("/_peer/snapshot").code == 401
+    assert h.get("/_peer/snapshot", authorization="Bearer ro").code == 401
+    assert h.get("/_peer/snapshot", authorization="Bearer rw").code == 200
+
+
+def test_snapshot_endpoint_is_not_on_the_readonly_webview_api() -> None:
+    assert Harness(readonly=True).get("/_peer/snapshot").code == 404
+
+
+def test_tokens_expire_and_need_the_key() -> None:
+    token = make_token(b"k", now=1000.0)
+    assert token_ok(b"k", token, now=1100.0)
+    assert not token_ok(b"other", token, now=1100.0)
+    assert not token_ok(b"k", token, now=2000.0)
+    assert not token_ok(b"k", "junk", now=1000.0)
+
+
+def test_peer_tls_policy_makes_client_connections() -> None:
+    """Regression: on Twisted 26 the private ClientTLSOptions changed its
+    arguments and every snapshot fetch over HTTPS raised AttributeError."""
+    from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+    from twisted.internet.task import Clock
+
+    from doozer.peer import https_agent, peer_tls_policy
+
+    creator = peer_tls_policy().creatorForNetloc(b"127.0.0.1", 8046)
+    assert IOpenSSLClientConnectionCreator.providedBy(creator)
+    https_agent(Clock())
