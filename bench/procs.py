@@ -95,3 +95,8 @@ def put(port: int, path: str, body: bytes) -> dict:
         f"http://127.0.0.1:{port}/v1/store{path}", data=body, method="PUT"
     )
     return json.loads(urllib.request.urlopen(req, timeout=10).read())
+
+
+def rev(port: int) -> int:
+    """The node's current rev."""
+    return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/rev", timeout=10).read())["rev"]

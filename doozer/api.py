@@ -7,9 +7,10 @@ header are handled in one place each (:mod:`doozer.httputil`).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -30,7 +31,7 @@ from doozer.httputil import (
     store_path,
 )
 from doozer.node import Node
-from doozer.store import Dir, File
+from doozer.store import Dir, Event, File
 
 READ_TIMEOUT = 10.0
 WATCH_TIMEOUT = 30.0
@@ -74,6 +75,27 @@ class API:
         """The resource to serve: authentication and errors in front of the routes."""
         return Gate(self.app.resource(), self)
 
+    def direct(self, request: IRequest) -> Optional[Callable[[IRequest], Any]]:
+        """The route for ``request`` when Klein would certainly pick it, else None.
+
+        Only plain URLs qualify (no ``%``-escapes, no empty or trailing
+        segment, ASCII host): for those, werkzeug neither redirects nor
+        routes elsewhere. Everything else goes through Klein as before.
+        """
+        path = request.path
+        if path.startswith(b"/v1/store/"):
+            if len(path) > 10 and (b"//" in path or b"%" in path or path.endswith(b"/")):
+                return None
+            route = self.store
+        elif path == b"/v1/watch":
+            route = self.watch
+        else:
+            return None
+        host = request.getHeader(b"host")
+        if host is not None and not host.isascii():
+            return None
+        return route
+
     # ------------------------------------------------------------------
     # helpers used by every route
 
@@ -94,12 +116,12 @@ class API:
             self.secrets.check_write(request)
         return method
 
-    async def _read_rev(self, request: IRequest) -> int:
+    def _read_rev(self, request: IRequest) -> "Deferred[int]":
         """The rev to read at, from ``rev``, ``timeout`` and ``consistent``."""
         rev = arg_int(request, "rev", minimum=1)
         timeout = arg_number(request, "timeout", READ_TIMEOUT, MAX_TIMEOUT)
         consistent = arg_bool(request, "consistent")
-        return await self.node.read_rev(rev, timeout, consistent)
+        return self.node.read_rev(rev, timeout, consistent)
 
     # ------------------------------------------------------------------
     # routes
@@ -186,22 +208,14 @@ class API:
 
     @app.route("/v1/watch")
     @endpoint
-    async def watch(self, request: IRequest) -> Any:
+    def watch(self, request: IRequest) -> "Deferred[dict[str, Any]]":
+        # Callbacks, not a coroutine: every held watch would keep its frames.
         self._method(request, *READ)
         glob = arg_str(request, "glob", required=True)
         rev = arg_int(request, "rev", minimum=1)
         limit = arg_int(request, "limit", minimum=1, default=WATCH_LIMIT)
         timeout = arg_number(request, "timeout", WATCH_TIMEOUT, MAX_TIMEOUT)
-        events, next_rev = await self.node.watch(glob, rev, limit, timeout)
-        out = []
-        for e in events:
-            event: dict[str, Any] = {"rev": e.rev, "path": e.path, "op": e.op}
-            if e.value is None:
-                event["value"] = None
-            else:
-                event.update(render_value(e.value))
-            out.append(event)
-        return {"events": out, "next": next_rev}
+        return self.node.watch(glob, rev, limit, timeout).addCallback(_watch_json)
 
     @app.route("/v1/rev")
     @endpoint
@@ -231,6 +245,19 @@ class API:
 def _wants_octets(request: IRequest) -> bool:
     accept = request.getHeader(b"accept") or b""
     return b"application/octet-stream" in accept
+
+
+def _watch_json(result: tuple[list[Event], int]) -> dict[str, Any]:
+    events, next_rev = result
+    out = []
+    for e in events:
+        event: dict[str, Any] = {"rev": e.rev, "path": e.path, "op": e.op}
+        if e.value is None:
+            event["value"] = None
+        else:
+            event.update(render_value(e.value))
+        out.append(event)
+    return {"events": out, "next": next_rev}
 
 
 def _file_json(f: File) -> dict[str, Any]:

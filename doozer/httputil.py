@@ -14,10 +14,11 @@ import json
 import math
 import re
 from io import BytesIO
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional, Union
 from urllib.parse import unquote_to_bytes
 
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.iweb import IRequest
@@ -40,7 +41,10 @@ _FALSE = (b"0", b"false", b"")
 
 
 def _one(request: IRequest, name: str) -> Optional[bytes]:
-    values = (request.args or {}).get(name.encode())
+    args = request.args
+    if not args:  # the common case: no query string at all
+        return None
+    values = args.get(name.encode())
     if not values:
         return None
     if len(values) > 1:
@@ -237,6 +241,8 @@ class Secrets:
 
     def check_read(self, request: IRequest) -> None:
         """Refuse a request without a valid secret (401)."""
+        if self.rw is None:
+            return  # an open node: every request may read and write
         header = request.getHeader(b"authorization") or b""
         token = header[7:].strip() if header[:7].lower() == b"bearer " else None
         access = self.grant(token)
@@ -268,13 +274,18 @@ def render_value(value: bytes) -> dict[str, str]:
         return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
 
 
+#: One encoder for every response (``json.dumps`` with ``separators`` would
+#: build a new encoder per call).
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def json_response(request: IRequest, node: Any, result: Any) -> bytes:
     """Render a result dict or a :class:`DoozerError` as the JSON response."""
     if isinstance(result, DoozerError):
         request.setResponseCode(result.status)
         result = result.body()
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    return _finish(request, node, json.dumps(result, separators=(",", ":")).encode())
+    return _finish(request, node, _encode_json(result).encode())
 
 
 def _finish(request: IRequest, node: Any, body: bytes) -> bytes:
@@ -284,33 +295,105 @@ def _finish(request: IRequest, node: Any, body: bytes) -> bytes:
     return body
 
 
-def endpoint(f: Callable[..., Any]) -> Callable[..., Awaitable[bytes]]:
+def run_now(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coroutine`` as far as it gets without waiting.
+
+    :returns: its result when it finished without waiting for anything
+        (a read at the head, say: no Deferred, no scheduling at all), else
+        a :class:`Deferred` of the result; cancelling it cancels what the
+        coroutine waits on, as with ``ensureDeferred``.
+    :raises: whatever the coroutine raised before it first waited.
+    """
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    # It is suspended on a Deferred that has not fired: Twisted's driver
+    # resumes it, finds that Deferred still waiting and waits on it.
+    return Deferred.fromCoroutine(coroutine)
+
+
+def endpoint(f: Callable[..., Any]) -> Callable[..., Union[bytes, "Deferred[bytes]"]]:
     """Turn a route returning a dict (or raw bytes) into a JSON endpoint.
 
+    The route may return its result, a Deferred of it, or be a coroutine.
     Every :class:`DoozerError` becomes its JSON error; anything else is a
-    bug, logged and answered ``OTHER`` while the node keeps serving.
+    bug, logged and answered ``OTHER`` while the node keeps serving. The
+    endpoint returns the response body at once when the route did not wait
+    for anything, else a Deferred of it (no coroutine machinery on the way:
+    it is per request, and a held watch would keep it all in memory).
     """
 
     @functools.wraps(f)
-    async def route(self: Any, request: IRequest, *args: Any, **kwargs: Any) -> bytes:
+    def route(self: Any, request: IRequest, *args: Any, **kwargs: Any) -> Any:
         try:
             result = f(self, request, *args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            if inspect.iscoroutine(result):
+                result = run_now(result)
         except CancelledError:
-            raise  # the client went away; Klein cancelled the wait
-        except DoozerError as e:
-            return json_response(request, self.node, e)
+            raise
         except Exception:
-            log.failure("bug while serving {path}", path=request.path)
-            return json_response(
-                request, self.node, DoozerError("OTHER", "internal error; see the node's log")
+            return _render_failure(Failure(), self.node, request)
+        if isinstance(result, Deferred):
+            return result.addCallbacks(
+                _render_result, _render_failure,
+                callbackArgs=(self.node, request), errbackArgs=(self.node, request),
             )
-        if isinstance(result, bytes):
-            return _finish(request, self.node, result)
-        return json_response(request, self.node, result)
+        return _render_result(result, self.node, request)
 
     return route
+
+
+def _render_result(result: Any, node: Any, request: IRequest) -> bytes:
+    if isinstance(result, bytes):
+        return _finish(request, node, result)
+    return json_response(request, node, result)
+
+
+def _render_failure(failure: Failure, node: Any, request: IRequest) -> Any:
+    if failure.check(CancelledError):
+        return failure  # the client went away; the wait was cancelled
+    if failure.check(DoozerError):
+        return json_response(request, node, failure.value)
+    log.failure("bug while serving {path}", failure, path=request.path)
+    return json_response(
+        request, node, DoozerError("OTHER", "internal error; see the node's log")
+    )
+
+
+def _write_and_finish(request: IRequest, body: bytes) -> None:
+    request.write(body)
+    request.finish()
+
+
+def serve(request: IRequest, result: Union[bytes, "Deferred[bytes]"]) -> object:
+    """Send an endpoint's result, as Klein would, without Klein's routing.
+
+    :returns: ``NOT_DONE_YET`` for :meth:`Resource.render`.
+    """
+    if isinstance(result, bytes):
+        _write_and_finish(request, result)
+        return server.NOT_DONE_YET
+    lost = request.notifyFinish()
+
+    def gone(reason: Failure) -> None:
+        # The client went away: stop waiting (a watch costs nothing further).
+        result.cancel()
+
+    def failed(failure: Failure) -> None:
+        if lost.called:  # finished or disconnected already: nobody to tell
+            if not failure.check(CancelledError):
+                log.failure("bug while serving {path}", failure, path=request.path)
+            return
+        request.processingFailed(failure)  # type: ignore[attr-defined]
+
+    def done(body: bytes) -> None:
+        if not lost.called:
+            _write_and_finish(request, body)
+
+    lost.addErrback(gone)
+    result.addCallbacks(done, failed)
+    return server.NOT_DONE_YET
 
 
 class Gate(Resource):
@@ -319,6 +402,12 @@ class Gate(Resource):
     SPEC §3 orders errors: authentication, then endpoint and method, then
     arguments. Klein would answer a non-UTF-8 URL itself, in HTML; the gate
     answers it in JSON first.
+
+    The busiest requests (reads of the store, watches) skip Klein: when
+    ``api.direct(request)`` names the route Klein would certainly pick, the
+    gate calls it itself. Klein's routing (werkzeug binding and matching,
+    its Deferreds and closures) costs more than the rest of a read, and
+    every held watch would keep all of it in memory.
     """
 
     isLeaf = True
@@ -333,12 +422,17 @@ class Gate(Resource):
             return self._render_snapshot(request)
         try:
             self._api.secrets.check_read(request)
-            try:
-                unquote_to_bytes(request.path).decode("utf-8")
-            except UnicodeDecodeError:
-                raise DoozerError("BAD_PATH", "the URL is not valid UTF-8") from None
+            path = request.path
+            if b"%" in path or not path.isascii():
+                try:
+                    unquote_to_bytes(path).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise DoozerError("BAD_PATH", "the URL is not valid UTF-8") from None
         except DoozerError as e:
             return json_response(request, self._api.node, e)
+        route = self._api.direct(request)
+        if route is not None:
+            return serve(request, route(request))
         return self._routes.render(request)
 
     def _render_snapshot(self, request: IRequest) -> bytes:

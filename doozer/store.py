@@ -33,6 +33,7 @@ DEDUP_REVS = 20_000
 
 #: Where the CAL slots live (SPEC §5).
 CAL_DIR = "/ctl/cal"
+_CAL_PREFIX = CAL_DIR + "/"
 
 #: The key reported for an item that could not be decoded (it has none).
 NO_KEY: tuple[str, int] = ("", 0)
@@ -120,6 +121,9 @@ class Store:
         self._watchers: dict[str, dict[Deferred, tuple[str, int, int]]] = {}
         self._rev_waiters: dict[int, list[Deferred]] = {}
         self._rev_heap: list[int] = []
+        # cal() is asked for on every write and every applied instance; it
+        # is recomputed only after a change below /ctl/cal.
+        self._cal: list[str] | None = None
 
     def apply(self, items: list[bytes]) -> list[Outcome]:
         """Apply one decided instance; return one outcome per item, in order.
@@ -223,6 +227,8 @@ class Store:
     def _set(self, path: str, value: bytes, rev: int, old: File | None) -> None:
         """Write a file, creating its missing directories."""
         new = File(path, rev, value)
+        if path.startswith(_CAL_PREFIX):
+            self._cal = None
         self._record(path, old, new, rev)
         self._files[path] = new
         if old is None:
@@ -242,6 +248,8 @@ class Store:
     def _delete(self, path: str, rev: int, old: File) -> None:
         """Remove a file and the directories it leaves empty."""
         del self._files[path]
+        if path.startswith(_CAL_PREFIX):
+            self._cal = None
         self._record(path, old, None, rev)
         child = path
         while True:
@@ -404,7 +412,10 @@ class Store:
 
     def cal(self) -> list[str]:
         """Member ids of the non-empty ``/ctl/cal/<n>`` slots, by slot number."""
-        return [value.decode("utf-8", "replace") for _, value in self._cal_slots()]
+        cal = self._cal
+        if cal is None:
+            cal = self._cal = [v.decode("utf-8", "replace") for _, v in self._cal_slots()]
+        return list(cal)
 
     def events(self, glob: str, from_rev: int, limit: int) -> list[Event]:
         """The first ``limit`` changes to files matching ``glob`` with rev >= ``from_rev``.

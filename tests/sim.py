@@ -73,8 +73,12 @@ class Sim:
         alpha: int = 4,
         fill: float = 0.1,
         retain: int = 40,
+        bundle: bool = False,
     ) -> None:
         self.seed = seed
+        # As the node does: everything one pump sends to a peer goes in one
+        # Bundle datagram (lost, duplicated or delayed as a whole).
+        self.bundle = bundle
         self.rng = random.Random(seed)
         self.clock = Clock()
         self.alpha = alpha
@@ -222,7 +226,16 @@ class Sim:
         now = self.clock.seconds()
         seq = node.seq
         seq.tick(now)
-        for dest, msg in seq.take_outbox():
+        outbox = seq.take_outbox()
+        if self.bundle:
+            by_dest: dict[str, list] = {}
+            for dest, msg in outbox:
+                by_dest.setdefault(dest, []).append(msg)
+            outbox = [
+                (dest, msgs[0] if len(msgs) == 1 else messages.Bundle(tuple(msgs)))
+                for dest, msgs in by_dest.items()
+            ]
+        for dest, msg in outbox:
             self._send(node.id, dest, msg)
         for seqn, items in seq.take_decided():
             self._apply(node, seqn, items)
@@ -281,7 +294,9 @@ class Sim:
         env = messages.unpack(data)
         if (env.sender, dst) in self.blocked:
             return  # partitioned while in flight
-        node.seq.receive(env.sender, env.message, self.clock.seconds())
+        msg = env.message
+        for one in msg.messages if isinstance(msg, messages.Bundle) else (msg,):
+            node.seq.receive(env.sender, one, self.clock.seconds())
         self._mark(node)
 
     def _flush_dirty(self) -> None:
@@ -353,17 +368,24 @@ class Sim:
             self.fail(f"live nodes did not converge: {lasts}")
 
 
-def scenario(seed: int, n: int, duration: float = 2.0, recover: float = 20.0) -> Sim:
+def scenario(
+    seed: int, n: int, duration: float = 2.0, recover: float = 20.0, bundle: bool = False
+) -> Sim:
     """One randomized run: writes under faults, then healing and a liveness check.
 
     One run in ten adds 50-200 more writes; in runs without crashes, one in
     five demotes a live member (``cal:del``), which then writes as a non-member. Faults (each chosen by the seed): loss, duplication, delay spread
     (reordering), partitions, pauses (SIGSTOP-like), crashes of up to ``(n - 1) // 2`` genesis
     members (for good), and up to one new node joining by snapshot and being
-    added to the CAL, after which a crashed member may be removed.
+    added to the CAL, after which a crashed member may be removed. With
+    ``bundle`` each pump's messages for one peer travel in one ``Bundle``, as
+    the node sends them.
     """
     rng = random.Random(seed ^ 0x5EED)  # scenario shape only; the run uses sim.rng
-    sim = Sim(seed, n=n, alpha=rng.choice([2, 3, 4, 8, 50]), retain=rng.choice([8, 40, 1000]))
+    sim = Sim(
+        seed, n=n, alpha=rng.choice([2, 3, 4, 8, 50]), retain=rng.choice([8, 40, 1000]),
+        bundle=bundle,
+    )
     sim.loss = rng.choice([0.0, 0.0, 0.05, 0.2, 0.35])
     sim.dup = rng.choice([0.0, 0.05, 0.2])
     sim.delay = (0.0002, rng.choice([0.002, 0.01, 0.05]))

@@ -207,6 +207,30 @@ def test_cal_lists_members_by_slot_number() -> None:
     assert Store().cal() == []
 
 
+def test_cal_is_remembered_until_a_slot_changes() -> None:
+    """cal() is computed once and kept until something below /ctl/cal is
+    written or deleted (every write and every applied instance asks for it);
+    a caller changing the list it got changes nothing in the store."""
+    store = Store()
+    store.apply([S("/ctl/cal/0", b"A"), S("/ctl/cal/1", b"")])
+    first = store.cal()
+    first.append("junk")
+    assert store.cal() == ["A"]
+    store.apply([S("/elsewhere", b"x"), S("/ctl/calx", b"y")])
+    assert store._cal is not None  # unrelated writes keep it
+    store.apply([S("/ctl/cal/1", b"B")])
+    assert store.cal() == ["A", "B"]
+    store.apply([D("/ctl/cal/0")])
+    assert store.cal() == ["B"]
+    store.apply([S("/ctl/cal/1", b"C", rev=1)])  # refused: REV_MISMATCH
+    assert store.cal() == ["B"]
+    other = Store()
+    other.apply([S("/ctl/cal/0", b"Z")])
+    assert other.cal() == ["Z"]
+    store.adopt(other)
+    assert store.cal() == ["Z"]
+
+
 # ------------------------------------------------------------- history
 
 

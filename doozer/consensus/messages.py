@@ -136,6 +136,20 @@ class Status(NamedTuple):
     decided: int
 
 
+class Bundle(NamedTuple):
+    """Several consensus messages for one peer in one datagram.
+
+    The node sends everything one reactor turn produced for a peer together
+    (e.g. an ``ACCEPTED`` and a ``SKIP``, or many ``ACCEPT``s under load):
+    one datagram, one system call and one HMAC instead of several. The
+    receiver handles the messages in order, exactly as if they had come in
+    separate datagrams back to back. A bundle never holds a bundle or a
+    discovery message, and is split again when it would not fit a datagram.
+    """
+
+    messages: tuple
+
+
 #: The cluster id of a node that is in no cluster yet.
 NO_CLUSTER = "-"
 
@@ -144,7 +158,7 @@ DISCOVERY = (Hello, Status)
 
 Message = Union[
     Accept, Accepted, Skip, Prepare, Promise, Nack, Learn, Want, Ping, Forward, TooOld,
-    Hello, Status,
+    Hello, Status, Bundle,
 ]
 
 # Wire codes. Never renumber: they are the protocol.
@@ -162,6 +176,7 @@ CODES: dict[type, int] = {
     TooOld: 11,
     Hello: 12,
     Status: 13,
+    Bundle: 14,
 }
 
 _MAX_INT = 2**62
@@ -230,7 +245,7 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 def pack(cluster_name: str, cluster_id: str, sender: str, counter: int, message: Message) -> bytes:
     """Encode ``message`` with its envelope (cluster, sender, counter)."""
-    return _packer.pack((cluster_name, cluster_id, sender, counter, CODES[type(message)], *message))
+    return _packer.pack((cluster_name, cluster_id, sender, counter, *_wire(message)))
 
 
 class Envelope(NamedTuple):
@@ -252,7 +267,31 @@ def _load(data: bytes) -> Any:
         raise MalformedMessage(f"undecodable: {type(e).__name__}") from None
 
 
+def _bundle(fields: tuple) -> "Bundle":
+    if len(fields) != 1 or type(fields[0]) is not tuple or not 0 < len(fields[0]) <= _MAX_LIST:
+        raise MalformedMessage("bad fields for Bundle")
+    out = []
+    for entry in fields[0]:
+        if type(entry) is not tuple or not entry or entry[0] in _NOT_BUNDLED:
+            raise MalformedMessage("bad message in Bundle")
+        out.append(_build(entry[0], entry[1:]))
+    return Bundle(tuple(out))
+
+
+#: Codes that never travel inside a bundle (discovery, and bundles).
+_NOT_BUNDLED = frozenset((CODES[Hello], CODES[Status], CODES[Bundle]))
+
+
+def _wire(message: Message) -> tuple:
+    """``(code, field, ...)``; a bundle's messages each become such a tuple."""
+    if type(message) is Bundle:
+        return (CODES[Bundle], tuple((CODES[type(m)], *m) for m in message.messages))
+    return (CODES[type(message)], *message)
+
+
 def _build(code: Any, fields: tuple) -> Message:
+    if code == 14 and type(code) is int:
+        return _bundle(fields)
     schema = _SCHEMA.get(code) if type(code) is int else None
     if schema is None:
         raise MalformedMessage("unknown message code")
@@ -278,7 +317,7 @@ def unpack(data: bytes) -> Envelope:
 
 def encode(message: Message) -> bytes:
     """A message alone (no envelope), e.g. for size estimates and tests."""
-    return _packer.pack((CODES[type(message)], *message))
+    return _packer.pack(_wire(message))
 
 
 def decode(data: bytes) -> Message:

@@ -60,6 +60,7 @@ class Phases:
         if inst is None:
             if s > self._known_upto:
                 self._beyond(sender, s)
+                self._hold_early(s, sender, msg)
             return
         ballot = msg.ballot
         if ballot[1] != sender or not inst.valid_ballot(ballot):

@@ -117,6 +117,10 @@ class Sequencer(Phases, CatchUp):
         self._last_ping: dict[str, float] = {}
         self._observers: dict[str, float] = {}
         self._forwarded: dict[bytes, list] = {}  # item -> [first sent, last sent]
+        # ACCEPT/ACCEPTED for instances just beyond our window, handled once
+        # the window reaches them: (seqn, sender, message), bounded.
+        self._early: list[tuple[int, str, Message]] = []
+        self._early_bytes = 0
         self.counters: dict[str, int] = {}
         self._created = now
         self._handlers = self._make_handlers()
@@ -160,6 +164,8 @@ class Sequencer(Phases, CatchUp):
     def flush(self, now: float) -> None:
         """Send pending skips and cut queued items into instances."""
         self._now = now
+        if self._early and self._early_ready():
+            self._replay_early(now)
         if self._cursor < self._next_out:
             self._cursor = self._next_out
         while True:
@@ -265,7 +271,12 @@ class Sequencer(Phases, CatchUp):
 
     def next_wakeup(self) -> Optional[float]:
         """When :meth:`tick` should next run (``now`` means at once)."""
-        if self._local or (self._queue and not self._blocked) or self._skip_pending():
+        if (
+            self._local
+            or (self._queue and not self._blocked)
+            or self._skip_pending()
+            or (self._early and self._early_ready())
+        ):
             return self._now
         return self._last_scan + self._scan_interval()
 
@@ -325,6 +336,47 @@ class Sequencer(Phases, CatchUp):
         while local:
             message = local.popleft()
             handlers[type(message)](me, message, now)
+
+    #: Bounds on the messages held for instances beyond the window.
+    EARLY_MAX = 256
+    EARLY_MAX_BYTES = 4 * 1024 * 1024
+
+    def _hold_early(self, s: int, sender: str, msg: Message) -> None:
+        """Keep an ACCEPT/ACCEPTED for ``s`` just beyond our window.
+
+        We are a few instances behind the sender (we do not know M(s) yet).
+        Dropping the message would make us lose the instance for good when
+        the others decide it without us (nothing resends a decided instance):
+        we would then wait for a WANT to learn it, and our own unused
+        instances below it would stay open, holding the whole log back until
+        they are revoked. Handling it a moment later, once our window reaches
+        ``s``, is the same as a delayed datagram, which the protocol allows.
+        """
+        if s > self._known_upto + self.alpha or len(self._early) >= self.EARLY_MAX:
+            return
+        size = len(msg.value) if type(msg) is Accept else 0
+        if self._early_bytes + size > self.EARLY_MAX_BYTES:
+            return
+        self._early.append((s, sender, msg))
+        self._early_bytes += size
+        self._count("held_early")
+
+    def _early_ready(self) -> bool:
+        known = self._known_upto
+        return any(s <= known for s, _, _ in self._early)
+
+    def _replay_early(self, now: float) -> None:
+        """Handle the held messages whose instance is now in the window."""
+        known = self._known_upto
+        ready = [e for e in self._early if e[0] <= known]
+        self._early = [e for e in self._early if e[0] > known]
+        self._early_bytes = sum(
+            len(m.value) for _, _, m in self._early if type(m) is Accept  # type: ignore[union-attr]
+        )
+        handlers = self._handlers
+        for _, sender, msg in ready:
+            handlers[type(msg)](sender, msg, now)
+        self._drain_local(now)
 
     def _inst(self, s: int) -> Optional[Instance]:
         """The instance ``s`` if it lies in the window (creating it), else None."""
@@ -487,6 +539,7 @@ class Sequencer(Phases, CatchUp):
         inst = self._inst(s)
         if inst is None:
             self._beyond(sender, s)
+            self._hold_early(s, sender, msg)
             return
         if sender not in inst.members or not inst.valid_ballot(msg.ballot):
             self._count("bad_accepted")

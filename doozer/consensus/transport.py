@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 from collections import OrderedDict, deque
 from typing import Callable, Optional
 
@@ -33,7 +34,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUD
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from doozer.consensus import messages
+from doozer.consensus import faults, messages
 from doozer.consensus.messages import Message
 
 VERSION = 1
@@ -42,6 +43,13 @@ TAG_SIZE = 32
 
 #: The largest UDP payload over IPv4.
 MAX_DATAGRAM = 65_507
+
+#: Kernel socket buffers asked for (the kernel caps them at
+#: ``net.core.rmem_max`` / ``wmem_max``). Linux's default of ~208 KiB holds
+#: only a few hundred datagrams: a node busy for a few milliseconds under
+#: load would lose some, and every loss stalls the ordered log for a
+#: retransmission period (``fill``).
+SOCKET_BUFFER = 4 * 1024 * 1024
 
 #: Receive buffer per datagram. Twisted's default ``maxPacketSize`` is 8192:
 #: larger datagrams would arrive truncated (and fail the HMAC), so listen
@@ -68,6 +76,10 @@ _STAT_NAMES = (
     "queue_dropped",
     "deliver_errors",
 )
+
+
+def _bundle(parts: tuple) -> Message:
+    return parts[0] if len(parts) == 1 else messages.Bundle(parts)
 
 
 class _ReplayWindow:
@@ -147,13 +159,25 @@ class UDPTransport(DatagramProtocol):
         # Microseconds of wall time: above any counter an earlier process
         # with this id used, unless it sent a million datagrams a second.
         self._counter = int(clock.seconds() * 1_000_000) if clock is not None else 0
+        # TEST-ONLY fault hook (docs/testing.md): a no-op unless the
+        # environment variable DOOZER_TEST_FAULTS is set.
+        faults.install(self, clock)
 
     def listen(self, reactor: IReactorUDP, port: int, interface: str = "") -> IListeningPort:
         """Listen on ``port`` with a receive buffer large enough for any datagram.
 
-        Called by the node (never from ``__init__``).
+        Called by the node (never from ``__init__``). Also asks the kernel for
+        :data:`SOCKET_BUFFER` bytes of socket buffer in each direction.
         """
-        return reactor.listenUDP(port, self, interface=interface, maxPacketSize=MAX_PACKET)
+        listening = reactor.listenUDP(port, self, interface=interface, maxPacketSize=MAX_PACKET)
+        sock = getattr(listening, "socket", None)
+        if sock is not None:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                except OSError:  # pragma: no cover - refused: keep the default
+                    pass
+        return listening
 
     # -- addresses ---------------------------------------------------------
 
@@ -183,7 +207,12 @@ class UDPTransport(DatagramProtocol):
         return _VERSION_BYTE + tag + body
 
     def send(self, dest: str, message: Message) -> bool:
-        """Send ``message`` to node ``dest``; False when it was dropped."""
+        """Send ``message`` to node ``dest``; False when it was dropped.
+
+        A :class:`~doozer.consensus.messages.Bundle` too large for one
+        datagram is sent as several smaller ones; the peer delivers each
+        message of a bundle separately, in order.
+        """
         addr = self.address_of(dest)
         if addr is None:
             self.stats["no_address"] += 1
@@ -197,6 +226,12 @@ class UDPTransport(DatagramProtocol):
             return False
         data = self.frame(message)
         if len(data) > self.max_datagram:
+            if type(message) is messages.Bundle and len(message.messages) > 1:
+                # Too much for one datagram together: send it in two halves.
+                half = len(message.messages) // 2
+                first = self.send_to(addr, _bundle(message.messages[:half]))
+                second = self.send_to(addr, _bundle(message.messages[half:]))
+                return first and second
             self.stats["send_oversized"] += 1
             return False
         if self.transport is None:
@@ -278,12 +313,14 @@ class UDPTransport(DatagramProtocol):
             if len(self.learned) > self.max_peers:
                 self.learned.pop(next(iter(self.learned)))
         stats["delivered"] += 1
-        try:
-            self.deliver(sender, env.message)
-        except Exception:
-            # A bug in the node, not the peer's fault: make it loud, keep serving.
-            stats["deliver_errors"] += 1
-            self.log.failure("consensus message from {sender} failed", sender=sender)
+        message = env.message
+        for one in message.messages if type(message) is messages.Bundle else (message,):
+            try:
+                self.deliver(sender, one)
+            except Exception:
+                # A bug in the node, not the peer's fault: make it loud, keep serving.
+                stats["deliver_errors"] += 1
+                self.log.failure("consensus message from {sender} failed", sender=sender)
 
     def _fresh(self, sender: str, counter: int) -> bool:
         windows = self._windows

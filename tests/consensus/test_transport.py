@@ -193,6 +193,80 @@ def test_looped_datagram_dropped() -> None:
     assert got == [] and b.stats["looped"] == 1
 
 
+def test_bundle_delivers_each_message_in_order() -> None:
+    """A Bundle is one datagram; the receiver delivers its messages one by one,
+    in order, as if they had come back to back."""
+    a, b, got = pair()
+    inner = (Accept(3, (0, "a"), b"v"), messages.Accepted(3, (0, "a"), b"d" * 16), Ping(2, 3))
+    assert a.send("b", messages.Bundle(inner))
+    assert len(a.transport.written) == 1
+    through(a, b)
+    assert got == [("a", m) for m in inner]
+    assert b.stats["delivered"] == 1 and b.stats["received"] == 1
+
+
+def test_bundle_too_large_for_one_datagram_is_split() -> None:
+    """A bundle over the datagram limit goes out as several datagrams, each
+    under the limit, delivering every message once and in order; a single
+    message too large alone is still refused."""
+    a, b, got = pair()
+    inner = tuple(Accept(s, (0, "a"), bytes([s]) * 20_000) for s in range(1, 8))
+    assert a.send("b", messages.Bundle(inner))
+    sizes = [len(d) for d, _ in a.transport.written]
+    assert len(sizes) > 1 and max(sizes) <= MAX_DATAGRAM
+    through(a, b)
+    assert [m for _, m in got] == list(inner)
+    assert a.stats["send_oversized"] == 0
+    assert not a.send("b", messages.Bundle((Ping(1, 1), Accept(9, (0, "a"), b"x" * 70_000))))
+    assert a.stats["send_oversized"] == 1
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        (),  # empty
+        ((14, ((9, 1, 1),)),),  # a bundle in a bundle
+        ((12, "127.0.0.1:1", "c"),),  # discovery inside
+        ((9, 1),),  # a malformed message inside
+        ((99, 1),),  # an unknown code inside
+        (5,),  # not a message
+    ],
+)
+def test_malformed_bundle_dropped(entries: tuple) -> None:
+    """Bundles that are empty, nested, carry discovery or bad messages are
+    malformed: nothing of them is delivered."""
+    import msgpack
+
+    a, b, got = pair(key=None)
+    body = msgpack.packb(("c", "cid", "a", 1, 14, entries), use_bin_type=True)
+    b.datagramReceived(b"\x01" + body, A)
+    assert got == [] and b.stats["malformed"] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_listen_asks_for_large_socket_buffers() -> None:
+    """listen() enlarges the kernel buffers (as far as rmem_max allows), so a
+    node busy for a few milliseconds does not lose datagrams."""
+    import socket
+
+    from twisted.internet import reactor
+
+    from doozer.consensus.transport import SOCKET_BUFFER
+
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            rmem_max = int(f.read())
+    except OSError:
+        pytest.skip("no /proc/sys/net/core/rmem_max")
+    a = UDPTransport(cluster_name="c", cluster_id="cid", node_id="a", deliver=lambda s, m: None)
+    port = a.listen(reactor, 0, "127.0.0.1")
+    try:
+        got = port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert got >= min(SOCKET_BUFFER, rmem_max)  # Linux reports twice what it grants
+    finally:
+        await port.stopListening()
+
+
 def _mutate(rng: random.Random, data: bytes) -> bytes:
     kind = rng.randrange(5)
     buf = bytearray(data)
@@ -218,6 +292,8 @@ SAMPLES = [
     Ping(3, 4),
     messages.Skip("a", 3, 9),
     messages.Forward((b"i1", b"i2")),
+    messages.Bundle((Accept(6, (0, "a"), b"w" * 20), messages.Accepted(6, (0, "a"), b"d" * 16),
+                     messages.Skip("a", 1, 6))),
 ]
 
 

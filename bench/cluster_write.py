@@ -1,0 +1,339 @@
+"""Committed write throughput and latency of a 3-node cluster, beside etcd.
+
+    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd]
+
+Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
+(free ports, no cluster key, no access log), waits until ``/v1/cluster``
+on every node shows three members, then for each client count runs a load
+generator for ``--seconds`` (after a 1 s warm-up that is not counted) and
+prints committed writes/s and p50/p99 latency. Every client writes with
+``PUT /v1/store/bench/<client>/<n>`` (a 100-byte body) on its own keep-alive
+connection, one request at a time, and clients are spread round-robin over
+the three nodes. A PUT is answered only after its instance is decided and
+applied, so every counted write is committed. Before the first point, 3 s of
+unmeasured writes from 10 clients let the cluster settle: the two nodes
+that attached by snapshot become voters only α (50) instances after they
+claimed their CAL slots, and the log moves in window-sized jumps while
+they do; etcd gets the same treatment.
+
+When ``etcd`` is installed (Debian ``etcd-server``, v3.4), the same run
+starts a 3-member etcd cluster on loopback and measures it with the same
+client code through etcd's v3 HTTP/JSON gateway (``POST /v3/kv/put`` with
+a base64 key and the same 100-byte value), also spread over the three
+members; a put is answered after Raft commits it. etcd fsyncs its WAL and
+doozer keeps everything in memory, so etcd's data directories are put on
+tmpfs (``/dev/shm``) where fsync costs nearly nothing: both then measure
+consensus, not the disk. etcd 3.4 has no ``--unsafe-no-fsync``.
+
+The load generator: a separate Python process (this file with
+``--loadgen``) running one asyncio task per client over raw HTTP/1.1 on
+``asyncio`` streams; no HTTP library, so one process drives several
+thousand requests/s on one core. It is separate so that its CPU shows up
+apart from the orchestrator's, and one process (not several) so that it
+takes at most one of the machine's two cores away from the servers. It
+reports its own CPU use (``loadgen cpu``): near 100 % would mean the load
+generator, not the cluster, was the limit. The servers and the load
+generator share the machine's cores, for doozer and for etcd alike.
+
+Figures are printed, never pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from typing import Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import procs  # noqa: E402
+
+VALUE = b"v" * 100
+WARMUP = 1.0
+SETTLE = 3.0
+
+
+# ----------------------------------------------------------------------
+# the load generator (runs in its own process)
+
+
+def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict:
+    import asyncio
+    import resource
+
+    def request(client: int, n: int) -> bytes:
+        if kind == "doozer":
+            return (
+                f"PUT /v1/store/bench/{client}/{n % 16} HTTP/1.1\r\nHost: x\r\n"
+                f"Content-Length: {len(VALUE)}\r\n\r\n"
+            ).encode() + VALUE
+        key = base64.b64encode(f"/bench/{client}/{n % 16}".encode()).decode()
+        body = json.dumps({"key": key, "value": base64.b64encode(VALUE).decode()}).encode()
+        return (
+            "POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    async def read_response(reader: asyncio.StreamReader) -> int:
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"content-length:")
+        if at >= 0:
+            end = lower.index(b"\r\n", at)
+            await reader.readexactly(int(lower[at + 15 : end]))
+        elif b"chunked" in lower:
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                await reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        return status
+
+    done = [0]
+
+    async def client(i: int, start: float, end: float, lat: list, errors: list) -> None:
+        host, port = targets[i % len(targets)].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        n = 0
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                break
+            writer.write(request(i, n))
+            status = await read_response(reader)
+            t1 = time.perf_counter()
+            n += 1
+            done[0] += 1
+            if status != 200:
+                errors.append(status)
+            elif t0 >= start:
+                lat.append(t1 - t0)
+        writer.close()
+
+    async def run() -> dict:
+        lat: list = []
+        errors: list = []
+        t = time.perf_counter()
+        start, end = t + WARMUP, t + WARMUP + seconds
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        await asyncio.gather(*(client(i, start, end, lat, errors) for i in range(clients)))
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        lat.sort()
+        return {
+            "writes": len(lat),
+            "per_s": len(lat) / seconds,
+            "p50_ms": lat[len(lat) // 2] * 1000 if lat else None,
+            "p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else None,
+            "errors": len(errors),
+            "total_writes": done[0],
+            "loadgen_cpu": cpu / (time.perf_counter() - t),
+        }
+
+    return asyncio.run(run())
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(kind: str, cluster: tuple[list[str], list[int]], clients: int, seconds: float) -> dict:
+    """One point: the load generator's figures plus the servers' CPU per write."""
+    addrs, pids = cluster
+    cpu0 = cpu_seconds(pids)
+    result = run_loadgen(kind, addrs, clients, seconds)
+    used = cpu_seconds(pids) - cpu0
+    total = result["total_writes"]
+    result["server_cpu_us"] = used / total * 1e6 if total else None
+    return result
+
+
+def settle(kind: str, cluster: tuple[list[str], list[int]]) -> None:
+    """Unmeasured writes right after the cluster formed (see the docstring)."""
+    run_loadgen(kind, cluster[0], 10, SETTLE)
+
+
+def run_loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict:
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--loadgen", kind,
+         "--targets", ",".join(targets), "--clients", str(clients),
+         "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True, timeout=seconds + 120,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------
+# the clusters
+
+
+def _get_json(url: str) -> dict:
+    return json.loads(urllib.request.urlopen(url, timeout=2).read())
+
+
+def _kill(ps: list[subprocess.Popen]) -> None:
+    for p in ps:
+        if p.poll() is None:
+            p.terminate()
+    for p in ps:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+@contextmanager
+def doozer_cluster(extra: list[str]) -> Iterator[tuple[list[str], list[int]]]:
+    """Three ``twistd doozer`` processes forming one cluster; yields their
+    HOST:PORTs and pids."""
+    ports = [procs.free_port() for _ in range(3)]
+    addrs = [f"127.0.0.1:{p}" for p in ports]
+    env = dict(os.environ, PYTHONPATH=procs.ROOT)
+    ps: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for i, addr in enumerate(addrs):
+                log = open(os.path.join(tmp, f"n{i}.log"), "wb")
+                ps.append(subprocess.Popen(
+                    [*procs.TWISTD, "-n", "--pidfile=", "doozer", "--listen", addr,
+                     "--web", "false", "--peers", ",".join(addrs), *extra],
+                    cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
+                ))
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if all(len(_get_json(f"http://{a}/v1/cluster")["members"]) == 3 for a in addrs):
+                        break
+                except (OSError, ValueError):
+                    pass
+                if time.monotonic() > deadline or any(p.poll() is not None for p in ps):
+                    logs = "".join(open(os.path.join(tmp, f"n{i}.log")).read()[-1500:]
+                                   for i in range(3))
+                    raise RuntimeError(f"the three doozer nodes did not form one cluster:\n{logs}")
+                time.sleep(0.2)
+            yield addrs, [p.pid for p in ps]
+        finally:
+            _kill(ps)
+
+
+@contextmanager
+def etcd_cluster() -> Iterator[tuple[list[str], list[int]]]:
+    """Three etcd members on loopback, data on tmpfs; yields their client
+    HOST:PORTs and pids."""
+    client = [procs.free_port() for _ in range(3)]
+    peer = [procs.free_port() for _ in range(3)]
+    initial = ",".join(f"e{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    ps: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(dir=base) as tmp:
+        try:
+            for i in range(3):
+                ps.append(subprocess.Popen(
+                    ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"e{i}"),
+                     "--listen-client-urls", f"http://127.0.0.1:{client[i]}",
+                     "--advertise-client-urls", f"http://127.0.0.1:{client[i]}",
+                     "--listen-peer-urls", f"http://127.0.0.1:{peer[i]}",
+                     "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[i]}",
+                     "--initial-cluster", initial, "--initial-cluster-token", "bench",
+                     "--initial-cluster-state", "new", "--logger", "zap",
+                     "--log-level", "error"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                ))
+            addrs = [f"127.0.0.1:{p}" for p in client]
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if all(_get_json(f"http://{a}/health").get("health") == "true" for a in addrs):
+                        break
+                except (OSError, ValueError):
+                    pass
+                if time.monotonic() > deadline or any(p.poll() is not None for p in ps):
+                    raise RuntimeError("the three etcd members did not form one cluster")
+                time.sleep(0.2)
+            yield addrs, [p.pid for p in ps]
+        finally:
+            _kill(ps)
+
+
+# ----------------------------------------------------------------------
+
+
+def _fmt(r: dict | None) -> str:
+    if r is None:
+        return f"{'-':>10}{'-':>9}{'-':>9}"
+    p50 = f"{r['p50_ms']:.2f}" if r["p50_ms"] is not None else "-"
+    p99 = f"{r['p99_ms']:.2f}" if r["p99_ms"] is not None else "-"
+    return f"{r['per_s']:>10.0f}{p50:>9}{p99:>9}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", default="1,10,50")
+    parser.add_argument("--no-etcd", action="store_true", help="measure doozer only")
+    parser.add_argument("--doozer-args", default="", help="extra twistd doozer options")
+    parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
+    parser.add_argument("--targets", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+    if args.loadgen:
+        print(json.dumps(loadgen(args.loadgen, args.targets.split(","), counts[0], args.seconds)))
+        return
+
+    results: dict[str, dict[int, dict]] = {"doozer": {}, "etcd": {}}
+    with doozer_cluster(args.doozer_args.split()) as cluster:
+        settle("doozer", cluster)
+        for n in counts:
+            results["doozer"][n] = measure("doozer", cluster, n, args.seconds)
+    etcd = shutil.which("etcd") and not args.no_etcd
+    if etcd:
+        with etcd_cluster() as cluster:
+            settle("etcd", cluster)
+            for n in counts:
+                results["etcd"][n] = measure("etcd", cluster, n, args.seconds)
+
+    print(f"3-node clusters on loopback, {os.cpu_count()} cores, {args.seconds:g} s per point, "
+          f"PUT of a 100-byte value, keep-alive, one request at a time per client")
+    print("load generator: one separate asyncio process, raw HTTP/1.1")
+    if etcd:
+        out = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout
+        print(f"etcd: {out.splitlines()[0]}, v3 JSON gateway POST /v3/kv/put, data on tmpfs")
+    else:
+        print("etcd: not measured (not installed, or --no-etcd)")
+    head = f"{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+    print(f"{'':>8}{'doozer':^28}  {'etcd':^28}")
+    print(f"{'clients':>8}{head}  {head}")
+    for n in counts:
+        print(f"{n:>8}{_fmt(results['doozer'][n])}  {_fmt(results['etcd'].get(n))}")
+    for name in ("doozer", "etcd"):
+        for n, r in results[name].items():
+            if r["errors"] or r["loadgen_cpu"] > 0.8:
+                print(f"note: {name} at {n} clients: {r['errors']} non-200 answers, "
+                      f"load generator cpu {r['loadgen_cpu']:.0%}")
+    print("server cpu per write (3 processes, us): " + ", ".join(
+        f"{name} {n}: {r['server_cpu_us']:.0f}" for name in ("doozer", "etcd")
+        for n, r in results[name].items() if r["server_cpu_us"] is not None))
+    print("loadgen cpu (share of one core): " + ", ".join(
+        f"{name} {n}: {r['loadgen_cpu']:.0%}" for name in ("doozer", "etcd")
+        for n, r in results[name].items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The TEST-ONLY fault hook of the UDP transport (doozer/consensus/faults.py)."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.task import Clock
+
+from doozer.consensus import faults
+from doozer.consensus.messages import Ping
+from doozer.consensus.transport import UDPTransport
+
+from tests.consensus.test_transport import A, B, FakeDatagramTransport
+
+KEY = b"k" * 32
+
+
+def make(env: dict, clock: Clock, got: list) -> tuple[UDPTransport, UDPTransport]:
+    import os
+
+    old = os.environ.get(faults.ENV)
+    try:
+        if env.get(faults.ENV):
+            os.environ[faults.ENV] = env[faults.ENV]
+        else:
+            os.environ.pop(faults.ENV, None)
+        a = UDPTransport(cluster_name="c", cluster_id="cid", node_id="a", deliver=lambda s, m: None, key=KEY, clock=clock)
+        b = UDPTransport(cluster_name="c", cluster_id="cid", node_id="b", deliver=lambda s, m: got.append(s), key=KEY, clock=clock)
+    finally:
+        if old is None:
+            os.environ.pop(faults.ENV, None)
+        else:
+            os.environ[faults.ENV] = old
+    a.makeConnection(FakeDatagramTransport())
+    b.makeConnection(FakeDatagramTransport())
+    a.set_address("b", B)
+    b.set_address("a", A)
+    return a, b
+
+
+def test_unset_costs_nothing() -> None:
+    """Without the variable the transport keeps its class's own methods."""
+    got: list = []
+    a, b = make({}, Clock(), got)
+    assert "_write" not in vars(a) and "datagramReceived" not in vars(a)
+    assert "fault_dropped" not in a.stats
+    assert faults.install(a, None, environ={}) is None
+    assert faults.install(a, None, environ={faults.ENV: ""}) is None
+    assert "_write" not in vars(a)
+
+
+def test_drops_both_directions_and_heals(tmp_path) -> None:
+    """Listed addresses are cut off both ways; rewriting the file heals."""
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps([f"{B[0]}:{B[1]}"]))
+    clock = Clock()
+    got: list = []
+    a, b = make({faults.ENV: str(path)}, clock, got)
+    # a sends to B: dropped on a's side (counted, reported as sent).
+    assert a.send("b", Ping(1, 2))
+    assert a.transport.written == [] and a.stats["fault_dropped"] == 1
+    # b (same file, B blocked only matters for b's sends to B, none here)
+    # receives from A: A is not listed, so it arrives.
+    b.send("a", Ping(1, 2))
+    data = b.transport.written.pop()[0]
+    a.datagramReceived(data, B)  # a drops what comes from B
+    assert a.stats["fault_dropped"] == 2 and a.stats["delivered"] == 0
+    # Heal: the file is re-read only after the interval.
+    path.write_text("[]")
+    assert a.send("b", Ping(1, 2)) and a.transport.written == []
+    clock.advance(faults.REREAD_INTERVAL)
+    assert a.send("b", Ping(1, 2)) and len(a.transport.written) == 1
+    b.datagramReceived(a.transport.written[0][0], A)
+    assert got == ["a"]
+
+
+def test_missing_or_bad_file_drops_nothing(tmp_path) -> None:
+    """A missing or malformed file blocks nobody."""
+    for content in (None, "not json", '{"a": 1}', '["nohostport", 5, "h:notaport"]'):
+        path = tmp_path / "f.json"
+        if content is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(content)
+        f = faults.FaultFile(str(path), lambda: 0.0)
+        assert f.blocked() == frozenset()
+        assert not f.drops(B)
+
+
+def test_parse_addresses() -> None:
+    assert faults._parse('["127.0.0.1:5", "[::1]:6"]') == {("127.0.0.1", 5), ("::1", 6)}

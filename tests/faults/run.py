@@ -1,0 +1,565 @@
+"""The fault suite on real clusters (issue 7): workers, a nemesis, the checkers.
+
+Starts a 3- or 5-node cluster of real ``twistd -n doozer`` processes on
+127.0.0.1, runs client workers against every node (set, CAS, delete,
+``consistent=1`` reads, and long-running watch streams that resume from
+``next``), while a seeded nemesis kills members (``-9``) and replaces them with
+new nodes through the freed CAL slots, pauses them (SIGSTOP/SIGCONT), isolates
+them (the TEST-ONLY transport hook of :mod:`doozer.consensus.faults`) and
+briefly takes away the majority. At the end it heals everything, lets the
+cluster settle, dumps every live node's event log through the watch API and
+runs :func:`tests.faults.checker.check_history` on the whole record.
+
+Usage::
+
+    python -m tests.faults.run --nodes 3 --seconds 60 --seed 1 --out history.jsonl
+
+Exit status: 0 the checkers passed, 1 a violation, 2 unknown (search budget),
+3 the run itself failed (e.g. the cluster never formed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from typing import Any, Callable, Optional
+
+from tests.faults.checker import check_history
+from tests.faults.history import CAS, DELETE, READ, SET, WATCH, Event, NodeLog, Recorder
+from tests.procutil import NodeProcess, free_port
+
+FAULT_KINDS = ("kill", "pause", "partition", "majority")
+
+#: Node options: short --timeout so silent members are replaced during the
+#: run, a short write timeout so a lost majority answers 503 quickly, and
+#: enough history to keep the whole run.
+TIMEOUT = 4.0
+WRITE_TIMEOUT = 2.0
+HIST = 1_000_000
+#: Client socket timeout: well above the write timeout.
+CLIENT_TIMEOUT = WRITE_TIMEOUT + 6.0
+WATCH_WAIT = 2  # the watch's own ``timeout`` argument
+
+
+def http_call(addr: str, method: str, path: str, body: Optional[bytes] = None,
+              timeout: float = CLIENT_TIMEOUT,
+              on_sent: Optional[Callable[[], None]] = None) -> tuple[int, Any]:
+    """One HTTP request; (status, JSON body or None). Raises OSError /
+    http.client errors on connection trouble.
+
+    ``on_sent`` is called once the connection is open, just before the
+    request is written (the op's invoke time): a refused connection is no
+    operation at all."""
+    host, port = addr.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.connect()
+        if on_sent is not None:
+            on_sent()
+        conn.request(method, path, body=body, headers={"Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        ctype = resp.getheader("Content-Type", "")
+        data = json.loads(raw) if ctype.startswith("application/json") and raw else None
+        return resp.status, data
+    finally:
+        conn.close()
+
+
+class Cluster:
+    """The nodes of one run, by slot (a replaced node takes its slot)."""
+
+    def __init__(self, n: int, workdir: str, name: str, log: Callable[[str], None]) -> None:
+        self.n = n
+        self.workdir = workdir
+        self.name = name
+        self.log = log
+        self.slots: list[NodeProcess] = []
+        self.all: list[NodeProcess] = []  # every process started, for cleanup
+        self.paused: set[int] = set()
+        self._gen = 0
+        self.lock = threading.Lock()
+
+    # -- processes -------------------------------------------------------
+
+    def _new(self, port: int, peers: list[str]) -> NodeProcess:
+        self._gen += 1
+        wd = os.path.join(self.workdir, f"node{self._gen}-{port}")
+        os.makedirs(wd, exist_ok=True)
+        ffile = os.path.join(wd, "faults.json")
+        with open(ffile, "w") as f:
+            f.write("[]")
+        node = NodeProcess(
+            wd,
+            "--peers", ",".join(peers),
+            "--cluster", self.name,
+            "--timeout", str(TIMEOUT),
+            "--write-timeout", str(WRITE_TIMEOUT),
+            "--hist", str(HIST),
+            port=port,
+            env={"DOOZER_TEST_FAULTS": ffile},
+        )
+        node.fault_file = ffile  # type: ignore[attr-defined]
+        self.all.append(node)
+        return node
+
+    def start(self) -> None:
+        ports = [free_port() for _ in range(self.n)]
+        addrs = [f"127.0.0.1:{p}" for p in ports]
+        for p, a in zip(ports, addrs):
+            self.slots.append(self._new(p, [x for x in addrs if x != a]))
+        for node in self.slots:
+            node.start(wait=False)
+        for node in self.slots:
+            node.wait_up()
+        if not self.wait_healthy(60):
+            raise RuntimeError("the cluster did not form")
+
+    def addr(self, slot: int) -> str:
+        return self.slots[slot].addr
+
+    def replace(self, slot: int) -> NodeProcess:
+        """Start a new node (new port, new id) for ``slot``; it claims the
+        slot freed when the dead member is removed."""
+        peers = [n.addr for i, n in enumerate(self.slots) if i != slot]
+        node = self._new(free_port(), peers).start(wait=False)
+        node.wait_up(60)
+        with self.lock:
+            self.slots[slot] = node
+        return node
+
+    def set_blocked(self, slot: int, addrs: list[str]) -> None:
+        tmp = self.slots[slot].fault_file + ".tmp"  # type: ignore[attr-defined]
+        with open(tmp, "w") as f:
+            json.dump(addrs, f)
+        os.replace(tmp, self.slots[slot].fault_file)  # type: ignore[attr-defined]
+
+    def heal(self) -> None:
+        for i, node in enumerate(self.slots):
+            if i in self.paused:
+                node.signal(signal.SIGCONT)
+            self.set_blocked(i, [])
+        self.paused.clear()
+
+    def stop_all(self) -> None:
+        for node in self.all:
+            try:
+                node.signal(signal.SIGCONT)
+                node.stop()
+            except Exception:  # noqa: BLE001 - cleanup must go on
+                pass
+
+    # -- state -----------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Every slot's node is up and a member, the CAL has n members that
+        are exactly our nodes, and a write commits."""
+        try:
+            ids = []
+            for node in self.slots:
+                st, me = http_call(node.addr, "GET", "/v1/self", timeout=2)
+                if st != 200 or not me.get("member"):
+                    return False
+                ids.append(me["id"])
+            st, cl = http_call(self.slots[0].addr, "GET", "/v1/cluster", timeout=2)
+            if st != 200 or sorted(m["id"] for m in cl["members"]) != sorted(ids):
+                return False
+            st, _ = http_call(self.slots[0].addr, "POST", "/v1/nop", timeout=4)
+            return st == 200
+        except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+            return False
+
+    def wait_healthy(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.healthy():
+                return True
+            time.sleep(0.25)
+        return False
+
+    def settle(self, seconds: float = 60) -> int:
+        """Wait until every node has applied the same rev after a nop;
+        returns that rev."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                st, body = http_call(self.slots[0].addr, "POST", "/v1/nop", timeout=4)
+                if st != 200:
+                    time.sleep(0.5)
+                    continue
+                target = body["rev"]
+                while time.monotonic() < deadline:
+                    revs = [http_call(n.addr, "GET", "/v1/rev", timeout=2)[1]["rev"] for n in self.slots]
+                    if min(revs) >= target:
+                        return target
+                    time.sleep(0.2)
+            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+                time.sleep(0.5)
+        raise RuntimeError("the cluster did not settle")
+
+    def dump_log(self, node: NodeProcess, start: int, end: int) -> NodeLog:
+        """The node's changes with ``start <= rev <= end``, via the watch API."""
+        rev = start
+        events: list[Event] = []
+        first = True
+        while rev <= end:
+            q = urllib.parse.urlencode({"glob": "/**", "rev": rev, "limit": 5000, "timeout": 1})
+            st, body = http_call(node.addr, "GET", f"/v1/watch?{q}", timeout=30)
+            if st == 410 and first:
+                rev = start = int(body["oldest"])
+                continue
+            if st != 200:
+                raise RuntimeError(f"dumping {node.addr}: {st} {body}")
+            first = False
+            events.extend(Event.from_api(e) for e in body["events"] if e["rev"] <= end)
+            if body["next"] <= rev:
+                raise RuntimeError(f"dumping {node.addr}: next did not advance")
+            rev = body["next"]
+        return NodeLog(node.addr, events, start, end)
+
+
+class Workload:
+    """Client workers on every node, recording into one :class:`Recorder`."""
+
+    def __init__(self, cluster: Cluster, rec: Recorder, seed: int, workers: int,
+                 keys: int, prefix: str, start_rev: int, generation: float = 20.0) -> None:
+        self.cluster = cluster
+        self.rec = rec
+        self.seed = seed
+        self.workers = workers
+        self.keys = keys
+        self.prefix = prefix
+        self.start_rev = start_rev
+        self.generation = generation
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.t0 = time.monotonic()
+
+    def key(self, rng: random.Random) -> str:
+        gen = int((time.monotonic() - self.t0) / self.generation)
+        return f"{self.prefix}/g{gen}/k{rng.randrange(self.keys)}"
+
+    def start(self) -> None:
+        n = self.cluster.n
+        for w in range(self.workers * n):
+            t = threading.Thread(target=self._client, args=(w, w % n), daemon=True, name=f"w{w}")
+            self.threads.append(t)
+        globs = [f"{self.prefix}/**", f"{self.prefix}/*/k1", f"{self.prefix}/g*/k?"]
+        for s in range(n):
+            for j, glob in enumerate(globs[:2] if n > 3 else globs):
+                t = threading.Thread(target=self._watcher, args=(f"watch{s}.{j}", s, glob), daemon=True)
+                self.threads.append(t)
+        for t in self.threads:
+            t.start()
+
+    def join(self, seconds: float) -> None:
+        self.stop.set()
+        deadline = time.monotonic() + seconds
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _request(self, proc: Any, slot: int, kind: str, key: str, method: str, path: str,
+                 body: Optional[bytes] = None, value: Optional[bytes] = None,
+                 prec: Optional[int] = None, timeout: float = CLIENT_TIMEOUT):
+        """Run one request; returns the completed op, or None when the
+        connection could not even be opened (nothing was sent)."""
+        holder: list = []
+
+        def sent() -> None:
+            holder.append(self.rec.invoke(proc, kind, key, value=value, prec=prec))
+
+        try:
+            status, data = http_call(self.cluster.addr(slot), method, path, body, timeout, on_sent=sent)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            if not holder:
+                return None
+            return self.rec.indeterminate(holder[0], type(e).__name__)
+        return self.rec.from_http(holder[0], status, data)
+
+    def _client(self, w: int, slot: int) -> None:
+        rng = random.Random(f"{self.seed}-client-{w}")
+        seen: dict[str, int] = {}
+        n = 0
+        while not self.stop.is_set():
+            key = self.key(rng)
+            url = "/v1/store" + urllib.parse.quote(key)
+            r = rng.random()
+            n += 1
+            value = f"w{w}-{n}".encode()
+            if r < 0.25:
+                op = self._request(w, slot, SET, key, "PUT", url, value, value=value)
+            elif r < 0.5:
+                prec = 0 if rng.random() < 0.15 or key not in seen else seen[key]
+                op = self._request(w, slot, CAS, key, "PUT", f"{url}?rev={prec}", value, value=value, prec=prec)
+            elif r < 0.6:
+                prec = seen.get(key) if rng.random() < 0.5 else None
+                q = f"?rev={prec}" if prec is not None else ""
+                op = self._request(w, slot, DELETE, key, "DELETE", url + q, prec=prec)
+            else:
+                op = self._request(w, slot, READ, key, "GET", url + "?consistent=1")
+            if op is None:
+                time.sleep(0.2)  # the node is down: nothing was sent
+                continue
+            if op.rev is not None and (op.outcome == "ok" and op.kind != DELETE or op.code == "REV_MISMATCH"):
+                seen[key] = op.rev
+            elif op.kind == DELETE and op.outcome == "ok":
+                seen.pop(key, None)
+            time.sleep(rng.uniform(0.0, 0.03))
+
+    def _watcher(self, proc: str, slot: int, glob: str) -> None:
+        rng = random.Random(f"{self.seed}-{proc}")
+        nxt = self.start_rev + 1
+        while not self.stop.is_set():
+            q = urllib.parse.urlencode({"glob": glob, "rev": nxt, "limit": rng.choice([1, 10, 1000]),
+                                        "timeout": WATCH_WAIT})
+            op = self._request(proc, slot, WATCH, glob, "GET", f"/v1/watch?{q}", prec=nxt,
+                               timeout=WATCH_WAIT + CLIENT_TIMEOUT)
+            if op is None:
+                time.sleep(0.2)
+                continue
+            if op.outcome == "ok":
+                nxt = op.rev
+            elif op.code == "TOO_LATE":
+                # A node that joined by snapshot lacks the older history:
+                # start a new run where it can answer.
+                try:
+                    st, body = http_call(self.cluster.addr(slot), "GET", "/v1/rev", timeout=2)
+                    nxt = max(nxt, body["rev"] + 1) if st == 200 else nxt
+                except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+                    pass
+                time.sleep(0.2)
+            else:
+                time.sleep(0.1)
+
+
+class Nemesis:
+    """Seeded faults, one at a time, each healed and settled before the next."""
+
+    def __init__(self, cluster: Cluster, seed: int, log: Callable[[str], None],
+                 kinds: tuple = FAULT_KINDS) -> None:
+        self.cluster = cluster
+        self.rng = random.Random(f"{seed}-nemesis")
+        self.log = log
+        self.kinds = kinds
+        self.counts: Counter = Counter()
+        self.events: list[dict] = []
+        self.unhealthy = 0
+        self.t0 = time.monotonic()
+
+    def note(self, kind: str, **what: Any) -> None:
+        entry = {"t": round(time.monotonic() - self.t0, 2), "fault": kind, **what}
+        self.events.append(entry)
+        self.log("nemesis " + json.dumps(entry))
+
+    def run(self, until: float) -> None:
+        """Inject faults until the monotonic time ``until``."""
+        rng = self.rng
+        order = list(self.kinds)
+        rng.shuffle(order)  # every kind early, then at random
+        while time.monotonic() < until - 5:
+            kind = order.pop(0) if order else rng.choice(self.kinds)
+            getattr(self, "_" + kind)()
+            self.counts[kind] += 1
+            self.cluster.heal()
+            self.note("heal")
+            if not self.cluster.wait_healthy(90):
+                # A liveness failure: the cluster did not recover. Further
+                # faults would tell nothing; end the run and check it.
+                self.unhealthy += 1
+                self.note("unhealthy", detail="not healthy 90 s after healing; ending the run")
+                return
+            self._quiet(rng.uniform(1.0, 3.0), until)
+
+    def _quiet(self, seconds: float, until: float) -> None:
+        time.sleep(max(0.0, min(seconds, until - time.monotonic())))
+
+    @property
+    def minority(self) -> int:
+        return (self.cluster.n - 1) // 2
+
+    def _kill(self) -> None:
+        c = self.cluster
+        slots = self.rng.sample(range(c.n), self.rng.randint(1, self.minority))
+        for s in slots:
+            self.note("kill", slot=s, addr=c.addr(s))
+            c.slots[s].signal(signal.SIGKILL)
+            c.slots[s].proc.wait(10)
+        time.sleep(self.rng.uniform(0.0, 2.0))
+        for s in slots:
+            node = c.replace(s)
+            self.note("replace", slot=s, addr=node.addr)
+
+    def _pause(self) -> None:
+        c = self.cluster
+        slots = self.rng.sample(range(c.n), self.rng.randint(1, self.minority))
+        # Sometimes longer than --timeout, so the member is removed and must
+        # claim a free slot again after SIGCONT.
+        hold = self.rng.uniform(0.5, TIMEOUT + 4)
+        self.note("pause", slots=slots, seconds=round(hold, 2))
+        for s in slots:
+            c.slots[s].signal(signal.SIGSTOP)
+            c.paused.add(s)
+        time.sleep(hold)
+
+    def _partition(self) -> None:
+        c = self.cluster
+        side = self.rng.sample(range(c.n), self.rng.randint(1, self.minority))
+        hold = self.rng.uniform(0.5, TIMEOUT + 4)
+        self._cut(side, hold, "partition")
+
+    def _cut(self, side: list[int], hold: float, kind: str) -> None:
+        c = self.cluster
+        others = [i for i in range(c.n) if i not in side]
+        self.note(kind, isolated=side, seconds=round(hold, 2))
+        for i in side:
+            c.set_blocked(i, [c.addr(j) for j in others])
+        for j in others:
+            c.set_blocked(j, [c.addr(i) for i in side])
+        time.sleep(hold)
+
+    def _majority(self) -> None:
+        """A short loss of the majority: writes must answer 503 (indeterminate)."""
+        c = self.cluster
+        hold = self.rng.uniform(WRITE_TIMEOUT + 0.5, TIMEOUT - 0.5)
+        k = self.minority + 1
+        slots = self.rng.sample(range(c.n), k)
+        if self.rng.random() < 0.5:
+            self.note("majority", how="pause", slots=slots, seconds=round(hold, 2))
+            for s in slots:
+                c.slots[s].signal(signal.SIGSTOP)
+                c.paused.add(s)
+            time.sleep(hold)
+        else:
+            # Every node cut off from every other.
+            self.note("majority", how="partition", slots=list(range(c.n)), seconds=round(hold, 2))
+            for i in range(c.n):
+                c.set_blocked(i, [c.addr(j) for j in range(c.n) if j != i])
+            time.sleep(hold)
+
+
+def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, keys: int = 6,
+        out: Optional[str] = None, workdir: Optional[str] = None, kinds: tuple = FAULT_KINDS,
+        quiet: bool = False, time_limit: float = 300) -> dict:
+    """One run; returns a summary dict (``ok``, ``verdict``, counts, report)."""
+    lines: list[str] = []
+    t_start = time.monotonic()
+
+    def log(msg: str) -> None:
+        line = f"[{time.monotonic() - t_start:7.2f}] {msg}"
+        lines.append(line)
+        if not quiet:
+            print(line, flush=True)
+
+    own_dir = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="doozer-faults-")
+    os.makedirs(workdir, exist_ok=True)
+    cluster = Cluster(nodes, workdir, f"faults{seed}", log)
+    rec = Recorder()
+    result: dict = {"seed": seed, "nodes": nodes, "workdir": workdir}
+    try:
+        log(f"fault run: {nodes} nodes, {seconds} s, seed {seed}, workdir {workdir}")
+        cluster.start()
+        log("cluster formed: " + ", ".join(n.addr for n in cluster.slots))
+        start_rev = cluster.settle()
+        prefix = f"/fault/s{seed}"
+        work = Workload(cluster, rec, seed, workers, keys, prefix, start_rev)
+        nemesis = Nemesis(cluster, seed, log, kinds)
+        work.start()
+        until = time.monotonic() + seconds
+        nemesis.run(until)
+        if not nemesis.unhealthy:
+            time.sleep(max(0.0, until - time.monotonic()))
+        log("stopping workers")
+        work.join(CLIENT_TIMEOUT + WATCH_WAIT + 5)
+        cluster.heal()
+        if not cluster.wait_healthy(90):
+            log("cluster not healthy after the run")
+            nemesis.unhealthy += 1
+        try:
+            end_rev = cluster.settle()
+            ends = [end_rev] * nodes
+        except RuntimeError:
+            # Stuck (a liveness failure, reported above): check what each
+            # node has applied, up to its own rev.
+            log("cluster did not settle: dumping each node up to its own rev")
+            ends = [http_call(n.addr, "GET", "/v1/rev", timeout=5)[1]["rev"] for n in cluster.slots]
+            end_rev = max(ends)
+        logs = [cluster.dump_log(n, start_rev + 1, e) for n, e in zip(cluster.slots, ends)]
+        log(f"dumped {len(logs)} node logs, revs {start_rev + 1}..{end_rev}")
+        history = rec.history(logs=logs, start_rev=start_rev)
+        if out:
+            history.save(out)
+        t_check = time.monotonic()
+        report = check_history(history, time_limit=time_limit)
+        ops = Counter((op.kind, op.outcome) for op in history.ops)
+        codes = Counter(f"{op.kind} {op.code or 'no answer'}" for op in history.ops
+                        if op.outcome == "indeterminate")
+        result.update(
+            ok=report.ok,
+            verdict=report.verdict.value,
+            report=report.summary(),
+            ops=dict(sorted((f"{k} {o}", v) for (k, o), v in ops.items())),
+            ops_total=len(history.ops),
+            indeterminate=dict(sorted(codes.items())),
+            faults=dict(nemesis.counts),
+            fault_log=nemesis.events,
+            unhealthy=nemesis.unhealthy,
+            revs=end_rev - start_rev,
+            check_seconds=round(time.monotonic() - t_check, 2),
+            seconds=round(time.monotonic() - t_start, 1),
+        )
+        log("ops by kind and outcome: " + json.dumps(result["ops"]))
+        log("indeterminate by cause: " + json.dumps(result["indeterminate"]))
+        log(f"ops checked: {len(history.ops)}; revs in the run: {end_rev - start_rev}")
+        log("faults injected: " + json.dumps(result["faults"]) + f"; unhealthy after heal: {nemesis.unhealthy}")
+        log(f"checker ({result['check_seconds']} s): " + report.summary())
+        return result
+    finally:
+        cluster.stop_all()
+        with open(os.path.join(workdir, "run.log"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        if own_dir and result.get("ok"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    p.add_argument("--seconds", type=float, default=60)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--workers", type=int, default=3, help="client workers per node")
+    p.add_argument("--keys", type=int, default=6, help="keys per generation (20 s)")
+    p.add_argument("--out", default=None, help="save the history as JSON lines")
+    p.add_argument("--workdir", default=None, help="node directories (kept)")
+    p.add_argument("--time-limit", type=float, default=600, help="checker search budget, seconds")
+    args = p.parse_args(argv)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # runs the cleanup: every node is killed
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # a background job may have inherited SIG_IGN
+    seed = args.seed if args.seed is not None else random.randrange(1_000_000)
+    try:
+        res = run(args.nodes, args.seconds, seed, args.workers, args.keys, args.out, args.workdir,
+                  time_limit=args.time_limit)
+    except RuntimeError as e:
+        print(f"run failed (seed {seed}): {e}", file=sys.stderr)
+        return 3
+    print(json.dumps({k: v for k, v in res.items() if k not in ("report", "fault_log")}, indent=1))
+    return {"ok": 0, "fail": 1}.get(res["verdict"], 2)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
