@@ -60,29 +60,41 @@ class WatchClient(asyncio.Protocol):
 
 
 async def run(port: int, pid: int, watches: int) -> None:
-    base = procs.rss_kib(pid)
-    base_fds = open_fds(pid)
     # From an explicit rev, so that a watch the node takes in late still
     # sees the write instead of waiting for its timeout.
     request = (
         b"GET /v1/watch?glob=/bench/key&timeout=300&rev=%d HTTP/1.1\r\nHost: x\r\n\r\n"
         % (procs.rev(port) + 1)
     )
+    # Let the node close the connections of the requests so far, then count
+    # its descriptors: each watch adds one.
+    await asyncio.sleep(0.5)
+    base = procs.rss_kib(pid)
+    base_fds = open_fds(pid)
     loop = asyncio.get_running_loop()
     arrived = loop.create_future()
     waiting = [watches]
     clients = []
     for i in range(watches):
-        _, client = await loop.create_connection(
-            lambda: WatchClient(request, arrived, waiting), "127.0.0.1", port
-        )
+        for attempt in range(10):
+            # Now and then a connect hangs on a busy machine (a lost SYN
+            # waits for the kernel's backoff); give up on it and dial again.
+            try:
+                _, client = await asyncio.wait_for(loop.create_connection(
+                    lambda: WatchClient(request, arrived, waiting), "127.0.0.1", port
+                ), 2)
+                break
+            except asyncio.TimeoutError:
+                continue
+        else:
+            raise SystemExit("could not connect to the node")
         clients.append(client)
         if i % 50 == 49:
             # Let the node accept this batch before the next: twistd listens
             # with a backlog of 50, and connections beyond a full accept
             # queue are only taken in after SYN-ACK retransmits (seconds).
             deadline = time.monotonic() + 5
-            while open_fds(pid) < base_fds + i + 1 and time.monotonic() < deadline:
+            while open_fds(pid) < base_fds + i - 1 and time.monotonic() < deadline:
                 await asyncio.sleep(0.002)
     # Wait until the node has accepted every connection: a connection the
     # client sees as open may still sit in the node's (overflowed) accept queue.
@@ -94,7 +106,8 @@ async def run(port: int, pid: int, watches: int) -> None:
         await asyncio.sleep(0.05)
     # Wait until the node has taken every request in (its memory stops growing).
     last, stable = -1, 0
-    while stable < 5:
+    deadline = time.monotonic() + 15
+    while stable < 5 and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         now = procs.rss_kib(pid)
         stable = stable + 1 if now == last else 0

@@ -23,6 +23,11 @@ from doozer.node import build_node
 from doozer.sniff import SniffingFactory
 
 
+#: Pending connections the kernel may queue: thousands of watchers
+#: reconnecting at once (after a restart) must not wait for SYN retries.
+BACKLOG = 1024
+
+
 def new_node_id() -> str:
     """A fresh id: a restarted process never reuses one (CONSENSUS.md)."""
     return base64.b32encode(os.urandom(10)).decode("ascii")
@@ -168,8 +173,10 @@ class NodeService(Service):
             with open(self.config.tls_key, "rb") as f:  # type: ignore[arg-type]
                 key_pem = f.read()
             cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-            return self.reactor.listenSSL(port, factory, cert.options(), interface=host)
-        return self.reactor.listenTCP(port, factory, interface=host)
+            return self.reactor.listenSSL(
+                port, factory, cert.options(), interface=host, backlog=BACKLOG
+            )
+        return self.reactor.listenTCP(port, factory, interface=host, backlog=BACKLOG)
 
     def stopService(self) -> "defer.Deferred[Any]":
         super().stopService()
