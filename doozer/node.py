@@ -23,11 +23,10 @@ from twisted.logger import Logger
 from doozer import __version__, mutation
 from doozer.consensus.messages import Bundle
 from doozer.errors import DoozerError
+from doozer.membership import Membership
 from doozer.path import validate_glob, validate_path
 from doozer.store import Event, Store
 
-#: Seconds between two rounds of membership chores.
-CHORES_INTERVAL = 0.5
 #: Seconds a write may wait for its decision before it answers UNAVAILABLE.
 WRITE_TIMEOUT = 10.0
 
@@ -47,7 +46,7 @@ def _client_may_write(path: str) -> None:
         )
 
 
-class Node:
+class Node(Membership):
     """A doozer node: store + sequencer + the operations clients call.
 
     :param node_id: this process's id (new at every start, never reused).
@@ -594,135 +593,6 @@ class Node:
         self._tick_call = None
         self._tick_at = None
         self._pump()
-
-    # ------------------------------------------------------------------
-    # pulse
-
-    def _schedule_pulse(self) -> None:
-        if self.pulse > 0 and self.running:
-            self._pulse_call = self.clock.callLater(self.pulse, self._on_pulse)
-
-    def _on_pulse(self) -> None:
-        self._pulse_call = None
-        # Record progress only when something besides the members' own
-        # pulses happened since our last one; otherwise an idle cluster would
-        # keep pulsing in answer to each other's pulses forever.
-        members = len(self.store.cal())
-        if self.member and self.store.rev > self._pulsed_rev + members:
-            self._pulsed_rev = self.store.rev
-            self._internal_write(
-                mutation.SET,
-                f"/ctl/node/{self.id}/applied",
-                str(self.store.rev).encode(),
-            )
-        self._schedule_pulse()
-
-    # ------------------------------------------------------------------
-    # membership chores: claiming a free slot, removing silent members
-
-    def _schedule_chores(self) -> None:
-        if self.running:
-            self._chores_call = self.clock.callLater(CHORES_INTERVAL, self._chores)
-
-    def _chores(self) -> None:
-        self._chores_call = None
-        for callback in self.on_chores:
-            callback()
-        if self.member:
-            if self._votes_from is None and not self._founder:
-                self._open_voting_window()
-            self._remove_silent_members()
-        else:
-            self._votes_from = None
-            if not self._claiming:
-                self._claim_free_slot()
-        self._schedule_chores()
-
-    def _claim_free_slot(self) -> None:
-        for slot, holder in self._slots():
-            if holder == "":
-                slot_rev = self.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
-                self._claiming = True
-                self.log.info("claiming free CAL slot {slot}", slot=slot)
-                d = self._internal_write(mutation.SET, f"/ctl/cal/{slot}", self.id.encode(), slot_rev)
-                d.addBoth(self._claim_done)
-                return
-
-    def _claim_done(self, result: Any) -> None:
-        self._claiming = False
-        if self.member:
-            self.log.info(
-                "doozer node {id} is now a member of cluster {cluster!r}",
-                id=self.id,
-                cluster=self.cluster,
-            )
-            if self._votes_from is None:
-                self._open_voting_window()
-
-    def _open_voting_window(self) -> None:
-        """Run no-op rounds until the instances this node votes in are reached.
-
-        A slot claimed at seqn ``s`` puts this node in ``M(s + alpha)`` only.
-        Until then the old members alone decide, so in an idle cluster (no
-        writes, no pulses) a freshly formed or repaired cluster would stay
-        one failure from stopping for good: e.g. the three nodes of a new
-        cluster, all in the CAL, but the founder alone in ``M(s)``. The
-        no-ops cost up to alpha revs per new member.
-        """
-        self._votes_from = self.applied_seqn + self.sequencer.alpha
-        self._advance_to_vote(self._votes_from)
-
-    def _advance_to_vote(self, target: int) -> None:
-        if not self.running or not self.member or self._votes_from != target:
-            return
-        if self.applied_seqn >= target:
-            self.log.info(
-                "doozer node {id} votes in cluster {cluster!r} from seqn {seqn} on",
-                id=self.id,
-                cluster=self.cluster,
-                seqn=target,
-            )
-            return
-        # One round at a time: each no-op then takes an instance of its own.
-        d = self._internal_write(mutation.NOP, "", b"")
-        d.addBoth(lambda _: self._advance_to_vote(target))
-
-    def _remove_silent_members(self) -> None:
-        now = self.clock.seconds()
-        last, self._chores_at = self._chores_at, now
-        if last is not None and now - last > CHORES_INTERVAL + self.timeout / 2:
-            # This node itself was stopped (SIGSTOP) or starved: the others
-            # only look silent. Give them a full timeout from now.
-            self._awake_since = now
-        since = max(self._running_since, self._awake_since)
-        heard = self.sequencer.last_heard
-        slots = self._slots()
-        cal = [h for _, h in slots if h]
-
-        def is_silent(holder: str) -> bool:
-            return holder != self.id and now - max(heard.get(holder, float("-inf")), since) > self.timeout
-
-        for slot, holder in slots:
-            if not holder or holder == self.id:
-                continue
-            slot_rev = self.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
-            if not is_silent(holder) or (slot, slot_rev) in self._removing:
-                continue
-            # Never leave a CAL whose quorum needs members that look dead
-            # from here: with one member dead, a merely slow one removed
-            # would stop the cluster for good (nobody could remove the dead
-            # one or add anyone).
-            rest = [h for h in cal if h != holder]
-            if sum(1 for h in rest if not is_silent(h)) < len(rest) // 2 + 1:
-                continue
-            self.log.warn(
-                "member {holder} silent for {silent:.0f} s: emptying CAL slot {slot}",
-                holder=holder,
-                silent=now - max(heard.get(holder, float("-inf")), since),
-                slot=slot,
-            )
-            self._removing.add((slot, slot_rev))
-            self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
 
 
 def _random_id(rng: Any) -> str:

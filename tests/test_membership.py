@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from twisted.internet.task import Clock
 
-from doozer.node import CHORES_INTERVAL
+from doozer.membership import CHORES_INTERVAL
 from doozer.testing import single_node
 
 TIMEOUT = 4.0
