@@ -109,3 +109,15 @@ class NodeProcess:
         if getattr(self, "log", None):
             self.log.close()
             self.log = None
+
+
+def self_signed_cert(directory: Any) -> tuple[str, str]:
+    """A throw-away certificate and key for 127.0.0.1 (paths of the PEM files)."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )
+    return cert, key

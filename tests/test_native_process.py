@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
 
 from nativeutil import DEL, SET, SocketConn, encode, err
-from procutil import NodeProcess
+from procutil import NodeProcess, self_signed_cert
 
 pytestmark = pytest.mark.slow
 
@@ -131,13 +130,7 @@ def _connect_when_up(port: int, wrap=None) -> SocketConn:
 
 def test_tls_wraps_both_protocols(tmp_path) -> None:
     """With --tls-cert both protocols are served inside TLS on the one port."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     n = NodeProcess(str(tmp_path / "t"), "--tls-cert", str(cert), "--tls-key", str(key))
     n.start(wait=False)
     context = ssl.create_default_context(cafile=str(cert))

@@ -6,12 +6,11 @@ import json
 import random
 import socket
 import ssl
-import subprocess
 import time
 
 import pytest
 
-from procutil import NodeProcess
+from procutil import NodeProcess, self_signed_cert
 
 pytestmark = pytest.mark.slow
 
@@ -137,13 +136,7 @@ def test_secrets_over_a_real_socket(tmp_path) -> None:
 
 def test_tls(tmp_path) -> None:
     """--tls-cert/--tls-key serve the API over HTTPS."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path)
     n = NodeProcess(str(tmp_path / "t"), "--tls-cert", str(cert), "--tls-key", str(key))
     n.start(wait=False)
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
+from procutil import free_port
 
 CHROMIUM = os.environ.get("DOOZER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -53,21 +53,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 
 # ----------------------------------------------------------------------
 # nodes
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (a node uses both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 class Node:
