@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from doozer import mutation
+from doozer.errors import DoozerError
 
 #: Seconds between two rounds of membership chores.
 CHORES_INTERVAL = 0.5
@@ -61,6 +62,7 @@ class Membership:
             if self._votes_from is None and not self._founder:
                 self._open_voting_window()
             self._remove_silent_members()
+            self._forget_gone_nodes()
         else:
             self._votes_from = None
             if not self._claiming:
@@ -153,3 +155,33 @@ class Membership:
             self._removing.add((slot, slot_rev))
             self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
 
+    def _forget_gone_nodes(self) -> None:
+        """Delete the ``/ctl/node/<id>`` records of nodes that are neither in
+        the CAL nor heard from for ``--timeout`` (a restarted process comes
+        back with a new id, so without this the records grow forever).
+
+        Only the member in the lowest slot does it, so the members do not all
+        propose the same deletes; each is conditioned on the file's rev.
+        """
+        cal = self.store.cal()
+        if not cal or cal[0] != self.id:
+            return
+        now = self.clock.seconds()
+        since = max(self._running_since, self._awake_since)
+        heard = self.sequencer.last_heard
+        try:
+            known = self.store.getdir("/ctl/node")
+        except DoozerError:
+            return
+        members = set(cal)
+        for node_id in known:
+            if node_id == self.id or node_id in members or node_id in self._forgetting:
+                continue
+            if now - max(heard.get(node_id, float("-inf")), since) <= self.timeout:
+                continue
+            self._forgetting.add(node_id)
+            self.log.info("forgetting node {id}: not a member, silent", id=node_id)
+            base = f"/ctl/node/{node_id}"
+            for name in self.store.getdir(base):
+                f = self.store.get(f"{base}/{name}")
+                self._internal_write(mutation.DEL, f"{base}/{name}", b"", f.rev)

@@ -110,6 +110,7 @@ class Node(Membership):
         self._awake_since = 0.0
         self._claiming = False
         self._removing: set[tuple[int, int]] = set()
+        self._forgetting: set[str] = set()
         #: the seqn from which this node, having claimed a slot, votes
         #: (``None``: not a member by a claim, or the window not started).
         self._votes_from: Optional[int] = None

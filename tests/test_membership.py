@@ -85,3 +85,21 @@ def test_never_leaves_a_quorum_of_silent_members(cluster) -> None:
     assert cluster.removed == []
     run(cluster, 1, hear=("PEERC",))
     assert cluster.removed == [1]
+
+
+def test_records_of_gone_nodes_are_deleted() -> None:
+    """/ctl/node/<id> of a node that is not a member and silent for --timeout
+    is deleted by the member in the lowest slot; a node heard lately stays."""
+    from doozer import mutation
+
+    clock = Clock()
+    node = single_node(clock, timeout=TIMEOUT)
+    for gone in ("GONE", "ALIVE"):
+        node._internal_write(mutation.SET, f"/ctl/node/{gone}/addr", b"127.0.0.1:1")
+        node._internal_write(mutation.SET, f"/ctl/node/{gone}/version", b"0")
+    clock.advance(0)
+    assert node.store.getdir("/ctl/node") == sorted(["ALIVE", "GONE", node.id])
+    for _ in range(int((TIMEOUT + 2) / CHORES_INTERVAL) * 2):
+        node.sequencer.last_heard["ALIVE"] = clock.seconds()
+        clock.advance(CHORES_INTERVAL / 2)
+    assert node.store.getdir("/ctl/node") == sorted(["ALIVE", node.id])
