@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,22 +13,9 @@ from contextlib import contextmanager
 from typing import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: twistd of the running interpreter (``python -m twisted`` is twist, not twistd).
-TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def free_port() -> int:
-    """A TCP and UDP port free on 127.0.0.1 right now."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            try:
-                u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
+# The tests' process helpers (free ports, twistd's entry point) serve here too.
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from procutil import TWISTD, free_port  # noqa: E402
 
 
 def wait_http(url: str, seconds: float = 20.0) -> None:

@@ -264,16 +264,23 @@ class NativeProtocol(Protocol):
     # ------------------------------------------------------------------
     # the verbs of SPEC §7, each as doozerd answers it
 
+    def _lookup(self, path: str, rev: int) -> Any:
+        """The file or directory at ``path``, or None where doozerd answers
+        a missing path with rev 0 rather than an error (GET, STAT)."""
+        try:
+            return self.node.store.get(path, rev)
+        except DoozerError as e:
+            if e.code != "NOENT":
+                raise
+            return None
+
     def get(self, request: Any) -> Answer:
         self._may_read()
         path = self._path(request)
 
         def answer(rev: int) -> Response:
-            try:
-                entry = self.node.store.get(path, rev)
-            except DoozerError as e:
-                if e.code != "NOENT":
-                    raise
+            entry = self._lookup(path, rev)
+            if entry is None:
                 return proto.Response(rev=proto.REV_MISSING)
             if isinstance(entry, Dir):
                 raise DoozerError("ISDIR", f"{path} is a directory")
@@ -286,11 +293,8 @@ class NativeProtocol(Protocol):
         path = self._path(request)
 
         def answer(rev: int) -> Response:
-            try:
-                entry = self.node.store.get(path, rev)
-            except DoozerError as e:
-                if e.code != "NOENT":
-                    raise
+            entry = self._lookup(path, rev)
+            if entry is None:
                 return proto.Response(len=0, rev=proto.REV_MISSING)
             if isinstance(entry, Dir):
                 return proto.Response(len=len(entry.entries), rev=proto.REV_DIR)
