@@ -420,6 +420,8 @@ class Gate(Resource):
     def render(self, request: IRequest) -> Any:
         if request.path == peer.PATH and not self._api.readonly:
             return self._render_snapshot(request)
+        if request.path == peer.CONSENSUS_PATH and not self._api.readonly:
+            return self._render_consensus(request)
         try:
             self._api.secrets.check_read(request)
             path = request.path
@@ -434,6 +436,20 @@ class Gate(Resource):
         if route is not None:
             return serve(request, route(request))
         return self._routes.render(request)
+
+    def _render_consensus(self, request: IRequest) -> bytes:
+        """This node's consensus state, for operators and the fault suite
+        diagnosing a stalled log (not a public endpoint; peers' credentials)."""
+        node = self._api.node
+        try:
+            peer.check_peer(request, self._api.cluster_key, self._api.secrets.rw)
+            if node.sequencer is None:
+                raise DoozerError("READONLY", "this node is in no cluster yet")
+            state = node.sequencer.debug_state()
+        except DoozerError as e:
+            return json_response(request, node, e)
+        state["applied_seqn"] = node.applied_seqn
+        return json_response(request, node, state)
 
     def _render_snapshot(self, request: IRequest) -> bytes:
         """A node snapshot for a joining or lagging peer (not a public endpoint)."""

@@ -23,6 +23,8 @@ from zope.interface import implementer
 from doozer.errors import DoozerError
 
 PATH = b"/_peer/snapshot"
+#: A node's consensus state as JSON (for diagnosis), behind the same check.
+CONSENSUS_PATH = b"/_peer/consensus"
 _TOKEN_SKEW = 300.0
 
 

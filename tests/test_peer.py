@@ -29,6 +29,22 @@ def test_snapshot_endpoint_is_not_on_the_readonly_webview_api() -> None:
     assert Harness(readonly=True).get("/_peer/snapshot").code == 404
 
 
+def test_consensus_state_endpoint_shows_the_log_and_wants_peer_credentials() -> None:
+    """/_peer/consensus tells an operator (and the fault suite, when a log
+    stalls) where this node's log is and what its first open instances wait
+    for; like snapshots it is for peers only and absent from the WebView."""
+    h = Harness(rw=b"rw", ro=b"ro")
+    assert h.call("PUT", "/v1/store/a", b"1", authorization="Bearer rw").code == 200
+    assert h.get("/_peer/consensus", authorization="Bearer ro").code == 401
+    reply = h.get("/_peer/consensus", authorization="Bearer rw")
+    assert reply.code == 200, reply.body
+    state = reply.json
+    assert state["applied_seqn"] == h.node.applied_seqn == state["decided"]
+    assert state["next_out"] == state["decided"] + 1
+    assert state["member"] is True and state["open"][0]["seqn"] == state["next_out"]
+    assert Harness(readonly=True).get("/_peer/consensus").code == 404
+
+
 def test_tokens_expire_and_need_the_key() -> None:
     token = make_token(b"k", now=1000.0)
     assert token_ok(b"k", token, now=1100.0)

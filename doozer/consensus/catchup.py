@@ -176,3 +176,44 @@ class CatchUp:
         if msg.oldest > self._next_out:
             self.snapshot_needed = True
             self._count("too_old")
+
+    # ------------------------------------------------------------------
+    # diagnosis
+
+    def debug_state(self, instances: int = 8) -> dict:
+        """:meth:`stats` plus the owner's cursors and the first undecided
+        instances of the window (who owns them, what was promised, accepted
+        and voted): what one needs to see why a log does not move."""
+        state = self.stats()
+        state.update(
+            next_out=self._next_out,
+            log_oldest=self._log_oldest,
+            cursor=self._cursor,
+            skip_upto=self._skip_upto,
+            blocked=self._blocked,
+            early=len(self._early),
+            forwarded=len(self._forwarded),
+            decided_ahead=sorted(self._decided)[:instances],
+        )
+        open_ = []
+        s = self._next_out
+        while len(open_) < instances and s <= self._known_upto:
+            if s not in self._decided:
+                inst = self._instances.get(s)
+                entry: dict = {"seqn": s, "owner": self._owner(s)}
+                if inst is not None:
+                    entry.update(
+                        promised=list(inst.promised),
+                        accepted=list(inst.accepted_ballot) if inst.accepted_ballot else None,
+                        phase=inst.phase,
+                        ballot=list(inst.ballot) if inst.ballot else None,
+                        votes={f"{b[0]}:{b[1]}": sorted(v) for (b, _), v in inst.votes.items()},
+                        promises=sorted(inst.promises),
+                        open_since=inst.open_since,
+                        wanted_at=inst.wanted_at,
+                    )
+                open_.append(entry)
+            s += 1
+        state["open"] = open_
+        state["now"] = self._now
+        return state

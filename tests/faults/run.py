@@ -208,6 +208,23 @@ class Cluster:
                 time.sleep(0.5)
         raise RuntimeError("the cluster did not settle")
 
+    def dump_consensus(self, tag: str) -> str:
+        """Save every running node's consensus state (``/_peer/consensus``)
+        in the work directory: what a stalled log is waiting for."""
+        states = {}
+        for node in self.all:
+            if node.proc is None or node.proc.poll() is not None:
+                continue
+            try:
+                st, body = http_call(node.addr, "GET", "/_peer/consensus", timeout=5)
+                states[node.addr] = body if st == 200 else {"status": st, "body": body}
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                states[node.addr] = {"error": repr(e)}
+        path = os.path.join(self.workdir, f"consensus-{tag}.json")
+        with open(path, "w") as f:
+            json.dump(states, f, indent=1, sort_keys=True)
+        return path
+
     def dump_log(self, node: NodeProcess, start: int, end: int) -> NodeLog:
         """The node's changes with ``start <= rev <= end``, via the watch API."""
         rev = start
@@ -378,6 +395,9 @@ class Nemesis:
                 # faults would tell nothing; end the run and check it.
                 self.unhealthy += 1
                 self.note("unhealthy", detail="not healthy 90 s after healing; ending the run")
+                for tag in ("stalled-1", "stalled-2"):
+                    self.log("consensus state saved in " + self.cluster.dump_consensus(tag))
+                    time.sleep(3)
                 return
             self._quiet(rng.uniform(1.0, 3.0), until)
 
