@@ -130,19 +130,33 @@ class CatchUp:
         if now - self._want_at < self.fill or not self.peer_decided:
             return
         # Ask the most advanced peer heard from lately (a crashed one keeps
-        # its last PING's figure forever).
+        # its last PING's figure forever) whose log may hold what we miss.
+        ahead, servers = self._ahead(now)
+        if not servers:
+            if ahead:
+                # Behind peers none of which keeps what we miss: only a
+                # snapshot brings us up.
+                self.snapshot_needed = True
+            return
+        best, peer = max(servers)
+        self._want_at = now
+        self._send(peer, Want(self._next_out, min(best + 1, self._next_out + WANT_BATCH)))
+
+    def _ahead(self, now: float) -> tuple[list, list]:
+        """The peers heard from lately that decided beyond us, as
+        ``(decided, peer)``; and those of them whose log may still hold our
+        next seqn (one that answered TOO_OLD above it cannot: logs only lose
+        their old end)."""
         heard = self.last_heard
         recent = now - 3 * self.ping_interval
+        nxt = self._next_out
         ahead = [
             (d, p)
             for p, d in self.peer_decided.items()
-            if d >= self._next_out and heard.get(p, float("-inf")) >= recent
+            if d >= nxt and heard.get(p, float("-inf")) >= recent
         ]
-        if not ahead:
-            return
-        best, peer = max(ahead)
-        self._want_at = now
-        self._send(peer, Want(self._next_out, min(best + 1, self._next_out + WANT_BATCH)))
+        floors = self._peer_oldest
+        return ahead, [(d, p) for d, p in ahead if floors.get(p, 0) <= nxt]
 
     def _beyond(self, sender: str, s: int) -> None:
         """A message for an instance beyond our window: we are behind."""
@@ -173,9 +187,25 @@ class CatchUp:
         self._decide(s, msg.value)
 
     def _on_too_old(self, sender: str, msg: TooOld, now: float) -> None:
-        if msg.oldest > self._next_out:
+        if msg.oldest <= self._next_out:
+            return
+        # The sender's log starts beyond what we miss (it joined by snapshot
+        # lately, or keeps little). A snapshot replaces our whole state and
+        # empties our own log, so others lagging would then need one from
+        # us in turn: first ask a peer whose log may still reach back.
+        floors = self._peer_oldest
+        if floors.get(sender, 0) < msg.oldest:
+            floors[sender] = msg.oldest
+            if len(floors) > 64:  # peers come and go (a restart is a new id)
+                recent = now - 3 * self.ping_interval
+                heard = self.last_heard
+                for gone in [p for p in floors if heard.get(p, float("-inf")) < recent]:
+                    del floors[gone]
+        self._count("too_old")
+        if self._ahead(now)[1]:
+            self._want_at = float("-inf")  # ask one of them at the next tick
+        else:
             self.snapshot_needed = True
-            self._count("too_old")
 
     # ------------------------------------------------------------------
     # diagnosis

@@ -113,6 +113,8 @@ class Sequencer(Phases, CatchUp):
         self.snapshot_needed = False
         self.last_heard: dict[str, float] = {}
         self.peer_decided: dict[str, int] = {}
+        # Peer -> the oldest seqn its log held when it answered TOO_OLD.
+        self._peer_oldest: dict[str, int] = {}
         self._last_sent: dict[str, float] = {}
         self._last_ping: dict[str, float] = {}
         self._observers: dict[str, float] = {}

@@ -381,6 +381,40 @@ def test_too_old_asks_for_snapshot() -> None:
     assert s.snapshot_needed
 
 
+def test_too_old_from_a_fresh_peer_asks_another_before_a_snapshot() -> None:
+    """Regression (fault suite, seeds 7001 and 2026): a member a little
+    behind asked the most advanced peer, a node that had just joined by
+    snapshot, got TOO_OLD and copied a whole snapshot, although the other
+    member's log held every missing instance. It must ask that one first,
+    and want a snapshot only when no peer's log reaches back far enough."""
+    s = seq("a")
+    s.receive("b", Ping(40, 40), 0.0)
+    s.receive("j", Ping(50, 50), 0.0)
+    s.take_outbox()
+    s.tick(0.2)
+    assert sent(s, Want) == [("j", Want(1, 51))]
+    s.receive("j", TooOld(1, 45), 0.2)
+    assert not s.snapshot_needed
+    s.tick(0.25)
+    assert sent(s, Want) == [("b", Want(1, 41))]
+    for n in range(1, 41):
+        s.receive("b", Learn(n, NOOP), 0.3)
+    assert len(s.take_decided()) == 40 and not s.snapshot_needed
+    # Now only j is ahead, and its log starts beyond our next seqn: it is
+    # not asked again, and only a snapshot can bring us up.
+    s.tick(0.5)
+    assert sent(s, Want) == [] and s.snapshot_needed
+
+
+def test_too_old_from_the_only_peer_ahead_asks_for_a_snapshot() -> None:
+    """b is no further than we are: nobody else can fill the gap."""
+    s = seq("a")
+    s.receive("b", Ping(0, 0), 0.0)
+    s.receive("j", Ping(50, 50), 0.0)
+    s.receive("j", TooOld(1, 45), 0.1)
+    assert s.snapshot_needed
+
+
 def test_ping_ahead_triggers_want() -> None:
     """A PING showing a peer decided further makes us ask with WANT."""
     s = seq("a")
