@@ -58,6 +58,7 @@ class Membership:
         self._chores_call = None
         for callback in self.on_chores:
             callback()
+        self._keep_own_record()
         if self.member:
             if self._votes_from is None and not self._founder:
                 self._open_voting_window()
@@ -68,6 +69,37 @@ class Membership:
             if not self._claiming:
                 self._claim_free_slot()
         self._schedule_chores()
+
+    def _keep_own_record(self) -> None:
+        """Write this node's ``/ctl/node/<id>`` record again when it is
+        missing or stale: members delete the records of nodes silent for
+        ``--timeout`` (:meth:`_forget_gone_nodes`), and a node cut off that
+        long comes back to find its own gone. Peers, new nodes above all,
+        learn where to send to it from that record."""
+        if self._recording or self.sequencer is None:
+            return
+        missing = []
+        for path, value in self._self_record():
+            if path.endswith("/hostname"):
+                continue  # informational; rewritten with the rest
+            try:
+                current = getattr(self.store.get(path), "value", None)
+            except DoozerError:
+                current = None
+            if current != value:
+                missing.append(path)
+        if not missing:
+            return
+        self.log.info(
+            "this node's record {paths} is missing or stale: writing it again",
+            paths=", ".join(missing),
+        )
+        self._write_own_record()
+
+    def _write_own_record(self) -> None:
+        self._recording = True
+        writes = [self._internal_write(mutation.SET, p, v) for p, v in self._self_record()]
+        writes[-1].addBoth(lambda _: setattr(self, "_recording", False))
 
     def _claim_free_slot(self) -> None:
         for slot, holder in self._slots():

@@ -109,6 +109,7 @@ class Node(Membership):
         self._chores_at: Optional[float] = None
         self._awake_since = 0.0
         self._claiming = False
+        self._recording = False
         self._removing: set[tuple[int, int]] = set()
         self._forgetting: set[str] = set()
         #: the seqn from which this node, having claimed a slot, votes
@@ -191,8 +192,7 @@ class Node(Membership):
             seqn=snap.seqn,
         )
         if not self.running:
-            for path, value in self._self_record():
-                self._internal_write(mutation.SET, path, value)
+            self._write_own_record()
             self._become_running()
         self._schedule_pump()
         return True

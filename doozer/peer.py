@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import msgpack
 from zope.interface import implementer
@@ -68,6 +68,20 @@ class Snapshot:
             )
         except Exception as e:
             raise ValueError(f"not a node snapshot: {e}") from None
+
+
+def snapshot_sources(node: Any, address_of: Callable[[str], Optional[Any]]) -> list[Any]:
+    """Where a node left behind the log can copy a snapshot: the other
+    members of its CAL, at the address its transport knows for each (from
+    their ``/ctl/node`` record, else where their datagrams came from: the
+    record of a node may have been deleted while it was away)."""
+    found = []
+    for member in node.store.cal():
+        if member != node.id:
+            addr = address_of(member)
+            if addr is not None:
+                found.append(addr)
+    return found
 
 
 def _mac(key: bytes, data: bytes) -> str:

@@ -16,7 +16,7 @@ from doozer.api import API
 from doozer.bootstrap import Discovery
 from doozer.config import Config, format_addr, parse_addr
 from doozer.consensus.transport import UDPTransport
-from doozer.peer import Snapshot, body_mac, https_agent, peer_headers
+from doozer.peer import Snapshot, body_mac, https_agent, peer_headers, snapshot_sources
 from doozer.httputil import Secrets, Site
 from doozer.native import NativeFactory
 from doozer.node import build_node
@@ -48,6 +48,7 @@ class NodeService(Service):
         self.node: Optional[Any] = None
         self.ports: list[Any] = []
         self._fetching = False
+        self._no_source_logged = False
 
     def startService(self) -> None:
         super().startService()
@@ -119,17 +120,23 @@ class NodeService(Service):
                 continue
         seq = node.sequencer
         if seq is not None and seq.snapshot_needed and not self._fetching:
-            members = [m for m in node.store.cal() if m != node.id]
-            addrs = node.node_addresses()
-            candidates = [addrs[m] for m in members if m in addrs]
-            if candidates:
-                self._fetching = True
-                addr = parse_addr(node.rng.choice(candidates))
-                self.log.info("left behind the log: copying state from {addr}", addr=format_addr(addr))
-                d = defer.maybeDeferred(self._fetch_snapshot, addr)
-                d.addCallback(node.install)
-                d.addErrback(lambda f: self.log.warn("snapshot failed: {e}", e=f.getErrorMessage()))
-                d.addBoth(self._fetched)
+            candidates = snapshot_sources(node, self.transport.address_of)
+            if not candidates:
+                if not self._no_source_logged:
+                    self._no_source_logged = True
+                    self.log.warn(
+                        "left behind the log, but no address is known for any other "
+                        "member to copy state from; waiting to hear from one"
+                    )
+                return
+            self._no_source_logged = False
+            self._fetching = True
+            addr = node.rng.choice(candidates)
+            self.log.info("left behind the log: copying state from {addr}", addr=format_addr(addr))
+            d = defer.maybeDeferred(self._fetch_snapshot, addr)
+            d.addCallback(node.install)
+            d.addErrback(lambda f: self.log.warn("snapshot failed: {e}", e=f.getErrorMessage()))
+            d.addBoth(self._fetched)
 
     def _fetched(self, _: Any) -> None:
         self._fetching = False

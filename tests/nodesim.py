@@ -1,0 +1,385 @@
+"""Whole nodes on a simulated network: real :class:`~doozer.node.Node`
+objects (store, sequencer, membership chores, snapshot install), each on its
+own :class:`~twisted.internet.task.Clock`, driven by one seeded generator.
+
+:mod:`sim` drives bare sequencers with a fake store; this tier adds what the
+node does around them, which the fault suite showed matters: members
+removing silent members, new nodes claiming freed CAL slots, and a lagging
+member fetching a snapshot the way :class:`doozer.service.NodeService` does
+(from a random other CAL member, taken when asked, installed when it
+arrives). A paused node (SIGSTOP) keeps its clock still and its datagrams
+queued; on waking its clock jumps, as a real process's does.
+
+Checks: every decided seqn has one value on every node that applied it,
+and after healing every live node is a member, a write commits at each, and
+all have applied the same seqn.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from typing import Any, Callable, Optional
+
+from twisted.internet.task import Clock
+
+from doozer import mutation
+from doozer.config import Config
+from doozer.consensus import messages
+from doozer.node import build_node
+from doozer.peer import Snapshot, snapshot_sources
+
+NAME = "nodesim"
+CLUSTER_ID = "nodesim-cluster"
+
+
+class Violation(AssertionError):
+    """An invariant does not hold (the message names the seed)."""
+
+
+class SimNode:
+    """One process: a node, its clock, and what it applied."""
+
+    def __init__(self, sim: "NodeSim", name: str, port: int) -> None:
+        self.name = name
+        self.clock = Clock()
+        self.clock.advance(sim.now)
+        config = Config(
+            listen=("127.0.0.1", port),
+            cluster=NAME,
+            timeout=sim.timeout,
+            write_timeout=sim.write_timeout,
+            alpha=sim.alpha,
+            pulse=1.0,
+        )
+        self.node = build_node(config, self.clock, name, rng=random.Random(sim.rng.random()))
+        self.node._send = lambda dest, msg: sim.send(self, dest, msg)
+        self.node.on_chores.append(lambda: sim.chores(self))
+        self.alive = True
+        self.paused = False
+        self.fetching = False
+        self.held: list[tuple[str, bytes]] = []  # datagrams queued while paused
+        # The transport's address book: records from the store (never
+        # forgotten), else where a sender's datagrams came from.
+        self.addresses: dict[str, str] = {}
+        self.learned: dict[str, str] = {}
+        real_apply = self.node._apply
+
+        def apply(seqn: int, items: list) -> None:
+            sim.record(self, seqn, items)
+            real_apply(seqn, items)
+
+        self.node._apply = apply  # type: ignore[method-assign]
+
+
+    def address_of(self, node_id: str) -> Optional[str]:
+        return self.addresses.get(node_id) or self.learned.get(node_id)
+
+
+class NodeSim:
+    """A seeded cluster of real nodes.
+
+    :param seed: the one seed (network, scenario and every node's rng).
+    :param n: CAL slots (members when healthy).
+    """
+
+    def __init__(self, seed: int, n: int = 3, *, alpha: int = 50, timeout: float = 4.0,
+                 write_timeout: float = 2.0) -> None:
+        self.seed = seed
+        self.n = n
+        self.rng = random.Random(seed)
+        self.alpha = alpha
+        self.timeout = timeout
+        self.write_timeout = write_timeout
+        self.now = 0.0
+        self.events = Clock()  # the scenario's own timeline
+        self.delay = (0.0002, 0.003)
+        self.loss = 0.0
+        self.blocked: set[tuple[str, str]] = set()
+        self.nodes: dict[str, SimNode] = {}
+        self.by_addr: dict[str, SimNode] = {}
+        self._net: list = []
+        self._seq = 0
+        self._ports = 1000
+        self.chosen: dict[int, tuple] = {}
+        self.acked = 0
+        self.trace: list[str] = []
+
+    # -- processes -------------------------------------------------------
+
+    def _spawn(self) -> SimNode:
+        self._ports += 1
+        name = f"N{len(self.nodes) + 1}"
+        sn = SimNode(self, name, self._ports)
+        self.nodes[name] = sn
+        self.by_addr[sn.node.addr] = sn
+        return sn
+
+    def start(self) -> None:
+        """The first node starts the cluster with free slots; the others
+        copy its snapshot and claim them (as discovery has them do)."""
+        first = self._spawn()
+        first.node.start_genesis(empty_slots=self.n - 1, cluster_id=CLUSTER_ID)
+        self.run_for(0.2)
+        for _ in range(self.n - 1):
+            self.join(first)
+
+    def join(self, source: Optional[SimNode] = None) -> SimNode:
+        """A new process copies ``source``'s snapshot (a random live member by default)."""
+        if source is None:
+            source = self.rng.choice([s for s in self.live() if s.node.member] or self.live())
+        sn = self._spawn()
+        snap = Snapshot.decode(source.node.snapshot().encode())
+        self.note(f"{sn.name} joins from {source.name} at seqn {snap.seqn}")
+        sn.learned[source.name] = source.node.addr  # discovery talked to it
+        sn.node.install(snap)
+        sn.addresses.update(sn.node.node_addresses())  # the service, once joined
+        sn.clock.advance(0)
+        return sn
+
+    def kill(self, sn: SimNode) -> None:
+        self.note(f"kill {sn.name}")
+        sn.alive = False
+        sn.node.stop()
+
+    def pause(self, sn: SimNode, seconds: float) -> None:
+        self.note(f"pause {sn.name} for {seconds:.2f} s")
+        sn.paused = True
+        self.events.callLater(seconds, self._resume, sn)
+
+    def _resume(self, sn: SimNode) -> None:
+        if not sn.paused:
+            return  # healed already
+        sn.paused = False
+        if sn.alive:
+            sn.clock.advance(self.now - sn.clock.seconds())
+            held, sn.held = sn.held, []
+            for sender, data in held:
+                self._deliver(sn, sender, data)
+
+    def partition(self, side: list[SimNode]) -> None:
+        names = {s.name for s in side}
+        self.note(f"partition {sorted(names)}")
+        self.blocked = {
+            (a, b) for a in self.nodes for b in self.nodes if (a in names) != (b in names)
+        }
+
+    def heal(self) -> None:
+        self.blocked = set()
+        for sn in self.live():
+            if sn.paused:
+                self._resume(sn)
+
+    def live(self) -> list[SimNode]:
+        return [s for s in self.nodes.values() if s.alive]
+
+    def members(self) -> list[SimNode]:
+        return [s for s in self.live() if s.node.member]
+
+    def note(self, what: str) -> None:
+        self.trace.append(f"[{self.now:8.3f}] {what}")
+
+    def fail(self, why: str) -> None:
+        tail = "\n".join(self.trace[-25:])
+        raise Violation(f"seed {self.seed}: {why}\n{tail}")
+
+    # -- the service around a node ------------------------------------------
+
+    def chores(self, sn: SimNode) -> None:
+        """What :meth:`doozer.service.NodeService._chores` does: refresh the
+        address book from the store, and when the sequencer wants a snapshot
+        fetch one from a random other CAL member it knows an address for."""
+        node = sn.node
+        sn.addresses.update(node.node_addresses())
+        seq = node.sequencer
+        if seq is None or not seq.snapshot_needed or sn.fetching:
+            return
+        sources = snapshot_sources(node, sn.address_of)
+        if not sources:
+            return
+        source = self.by_addr.get(self.rng.choice(sources))
+        sn.fetching = True
+        if source is None or not source.alive or source.paused or (sn.name, source.name) in self.blocked:
+            self.events.callLater(0.5, self._fetched, sn, None)  # refused or timed out
+            return
+        snap = Snapshot.decode(source.node.snapshot().encode())
+        self.events.callLater(self.rng.uniform(0.005, 0.3), self._fetched, sn, snap)
+
+    def _fetched(self, sn: SimNode, snap: Optional[Snapshot]) -> None:
+        sn.fetching = False
+        if snap is not None and sn.alive and not sn.paused:
+            if sn.node.install(snap):
+                self.note(f"{sn.name} installs seqn {snap.seqn} (snapshot_needed)")
+            sn.clock.advance(0)
+
+    def record(self, sn: SimNode, seqn: int, items: list) -> None:
+        batch = tuple(items)
+        known = self.chosen.setdefault(seqn, batch)
+        if known != batch:
+            self.fail(f"disagreement at seqn {seqn} on {sn.name}")
+
+    # -- network -----------------------------------------------------------
+
+    def send(self, src: SimNode, dest: str, message: Any) -> None:
+        """The transport: a datagram to the address known for ``dest``."""
+        if not src.alive or src.paused:
+            return
+        addr = src.address_of(dest)
+        if addr is None:
+            return  # the transport drops it ("no_address")
+        if self.loss and self.rng.random() < self.loss:
+            return
+        self._seq += 1
+        data = messages.pack(NAME, CLUSTER_ID, src.name, self._seq, message)
+        at = self.now + self.rng.uniform(*self.delay)
+        heapq.heappush(self._net, (at, self._seq, src.name, addr, data))
+
+    def _deliver(self, sn: SimNode, sender: str, data: bytes) -> None:
+        if sn.paused:
+            sn.held.append((sender, data))
+            return
+        if sender not in sn.addresses:
+            sn.learned[sender] = self.nodes[sender].node.addr
+        msg = messages.unpack(data).message
+        for one in msg.messages if type(msg) is messages.Bundle else (msg,):
+            sn.node.receive(sender, one)
+
+    # -- time -----------------------------------------------------------
+
+    def _next_time(self) -> float:
+        times = [self._net[0][0]] if self._net else []
+        if self.events.calls:
+            times.append(min(c.getTime() for c in self.events.calls))
+        for sn in self.live():
+            if not sn.paused and sn.clock.calls:
+                times.append(min(c.getTime() for c in sn.clock.calls))
+        return min(times) if times else float("inf")
+
+    def run_for(self, seconds: float) -> None:
+        self.run_until(self.now + seconds)
+
+    def run_until(self, end: float) -> None:
+        while True:
+            t = max(self._next_time(), self.now)
+            if t > end:
+                t = end
+            self.now = t
+            self.events.advance(t - self.events.seconds())
+            for sn in self.live():
+                if not sn.paused:
+                    sn.clock.advance(t - sn.clock.seconds())
+            while self._net and self._net[0][0] <= t:
+                _, _, src, addr, data = heapq.heappop(self._net)
+                target = self.by_addr.get(addr)
+                if target is None or not target.alive or (src, target.name) in self.blocked:
+                    continue
+                self._deliver(target, src, data)
+            if t >= end:
+                return
+
+    def at(self, delay: float, fn: Callable, *args: Any) -> None:
+        self.events.callLater(delay, fn, *args)
+
+    # -- checks ------------------------------------------------------------
+
+    def write(self, sn: SimNode, path: str) -> None:
+        if not sn.alive or sn.paused or not sn.node.writable:
+            return
+        d = sn.node.set(path, str(self.rng.random()).encode())
+        d.addCallbacks(self._acked, lambda f: None)
+
+    def _acked(self, rev: int) -> None:
+        self.acked += 1
+
+    def healthy(self) -> bool:
+        """Every live node is in every live node's CAL and votes, and none lags."""
+        live = self.live()
+        if not live:
+            return False
+        names = {s.name for s in live}
+        top = max(s.node.applied_seqn for s in live)
+        return all(
+            set(s.node.store.cal()) == names
+            and s.node.sequencer.is_member()
+            and s.node.applied_seqn >= top - 5
+            for s in live
+        )
+
+    def check_recovers(self, within: float = 60.0) -> None:
+        """After healing: every live node a member, a write commits at each,
+        and all apply the same seqn."""
+        self.heal()
+        deadline = self.now + within
+        while self.now < deadline and not self.healthy():
+            self.run_for(0.5)
+        if not self.healthy():
+            self.fail("not healthy after healing: " + self.describe())
+        results: dict[str, Any] = {}
+        for sn in self.live():
+            d = sn.node.nop()
+            d.addBoth(lambda r, name=sn.name: results.__setitem__(name, r))
+        end = self.now + 2 * self.write_timeout + 1
+        while self.now < end and len(results) < len(self.live()):
+            self.run_for(0.1)
+        bad = {k: v for k, v in results.items() if not isinstance(v, int)}
+        if bad or len(results) < len(self.live()):
+            self.fail(f"writes did not commit after healing: {bad} " + self.describe())
+        self.run_for(2.0)
+        seqns = {s.name: s.node.applied_seqn for s in self.live()}
+        if len(set(seqns.values())) != 1:
+            self.fail(f"live nodes did not converge: {seqns}")
+
+    def describe(self) -> str:
+        parts = []
+        for sn in self.live():
+            seq = sn.node.sequencer
+            st = seq.debug_state(3) if seq is not None else {}
+            parts.append(
+                f"\n  {sn.name} member={sn.node.member} applied={sn.node.applied_seqn} "
+                f"cal={sn.node.store.cal()} next_out={st.get('next_out')} window={st.get('window')} "
+                f"members={st.get('members')} queued={st.get('queued')} inflight={st.get('inflight')} "
+                f"blocked={st.get('blocked')!r} open={st.get('open')}"
+            )
+        return "".join(parts)
+
+
+def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
+    """Writes under random faults like the fault suite's nemesis: kill and
+    replace, pause, partition of a minority, with load; then heal and check."""
+    sim = NodeSim(seed, n)
+    rng = random.Random(seed ^ 0xFA17)
+    sim.start()
+    sim.run_for(3.0)
+    if not sim.healthy():
+        sim.fail("the cluster did not form: " + sim.describe())
+    t = sim.now
+    minority = (n - 1) // 2
+    while t < duration:
+        kind = rng.choice(["kill", "pause", "partition", "slow"])
+        victims = rng.sample(sim.members() or sim.live(), max(1, rng.randint(1, minority)))
+        if kind == "kill":
+            for v in victims:
+                sim.kill(v)
+            sim.run_for(rng.uniform(0.0, 2.0))
+            for _ in victims:
+                sim.join()
+        elif kind == "pause":
+            for v in victims:
+                sim.pause(v, rng.uniform(0.5, sim.timeout + 4))
+        elif kind == "partition":
+            sim.partition(victims)
+            sim.at(rng.uniform(0.5, sim.timeout + 4), sim.heal)
+        else:
+            sim.delay = (0.0002, rng.choice([0.01, 0.05]))
+            sim.at(rng.uniform(1, 4), setattr, sim, "delay", (0.0002, 0.003))
+        end = sim.now + rng.uniform(2.0, 9.0)
+        while sim.now < end:
+            for _ in range(rng.randint(1, 8)):
+                live = sim.live()
+                sim.write(rng.choice(live), f"/k{rng.randrange(6)}")
+            sim.run_for(0.02)
+        sim.heal()
+        sim.delay = (0.0002, 0.003)
+        sim.check_recovers()
+        t = sim.now
+    return sim
