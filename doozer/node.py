@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from doozer import __version__, mutation
 from doozer.consensus.messages import Bundle
 from doozer.errors import DoozerError
+from doozer.clusterinfo import ClusterInfo
 from doozer.membership import Membership
 from doozer.path import validate_glob, validate_path
 from doozer.store import Event, Store
@@ -46,7 +47,7 @@ def _client_may_write(path: str) -> None:
         )
 
 
-class Node(Membership):
+class Node(Membership, ClusterInfo):
     """A doozer node: store + sequencer + the operations clients call.
 
     :param node_id: this process's id (new at every start, never reused).
@@ -438,81 +439,6 @@ class Node(Membership):
             return [], max(start, self.store.rev + 1)
 
         return d.addCallbacks(got, timed_out)
-
-    # ------------------------------------------------------------------
-    # cluster information
-
-    def self_info(self) -> dict[str, Any]:
-        """SPEC's ``/v1/self``."""
-        return {
-            "id": self.id,
-            "addr": self.addr,
-            "cluster": self.cluster,
-            "member": self.member,
-            "writable": self.writable,
-        }
-
-    def _node_field(self, node_id: str, name: str) -> Optional[str]:
-        try:
-            f = self.store.get(f"/ctl/node/{node_id}/{name}")
-        except DoozerError:
-            return None
-        value = getattr(f, "value", None)
-        return value.decode("utf-8", "replace") if value is not None else None
-
-    def _node_info(self, node_id: str) -> dict[str, Any]:
-        applied = self._node_field(node_id, "applied")
-        if node_id == self.id:
-            applied = str(self.store.rev)
-        return {
-            "id": node_id,
-            "addr": self._node_field(node_id, "addr"),
-            "applied": int(applied) if applied and applied.isdigit() else None,
-        }
-
-    def node_addresses(self) -> dict[str, str]:
-        """Every known node's address, from ``/ctl/node/<id>/addr``."""
-        try:
-            known = self.store.getdir("/ctl/node")
-        except DoozerError:
-            return {}
-        out = {}
-        for node_id in known:
-            addr = self._node_field(node_id, "addr")
-            if addr:
-                out[node_id] = addr
-        return out
-
-    def cluster_info(self) -> dict[str, Any]:
-        """SPEC's ``/v1/cluster``: members by slot and every known node."""
-        members = []
-        for slot, member_id in self._slots():
-            if member_id:
-                info = self._node_info(member_id)
-                info["slot"] = slot
-                members.append(info)
-        try:
-            known = self.store.getdir("/ctl/node")
-        except DoozerError:
-            known = []
-        return {
-            "cluster": self.cluster,
-            "rev": self.store.rev,
-            "members": members,
-            "nodes": [self._node_info(n) for n in known],
-        }
-
-    def _slots(self) -> list[tuple[int, str]]:
-        try:
-            names = self.store.getdir("/ctl/cal")
-        except DoozerError:
-            return []
-        slots = []
-        for name in names:
-            if name.isdigit():
-                f = self.store.get(f"/ctl/cal/{name}")
-                slots.append((int(name), getattr(f, "value", b"").decode()))
-        return sorted(slots)
 
     # ------------------------------------------------------------------
     # consensus plumbing

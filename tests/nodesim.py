@@ -23,7 +23,6 @@ from typing import Any, Callable, Optional
 
 from twisted.internet.task import Clock
 
-from doozer import mutation
 from doozer.config import Config
 from doozer.consensus import messages
 from doozer.node import build_node

@@ -2,14 +2,15 @@
 
 A mixin of :class:`~doozer.consensus.sequencer.Sequencer`, split out to keep
 modules small: PING heartbeats (which carry the sender's decided seqn),
-WANT/LEARN catch-up, TOO_OLD (the asker needs a snapshot), and FORWARD, by
-which a non-member gets its items proposed by a member. Duplicated forwards
+WANT/LEARN catch-up, TOO_OLD (the asker needs a snapshot) and the install
+of one, and FORWARD, by which a non-member gets its items proposed by a
+member. Duplicated forwards
 are harmless: the store de-duplicates by ``(origin, request)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
@@ -185,6 +186,41 @@ class CatchUp:
         if s < self._next_out or s in self._decided or s > self._next_out + self.retain:
             return
         self._decide(s, msg.value)
+
+    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> None:
+        """Adopt a snapshot made by applying instances up to ``floor_seqn``.
+
+        Decisions and acceptor state at or below the floor are discarded (the
+        node never acts as an acceptor there again); above it they survive.
+
+        :param members_by_seqn: ``M(s)`` for ``s`` in ``(floor, floor + alpha]``.
+        """
+        floor = floor_seqn
+        for s in [s for s in self._instances if s <= floor]:
+            inst = self._instances.pop(s)
+            self._coord.pop(s, None)
+            if inst.items is not None and not inst.decided:
+                # Maybe decided with them, maybe not: the store de-duplicates.
+                self._queue[:0] = inst.items
+                self._inflight -= 1
+        for s in range(floor + 1, self._next_out):
+            if s in self._log:  # installing behind what we handed out
+                self._decided[s] = self._log[s]
+        self._decided = {s: v for s, v in self._decided.items() if s > floor}
+        self._log = {}
+        self._log_oldest = floor + 1
+        self._next_out = floor + 1
+        self._members = {s: m for s, m in self._members.items() if s > floor}
+        for s, m in members_by_seqn.items():
+            if s > floor and m:
+                self._members[s] = tuple(m)
+        self._known_upto = floor
+        while self._known_upto + 1 in self._members:
+            self._known_upto += 1
+        self._cursor = max(self._cursor, floor + 1)
+        self._frontier = max(self._frontier, floor)
+        self.snapshot_needed = False
+        self._blocked = ""
 
     def _on_too_old(self, sender: str, msg: TooOld, now: float) -> None:
         if msg.oldest <= self._next_out:

@@ -202,41 +202,6 @@ class Sequencer(Phases, CatchUp):
             self._known_upto += 1
         self._blocked = ""
 
-    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> None:
-        """Adopt a snapshot made by applying instances up to ``floor_seqn``.
-
-        Decisions and acceptor state at or below the floor are discarded (the
-        node never acts as an acceptor there again); above it they survive.
-
-        :param members_by_seqn: ``M(s)`` for ``s`` in ``(floor, floor + alpha]``.
-        """
-        floor = floor_seqn
-        for s in [s for s in self._instances if s <= floor]:
-            inst = self._instances.pop(s)
-            self._coord.pop(s, None)
-            if inst.items is not None and not inst.decided:
-                # Maybe decided with them, maybe not: the store de-duplicates.
-                self._queue[:0] = inst.items
-                self._inflight -= 1
-        for s in range(floor + 1, self._next_out):
-            if s in self._log:  # installing behind what we handed out
-                self._decided[s] = self._log[s]
-        self._decided = {s: v for s, v in self._decided.items() if s > floor}
-        self._log = {}
-        self._log_oldest = floor + 1
-        self._next_out = floor + 1
-        self._members = {s: m for s, m in self._members.items() if s > floor}
-        for s, m in members_by_seqn.items():
-            if s > floor and m:
-                self._members[s] = tuple(m)
-        self._known_upto = floor
-        while self._known_upto + 1 in self._members:
-            self._known_upto += 1
-        self._cursor = max(self._cursor, floor + 1)
-        self._frontier = max(self._frontier, floor)
-        self.snapshot_needed = False
-        self._blocked = ""
-
     def take_outbox(self) -> list[tuple[str, Message]]:
         """Messages to send, as ``(destination node id, message)``."""
         out, self._outbox = self._outbox, []
