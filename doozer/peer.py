@@ -74,14 +74,23 @@ def snapshot_sources(node: Any, address_of: Callable[[str], Optional[Any]]) -> l
     """Where a node left behind the log can copy a snapshot: the other
     members of its CAL, at the address its transport knows for each (from
     their ``/ctl/node`` record, else where their datagrams came from: the
-    record of a node may have been deleted while it was away)."""
-    found = []
+    record of a node may have been deleted while it was away).
+
+    Members heard from lately come first, alone: a stopped (SIGSTOPped)
+    member still accepts the connection and keeps the fetch waiting for its
+    whole timeout. Only when none was heard lately are the others tried.
+    """
+    seq = node.sequencer
+    heard = seq.last_heard if seq is not None else {}
+    recent = node.clock.seconds() - 3 * (seq.ping_interval if seq is not None else 1.0)
+    lately, others = [], []
     for member in node.store.cal():
         if member != node.id:
             addr = address_of(member)
             if addr is not None:
-                found.append(addr)
-    return found
+                fresh = heard.get(member, float("-inf")) >= recent
+                (lately if fresh else others).append(addr)
+    return lately or others
 
 
 def _mac(key: bytes, data: bytes) -> str:

@@ -64,3 +64,26 @@ def test_peer_tls_policy_makes_client_connections() -> None:
     creator = peer_tls_policy().creatorForNetloc(b"127.0.0.1", 8046)
     assert IOpenSSLClientConnectionCreator.providedBy(creator)
     https_agent(Clock())
+
+
+def test_snapshot_sources_are_members_heard_lately_at_any_known_address() -> None:
+    """A lagging node copies from another CAL member: one heard from lately
+    if any (a stopped one would hold the fetch for its whole timeout), at
+    the address its transport knows even when the member's /ctl/node record
+    is gone (it was deleted while that member was away)."""
+    from types import SimpleNamespace
+
+    from twisted.internet.task import Clock
+
+    from doozer.peer import snapshot_sources
+
+    clock = Clock()
+    clock.advance(100)
+    seq = SimpleNamespace(last_heard={"B": 99.5, "C": 50.0}, ping_interval=1.0)
+    store = SimpleNamespace(cal=lambda: ["A", "B", "C", "D"])
+    node = SimpleNamespace(id="A", sequencer=seq, store=store, clock=clock)
+    book = {"A": ("h", 1), "B": ("h", 2), "C": ("h", 3)}  # D: no address known
+    assert snapshot_sources(node, book.get) == [("h", 2)]
+    seq.last_heard = {"C": 50.0}
+    assert snapshot_sources(node, book.get) == [("h", 2), ("h", 3)]
+    assert snapshot_sources(node, {}.get) == []
