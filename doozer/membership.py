@@ -206,12 +206,17 @@ class Membership:
         except DoozerError:
             return
         members = set(cal)
+        # Deletes proposed lately: not again while they may still commit.
+        # Later a node that came back and went again is forgotten again.
+        forgetting = self._forgetting
+        for node_id in [n for n, t in forgetting.items() if now - t > self.timeout]:
+            del forgetting[node_id]
         for node_id in known:
-            if node_id == self.id or node_id in members or node_id in self._forgetting:
+            if node_id == self.id or node_id in members or node_id in forgetting:
                 continue
             if now - max(heard.get(node_id, float("-inf")), since) <= self.timeout:
                 continue
-            self._forgetting.add(node_id)
+            forgetting[node_id] = now
             self.log.info("forgetting node {id}: not a member, silent", id=node_id)
             base = f"/ctl/node/{node_id}"
             for name in self.store.getdir(base):

@@ -103,3 +103,32 @@ def test_records_of_gone_nodes_are_deleted() -> None:
         node.sequencer.last_heard["ALIVE"] = clock.seconds()
         clock.advance(CHORES_INTERVAL / 2)
     assert node.store.getdir("/ctl/node") == sorted(["ALIVE", node.id])
+
+
+def test_a_node_forgotten_then_back_then_gone_is_forgotten_again() -> None:
+    """The member in the lowest slot once kept, for good, the ids whose
+    records it had deleted, and never deleted them again: a node that came
+    back (it writes its record again) and then went for good kept its
+    record forever."""
+    from doozer import mutation
+
+    clock = Clock()
+    node = single_node(clock, timeout=TIMEOUT)
+
+    def record(value: bytes) -> None:
+        node._internal_write(mutation.SET, "/ctl/node/AWAY/addr", value)
+        clock.advance(0)
+
+    def idle(seconds: float) -> None:
+        for _ in range(int(seconds / CHORES_INTERVAL) * 2):
+            clock.advance(CHORES_INTERVAL / 2)
+
+    record(b"127.0.0.1:1")
+    idle(TIMEOUT + 2)
+    assert "AWAY" not in node.store.getdir("/ctl/node")
+    node.sequencer.last_heard["AWAY"] = clock.seconds()  # it is back
+    record(b"127.0.0.1:1")
+    idle(TIMEOUT / 2)
+    assert "AWAY" in node.store.getdir("/ctl/node")  # heard lately: kept
+    idle(TIMEOUT + 2)  # gone again
+    assert "AWAY" not in node.store.getdir("/ctl/node")
