@@ -16,70 +16,23 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any, Iterator, Union
 
-import msgpack
 from twisted.internet.defer import Deferred, fail, succeed
 
 from doozer import mutation as mut
 from doozer.errors import DoozerError
 from doozer.path import ancestors, compile_glob, glob_prefix, join, split, validate_path
-
-#: A key is remembered (and a second item with it skipped) for this many revs.
-#: Every node must use the same value: it decides which items take a rev.
-DEDUP_REVS = 20_000
+from doozer.storesnap import StoreSnapshots
+from doozer.storetypes import DEDUP_REVS, NO_KEY, Dir, Event, File, Outcome
 
 #: Where the CAL slots live (SPEC §5).
 CAL_DIR = "/ctl/cal"
 _CAL_PREFIX = CAL_DIR + "/"
 
-#: The key reported for an item that could not be decoded (it has none).
-NO_KEY: tuple[str, int] = ("", 0)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One applied change that watchers see (successful SET/DEL only)."""
-
-    rev: int  # the rev the change took
-    path: str  # the file changed
-    op: str  # "set" or "del"
-    value: bytes | None  # the new body; None for "del"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result of one applied mutation, for its proposer.
-
-    ``error`` is ``None`` on success, else ``REV_MISMATCH`` (with ``rev=``),
-    ``ISDIR``, ``NOTDIR``, ``NOENT``, ``BAD_PATH``, ``FORBIDDEN`` or ``OTHER``.
-    ``duplicate`` is true when the item's key had already been applied: it
-    was skipped, took no rev, and this repeats the original outcome.
-    """
-
-    rev: int  # the rev it took (for a duplicate: the original's)
-    key: tuple[str, int]  # (origin, request); NO_KEY for an undecodable item
-    error: DoozerError | None
-    duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class File:
-    """A file as read at some rev: its path, the rev that wrote it, its body."""
-
-    path: str
-    rev: int
-    value: bytes
-
-
-@dataclass(frozen=True)
-class Dir:
-    """A directory as read at some rev: its path and sorted entry names."""
-
-    path: str
-    entries: list[str]
+__all__ = ["CAL_DIR", "DEDUP_REVS", "NO_KEY", "Dir", "Event", "File", "Outcome", "Store"]
 
 
 #: The state of a path that is a directory, in history lists.
@@ -87,7 +40,7 @@ _DIR: Any = object()
 _State = Union[File, object, None]
 
 
-class Store:
+class Store(StoreSnapshots):
     """The versioned tree of one node.
 
     :param hist: revs of history kept at least (SPEC ``--hist``); reads and
@@ -527,104 +480,6 @@ class Store:
     def hist(self) -> int:
         """Revs of history kept (``--hist``)."""
         return self._hist_revs
-
-    def adopt(self, other: "Store") -> None:
-        """Take on ``other``'s contents in place (a node installing a snapshot).
-
-        Waiting rev readers stay and wake if the new rev reaches theirs.
-        Waiting watches that the new history still covers stay (or fire at
-        once with what the snapshot brought); older ones fail with
-        ``TOO_LATE`` so their clients re-read and watch on.
-        """
-        watchers = self._watchers
-        keep = {"_watchers": {}, "_rev_waiters": self._rev_waiters, "_rev_heap": self._rev_heap}
-        self.__dict__.update(other.__dict__)
-        self.__dict__.update(keep)
-        too_late = []
-        for prefix, bucket in watchers.items():
-            for d, (glob, from_rev, limit) in bucket.items():
-                if from_rev < self.oldest:
-                    too_late.append(d)
-                    continue
-                found = self.events(glob, from_rev, limit)
-                if found:
-                    d.callback(found)
-                else:
-                    self._watchers.setdefault(prefix, {})[d] = (glob, from_rev, limit)
-        for d in too_late:
-            d.errback(
-                DoozerError(
-                    "TOO_LATE",
-                    "this node caught up from a snapshot; re-read and watch from its rev",
-                    oldest=self.oldest,
-                )
-            )
-        self._wake_rev_waiters()
-
-    def snapshot(self) -> bytes:
-        """The store with its kept history, as msgpack.
-
-        It holds the tree at :attr:`oldest` plus every change since, so a
-        node built from it answers reads at old revs and watches from them
-        exactly as this one does (a watch may move to it without TOO_LATE).
-        """
-        base = self.oldest
-        files = [[f.path, f.rev, f.value] for f in self.walk("/**", base)] if base >= 1 else []
-        # The change at ``base`` itself is in the base tree, but a watch from
-        # ``base`` must still see it as an event.
-        events = [[e.rev, e.path, e.op, e.value] for e in self._events if e.rev >= base]
-        keys = []
-        for _, key in self._key_order:
-            o = self._keys[key]
-            error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
-            keys.append([key[0], key[1], o.rev, error])
-        doc = {"version": 2, "base": base, "rev": self.rev, "files": files, "events": events,
-               "keys": keys}
-        return msgpack.packb(doc, use_bin_type=True)
-
-    @classmethod
-    def from_snapshot(cls, data: bytes, hist: int = 2000, dedup_revs: int = DEDUP_REVS) -> "Store":
-        """A store holding what :meth:`snapshot` saved, history included.
-
-        :raises ValueError: when ``data`` is not a snapshot.
-        """
-        try:
-            doc: dict[str, Any] = msgpack.unpackb(data, raw=False)
-            if doc.get("version") != 2:
-                raise ValueError("unknown snapshot version")
-            store = cls(hist, dedup_revs)
-            for path, rev, value in doc["files"]:
-                store._set(validate_path(path), value, rev, store._files.get(path))
-            # The base tree is where history starts, not history itself.
-            for kept in (store._hist, store._touched, store._changes, store._events,
-                         store._event_revs):
-                kept.clear()
-            store.rev = store.oldest = doc["base"]
-            for rev, path, op, value in doc["events"]:
-                if rev == store.oldest and rev >= 1:
-                    store._events.append(Event(rev, validate_path(path), op, value))
-                    store._event_revs.append(rev)
-                    continue
-                if rev <= store.rev:
-                    raise ValueError("events out of order")
-                store.rev = rev
-                old = store._files.get(validate_path(path))
-                if op == "set":
-                    store._set(path, value, rev, old)
-                elif old is not None:
-                    store._delete(path, rev, old)
-                else:
-                    raise ValueError(f"delete of missing {path}")
-            if doc["rev"] < store.rev:
-                raise ValueError("rev below its events")
-            store.rev = doc["rev"]
-            for origin, request, rev, error in doc["keys"]:
-                err = DoozerError(error[0], error[1], **error[2]) if error else None
-                store._keys[(origin, request)] = Outcome(rev, (origin, request), err)
-                store._key_order.append((rev, (origin, request)))
-        except (ValueError, KeyError, TypeError, DoozerError) as e:
-            raise ValueError(f"not a store snapshot: {e}") from None
-        return store
 
 
 def _path_key(f: File) -> list[str]:

@@ -1,0 +1,62 @@
+"""The values the store hands out: files and directories as read, the
+events watchers see, and the outcome of each applied mutation.
+
+Kept apart from :mod:`doozer.store` (which re-exports them) so that the
+snapshot code can use them without importing the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from doozer.errors import DoozerError
+
+#: A key is remembered (and a second item with it skipped) for this many revs.
+#: Every node must use the same value: it decides which items take a rev.
+DEDUP_REVS = 20_000
+
+#: The key reported for an item that could not be decoded (it has none).
+NO_KEY: tuple[str, int] = ("", 0)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One applied change that watchers see (successful SET/DEL only)."""
+
+    rev: int  # the rev the change took
+    path: str  # the file changed
+    op: str  # "set" or "del"
+    value: bytes | None  # the new body; None for "del"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one applied mutation, for its proposer.
+
+    ``error`` is ``None`` on success, else ``REV_MISMATCH`` (with ``rev=``),
+    ``ISDIR``, ``NOTDIR``, ``NOENT``, ``BAD_PATH``, ``FORBIDDEN`` or ``OTHER``.
+    ``duplicate`` is true when the item's key had already been applied: it
+    was skipped, took no rev, and this repeats the original outcome.
+    """
+
+    rev: int  # the rev it took (for a duplicate: the original's)
+    key: tuple[str, int]  # (origin, request); NO_KEY for an undecodable item
+    error: DoozerError | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class File:
+    """A file as read at some rev: its path, the rev that wrote it, its body."""
+
+    path: str
+    rev: int
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Dir:
+    """A directory as read at some rev: its path and sorted entry names."""
+
+    path: str
+    entries: list[str]
