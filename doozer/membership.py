@@ -78,16 +78,13 @@ class Membership:
         learn where to send to it from that record."""
         if self._recording or self.sequencer is None:
             return
-        missing = []
-        for path, value in self._self_record():
-            if path.endswith("/hostname"):
-                continue  # informational; rewritten with the rest
-            try:
-                current = getattr(self.store.get(path), "value", None)
-            except DoozerError:
-                current = None
-            if current != value:
-                missing.append(path)
+        missing = [
+            path
+            for path, value in self._self_record()
+            # the hostname is informational; it is rewritten with the rest
+            if not path.endswith("/hostname")
+            and self._node_field(self.id, path.rsplit("/", 1)[1]) != value.decode()
+        ]
         if not missing:
             return
         self.log.info(

@@ -111,6 +111,7 @@ class Node(Membership, ClusterInfo):
         self._awake_since = 0.0
         self._claiming = False
         self._recording = False
+        self._record: Optional[list[tuple[str, bytes]]] = None
         self._removing: set[tuple[int, int]] = set()
         self._forgetting: dict[str, float] = {}  # node id -> when its deletes were proposed
         #: the seqn from which this node, having claimed a slot, votes
@@ -244,13 +245,17 @@ class Node(Membership, ClusterInfo):
             )
 
     def _self_record(self) -> list[tuple[str, bytes]]:
-        base = f"/ctl/node/{self.id}"
-        return [
-            (f"{base}/addr", self.addr.encode()),
-            (f"{base}/hostname", socket.gethostname().encode()),
-            (f"{base}/version", __version__.encode()),
-            (f"{base}/writable", b"true"),
-        ]
+        """This node's ``/ctl/node/<id>`` files (made once: checked every
+        round of chores)."""
+        if self._record is None:
+            base = f"/ctl/node/{self.id}"
+            self._record = [
+                (f"{base}/addr", self.addr.encode()),
+                (f"{base}/hostname", socket.gethostname().encode()),
+                (f"{base}/version", __version__.encode()),
+                (f"{base}/writable", b"true"),
+            ]
+        return self._record
 
     # ------------------------------------------------------------------
     # state

@@ -81,14 +81,13 @@ def snapshot_sources(node: Any, address_of: Callable[[str], Optional[Any]]) -> l
     whole timeout. Only when none was heard lately are the others tried.
     """
     seq = node.sequencer
-    heard = seq.last_heard if seq is not None else {}
-    recent = node.clock.seconds() - 3 * (seq.ping_interval if seq is not None else 1.0)
+    now = node.clock.seconds()
     lately, others = [], []
     for member in node.store.cal():
         if member != node.id:
             addr = address_of(member)
             if addr is not None:
-                fresh = heard.get(member, float("-inf")) >= recent
+                fresh = seq is not None and seq.heard_lately(member, now)
                 (lately if fresh else others).append(addr)
     return lately or others
 

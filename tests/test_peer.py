@@ -71,15 +71,18 @@ def test_snapshot_sources_are_members_heard_lately_at_any_known_address() -> Non
     if any (a stopped one would hold the fetch for its whole timeout), at
     the address its transport knows even when the member's /ctl/node record
     is gone (it was deleted while that member was away)."""
+    import random
     from types import SimpleNamespace
 
     from twisted.internet.task import Clock
 
+    from doozer.consensus.sequencer import Sequencer
     from doozer.peer import snapshot_sources
 
     clock = Clock()
     clock.advance(100)
-    seq = SimpleNamespace(last_heard={"B": 99.5, "C": 50.0}, ping_interval=1.0)
+    seq = Sequencer("A", genesis=[], rng=random.Random(0), ping_interval=1.0)
+    seq.last_heard = {"B": 99.5, "C": 50.0}
     store = SimpleNamespace(cal=lambda: ["A", "B", "C", "D"])
     node = SimpleNamespace(id="A", sequencer=seq, store=store, clock=clock)
     book = {"A": ("h", 1), "B": ("h", 2), "C": ("h", 3)}  # D: no address known

@@ -4,8 +4,8 @@ A mixin of :class:`~doozer.consensus.sequencer.Sequencer`, split out to keep
 modules small: PING heartbeats (which carry the sender's decided seqn),
 WANT/LEARN catch-up, TOO_OLD (the asker needs a snapshot) and the install
 of one, and FORWARD, by which a non-member gets its items proposed by a
-member. Duplicated forwards
-are harmless: the store de-duplicates by ``(origin, request)``.
+member. Duplicated forwards are harmless: the store de-duplicates by
+``(origin, request)``.
 """
 
 from __future__ import annotations
@@ -143,18 +143,21 @@ class CatchUp:
         self._want_at = now
         self._send(peer, Want(self._next_out, min(best + 1, self._next_out + WANT_BATCH)))
 
+    def heard_lately(self, peer: str, now: float) -> bool:
+        """Whether ``peer`` spoke within three PING intervals (a crashed or
+        stopped peer keeps its last figures forever)."""
+        return self.last_heard.get(peer, float("-inf")) >= now - 3 * self.ping_interval
+
     def _ahead(self, now: float) -> tuple[list, list]:
         """The peers heard from lately that decided beyond us, as
         ``(decided, peer)``; and those of them whose log may still hold our
         next seqn (one that answered TOO_OLD above it cannot: logs only lose
         their old end)."""
-        heard = self.last_heard
-        recent = now - 3 * self.ping_interval
         nxt = self._next_out
         ahead = [
             (d, p)
             for p, d in self.peer_decided.items()
-            if d >= nxt and heard.get(p, float("-inf")) >= recent
+            if d >= nxt and self.heard_lately(p, now)
         ]
         floors = self._peer_oldest
         return ahead, [(d, p) for d, p in ahead if floors.get(p, 0) <= nxt]
@@ -233,9 +236,7 @@ class CatchUp:
         if floors.get(sender, 0) < msg.oldest:
             floors[sender] = msg.oldest
             if len(floors) > 64:  # peers come and go (a restart is a new id)
-                recent = now - 3 * self.ping_interval
-                heard = self.last_heard
-                for gone in [p for p in floors if heard.get(p, float("-inf")) < recent]:
+                for gone in [p for p in floors if not self.heard_lately(p, now)]:
                     del floors[gone]
         self._count("too_old")
         if self._ahead(now)[1]:
