@@ -449,6 +449,8 @@ class Gate(Resource):
         except DoozerError as e:
             return json_response(request, node, e)
         state["applied_seqn"] = node.applied_seqn
+        if node.transport_state is not None:
+            state["transport"] = node.transport_state()
         return json_response(request, node, state)
 
     def _render_snapshot(self, request: IRequest) -> bytes:

@@ -120,6 +120,8 @@ class Node(Membership, ClusterInfo):
         self._founder = False
         self.on_running: list[Callable[[], None]] = []
         self.on_chores: list[Callable[[], None]] = []
+        #: the transport's side of ``/_peer/consensus`` (set by the service).
+        self.transport_state: Optional[Callable[[], dict]] = None
         self.applied_seqn = 0
         self.running = False
         #: message type -> handler(sender, message), for discovery messages.

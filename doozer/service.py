@@ -68,6 +68,7 @@ class NodeService(Service):
             clock=self.reactor,
         )
         node._send = self.transport.send
+        node.transport_state = self.transport.debug_state
         node.on_running.append(self._joined)
         node.on_chores.append(self._chores)
         host, port = config.listen

@@ -43,6 +43,14 @@ def test_consensus_state_endpoint_shows_the_log_and_wants_peer_credentials() -> 
     assert state["next_out"] == state["decided"] + 1
     assert state["member"] is True and state["open"][0]["seqn"] == state["next_out"]
     assert Harness(readonly=True).get("/_peer/consensus").code == 404
+    assert "transport" not in state  # a harness node has no UDP transport
+
+
+def test_consensus_state_endpoint_includes_the_transport_when_there_is_one() -> None:
+    h = Harness()
+    h.node.transport_state = lambda: {"stats": {"replayed": 3}}
+    reply = h.get("/_peer/consensus")
+    assert reply.code == 200 and reply.json["transport"] == {"stats": {"replayed": 3}}
 
 
 def test_tokens_expire_and_need_the_key() -> None:

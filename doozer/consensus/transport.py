@@ -189,6 +189,19 @@ class UDPTransport(DatagramProtocol):
         """The configured address of a peer, else the one it last sent from."""
         return self.addresses.get(node_id) or self.learned.get(node_id)
 
+    def debug_state(self) -> dict:
+        """What ``/_peer/consensus`` shows of the transport: the drop
+        counters, and where each peer is sent to (from its node record, or
+        learned from its datagrams). A peer missing from both is never sent
+        anything; a drop counter that grows between two views names the
+        reason a peer's datagrams are lost."""
+        return {
+            "stats": dict(self.stats),
+            "addresses": {p: f"{a[0]}:{a[1]}" for p, a in self.addresses.items()},
+            "learned": {p: f"{a[0]}:{a[1]}" for p, a in self.learned.items()},
+            "cluster_id": self.cluster_id,
+        }
+
     # -- sending -----------------------------------------------------------
 
     def frame(self, message: Message) -> bytes:

@@ -358,3 +358,17 @@ async def test_real_sockets_on_loopback() -> None:
     finally:
         await port_a.stopListening()
         await port_b.stopListening()
+
+
+def test_debug_state_shows_drops_and_where_peers_are_sent() -> None:
+    """/_peer/consensus shows this: a peer that looks silent is explained by
+    a drop counter that grows, or by having no address at all."""
+    a, b, _ = pair()
+    a.send("b", Ping(0, 0))
+    data = a.transport.written[0][0]
+    b.datagramReceived(data, ("10.0.0.1", 7))
+    b.datagramReceived(data, ("10.0.0.1", 7))
+    state = b.debug_state()
+    assert state["stats"]["delivered"] == 1 and state["stats"]["replayed"] == 1
+    assert state["addresses"] == {"a": "127.0.0.1:1001"} and state["learned"] == {}
+    assert state["cluster_id"] == "cid"
