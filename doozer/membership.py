@@ -181,8 +181,15 @@ class Membership:
                 silent=now - max(heard.get(holder, float("-inf")), since),
                 slot=slot,
             )
-            self._removing.add((slot, slot_rev))
-            self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
+            key = (slot, slot_rev)
+            self._removing.add(key)
+            d = self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
+            # Only while in flight: a removal refused (say FORBIDDEN, racing
+            # another) or not decided in time is proposed again at a later
+            # round if the member is still silent. Kept for good, it would
+            # leave a dead member in the CAL forever once every live member
+            # had failed once at that slot's rev.
+            d.addBoth(lambda _, key=key: self._removing.discard(key))
 
     def _forget_gone_nodes(self) -> None:
         """Delete the ``/ctl/node/<id>`` records of nodes that are neither in

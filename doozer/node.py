@@ -112,7 +112,7 @@ class Node(Membership, ClusterInfo):
         self._claiming = False
         self._recording = False
         self._record: Optional[list[tuple[str, bytes]]] = None
-        self._removing: set[tuple[int, int]] = set()
+        self._removing: set[tuple[int, int]] = set()  # (slot, rev) of removals in flight
         self._forgetting: dict[str, float] = {}  # node id -> when its deletes were proposed
         #: the seqn from which this node, having claimed a slot, votes
         #: (``None``: not a member by a claim, or the window not started).

@@ -12,8 +12,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
+from doozer.errors import DoozerError
 from doozer.membership import CHORES_INTERVAL
 from doozer.testing import single_node
 
@@ -34,15 +36,17 @@ def cluster(monkeypatch):
         node.store, "get", lambda p, *a, **k: SimpleNamespace(rev=5) if p.startswith("/ctl/cal/") else real_get(p, *a, **k)
     )
 
+    writes: list[defer.Deferred] = []
+
     def internal_write(kind, path, value, rev=-1):
         if path.startswith("/ctl/cal/") and value == b"":
             removed.append(int(path.rsplit("/", 1)[1]))
-        from twisted.internet import defer
-
-        return defer.Deferred()
+        d: defer.Deferred = defer.Deferred()
+        writes.append(d)  # undecided until a test fires it
+        return d.addErrback(lambda f: None)  # as Node._internal_write: logged, not raised
 
     monkeypatch.setattr(node, "_internal_write", internal_write)
-    return SimpleNamespace(node=node, clock=clock, removed=removed, heard=node.sequencer.last_heard)
+    return SimpleNamespace(node=node, clock=clock, removed=removed, writes=writes, heard=node.sequencer.last_heard)
 
 
 def run(c, seconds: float, hear: tuple = ()) -> None:
@@ -85,6 +89,22 @@ def test_never_leaves_a_quorum_of_silent_members(cluster) -> None:
     assert cluster.removed == []
     run(cluster, 1, hear=("PEERC",))
     assert cluster.removed == [1]
+
+
+@pytest.mark.parametrize("code", ["FORBIDDEN", "UNAVAILABLE"])
+def test_a_removal_that_failed_is_proposed_again(cluster, code: str) -> None:
+    """Found by the fault suite (docs/testing.md, bug 5): each member kept
+    the (slot, rev) of every removal it had proposed, for good. Both live
+    members had once tried to remove a paused member and failed (refused
+    as racing another removal); when that member later died, holding the
+    same slot at the same rev, nobody removed it again and no new node
+    could ever join."""
+    run(cluster, 1, hear=("PEERB", "PEERC"))
+    run(cluster, TIMEOUT + 1, hear=("PEERC",))
+    assert cluster.removed == [1]  # once only while it is in flight
+    cluster.writes[-1].errback(DoozerError(code, "the removal failed"))
+    run(cluster, 1, hear=("PEERC",))
+    assert cluster.removed == [1, 1]
 
 
 def test_records_of_gone_nodes_are_deleted() -> None:
