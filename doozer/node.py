@@ -342,17 +342,17 @@ class Node(Membership, ClusterInfo):
         self._pending[request] = d
         self._schedule_pump()
         if timeout is not None:
-            timer = self.clock.callLater(timeout, self._write_timed_out, request)
+            timer = self.clock.callLater(timeout, self._write_timed_out, request, timeout)
             d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
         return d
 
-    def _write_timed_out(self, request: int) -> None:
+    def _write_timed_out(self, request: int, timeout: float) -> None:
         d = self._pending.pop(request, None)
         if d is not None:
             d.errback(
                 DoozerError(
                     "UNAVAILABLE",
-                    f"the write was not committed within {self.write_timeout:g} s "
+                    f"the write was not committed within {timeout:g} s "
                     "(no quorum?); it may still commit later",
                     indeterminate=True,
                 )
