@@ -144,7 +144,8 @@ class Bundle(NamedTuple):
     one datagram, one system call and one HMAC instead of several. The
     receiver handles the messages in order, exactly as if they had come in
     separate datagrams back to back. A bundle never holds a bundle or a
-    discovery message, and is split again when it would not fit a datagram.
+    discovery message, and is split again when it would not fit a datagram
+    or holds more than :data:`MAX_BUNDLE` messages.
     """
 
     messages: tuple
@@ -181,6 +182,9 @@ CODES: dict[type, int] = {
 
 _MAX_INT = 2**62
 _MAX_LIST = 4096
+#: The most messages a receiver takes in one :class:`Bundle`; senders split
+#: longer ones, even when their bytes would fit one datagram.
+MAX_BUNDLE = _MAX_LIST
 
 
 def _int(x: Any) -> bool:
@@ -268,7 +272,7 @@ def _load(data: bytes) -> Any:
 
 
 def _bundle(fields: tuple) -> "Bundle":
-    if len(fields) != 1 or type(fields[0]) is not tuple or not 0 < len(fields[0]) <= _MAX_LIST:
+    if len(fields) != 1 or type(fields[0]) is not tuple or not 0 < len(fields[0]) <= MAX_BUNDLE:
         raise MalformedMessage("bad fields for Bundle")
     out = []
     for entry in fields[0]:

@@ -237,6 +237,13 @@ class UDPTransport(DatagramProtocol):
         if self.cluster_id is None and not isinstance(message, messages.DISCOVERY):
             self.stats["send_errors"] += 1
             return False
+        if type(message) is messages.Bundle and len(message.messages) > messages.MAX_BUNDLE:
+            # Receivers refuse longer bundles whole, however few bytes they
+            # take: thousands of 8-byte LEARNs fit one datagram.
+            parts = message.messages
+            step = messages.MAX_BUNDLE
+            sent = [self.send_to(addr, _bundle(parts[i : i + step])) for i in range(0, len(parts), step)]
+            return all(sent)
         data = self.frame(message)
         if len(data) > self.max_datagram:
             if type(message) is messages.Bundle and len(message.messages) > 1:

@@ -221,6 +221,24 @@ def test_bundle_too_large_for_one_datagram_is_split() -> None:
     assert a.stats["send_oversized"] == 1
 
 
+def test_bundle_of_more_messages_than_a_receiver_takes_is_split() -> None:
+    """Receivers refuse a bundle of more than MAX_BUNDLE messages, however
+    small. A turn that answered a flood of stale messages with thousands of
+    8-byte LEARNs made such a bundle, under the byte limit: the peer dropped
+    the whole datagram, with the PING in it, every time the turn repeated,
+    and so heard nothing at all from a live member."""
+    from doozer.consensus.instance import NOOP
+
+    a, b, got = pair()
+    inner = tuple(messages.Learn(s, NOOP) for s in range(1, messages.MAX_BUNDLE + 100)) + (Ping(9, 9),)
+    assert len(messages.encode(messages.Bundle(inner))) < MAX_DATAGRAM  # bytes alone would not split it
+    assert a.send("b", messages.Bundle(inner))
+    assert len(a.transport.written) == 2
+    through(a, b)
+    assert [m for _, m in got] == list(inner)
+    assert b.stats["malformed"] == 0
+
+
 @pytest.mark.parametrize(
     "entries",
     [
