@@ -182,6 +182,7 @@ class Node(Membership, ClusterInfo):
         if self.sequencer is not None and snap.seqn <= self.applied_seqn:
             return False
         self.store.adopt(Store.from_snapshot(snap.store, hist=self.store.hist))
+        self._settle_from_store()
         if self.sequencer is None:
             self.cluster_id = snap.cluster_id
             self.alpha = snap.alpha
@@ -504,12 +505,21 @@ class Node(Membership, ClusterInfo):
             if origin != self.id:
                 continue
             d = self._pending.pop(request, None)
-            if d is None:
-                continue
-            if outcome.error is not None:
-                d.errback(outcome.error)
-            else:
-                d.callback(outcome)
+            if d is not None:
+                _settle(d, outcome)
+
+    def _settle_from_store(self) -> None:
+        """Answer the writes an installed snapshot shows decided.
+
+        Their instances lie at or below the snapshot, so this node will never
+        apply them; without this they would time out as ``UNAVAILABLE``
+        (indeterminate) although they committed. The store keeps each
+        write's outcome by key (de-duplication), snapshots included.
+        """
+        for request in list(self._pending):
+            outcome = self.store.outcome_of((self.id, request))
+            if outcome is not None:
+                _settle(self._pending.pop(request), outcome)
 
     def _schedule_tick(self) -> None:
         when = self.sequencer.next_wakeup()
@@ -527,6 +537,14 @@ class Node(Membership, ClusterInfo):
         self._tick_call = None
         self._tick_at = None
         self._pump()
+
+
+def _settle(d: "defer.Deferred[Any]", outcome: Any) -> None:
+    """Fire a write's Deferred with its outcome (or the outcome's error)."""
+    if outcome.error is not None:
+        d.errback(outcome.error)
+    else:
+        d.callback(outcome)
 
 
 def _random_id(rng: Any) -> str:

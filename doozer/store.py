@@ -363,6 +363,11 @@ class Store(StoreSnapshots):
             elif state is _DIR:
                 yield from self._walk_files(path, rev)
 
+    def outcome_of(self, key: tuple[str, int]) -> Outcome | None:
+        """The outcome of the mutation with ``key`` if it was applied within
+        the de-duplication window (kept in snapshots too), else None."""
+        return self._keys.get(key)
+
     def cal(self) -> list[str]:
         """Member ids of the non-empty ``/ctl/cal/<n>`` slots, by slot number."""
         cal = self._cal
