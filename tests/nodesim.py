@@ -25,6 +25,7 @@ from twisted.internet.task import Clock
 
 from doozer.config import Config
 from doozer.consensus import messages
+from doozer.errors import DoozerError
 from doozer.node import build_node
 from doozer.peer import Snapshot, snapshot_sources
 
@@ -102,6 +103,7 @@ class NodeSim:
         self._ports = 1000
         self.chosen: dict[int, tuple] = {}
         self.acked = 0
+        self.acks: list[tuple[int, str, bytes]] = []  # (rev, path, value)
         self.trace: list[str] = []
 
     # -- processes -------------------------------------------------------
@@ -284,11 +286,28 @@ class NodeSim:
     def write(self, sn: SimNode, path: str) -> None:
         if not sn.alive or sn.paused or not sn.node.writable:
             return
-        d = sn.node.set(path, str(self.rng.random()).encode())
-        d.addCallbacks(self._acked, lambda f: None)
+        value = str(self.rng.random()).encode()
+        d = sn.node.set(path, value)
+        d.addCallbacks(self._acked, lambda f: None, callbackArgs=(path, value))
 
-    def _acked(self, rev: int) -> None:
+    def _acked(self, rev: int, path: str, value: bytes) -> None:
         self.acked += 1
+        self.acks.append((rev, path, value))
+
+    def check_acks(self) -> None:
+        """Every acknowledged write is in every live node's store at its rev
+        (where the node's history still reaches back to it)."""
+        for sn in self.live():
+            store = sn.node.store
+            for rev, path, value in self.acks:
+                if rev < store.oldest:
+                    continue
+                try:
+                    f = store.get(path, rev)
+                except DoozerError as e:
+                    self.fail(f"acknowledged write of {path} at rev {rev} missing on {sn.name}: {e}")
+                if f.rev != rev or f.value != value:
+                    self.fail(f"acknowledged write of {path} at rev {rev}: {sn.name} has rev {f.rev}")
 
     def healthy(self) -> bool:
         """Every live node is in every live node's CAL and votes, and none lags."""
@@ -327,6 +346,7 @@ class NodeSim:
         seqns = {s.name: s.node.applied_seqn for s in self.live()}
         if len(set(seqns.values())) != 1:
             self.fail(f"live nodes did not converge: {seqns}")
+        self.check_acks()
 
     def describe(self) -> str:
         parts = []

@@ -146,3 +146,24 @@ def test_random_faults(n: int) -> None:
         except nodesim.Violation as e:
             failures.append(str(e))
     assert not failures, "\n\n".join(failures)
+
+
+def test_check_acks_catches_a_write_acknowledged_at_the_wrong_rev() -> None:
+    """The simulation's own check: an acknowledged write must be in every
+    live node's store at the rev it was acknowledged with."""
+    sim = nodesim.NodeSim(3, 3)
+    sim.start()
+    assert healthy_within(sim, 10)
+    for i in range(20):
+        sim.write(sim.nodes[f"N{i % 3 + 1}"], f"/k{i % 4}")
+        sim.run_for(0.05)
+    sim.run_for(1)
+    assert len(sim.acks) == 20
+    sim.check_acks()
+    rev, path, value = sim.acks[-1]
+    sim.acks.append((rev, path, value + b"!"))  # a value nobody wrote
+    with pytest.raises(nodesim.Violation, match="acknowledged write"):
+        sim.check_acks()
+    sim.acks[-1] = (rev - 1, path, value)  # the right value, a rev too early
+    with pytest.raises(nodesim.Violation, match="acknowledged write"):
+        sim.check_acks()
