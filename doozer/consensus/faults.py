@@ -10,7 +10,8 @@ that one :class:`~doozer.consensus.transport.UDPTransport` instance) so that
 every datagram to or from an address listed in the file is dropped (and
 counted in ``stats["fault_dropped"]``). The file is a JSON list of
 ``"HOST:PORT"`` strings (a missing, empty or unreadable file drops nothing);
-it is re-read at most every :data:`REREAD_INTERVAL` seconds of the
+``"<HOST:PORT"`` drops only what comes from that address and
+``">HOST:PORT"`` only what goes to it (a one-way loss). It is re-read at most every :data:`REREAD_INTERVAL` seconds of the
 transport's clock, so a test partitions and heals a node by rewriting its
 file.
 
@@ -32,52 +33,70 @@ ENV = "DOOZER_TEST_FAULTS"
 REREAD_INTERVAL = 0.2
 
 
-def _parse(text: str) -> frozenset:
-    """The ``(host, port)`` pairs of a fault file's contents."""
-    out = set()
+Rules = tuple  # (addresses dropped from, addresses dropped to)
+_NO_RULES: Rules = (frozenset(), frozenset())
+
+
+def _parse(text: str) -> Rules:
+    """``(dropped_from, dropped_to)``: the ``(host, port)`` pairs whose
+    datagrams are dropped on arrival, and those dropped on sending."""
+    dropped_from: set = set()
+    dropped_to: set = set()
     try:
         items = json.loads(text) if text.strip() else []
     except ValueError:
-        return frozenset()
+        return _NO_RULES
     if not isinstance(items, list):
-        return frozenset()
+        return _NO_RULES
     for item in items:
-        if not isinstance(item, str) or ":" not in item:
+        if not isinstance(item, str):
             continue
-        host, _, port = item.rpartition(":")
+        way = item[:1] if item[:1] in ("<", ">") else ""
+        host, sep, port = item[len(way):].rpartition(":")
+        if not sep:
+            continue
         try:
-            out.add((host.strip("[]"), int(port)))
+            addr = (host.strip("[]"), int(port))
         except ValueError:
             continue
-    return frozenset(out)
+        if way != ">":
+            dropped_from.add(addr)
+        if way != "<":
+            dropped_to.add(addr)
+    return frozenset(dropped_from), frozenset(dropped_to)
 
 
 class FaultFile:
-    """The set of blocked peer addresses, read from ``path`` via ``now()``."""
+    """The blocked peer addresses, read from ``path`` via ``now()``."""
 
     def __init__(self, path: str, now: Callable[[], float], interval: float = REREAD_INTERVAL) -> None:
         self.path = path
         self.now = now
         self.interval = interval
         self._read_at = float("-inf")
-        self._blocked: frozenset = frozenset()
+        self._rules: Rules = _NO_RULES
 
-    def blocked(self) -> frozenset:
-        """The addresses to drop datagrams to and from (re-read when stale)."""
+    def rules(self) -> Rules:
+        """``(dropped_from, dropped_to)``, re-read when stale."""
         t = self.now()
         if t - self._read_at >= self.interval:
             self._read_at = t
             try:
                 with open(self.path, encoding="utf-8") as fh:
-                    self._blocked = _parse(fh.read())
+                    self._rules = _parse(fh.read())
             except OSError:
-                self._blocked = frozenset()
-        return self._blocked
+                self._rules = _NO_RULES
+        return self._rules
 
-    def drops(self, addr: Any) -> bool:
-        """Whether a datagram to or from ``addr`` is dropped."""
-        blocked = self.blocked()
-        return bool(blocked) and tuple(addr[:2]) in blocked
+    def drops_from(self, addr: Any) -> bool:
+        """Whether a datagram arriving from ``addr`` is dropped."""
+        dropped = self.rules()[0]
+        return bool(dropped) and tuple(addr[:2]) in dropped
+
+    def drops_to(self, addr: Any) -> bool:
+        """Whether a datagram sent to ``addr`` is dropped."""
+        dropped = self.rules()[1]
+        return bool(dropped) and tuple(addr[:2]) in dropped
 
 
 def install(transport: Any, clock: Any = None, environ: Optional[Mapping[str, str]] = None) -> Optional[FaultFile]:
@@ -96,13 +115,13 @@ def install(transport: Any, clock: Any = None, environ: Optional[Mapping[str, st
     receive = transport.datagramReceived
 
     def faulty_write(data: bytes, addr: Any) -> bool:
-        if faults.drops(addr):
+        if faults.drops_to(addr):
             transport.stats["fault_dropped"] += 1
             return True  # lost on the way, as UDP may
         return write(data, addr)
 
     def faulty_receive(data: bytes, addr: Any) -> None:
-        if faults.drops(addr):
+        if faults.drops_from(addr):
             transport.stats["fault_dropped"] += 1
             return
         receive(data, addr)

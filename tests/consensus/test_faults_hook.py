@@ -83,9 +83,31 @@ def test_missing_or_bad_file_drops_nothing(tmp_path) -> None:
         else:
             path.write_text(content)
         f = faults.FaultFile(str(path), lambda: 0.0)
-        assert f.blocked() == frozenset()
-        assert not f.drops(B)
+        assert f.rules() == (frozenset(), frozenset())
+        assert not f.drops_from(B) and not f.drops_to(B)
 
 
 def test_parse_addresses() -> None:
-    assert faults._parse('["127.0.0.1:5", "[::1]:6"]') == {("127.0.0.1", 5), ("::1", 6)}
+    both = {("127.0.0.1", 5), ("::1", 6)}
+    assert faults._parse('["127.0.0.1:5", "[::1]:6"]') == (both, both)
+    assert faults._parse('["<h:7", ">[::1]:8", "<nope", ">h:x"]') == ({("h", 7)}, {("::1", 8)})
+
+
+def test_one_way_rules_drop_one_direction_only(tmp_path) -> None:
+    """``"<HOST:PORT"``: this node stops hearing that peer, which still
+    hears it; ``">HOST:PORT"`` the other way round (one-way losses)."""
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps([f"<{B[0]}:{B[1]}"]))
+    clock = Clock()
+    a, b = make({faults.ENV: str(path)}, clock, [])
+    assert a.send("b", Ping(1, 2)) and len(a.transport.written) == 1  # a -> B goes out
+    b.send("a", Ping(1, 2))
+    a.datagramReceived(b.transport.written.pop()[0], B)  # B -> a is lost
+    assert a.stats["fault_dropped"] == 1 and a.stats["delivered"] == 0
+    path.write_text(json.dumps([f">{B[0]}:{B[1]}"]))
+    clock.advance(faults.REREAD_INTERVAL)
+    assert a.send("b", Ping(1, 2)) and len(a.transport.written) == 1  # a -> B is lost
+    assert a.stats["fault_dropped"] == 2
+    b.send("a", Ping(1, 2))
+    a.datagramReceived(b.transport.written.pop()[0], B)  # B -> a arrives
+    assert a.stats["delivered"] == 1

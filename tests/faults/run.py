@@ -5,8 +5,9 @@ Starts a 3- or 5-node cluster of real ``twistd -n doozer`` processes on
 ``consistent=1`` reads, and long-running watch streams that resume from
 ``next``), while a seeded nemesis kills members (``-9``) and replaces them with
 new nodes through the freed CAL slots, pauses them (SIGSTOP/SIGCONT), isolates
-them (the TEST-ONLY transport hook of :mod:`doozer.consensus.faults`) and
-briefly takes away the majority. At the end it heals everything, lets the
+them (the TEST-ONLY transport hook of :mod:`doozer.consensus.faults`), makes
+one member deaf to another that still hears it, and briefly takes away the
+majority. At the end it heals everything, lets the
 cluster settle, dumps every live node's event log through the watch API and
 runs :func:`tests.faults.checker.check_history` on the whole record.
 
@@ -39,7 +40,7 @@ from tests.faults.checker import check_history
 from tests.faults.history import CAS, DELETE, READ, SET, WATCH, Event, NodeLog, Recorder
 from tests.procutil import NodeProcess, free_port
 
-FAULT_KINDS = ("kill", "pause", "partition", "majority")
+FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway")
 
 #: Node options: short --timeout so silent members are replaced during the
 #: run, a short write timeout so a lost majority answers 503 quickly, and
@@ -47,6 +48,8 @@ FAULT_KINDS = ("kill", "pause", "partition", "majority")
 TIMEOUT = 4.0
 WRITE_TIMEOUT = 2.0
 HIST = 1_000_000
+#: Seconds the cluster must stay healthy after a heal before the next fault.
+STABLE = 2.0
 #: Client socket timeout: well above the write timeout.
 CLIENT_TIMEOUT = WRITE_TIMEOUT + 6.0
 WATCH_WAIT = 2  # the watch's own ``timeout`` argument
@@ -180,11 +183,24 @@ class Cluster:
         except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
             return False
 
-    def wait_healthy(self, seconds: float) -> bool:
+    def wait_healthy(self, seconds: float, stable: float = STABLE) -> bool:
+        """Healthy without a break for ``stable`` seconds, within ``seconds``.
+
+        One healthy answer is not enough: a removal proposed just before
+        the heal (a member cut off for about --timeout) may be decided a
+        moment after it, and the next fault would then hit a cluster one
+        member short (seed 3602: a 5-node cluster down to 4, then 2 killed).
+        """
         deadline = time.monotonic() + seconds
+        since: Optional[float] = None
         while time.monotonic() < deadline:
             if self.healthy():
-                return True
+                if since is None:
+                    since = time.monotonic()
+                elif time.monotonic() - since >= stable:
+                    return True
+            else:
+                since = None
             time.sleep(0.25)
         return False
 
@@ -411,6 +427,10 @@ class Nemesis:
     def _kill(self) -> None:
         c = self.cluster
         slots = self.rng.sample(range(c.n), self.rng.randint(1, self.minority))
+        self._kill_and_replace(slots)
+
+    def _kill_and_replace(self, slots: list[int]) -> None:
+        c = self.cluster
         for s in slots:
             self.note("kill", slot=s, addr=c.addr(s))
             c.slots[s].signal(signal.SIGKILL)
@@ -447,6 +467,26 @@ class Nemesis:
         for j in others:
             c.set_blocked(j, [c.addr(i) for i in side])
         time.sleep(hold)
+
+    def _oneway(self) -> None:
+        """One member stops hearing another, which still hears it.
+
+        Half the time a third member is killed (and replaced) meanwhile: the
+        shape of the seed 2026 stall (docs/testing.md, bug 3), where the
+        dead member's instances need a revocation, and a revocation needs
+        messages both ways between the members left."""
+        c = self.cluster
+        deaf, unheard = self.rng.sample(range(c.n), 2)
+        others = [i for i in range(c.n) if i not in (deaf, unheard)]
+        victim = self.rng.choice(others) if self.rng.random() < 0.5 else None
+        hold = self.rng.uniform(0.5, TIMEOUT + 4)
+        self.note("oneway", deaf=deaf, unheard=unheard, seconds=round(hold, 2),
+                  kill=victim)
+        c.set_blocked(deaf, ["<" + c.addr(unheard)])
+        end = time.monotonic() + hold
+        if victim is not None:
+            self._kill_and_replace([victim])
+        time.sleep(max(0.0, end - time.monotonic()))
 
     def _majority(self) -> None:
         """A short loss of the majority: writes must answer 503 (indeterminate)."""
@@ -563,7 +603,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", default=None, help="save the history as JSON lines")
     p.add_argument("--workdir", default=None, help="node directories (kept)")
     p.add_argument("--time-limit", type=float, default=600, help="checker search budget, seconds")
+    p.add_argument("--kinds", default=",".join(FAULT_KINDS),
+                   help=f"fault kinds, comma-separated (default: all of {','.join(FAULT_KINDS)})")
     args = p.parse_args(argv)
+    kinds = tuple(k for k in args.kinds.split(",") if k)
+    unknown = [k for k in kinds if k not in FAULT_KINDS]
+    if unknown or not kinds:
+        p.error(f"unknown fault kind {unknown[0] if unknown else '(none)'}; choose from {', '.join(FAULT_KINDS)}")
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")  # runs the cleanup: every node is killed
@@ -573,7 +619,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     try:
         res = run(args.nodes, args.seconds, seed, args.workers, args.keys, args.out, args.workdir,
-                  time_limit=args.time_limit)
+                  kinds=kinds, time_limit=args.time_limit)
     except RuntimeError as e:
         print(f"run failed (seed {seed}): {e}", file=sys.stderr)
         return 3
