@@ -14,6 +14,8 @@ from doozer.errors import DoozerError
 
 #: Seconds between two rounds of membership chores.
 CHORES_INTERVAL = 0.5
+#: A peer's word that a member is silent counts this many ping periods.
+CONFIRM_PINGS = 3
 
 
 class Membership:
@@ -162,18 +164,37 @@ class Membership:
         def is_silent(holder: str) -> bool:
             return holder != self.id and now - max(heard.get(holder, float("-inf")), since) > self.timeout
 
+        suspects = tuple(h for h in cal if is_silent(h))
+        self.sequencer.suspects = suspects  # sent in our PINGs
+        fresh = CONFIRM_PINGS * self.sequencer.ping_interval
+        told = self.sequencer.peer_suspects
+
+        def confirms(member: str, holder: str) -> bool:
+            """``member`` finds ``holder`` silent too, and said so lately."""
+            if member == self.id:
+                return True
+            said = told.get(member)
+            return (
+                said is not None
+                and now - said[1] <= fresh
+                and now - heard.get(member, float("-inf")) <= fresh
+                and holder in said[0]
+            )
+
         for slot, holder in slots:
             if not holder or holder == self.id:
                 continue
             slot_rev = self.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
-            if not is_silent(holder) or (slot, slot_rev) in self._removing:
+            if holder not in suspects or (slot, slot_rev) in self._removing:
                 continue
-            # Never leave a CAL whose quorum needs members that look dead
-            # from here: with one member dead, a merely slow one removed
-            # would stop the cluster for good (nobody could remove the dead
-            # one or add anyone).
+            # A quorum of the members that stay must find it silent too, and
+            # have said so in the last few pings. Silence seen from here
+            # alone may be a one-way loss to this node; and a CAL whose
+            # quorum needs a member that is in fact dead (a stale "alive"
+            # from here) would stop the cluster for good: nobody could
+            # remove the dead one or add anyone.
             rest = [h for h in cal if h != holder]
-            if sum(1 for h in rest if not is_silent(h)) < len(rest) // 2 + 1:
+            if sum(1 for h in rest if confirms(h, holder)) < len(rest) // 2 + 1:
                 continue
             self.log.warn(
                 "member {holder} silent for {silent:.0f} s: emptying CAL slot {slot}",

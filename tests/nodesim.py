@@ -165,6 +165,11 @@ class NodeSim:
             (a, b) for a in self.nodes for b in self.nodes if (a in names) != (b in names)
         }
 
+    def one_way(self, src: SimNode, dest: SimNode) -> None:
+        """``dest`` stops hearing ``src``; ``src`` still hears ``dest``."""
+        self.note(f"one-way loss {src.name} -> {dest.name}")
+        self.blocked = {(src.name, dest.name)}
+
     def heal(self) -> None:
         self.blocked = set()
         for sn in self.live():
@@ -374,7 +379,7 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
     t = sim.now
     minority = (n - 1) // 2
     while t < duration:
-        kind = rng.choice(["kill", "pause", "partition", "slow"])
+        kind = rng.choice(["kill", "pause", "partition", "slow", "oneway"])
         victims = rng.sample(sim.members() or sim.live(), max(1, rng.randint(1, minority)))
         if kind == "kill":
             for v in victims:
@@ -388,6 +393,18 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
         elif kind == "partition":
             sim.partition(victims)
             sim.at(rng.uniform(0.5, sim.timeout + 4), sim.heal)
+        elif kind == "oneway":
+            members = sim.members() or sim.live()
+            if len(members) >= 2:
+                src, dest = rng.sample(members, 2)
+                sim.one_way(src, dest)
+                sim.at(rng.uniform(0.5, sim.timeout + 4), sim.heal)
+                third = [m for m in members if m is not src and m is not dest]
+                if third and rng.random() < 0.5:
+                    sim.run_for(rng.uniform(0.0, sim.timeout))
+                    sim.kill(rng.choice(third))
+                    sim.run_for(rng.uniform(0.0, 2.0))
+                    sim.join()
         else:
             sim.delay = (0.0002, rng.choice([0.01, 0.05]))
             sim.at(rng.uniform(1, 4), setattr, sim, "delay", (0.0002, 0.003))

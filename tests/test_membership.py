@@ -49,12 +49,30 @@ def cluster(monkeypatch):
     return SimpleNamespace(node=node, clock=clock, removed=removed, writes=writes, heard=node.sequencer.last_heard)
 
 
-def run(c, seconds: float, hear: tuple = ()) -> None:
-    """Run the chores for ``seconds`` in small steps, hearing from ``hear``."""
+PEERS = ("PEERB", "PEERC")
+
+
+def run(c, seconds: float, hear: tuple = (), says: dict | None = None) -> None:
+    """Run the chores for ``seconds`` in small steps, hearing from ``hear``.
+
+    Each peer heard pings its suspects: by default the other peers this
+    node has not heard for --timeout (the network is the same for all),
+    else what ``says`` gives for it.
+    """
     end = c.clock.seconds() + seconds
+    seq = c.node.sequencer
     while c.clock.seconds() < end:
+        now = c.clock.seconds()
         for peer in hear:
-            c.heard[peer] = c.clock.seconds()
+            c.heard[peer] = now
+        for peer in hear:
+            if says is not None and peer in says:
+                suspects = tuple(says[peer])
+            else:
+                suspects = tuple(
+                    q for q in PEERS if q != peer and now - c.heard.get(q, float("-inf")) > TIMEOUT
+                )
+            seq.peer_suspects[peer] = (suspects, now)
         c.clock.advance(CHORES_INTERVAL / 2)
 
 
@@ -152,3 +170,45 @@ def test_a_node_forgotten_then_back_then_gone_is_forgotten_again() -> None:
     assert "AWAY" in node.store.getdir("/ctl/node")  # heard lately: kept
     idle(TIMEOUT + 2)  # gone again
     assert "AWAY" not in node.store.getdir("/ctl/node")
+
+
+def test_chores_tell_the_sequencer_whom_this_node_suspects(cluster) -> None:
+    """What the PINGs say: the members silent for --timeout."""
+    run(cluster, 1, hear=PEERS)
+    assert cluster.node.sequencer.suspects == ()
+    run(cluster, TIMEOUT + 1, hear=("PEERC",), says={"PEERC": ()})
+    assert cluster.node.sequencer.suspects == ("PEERB",)
+
+
+def test_a_member_silent_to_this_node_only_is_not_removed(cluster) -> None:
+    """A one-way loss: this node hears nothing from PEERB, but PEERC still
+    hears it (its PINGs do not name PEERB). PEERB is alive and stays."""
+    run(cluster, 1, hear=PEERS)
+    run(cluster, 3 * TIMEOUT, hear=("PEERC",), says={"PEERC": ()})
+    assert cluster.removed == []
+    run(cluster, 1, hear=("PEERC",), says={"PEERC": ("PEERB",)})  # now PEERC agrees
+    assert cluster.removed == [1]
+
+
+def test_one_way_loss_and_a_death_together_remove_nobody(cluster) -> None:
+    """Found by the fault suite (docs/testing.md, bug 7; the `oneway` fault
+    with a kill): this node stopped hearing PEERB (one way: PEERB still
+    heard it) just as PEERC died. PEERC's last message was half a second
+    younger than PEERB's, so when PEERB had been silent for --timeout,
+    PEERC still counted as alive, and this node removed PEERB, with
+    PEERB's own vote. The CAL left, this node and the dead PEERC, could
+    never decide anything again, not even after the network healed."""
+    run(cluster, 1, hear=PEERS)
+    run(cluster, 0.5, hear=("PEERC",), says={"PEERC": ()})  # PEERC's last words
+    run(cluster, 3 * TIMEOUT)
+    assert cluster.removed == []
+
+
+def test_a_stale_confirmation_does_not_count(cluster) -> None:
+    """PEERC said PEERB was silent, then fell silent itself: its word is
+    older than a few pings by the time PEERB has been silent for
+    --timeout here, and PEERC may be dead; nobody is removed."""
+    run(cluster, 1, hear=PEERS)
+    run(cluster, 0.5, hear=("PEERC",), says={"PEERC": ("PEERB",)})
+    run(cluster, 3 * TIMEOUT)
+    assert cluster.removed == []

@@ -167,3 +167,34 @@ def test_check_acks_catches_a_write_acknowledged_at_the_wrong_rev() -> None:
     sim.acks[-1] = (rev - 1, path, value)  # the right value, a rev too early
     with pytest.raises(nodesim.Violation, match="acknowledged write"):
         sim.check_acks()
+
+
+def one_way_loss_while_a_member_dies(seed: int) -> None:
+    rng = random.Random(seed)
+    sim = nodesim.NodeSim(seed, 3)
+    sim.start()
+    assert healthy_within(sim, 10)
+    deaf, unheard, dying = rng.sample(sim.members(), 3)
+    sim.one_way(unheard, deaf)
+    for sn in (deaf, unheard, dying):
+        sim.write(sn, "/k")
+    sim.run_for(rng.uniform(0.0, 1.0))
+    sim.kill(dying)
+    end = sim.now + sim.timeout + rng.uniform(1.0, 4.0)
+    while sim.now < end:
+        for sn in (deaf, unheard):
+            sim.write(sn, f"/k{rng.randrange(4)}")
+        sim.run_for(0.05)
+    sim.join()
+    sim.run_for(1.0)
+    sim.check_recovers()
+
+
+def test_one_way_loss_while_a_member_dies_recovers_after_healing() -> None:
+    """Regression (fault suite, docs/testing.md bug 7): one member stopped
+    hearing another (one way) as the third died. The deaf member counted
+    the dead one as alive a little longer than the unheard one, removed
+    the unheard (live) member with its own vote, and left a CAL of itself
+    and the dead member: no quorum ever again, even after healing."""
+    for seed in range(12):
+        one_way_loss_while_a_member_dies(seed)

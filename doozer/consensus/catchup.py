@@ -109,7 +109,7 @@ class CatchUp:
         peers = self._window_peers()
         peers.update(self._observers)
         peers.discard(self.node_id)
-        msg = Ping(self._next_out - 1, self._frontier)
+        msg = Ping(self._next_out - 1, self._frontier, self.suspects)
         last_ping = self._last_ping
         for peer in sorted(peers):
             # Sent even to peers we talk to anyway: only PING carries our
@@ -120,10 +120,11 @@ class CatchUp:
 
     def _on_ping(self, sender: str, msg: Ping, now: float) -> None:
         self.peer_decided[sender] = msg.decided
+        self.peer_suspects[sender] = (msg.suspects, now)
         if sender not in self._window_peers():
             self._observers[sender] = now
         if msg.decided < self._next_out - 1 and now - self._last_sent.get(sender, float("-inf")) >= self.fill:
-            self._send(sender, Ping(self._next_out - 1, self._frontier))  # help a laggard
+            self._send(sender, Ping(self._next_out - 1, self._frontier, self.suspects))  # help a laggard
         elif msg.decided >= self._next_out:
             self._catch_up(now)
 

@@ -97,10 +97,13 @@ class Want(NamedTuple):
 
 
 class Ping(NamedTuple):
-    """Heartbeat: the sender's contiguous decided seqn and its frontier."""
+    """Heartbeat: the sender's contiguous decided seqn and its frontier, and
+    the members it has heard nothing from for ``--timeout`` (its suspects;
+    a member's removal needs them confirmed, see docs/consensus.md)."""
 
     decided: int
     frontier: int
+    suspects: tuple = ()
 
 
 class Forward(NamedTuple):
@@ -185,6 +188,8 @@ _MAX_LIST = 4096
 #: The most messages a receiver takes in one :class:`Bundle`; senders split
 #: longer ones, even when their bytes would fit one datagram.
 MAX_BUNDLE = _MAX_LIST
+#: The most suspects one PING names (a CAL has at most a few members).
+MAX_SUSPECTS = 64
 
 
 def _int(x: Any) -> bool:
@@ -224,6 +229,10 @@ def _entries(x: Any) -> bool:
     return type(x) is tuple and len(x) <= _MAX_LIST and all(_entry(e) for e in x)
 
 
+def _ids(x: Any) -> bool:
+    return type(x) is tuple and len(x) <= MAX_SUSPECTS and all(_str(i) for i in x)
+
+
 def _items(x: Any) -> bool:
     return type(x) is tuple and 0 < len(x) <= _MAX_LIST and all(_bytes(i) for i in x)
 
@@ -237,7 +246,7 @@ _SCHEMA: dict[int, tuple[type, tuple[Callable[[Any], bool], ...]]] = {
     6: (Nack, (_int, _ballot)),
     7: (Learn, (_int, _bytes)),
     8: (Want, (_int, _int)),
-    9: (Ping, (_int, _int)),
+    9: (Ping, (_int, _int, _ids)),
     10: (Forward, (_items,)),
     11: (TooOld, (_int, _int)),
     12: (Hello, (_str, _str)),

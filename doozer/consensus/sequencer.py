@@ -113,6 +113,11 @@ class Sequencer(Phases, CatchUp):
         self.snapshot_needed = False
         self.last_heard: dict[str, float] = {}
         self.peer_decided: dict[str, int] = {}
+        # Members this node has heard nothing from for --timeout (set by the
+        # node's membership chores; sent in every PING), and each peer's
+        # last such list with when it arrived.
+        self.suspects: tuple = ()
+        self.peer_suspects: dict[str, tuple[tuple, float]] = {}
         # Peer -> the oldest seqn its log held when it answered TOO_OLD.
         self._peer_oldest: dict[str, int] = {}
         self._last_sent: dict[str, float] = {}

@@ -522,6 +522,18 @@ def test_idle_member_pings_peers() -> None:
     assert when is not None and 1.0 < when <= 2.0
 
 
+def test_pings_carry_suspects_and_peers_suspects_are_kept() -> None:
+    """PINGs name the members this node finds silent (set by the node's
+    membership chores); a peer's list is kept with when it arrived, for
+    confirming a removal (doozer/membership.py)."""
+    s = seq("a")
+    s.suspects = ("c",)
+    s.tick(1.0)
+    assert {d: m.suspects for d, m in sent(s, Ping)} == {"b": ("c",), "c": ("c",)}
+    s.receive("b", Ping(0, 0, ("c",)), 2.5)
+    assert s.peer_suspects == {"b": (("c",), 2.5)}
+
+
 def test_core_never_imports_twisted_internet() -> None:
     """The sans-I/O core loads without twisted.internet (checked in a fresh interpreter)."""
     import subprocess

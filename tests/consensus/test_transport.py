@@ -239,6 +239,33 @@ def test_bundle_of_more_messages_than_a_receiver_takes_is_split() -> None:
     assert b.stats["malformed"] == 0
 
 
+def test_ping_carries_suspects() -> None:
+    a, b, got = pair()
+    a.send("b", Ping(5, 6, ("X", "Y")))
+    through(a, b)
+    assert got == [("a", Ping(5, 6, ("X", "Y")))]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (1, 1),  # no suspects (a build before them)
+        (1, 1, (1,)),  # not ids
+        (1, 1, ("",)),
+        (1, 1, ("x" * 257,)),
+        (1, 1, tuple(f"n{i}" for i in range(messages.MAX_SUSPECTS + 1))),
+        (1, 1, "XY"),  # not a list
+    ],
+)
+def test_ping_with_bad_suspects_is_malformed(fields: tuple) -> None:
+    import msgpack
+
+    a, b, got = pair(key=None)
+    body = msgpack.packb(("c", "cid", "a", 1, 9, *fields), use_bin_type=True)
+    b.datagramReceived(b"\x01" + body, A)
+    assert got == [] and b.stats["malformed"] == 1
+
+
 @pytest.mark.parametrize(
     "entries",
     [
