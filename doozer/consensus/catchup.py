@@ -262,6 +262,8 @@ class CatchUp:
             early=len(self._early),
             forwarded=len(self._forwarded),
             decided_ahead=sorted(self._decided)[:instances],
+            suspects=list(self.suspects),
+            peer_suspects={p: {"suspects": list(s), "at": t} for p, (s, t) in self.peer_suspects.items()},
         )
         open_ = []
         s = self._next_out

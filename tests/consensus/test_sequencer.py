@@ -532,6 +532,8 @@ def test_pings_carry_suspects_and_peers_suspects_are_kept() -> None:
     assert {d: m.suspects for d, m in sent(s, Ping)} == {"b": ("c",), "c": ("c",)}
     s.receive("b", Ping(0, 0, ("c",)), 2.5)
     assert s.peer_suspects == {"b": (("c",), 2.5)}
+    state = s.debug_state()
+    assert state["suspects"] == ["c"] and state["peer_suspects"] == {"b": {"suspects": ["c"], "at": 2.5}}
 
 
 def test_core_never_imports_twisted_internet() -> None:
