@@ -68,6 +68,7 @@ class Membership:
             self._forget_gone_nodes()
         else:
             self._votes_from = None
+            self.sequencer.suspects = ()  # stale once out of the CAL
             if not self._claiming:
                 self._claim_free_slot()
         self._schedule_chores()

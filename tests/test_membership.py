@@ -212,3 +212,13 @@ def test_a_stale_confirmation_does_not_count(cluster) -> None:
     run(cluster, 0.5, hear=("PEERC",), says={"PEERC": ("PEERB",)})
     run(cluster, 3 * TIMEOUT)
     assert cluster.removed == []
+
+
+def test_a_node_out_of_the_cal_names_no_suspects(cluster, monkeypatch) -> None:
+    """Its list would only go stale: it no longer watches the members."""
+    run(cluster, TIMEOUT + 1, hear=("PEERC",), says={"PEERC": ()})
+    assert cluster.node.sequencer.suspects == ("PEERB",)
+    monkeypatch.setattr(type(cluster.node), "member", property(lambda self: False))
+    monkeypatch.setattr(cluster.node, "_claim_free_slot", lambda: None)
+    run(cluster, 1)
+    assert cluster.node.sequencer.suspects == ()
