@@ -702,7 +702,10 @@ async def test_real_watch_survives_its_node_being_replaced_behind_a_second_addre
             n.start(wait=False)
         for n in nodes:
             n.wait_up()
-        writer = connect(f"doozer:?ca={nodes[1].addr}&ca={nodes[2].addr}", timeout=5)
+        # The writer waits longer than the nodes' own write timeout (10 s):
+        # on a loaded machine the first write after the kill once took more
+        # than 5 s at each node, and a client-side cancel says less than 503.
+        writer = connect(f"doozer:?ca={nodes[1].addr}&ca={nodes[2].addr}", timeout=15)
         clients.append(writer)
         deadline = time.monotonic() + 20
         while len((await writer.cluster())["members"]) < 3:
