@@ -171,16 +171,12 @@ class Membership:
         told = self.sequencer.peer_suspects
 
         def confirms(member: str, holder: str) -> bool:
-            """``member`` finds ``holder`` silent too, and said so lately."""
+            """``member`` finds ``holder`` silent too, and said so lately (a
+            PING that recent also means ``member`` itself was heard)."""
             if member == self.id:
                 return True
             said = told.get(member)
-            return (
-                said is not None
-                and now - said[1] <= fresh
-                and now - heard.get(member, float("-inf")) <= fresh
-                and holder in said[0]
-            )
+            return said is not None and now - said[1] <= fresh and holder in said[0]
 
         for slot, holder in slots:
             if not holder or holder == self.id:

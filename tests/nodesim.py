@@ -102,7 +102,6 @@ class NodeSim:
         self._seq = 0
         self._ports = 1000
         self.chosen: dict[int, tuple] = {}
-        self.acked = 0
         self.acks: list[tuple[int, str, bytes]] = []  # (rev, path, value)
         self.trace: list[str] = []
 
@@ -296,7 +295,6 @@ class NodeSim:
         d.addCallbacks(self._acked, lambda f: None, callbackArgs=(path, value))
 
     def _acked(self, rev: int, path: str, value: bytes) -> None:
-        self.acked += 1
         self.acks.append((rev, path, value))
 
     def check_acks(self) -> None:
