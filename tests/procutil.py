@@ -82,6 +82,17 @@ class NodeProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"node did not come up: {self.read_log()[-2000:]}")
 
+    def votes(self) -> bool:
+        """Whether the node started its cluster or has logged that it votes.
+
+        A member is in the CAL (``/v1/self`` says ``member``) some instances
+        before it votes: a slot claimed at seqn s counts from s + alpha on.
+        Until then a three-node cluster is decided by two, and stops if one
+        of them dies.
+        """
+        log = self.read_log()
+        return "started cluster" in log or " votes in cluster " in log
+
     def read_log(self) -> str:
         with open(os.path.join(self.workdir, "node.log"), "rb") as f:
             return f.read().decode("utf-8", "replace")

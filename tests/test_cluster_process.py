@@ -81,7 +81,7 @@ class Cluster:
         for proc in nodes:
             proc.wait_up()
         for proc in nodes:
-            wait_for(f"{proc.addr} to become a voting member", lambda: votes(proc))
+            wait_for(f"{proc.addr} to become a voting member", proc.votes)
         return nodes
 
     def stop(self) -> None:
@@ -94,12 +94,6 @@ def cluster(tmp_path):
     c = Cluster(tmp_path)
     yield c
     c.stop()
-
-
-def votes(node: NodeProcess) -> bool:
-    """Whether the node started the cluster or says it votes (its slot is in M(s))."""
-    log = node.read_log()
-    return "started cluster" in log or " votes in cluster " in log
 
 
 def is_member(node: NodeProcess) -> bool:
@@ -390,7 +384,7 @@ def test_tls_and_secrets_cluster_forms_and_a_wrong_secret_cannot_attach(cluster,
     nodes = [cluster.node([q for q in ports if q != p], *tls, "--rw-secret-file", str(rw), port=p)
              for p in ports]
     for n in nodes:
-        wait_for(f"{n.addr} to vote", lambda: votes(n), 30)
+        wait_for(f"{n.addr} to vote", n.votes, 30)
     a, b, c = nodes
     status, body = https(b, "PUT", "/v1/store/tls", b"ok", str(cert), b"s3cret")
     assert status == 200, body
