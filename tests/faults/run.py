@@ -166,13 +166,19 @@ class Cluster:
     # -- state -----------------------------------------------------------
 
     def healthy(self) -> bool:
-        """Every slot's node is up and a member, the CAL has n members that
-        are exactly our nodes, and a write commits."""
+        """Every slot's node is up and votes, the CAL has n members that
+        are exactly our nodes, and a write commits.
+
+        A node votes some instances after it claims its slot (from s + alpha
+        on); until then the cluster has one member fewer to lose."""
         try:
             ids = []
             for node in self.slots:
                 st, me = http_call(node.addr, "GET", "/v1/self", timeout=2)
                 if st != 200 or not me.get("member"):
+                    return False
+                st, state = http_call(node.addr, "GET", "/_peer/consensus", timeout=2)
+                if st != 200 or state.get("member") is not True:
                     return False
                 ids.append(me["id"])
             st, cl = http_call(self.slots[0].addr, "GET", "/v1/cluster", timeout=2)
