@@ -365,6 +365,15 @@ class NodeSim:
         return "".join(parts)
 
 
+def _kill_and_replace(sim: NodeSim, rng: random.Random, victims: list) -> None:
+    """Kill ``victims``, then start as many new nodes a moment later."""
+    for v in victims:
+        sim.kill(v)
+    sim.run_for(rng.uniform(0.0, 2.0))
+    for _ in victims:
+        sim.join()
+
+
 def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
     """Writes under random faults like the fault suite's nemesis: kill and
     replace, pause, partition of a minority, with load; then heal and check."""
@@ -380,11 +389,7 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
         kind = rng.choice(["kill", "pause", "partition", "slow", "oneway"])
         victims = rng.sample(sim.members() or sim.live(), max(1, rng.randint(1, minority)))
         if kind == "kill":
-            for v in victims:
-                sim.kill(v)
-            sim.run_for(rng.uniform(0.0, 2.0))
-            for _ in victims:
-                sim.join()
+            _kill_and_replace(sim, rng, victims)
         elif kind == "pause":
             for v in victims:
                 sim.pause(v, rng.uniform(0.5, sim.timeout + 4))
@@ -400,9 +405,7 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
                 third = [m for m in members if m is not src and m is not dest]
                 if third and rng.random() < 0.5:
                     sim.run_for(rng.uniform(0.0, sim.timeout))
-                    sim.kill(rng.choice(third))
-                    sim.run_for(rng.uniform(0.0, 2.0))
-                    sim.join()
+                    _kill_and_replace(sim, rng, [rng.choice(third)])
         else:
             sim.delay = (0.0002, rng.choice([0.01, 0.05]))
             sim.at(rng.uniform(1, 4), setattr, sim, "delay", (0.0002, 0.003))

@@ -711,6 +711,8 @@ async def test_real_watch_survives_its_node_being_replaced_behind_a_second_addre
         while not all(n.votes() for n in nodes):
             assert time.monotonic() < deadline, "the three nodes did not all come to vote"
             await deferLater(reactor, 0.2, lambda: None)
+        # The writer outwaits the nodes' own 10 s write timeout: a stall ends
+        # in their 503, which says more than a client-side cancel.
         writer = connect(f"doozer:?ca={nodes[1].addr}&ca={nodes[2].addr}", timeout=15)
         clients.append(writer)
         c = connect(f"doozer:?ca={nodes[0].addr}&ca={spare.addr}", timeout=5,

@@ -109,7 +109,7 @@ class CatchUp:
         peers = self._window_peers()
         peers.update(self._observers)
         peers.discard(self.node_id)
-        msg = Ping(self._next_out - 1, self._frontier, self.suspects)
+        msg = self._own_ping()
         last_ping = self._last_ping
         for peer in sorted(peers):
             # Sent even to peers we talk to anyway: only PING carries our
@@ -118,13 +118,17 @@ class CatchUp:
                 last_ping[peer] = now
                 self._send(peer, msg)
 
+    def _own_ping(self) -> Ping:
+        """This node's heartbeat: decided seqn, frontier and suspects."""
+        return Ping(self._next_out - 1, self._frontier, self.suspects)
+
     def _on_ping(self, sender: str, msg: Ping, now: float) -> None:
         self.peer_decided[sender] = msg.decided
         self.peer_suspects[sender] = (msg.suspects, now)
         if sender not in self._window_peers():
             self._observers[sender] = now
         if msg.decided < self._next_out - 1 and now - self._last_sent.get(sender, float("-inf")) >= self.fill:
-            self._send(sender, Ping(self._next_out - 1, self._frontier, self.suspects))  # help a laggard
+            self._send(sender, self._own_ping())  # help a laggard
         elif msg.decided >= self._next_out:
             self._catch_up(now)
 

@@ -11,9 +11,9 @@ every datagram to or from an address listed in the file is dropped (and
 counted in ``stats["fault_dropped"]``). The file is a JSON list of
 ``"HOST:PORT"`` strings (a missing, empty or unreadable file drops nothing);
 ``"<HOST:PORT"`` drops only what comes from that address and
-``">HOST:PORT"`` only what goes to it (a one-way loss). It is re-read at most every :data:`REREAD_INTERVAL` seconds of the
-transport's clock, so a test partitions and heals a node by rewriting its
-file.
+``">HOST:PORT"`` only what goes to it (a one-way loss). It is re-read at
+most every :data:`REREAD_INTERVAL` seconds of the transport's clock, so a
+test partitions and heals a node by rewriting its file.
 
 When the variable is unset :func:`install` returns at once and changes
 nothing: the transport's methods stay the class's own, so the hook costs
