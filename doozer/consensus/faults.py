@@ -75,6 +75,8 @@ class FaultFile:
         self.interval = interval
         self._read_at = float("-inf")
         self._rules: Rules = _NO_RULES
+        #: datagrams dropped, by ``"<HOST:PORT"`` (arriving) and ``">HOST:PORT"``
+        self.dropped: dict[str, int] = {}
 
     def rules(self) -> Rules:
         """``(dropped_from, dropped_to)``, re-read when stale."""
@@ -89,14 +91,32 @@ class FaultFile:
         return self._rules
 
     def drops_from(self, addr: Any) -> bool:
-        """Whether a datagram arriving from ``addr`` is dropped."""
-        dropped = self.rules()[0]
-        return bool(dropped) and tuple(addr[:2]) in dropped
+        """Whether a datagram arriving from ``addr`` is dropped (counted)."""
+        return self._drops(0, "<", addr)
 
     def drops_to(self, addr: Any) -> bool:
-        """Whether a datagram sent to ``addr`` is dropped."""
-        dropped = self.rules()[1]
-        return bool(dropped) and tuple(addr[:2]) in dropped
+        """Whether a datagram sent to ``addr`` is dropped (counted)."""
+        return self._drops(1, ">", addr)
+
+    def _drops(self, way: int, mark: str, addr: Any) -> bool:
+        dropped = self.rules()[way]
+        if not dropped or tuple(addr[:2]) not in dropped:
+            return False
+        key = f"{mark}{addr[0]}:{addr[1]}"
+        self.dropped[key] = self.dropped.get(key, 0) + 1
+        return True
+
+    def debug_state(self) -> dict:
+        """The rules as this node holds them now (not re-read: a rule held
+        after its file was rewritten shows here), when they were read, and
+        the datagrams dropped per address."""
+        dropped_from, dropped_to = self._rules
+        return {
+            "from": sorted(f"{h}:{p}" for h, p in dropped_from),
+            "to": sorted(f"{h}:{p}" for h, p in dropped_to),
+            "read_at": self._read_at if self._read_at != float("-inf") else None,
+            "dropped": dict(self.dropped),
+        }
 
 
 def install(transport: Any, clock: Any = None, environ: Optional[Mapping[str, str]] = None) -> Optional[FaultFile]:

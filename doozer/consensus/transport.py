@@ -83,13 +83,17 @@ def _bundle(parts: tuple) -> Message:
 
 
 class _ReplayWindow:
-    """Counters seen from one sender: the highest, and a bitmask below it."""
+    """Counters seen from one sender: the highest, and a bitmask below it;
+    and how many of its datagrams were taken and refused as replays (what
+    ``/_peer/consensus`` shows of each sender)."""
 
-    __slots__ = ("highest", "mask")
+    __slots__ = ("highest", "mask", "taken", "replayed")
 
     def __init__(self) -> None:
         self.highest = -1
         self.mask = 0
+        self.taken = 0
+        self.replayed = 0
 
     def check_and_set(self, counter: int, size: int) -> bool:
         """True (and remember it) when ``counter`` was not seen before."""
@@ -161,7 +165,7 @@ class UDPTransport(DatagramProtocol):
         self._counter = int(clock.seconds() * 1_000_000) if clock is not None else 0
         # TEST-ONLY fault hook (docs/testing.md): a no-op unless the
         # environment variable DOOZER_TEST_FAULTS is set.
-        faults.install(self, clock)
+        self.fault_file = faults.install(self, clock)
 
     def listen(self, reactor: IReactorUDP, port: int, interface: str = "") -> IListeningPort:
         """Listen on ``port`` with a receive buffer large enough for any datagram.
@@ -194,13 +198,30 @@ class UDPTransport(DatagramProtocol):
         counters, and where each peer is sent to (from its node record, or
         learned from its datagrams). A peer missing from both is never sent
         anything; a drop counter that grows between two views names the
-        reason a peer's datagrams are lost."""
-        return {
+        reason a peer's datagrams are lost.
+
+        ``senders`` tells, per peer, how many of its datagrams were taken
+        and how many refused as replays, and the highest counter taken;
+        ``counter`` is this node's own last one. A peer whose ``taken``
+        stands still while its own view's ``sent`` grows is lost on the way
+        (or, with ``replayed`` growing, refused here: compare ``highest``
+        with that peer's ``counter``). With the TEST-ONLY fault hook on,
+        ``faults`` shows the rules this node holds and what they dropped.
+        """
+        state = {
             "stats": dict(self.stats),
             "addresses": {p: f"{a[0]}:{a[1]}" for p, a in self.addresses.items()},
             "learned": {p: f"{a[0]}:{a[1]}" for p, a in self.learned.items()},
             "cluster_id": self.cluster_id,
+            "counter": self._counter,
+            "senders": {
+                p: {"taken": w.taken, "replayed": w.replayed, "highest": w.highest}
+                for p, w in self._windows.items()
+            },
         }
+        if self.fault_file is not None:
+            state["faults"] = self.fault_file.debug_state()
+        return state
 
     # -- sending -----------------------------------------------------------
 
@@ -351,4 +372,8 @@ class UDPTransport(DatagramProtocol):
                 windows.popitem(last=False)
         else:
             windows.move_to_end(sender)
-        return window.check_and_set(counter, self.replay_window)
+        if window.check_and_set(counter, self.replay_window):
+            window.taken += 1
+            return True
+        window.replayed += 1
+        return False

@@ -111,3 +111,31 @@ def test_one_way_rules_drop_one_direction_only(tmp_path) -> None:
     b.send("a", Ping(1, 2))
     a.datagramReceived(b.transport.written.pop()[0], B)  # B -> a arrives
     assert a.stats["delivered"] == 1
+
+
+def test_debug_state_shows_the_rules_held_and_drops_per_address(tmp_path) -> None:
+    """``/_peer/consensus`` shows the rules as the node holds them (a file
+    rewritten but not yet re-read still shows the old ones) and what they
+    dropped, per address and direction."""
+    path = tmp_path / "faults.json"
+    path.write_text(json.dumps([f"<{B[0]}:{B[1]}"]))
+    clock = Clock()
+    a, b = make({faults.ENV: str(path)}, clock, [])
+    assert a.debug_state()["faults"] == {"from": [], "to": [], "read_at": None, "dropped": {}}
+    b.send("a", Ping(1, 2))
+    b.send("a", Ping(1, 2))
+    for data, _ in b.transport.written:
+        a.datagramReceived(data, B)
+    path.write_text("[]")  # healed on disk, not yet re-read
+    state = a.debug_state()["faults"]
+    assert state == {"from": [f"{B[0]}:{B[1]}"], "to": [], "read_at": 0.0, "dropped": {f"<{B[0]}:{B[1]}": 2}}
+    clock.advance(faults.REREAD_INTERVAL)
+    a.send("b", Ping(1, 2))
+    state = a.debug_state()["faults"]
+    assert state["from"] == [] and state["read_at"] == faults.REREAD_INTERVAL
+    assert state["dropped"] == {f"<{B[0]}:{B[1]}": 2}
+
+
+def test_without_the_hook_the_view_has_no_faults() -> None:
+    a, _ = make({}, Clock(), [])
+    assert "faults" not in a.debug_state()

@@ -417,3 +417,19 @@ def test_debug_state_shows_drops_and_where_peers_are_sent() -> None:
     assert state["stats"]["delivered"] == 1 and state["stats"]["replayed"] == 1
     assert state["addresses"] == {"a": "127.0.0.1:1001"} and state["learned"] == {}
     assert state["cluster_id"] == "cid"
+
+
+def test_debug_state_tells_each_senders_datagrams_taken_and_refused() -> None:
+    """Per sender: datagrams taken, refused as replays, and the highest
+    counter taken, to compare with the sender's own ``counter``: a peer
+    whose datagrams stop arriving, or arrive and are refused, shows here."""
+    a, b, _ = pair()
+    a.send("b", Ping(0, 0))
+    a.send("b", Ping(1, 1))
+    first, second = (w[0] for w in a.transport.written)
+    b.datagramReceived(second, ("10.0.0.1", 7))
+    b.datagramReceived(first, ("10.0.0.1", 7))  # late, but within the window
+    b.datagramReceived(first, ("10.0.0.1", 7))  # a replay
+    state = b.debug_state()
+    assert state["senders"] == {"a": {"taken": 2, "replayed": 1, "highest": a.debug_state()["counter"]}}
+    assert state["stats"]["replayed"] == 1
