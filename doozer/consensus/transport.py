@@ -159,6 +159,7 @@ class UDPTransport(DatagramProtocol):
         self.learned: dict[str, Address] = {}
         self.stats: dict[str, int] = {name: 0 for name in _STAT_NAMES}
         self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
+        self._sent_to: dict[Address, int] = {}  # datagrams written, per address
         self._pending: deque = deque(maxlen=max_queued)
         # Microseconds of wall time: above any counter an earlier process
         # with this id used, unless it sent a million datagrams a second.
@@ -202,11 +203,13 @@ class UDPTransport(DatagramProtocol):
 
         ``senders`` tells, per peer, how many of its datagrams were taken
         and how many refused as replays, and the highest counter taken;
-        ``counter`` is this node's own last one. A peer whose ``taken``
-        stands still while its own view's ``sent`` grows is lost on the way
-        (or, with ``replayed`` growing, refused here: compare ``highest``
-        with that peer's ``counter``). With the TEST-ONLY fault hook on,
-        ``faults`` shows the rules this node holds and what they dropped.
+        ``counter`` is this node's own last one, and ``sent_to`` how many
+        datagrams it wrote to each address. A peer whose ``taken`` here
+        stands still while its own view's ``sent_to`` this node grows is
+        lost on the way or refused before it is read (or, with ``replayed``
+        growing, refused as a replay: compare ``highest`` with that peer's
+        ``counter``). With the TEST-ONLY fault hook on, ``faults`` shows the
+        rules this node holds and what they dropped.
         """
         state = {
             "stats": dict(self.stats),
@@ -214,6 +217,7 @@ class UDPTransport(DatagramProtocol):
             "learned": {p: f"{a[0]}:{a[1]}" for p, a in self.learned.items()},
             "cluster_id": self.cluster_id,
             "counter": self._counter,
+            "sent_to": {f"{a[0]}:{a[1]}": n for a, n in self._sent_to.items()},
             "senders": {
                 p: {"taken": w.taken, "replayed": w.replayed, "highest": w.highest}
                 for p, w in self._windows.items()
@@ -291,6 +295,11 @@ class UDPTransport(DatagramProtocol):
             self.stats["send_errors"] += 1
             return False
         self.stats["sent"] += 1
+        sent_to = self._sent_to
+        key = tuple(addr[:2])
+        sent_to[key] = sent_to.get(key, 0) + 1
+        if len(sent_to) > self.max_peers:
+            sent_to.pop(next(iter(sent_to)))
         return True
 
     def startProtocol(self) -> None:

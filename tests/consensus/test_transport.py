@@ -433,3 +433,12 @@ def test_debug_state_tells_each_senders_datagrams_taken_and_refused() -> None:
     state = b.debug_state()
     assert state["senders"] == {"a": {"taken": 2, "replayed": 1, "highest": a.debug_state()["counter"]}}
     assert state["stats"]["replayed"] == 1
+    assert a.debug_state()["sent_to"] == {"127.0.0.1:1002": 2}
+
+
+def test_datagrams_written_are_counted_per_address_for_a_bounded_number() -> None:
+    a, _, _ = pair()
+    a.max_peers = 2
+    for port in (1, 2, 3, 3):
+        a.send_to(("127.0.0.1", port), Ping(0, 0))
+    assert a.debug_state()["sent_to"] == {"127.0.0.1:2": 1, "127.0.0.1:3": 2}
