@@ -27,6 +27,8 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
+from doozer.config import format_addr
+
 #: The environment variable naming the fault file.
 ENV = "DOOZER_TEST_FAULTS"
 #: Seconds between two reads of the fault file.
@@ -102,7 +104,7 @@ class FaultFile:
         dropped = self.rules()[way]
         if not dropped or tuple(addr[:2]) not in dropped:
             return False
-        key = f"{mark}{addr[0]}:{addr[1]}"
+        key = mark + format_addr(addr)
         self.dropped[key] = self.dropped.get(key, 0) + 1
         return True
 
@@ -112,8 +114,8 @@ class FaultFile:
         the datagrams dropped per address."""
         dropped_from, dropped_to = self._rules
         return {
-            "from": sorted(f"{h}:{p}" for h, p in dropped_from),
-            "to": sorted(f"{h}:{p}" for h, p in dropped_to),
+            "from": sorted(map(format_addr, dropped_from)),
+            "to": sorted(map(format_addr, dropped_to)),
             "read_at": self._read_at if self._read_at != float("-inf") else None,
             "dropped": dict(self.dropped),
         }

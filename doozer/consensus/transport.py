@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUD
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from doozer.config import format_addr
 from doozer.consensus import faults, messages
 from doozer.consensus.messages import Message
 
@@ -213,11 +214,11 @@ class UDPTransport(DatagramProtocol):
         """
         state = {
             "stats": dict(self.stats),
-            "addresses": {p: f"{a[0]}:{a[1]}" for p, a in self.addresses.items()},
-            "learned": {p: f"{a[0]}:{a[1]}" for p, a in self.learned.items()},
+            "addresses": {p: format_addr(a) for p, a in self.addresses.items()},
+            "learned": {p: format_addr(a) for p, a in self.learned.items()},
             "cluster_id": self.cluster_id,
             "counter": self._counter,
-            "sent_to": {f"{a[0]}:{a[1]}": n for a, n in self._sent_to.items()},
+            "sent_to": {format_addr(a): n for a, n in self._sent_to.items()},
             "senders": {
                 p: {"taken": w.taken, "replayed": w.replayed, "highest": w.highest}
                 for p, w in self._windows.items()
