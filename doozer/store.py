@@ -23,16 +23,14 @@ from typing import Any, Iterator, Union
 from twisted.internet.defer import Deferred, fail, succeed
 
 from doozer import mutation as mut
+from doozer.cal import CAL_DIR, CAL_PREFIX, ordered_members, slot_number
+from doozer.dedup import Dedup
 from doozer.errors import DoozerError
 from doozer.path import ancestors, compile_glob, glob_prefix, join, split, validate_path
 from doozer.storesnap import StoreSnapshots
-from doozer.storetypes import DEDUP_REVS, NO_KEY, Dir, Event, File, Outcome
+from doozer.storetypes import NO_KEY, Dir, Event, File, Outcome
 
-#: Where the CAL slots live (SPEC §5).
-CAL_DIR = "/ctl/cal"
-_CAL_PREFIX = CAL_DIR + "/"
-
-__all__ = ["CAL_DIR", "DEDUP_REVS", "NO_KEY", "Dir", "Event", "File", "Outcome", "Store"]
+__all__ = ["CAL_DIR", "NO_KEY", "Dir", "Event", "File", "Outcome", "Store"]
 
 
 #: The state of a path that is a directory, in history lists.
@@ -45,18 +43,18 @@ class Store(StoreSnapshots):
 
     :param hist: revs of history kept at least (SPEC ``--hist``); reads and
         watches at ``oldest`` or later are answered.
-    :param dedup_revs: how long a key is remembered for de-duplication.
     """
 
-    def __init__(self, hist: int = 2000, dedup_revs: int = DEDUP_REVS) -> None:
+    def __init__(self, hist: int = 2000) -> None:
         if hist < 1:
             raise ValueError("hist must be at least 1")
         self.rev = 0
+        #: the consensus instance whose application produced this store
+        self.seqn = 0
         self.oldest = 0
         self._hist_revs = hist
         # Prune in batches so that the cost is amortised over many applies.
         self._prune_batch = max(1, hist // 4)
-        self._dedup_revs = dedup_revs
         self._files: dict[str, File] = {}
         self._dirs: dict[str, set[str]] = {"/": set()}
         # path -> ([rev, ...], [state, ...]); state i holds for revs
@@ -67,8 +65,7 @@ class Store(StoreSnapshots):
         self._changes: deque[tuple[int, str]] = deque()  # (rev, path) for pruning
         self._events: list[Event] = []
         self._event_revs: list[int] = []
-        self._keys: dict[tuple[str, int], Outcome] = {}
-        self._key_order: deque[tuple[int, tuple[str, int]]] = deque()
+        self._dedup = Dedup()
         # glob prefix -> {Deferred: (glob, from_rev, limit)}; the glob, not its
         # matcher, so that 10,000 distinct watches hold no compiled regexes.
         self._watchers: dict[str, dict[Deferred, tuple[str, int, int]]] = {}
@@ -78,18 +75,25 @@ class Store(StoreSnapshots):
         # is recomputed only after a change below /ctl/cal.
         self._cal: list[str] | None = None
 
-    def apply(self, items: list[bytes]) -> list[Outcome]:
-        """Apply one decided instance; return one outcome per item, in order.
+    def apply(self, items: list[bytes], seqn: int | None = None) -> list[Outcome]:
+        """Apply decided instance ``seqn``; return one outcome per item, in order.
 
         :param items: encoded :class:`~doozer.mutation.Mutation`s in decided
             order. Each takes the next rev, whether it succeeds, fails or is
-            a NOP; an undecodable one too (failing with ``OTHER``). An item
-            whose key was applied in the last ``dedup_revs`` revs is skipped
-            (no rev; its original outcome is returned, ``duplicate=True``).
-            Watchers and rev waiters wake once the whole batch is applied.
+            a NOP; an undecodable one too (failing with ``OTHER``). Two kinds
+            take no rev and change nothing: an item decided after its
+            deadline (``UNAVAILABLE``, not indeterminate: it never applies),
+            and an item whose key is still in the de-duplication record
+            (its original outcome, ``duplicate=True``). Watchers and rev
+            waiters wake once the whole batch is applied.
+        :param seqn: the instance (default: the one after :attr:`seqn`).
         """
+        if seqn is None:
+            seqn = self.seqn + 1
+        self.seqn = seqn
         outcomes: list[Outcome] = []
         first_event = len(self._events)
+        dedup = self._dedup
         for item in items:
             try:
                 mutation = mut.Mutation.decode(item)
@@ -97,17 +101,21 @@ class Store(StoreSnapshots):
                 self.rev += 1
                 outcomes.append(Outcome(self.rev, NO_KEY, DoozerError("OTHER", str(e))))
                 continue
-            prior = self._keys.get(mutation.key)
+            if seqn > mutation.until:
+                outcomes.append(
+                    Outcome(self.rev, mutation.key, _expired(mutation, seqn), expired=True)
+                )
+                continue
+            prior = dedup.get(mutation.key)
             if prior is not None:
                 outcomes.append(replace(prior, duplicate=True))
                 continue
             self.rev += 1
             outcome = Outcome(self.rev, mutation.key, self._apply_one(mutation, self.rev))
-            self._keys[mutation.key] = outcome
-            self._key_order.append((self.rev, mutation.key))
+            dedup.add(mutation.key, outcome, mutation.until)
             outcomes.append(outcome)
         new_events = self._events[first_event:]
-        self._forget_keys()
+        dedup.expire(seqn)
         self._maybe_prune()
         self._wake_watchers(new_events)
         self._wake_rev_waiters()
@@ -136,7 +144,11 @@ class Store(StoreSnapshots):
             return DoozerError("REV_MISMATCH", detail, rev=current_rev)
         if m.kind == mut.DEL and current is None:
             return DoozerError("NOENT", f"{path} does not exist")
-        if path.startswith(CAL_DIR + "/"):
+        for other, other_rev in m.compare:
+            failed = self._compare_fails(other, other_rev)
+            if failed is not None:
+                return failed
+        if path.startswith(CAL_PREFIX):
             refusal = self._cal_refusal(path, m.value if m.kind == mut.SET else None)
             if refusal:
                 return DoozerError("FORBIDDEN", refusal)
@@ -144,6 +156,21 @@ class Store(StoreSnapshots):
             self._set(path, m.value, rev, current)
         else:
             self._delete(path, rev, current)
+        return None
+
+    def _compare_fails(self, path: str, rev: int) -> DoozerError | None:
+        """Why a further precondition ``(path, rev)`` does not hold, if it does not."""
+        try:
+            validate_path(path)
+        except DoozerError as e:
+            return e
+        if path in self._dirs:
+            return DoozerError("ISDIR", f"{path} is a directory; a precondition needs a file")
+        current = self._files.get(path)
+        current_rev = current.rev if current else 0
+        if rev != mut.CLOBBER and current_rev > rev:
+            detail = f"{path} is at rev {current_rev}, the write required rev <= {rev}"
+            return DoozerError("REV_MISMATCH", detail, rev=current_rev, path=path)
         return None
 
     def _file_above(self, path: str) -> str | None:
@@ -159,28 +186,37 @@ class Store(StoreSnapshots):
         return None
 
     def _cal_refusal(self, path: str, value: bytes | None) -> str | None:
-        """Why a change of CAL slot ``path`` to ``value`` (None: delete) is refused."""
-        slot = path[len(CAL_DIR) + 1 :]
-        if "/" in slot:
-            return None  # not a slot; nothing below a slot is a member
-        others = [v for n, v in self._cal_slots() if n != slot]
-        if value and value in others:
+        """Why a change of ``path`` below the CAL to ``value`` (None: a
+        delete) is refused. Only canonical slot files may be written (a
+        delete of anything else is allowed: it can only tidy up)."""
+        number = slot_number(path[len(CAL_PREFIX) :])
+        if number is None:
+            return None if value is None else f"{path} is not a canonical CAL slot"
+        before = self._cal_members()
+        others = [member for n, member in before if n != number]
+        if value and value.decode("utf-8", "replace") in others:
             return f"{value.decode('utf-8', 'replace')} already holds another CAL slot"
-        before = [v for _, v in self._cal_slots()]
         if before and not others and not value:
             return "the change would leave the cluster with no member"
         return None
 
-    def _cal_slots(self) -> list[tuple[str, bytes]]:
-        """``(slot name, member id)`` of the non-empty numeric slots, by number."""
-        names = sorted((n for n in self._dirs.get(CAL_DIR, ()) if n.isdigit()), key=int)
-        files = [(n, self._files.get(f"{CAL_DIR}/{n}")) for n in names]
-        return [(n, f.value) for n, f in files if f is not None and f.value]
+    def _cal_members(self) -> list[tuple[int, str]]:
+        """``(slot number, member id)`` of the non-empty canonical slots, by number."""
+        return ordered_members(self._cal_files())
+
+    def _cal_files(self) -> list[tuple[str, bytes]]:
+        """``(name, value)`` of every file directly in the CAL directory."""
+        out = []
+        for name in self._dirs.get(CAL_DIR, ()):
+            f = self._files.get(f"{CAL_PREFIX}{name}")
+            if f is not None:
+                out.append((name, f.value))
+        return out
 
     def _set(self, path: str, value: bytes, rev: int, old: File | None) -> None:
         """Write a file, creating its missing directories."""
         new = File(path, rev, value)
-        if path.startswith(_CAL_PREFIX):
+        if path.startswith(CAL_PREFIX):
             self._cal = None
         self._record(path, old, new, rev)
         self._files[path] = new
@@ -201,7 +237,7 @@ class Store(StoreSnapshots):
     def _delete(self, path: str, rev: int, old: File) -> None:
         """Remove a file and the directories it leaves empty."""
         del self._files[path]
-        if path.startswith(_CAL_PREFIX):
+        if path.startswith(CAL_PREFIX):
             self._cal = None
         self._record(path, old, None, rev)
         child = path
@@ -227,13 +263,6 @@ class Store(StoreSnapshots):
         history[0].append(rev)
         history[1].append(new)
         self._changes.append((rev, path))
-
-    def _forget_keys(self) -> None:
-        """Drop de-duplication keys older than the window (same on every node)."""
-        limit = self.rev - self._dedup_revs
-        order = self._key_order
-        while order and order[0][0] <= limit:
-            del self._keys[order.popleft()[1]]
 
     def _maybe_prune(self) -> None:
         """Forget history older than ``hist`` revs, a batch at a time."""
@@ -364,16 +393,27 @@ class Store(StoreSnapshots):
                 yield from self._walk_files(path, rev)
 
     def outcome_of(self, key: tuple[str, int]) -> Outcome | None:
-        """The outcome of the mutation with ``key`` if it was applied within
-        the de-duplication window (kept in snapshots too), else None."""
-        return self._keys.get(key)
+        """The outcome of the mutation with ``key`` while the de-duplication
+        record holds it (until its deadline; kept in snapshots too), else None."""
+        return self._dedup.get(key)
 
     def cal(self) -> list[str]:
-        """Member ids of the non-empty ``/ctl/cal/<n>`` slots, by slot number."""
+        """Member ids of the non-empty canonical ``/ctl/cal/<n>`` slots, by
+        slot number: ``M(s)`` as this store defines it."""
         cal = self._cal
         if cal is None:
-            cal = self._cal = [v.decode("utf-8", "replace") for _, v in self._cal_slots()]
+            cal = self._cal = [member for _, member in self._cal_members()]
         return list(cal)
+
+    def cal_slots(self) -> list[tuple[int, str]]:
+        """``(slot number, member id or "")`` of every canonical CAL slot,
+        empty ones included, by number (a non-canonical name is no slot)."""
+        slots = []
+        for name, value in self._cal_files():
+            number = slot_number(name)
+            if number is not None:
+                slots.append((number, value.decode("utf-8", "replace")))
+        return sorted(slots)
 
     def events(self, glob: str, from_rev: int, limit: int) -> list[Event]:
         """The first ``limit`` changes to files matching ``glob`` with rev >= ``from_rev``.
@@ -487,6 +527,11 @@ class Store(StoreSnapshots):
         return self._hist_revs
 
 
-def _path_key(f: File) -> list[str]:
-    """Sort key putting files in path order (component by component)."""
-    return f.path.split("/")
+def _expired(m: mut.Mutation, seqn: int) -> DoozerError:
+    """The outcome of a mutation decided after its deadline (never applied)."""
+    return DoozerError(
+        "UNAVAILABLE",
+        f"the write was not committed: it could be decided only by instance "
+        f"{m.until}, and came up at {seqn}; it changed nothing and is safe to retry",
+        indeterminate=False,
+    )

@@ -13,7 +13,7 @@ import msgpack
 
 from doozer.errors import DoozerError
 from doozer.path import validate_path
-from doozer.storetypes import DEDUP_REVS, Event, Outcome
+from doozer.storetypes import Event, Outcome
 
 if TYPE_CHECKING:
     from doozer.store import Store
@@ -68,25 +68,24 @@ class StoreSnapshots:
         # ``base`` must still see it as an event.
         events = [[e.rev, e.path, e.op, e.value] for e in self._events if e.rev >= base]
         keys = []
-        for _, key in self._key_order:
-            o = self._keys[key]
+        for key, o, until in self._dedup.entries():
             error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
-            keys.append([key[0], key[1], o.rev, error])
-        doc = {"version": 2, "base": base, "rev": self.rev, "files": files, "events": events,
-               "keys": keys}
+            keys.append([key[0], key[1], o.rev, error, until])
+        doc = {"version": 3, "base": base, "rev": self.rev, "seqn": self.seqn,
+               "files": files, "events": events, "keys": keys}
         return msgpack.packb(doc, use_bin_type=True)
 
     @classmethod
-    def from_snapshot(cls, data: bytes, hist: int = 2000, dedup_revs: int = DEDUP_REVS) -> "Store":
+    def from_snapshot(cls, data: bytes, hist: int = 2000) -> "Store":
         """A store holding what :meth:`snapshot` saved, history included.
 
         :raises ValueError: when ``data`` is not a snapshot.
         """
         try:
             doc: dict[str, Any] = msgpack.unpackb(data, raw=False)
-            if doc.get("version") != 2:
+            if doc.get("version") != 3:
                 raise ValueError("unknown snapshot version")
-            store = cls(hist, dedup_revs)
+            store = cls(hist)
             for path, rev, value in doc["files"]:
                 store._set(validate_path(path), value, rev, store._files.get(path))
             # The base tree is where history starts, not history itself.
@@ -112,10 +111,12 @@ class StoreSnapshots:
             if doc["rev"] < store.rev:
                 raise ValueError("rev below its events")
             store.rev = doc["rev"]
-            for origin, request, rev, error in doc["keys"]:
+            store.seqn = doc["seqn"]
+            if type(store.seqn) is not int or store.seqn < 0:
+                raise ValueError("bad seqn")
+            for origin, request, rev, error, until in doc["keys"]:
                 err = DoozerError(error[0], error[1], **error[2]) if error else None
-                store._keys[(origin, request)] = Outcome(rev, (origin, request), err)
-                store._key_order.append((rev, (origin, request)))
+                store._dedup.add((origin, request), Outcome(rev, (origin, request), err), until)
         except (ValueError, KeyError, TypeError, DoozerError) as e:
             raise ValueError(f"not a store snapshot: {e}") from None
         return store

@@ -11,10 +11,6 @@ from dataclasses import dataclass
 
 from doozer.errors import DoozerError
 
-#: A key is remembered (and a second item with it skipped) for this many revs.
-#: Every node must use the same value: it decides which items take a rev.
-DEDUP_REVS = 20_000
-
 #: The key reported for an item that could not be decoded (it has none).
 NO_KEY: tuple[str, int] = ("", 0)
 
@@ -34,15 +30,24 @@ class Outcome:
     """The result of one applied mutation, for its proposer.
 
     ``error`` is ``None`` on success, else ``REV_MISMATCH`` (with ``rev=``),
-    ``ISDIR``, ``NOTDIR``, ``NOENT``, ``BAD_PATH``, ``FORBIDDEN`` or ``OTHER``.
+    ``ISDIR``, ``NOTDIR``, ``NOENT``, ``BAD_PATH``, ``FORBIDDEN``, ``OTHER``,
+    or ``UNAVAILABLE`` (not indeterminate) for a mutation decided after its
+    deadline, which took no rev.
     ``duplicate`` is true when the item's key had already been applied: it
-    was skipped, took no rev, and this repeats the original outcome.
+    was skipped, took no rev, and this repeats the original outcome;
+    ``expired`` when it was decided after its deadline (also no rev).
     """
 
-    rev: int  # the rev it took (for a duplicate: the original's)
+    rev: int  # the rev it took (a duplicate: the original's; expired: none, the store's)
     key: tuple[str, int]  # (origin, request); NO_KEY for an undecodable item
     error: DoozerError | None
     duplicate: bool = False
+    expired: bool = False  # decided after its deadline: refused, took no rev
+
+    @property
+    def took_rev(self) -> bool:
+        """Whether applying it took a rev (it was neither a duplicate nor expired)."""
+        return not (self.duplicate or self.expired)
 
 
 @dataclass(frozen=True)

@@ -16,20 +16,23 @@ from doozer.store import NO_KEY, Dir, Event, File, Outcome, Store
 
 _requests = itertools.count(1)
 
+#: A deadline no test reaches (each apply is one instance).
+FAR = 10**9
 
-def S(path: str, value: bytes = b"v", rev: int = -1) -> bytes:
+
+def S(path: str, value: bytes = b"v", rev: int = -1, until: int = FAR) -> bytes:
     """An encoded SET with a fresh key."""
-    return mut.set_("t", next(_requests), path, value, rev).encode()
+    return mut.set_("t", next(_requests), path, value, rev, until=until).encode()
 
 
-def D(path: str, rev: int = -1) -> bytes:
+def D(path: str, rev: int = -1, until: int = FAR) -> bytes:
     """An encoded DEL with a fresh key."""
-    return mut.delete("t", next(_requests), path, rev).encode()
+    return mut.delete("t", next(_requests), path, rev, until=until).encode()
 
 
-def N() -> bytes:
+def N(until: int = FAR) -> bytes:
     """An encoded NOP with a fresh key."""
-    return mut.nop("t", next(_requests)).encode()
+    return mut.nop("t", next(_requests), until=until).encode()
 
 
 def code(outcome: Outcome) -> str | None:
@@ -69,14 +72,44 @@ def test_duplicate_key_is_skipped_and_takes_no_rev() -> None:
     assert store.get("/a").value == b"1" and store.rev == 2
 
 
-def test_duplicate_window_expires() -> None:
-    """A key older than the de-duplication window is applied again."""
-    store = Store(dedup_revs=3)
-    item = S("/a")
-    store.apply([item, N(), N()])
-    assert store.apply([item])[0].duplicate
-    store.apply([N()])  # the key is now 4 revs old
-    assert not store.apply([item])[0].duplicate
+def test_a_key_is_remembered_until_its_deadline_whatever_the_revs() -> None:
+    """The de-duplication record keeps a key until its deadline instance is
+    applied, however many revs pass (a busy cluster burns 20,000 revs in
+    seconds); after it, a copy is refused by the deadline itself. So no
+    copy of a request is ever applied twice."""
+    store = Store()
+    item = S("/a", b"first", until=5)
+    assert store.apply([item], seqn=1)[0].error is None
+    store.apply([S("/a", b"later") for _ in range(30_000)], seqn=2)
+    again = store.apply([item], seqn=5)[0]  # the last instance it may be in
+    assert again.duplicate and again.rev == 1
+    assert store.get("/a").value == b"later"
+    # Forgotten once instance 5 is applied: no copy can come after it.
+    assert store.outcome_of(("t", mut.Mutation.decode(item).request)) is None
+    late = store.apply([item], seqn=6)[0]
+    assert late.error is not None and late.error.code == "UNAVAILABLE"
+    assert late.error.extra == {"indeterminate": False}
+    assert store.get("/a").value == b"later" and store.rev == 30_001
+
+
+def test_an_item_decided_after_its_deadline_is_refused_and_takes_no_rev() -> None:
+    """A mutation decided in an instance after its deadline changes nothing,
+    takes no rev, and says it did not commit (not indeterminate)."""
+    store = Store()
+    outcomes = store.apply([S("/a", until=3), S("/b", until=4), N(until=3)], seqn=4)
+    assert [code(o) for o in outcomes] == ["UNAVAILABLE", None, "UNAVAILABLE"]
+    assert store.rev == 1 and store.get("/b").rev == 1
+    assert [e.path for e in store.events("/**", 1, 10)] == ["/b"]
+
+
+def test_apply_counts_instances() -> None:
+    """The store knows the instance whose application produced it."""
+    store = Store()
+    store.apply([S("/a")])
+    store.apply([])
+    assert store.seqn == 2
+    store.apply([N()], seqn=9)
+    assert store.seqn == 9
 
 
 def test_nop_changes_nothing_and_makes_no_event() -> None:
@@ -201,10 +234,63 @@ def test_cal_rules(setup: list[bytes], item: Any, expected: str | None) -> None:
 def test_cal_lists_members_by_slot_number() -> None:
     """cal() lists non-empty numeric slots ordered by number, not by name."""
     store = Store()
-    store.apply([S("/ctl/cal/10", b"C"), S("/ctl/cal/2", b"B"), S("/ctl/cal/1", b""),
-                 S("/ctl/cal/0", b"A"), S("/ctl/cal/x", b"")])
+    outcomes = store.apply([S("/ctl/cal/10", b"C"), S("/ctl/cal/2", b"B"), S("/ctl/cal/1", b""),
+                            S("/ctl/cal/0", b"A"), S("/ctl/cal/x", b"")])
     assert store.cal() == ["A", "B", "C"]
+    assert code(outcomes[-1]) == "FORBIDDEN"
+    assert store.cal_slots() == [(0, "A"), (1, ""), (2, "B"), (10, "C")]
     assert Store().cal() == []
+
+
+@pytest.mark.parametrize("name", ["01", "1000", "00", "x", "1a", "0x1", "-1", "1.0"])
+def test_only_canonical_slot_names_can_be_written(name: str) -> None:
+    """SPEC §1: a CAL slot is /ctl/cal/N, N decimal 0-999 without sign or
+    leading zero. Any other name is refused when applied, so no two slots
+    share a number and the CAL's order never falls to a set's hash order."""
+    store = Store()
+    store.apply([S("/ctl/cal/1", b"A")])
+    outcome = store.apply([S(f"/ctl/cal/{name}", b"B")])[0]
+    assert code(outcome) == "FORBIDDEN"
+    assert store.cal() == ["A"]
+    assert store.apply([S(f"/ctl/cal/{name}/below", b"B")])[0].error is not None
+
+
+def test_a_non_canonical_slot_in_an_old_store_never_counts() -> None:
+    """A store made before the rule (an old snapshot) may hold /ctl/cal/01
+    beside /ctl/cal/1: it is no slot, never in cal() and never ordered, and
+    may be deleted."""
+    store = Store()
+    store.apply([S("/ctl/cal/1", b"A"), S("/ctl/cal/2", b"C")])
+    store._set("/ctl/cal/01", b"B", store.rev + 1, None)  # as an old store held it
+    store.rev += 1
+    store._cal = None
+    copy = Store.from_snapshot(store.snapshot())
+    for s in (store, copy):
+        assert s.cal() == ["A", "C"]
+        assert s.cal_slots() == [(1, "A"), (2, "C")]
+    assert code(copy.apply([D("/ctl/cal/01")])[0]) is None
+    assert copy.cal() == ["A", "C"]
+
+
+def test_compare_preconditions_must_all_hold() -> None:
+    """A mutation's further (path, rev) preconditions are checked like its
+    own: a file at a rev above the bound (or a directory) fails it with
+    REV_MISMATCH naming the path, and nothing changes."""
+    store = Store()
+    store.apply([S("/rec"), S("/slot", b"X"), S("/d/f")])
+    ok = mut.Mutation(mut.SET, "t", next(_requests), "/slot", b"", 2, until=FAR,
+                      compare=(("/rec", 1), ("/missing", 0)))
+    assert store.apply([ok.encode()])[0].error is None
+    store.apply([S("/rec")])
+    stale = mut.Mutation(mut.SET, "t", next(_requests), "/slot", b"Y", -1, until=FAR,
+                         compare=(("/rec", 1),))
+    failed = store.apply([stale.encode()])[0]
+    assert code(failed) == "REV_MISMATCH"
+    assert failed.error.extra == {"rev": 5, "path": "/rec"}
+    assert store.get("/slot").value == b""
+    on_dir = mut.Mutation(mut.SET, "t", next(_requests), "/slot", b"Y", -1, until=FAR,
+                          compare=(("/d", 0),))
+    assert code(store.apply([on_dir.encode()])[0]) == "ISDIR"
 
 
 def test_cal_is_remembered_until_a_slot_changes() -> None:
@@ -462,10 +548,10 @@ ALL_PATHS = ["/"] + sorted({"/" + "/".join(p) for n in (1, 2, 3)
 def encode(spec: tuple, request: int) -> bytes:
     """Turn a generated item description into an encoded mutation."""
     if spec[0] == "set":
-        return mut.set_("p", request, spec[1], spec[2], spec[3]).encode()
+        return mut.set_("p", request, spec[1], spec[2], spec[3], until=FAR).encode()
     if spec[0] == "del":
-        return mut.delete("p", request, spec[1], spec[2]).encode()
-    return mut.nop("p", request).encode()
+        return mut.delete("p", request, spec[1], spec[2], until=FAR).encode()
+    return mut.nop("p", request, until=FAR).encode()
 
 
 def view(store: Store, rev: int) -> dict:
