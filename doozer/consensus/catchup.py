@@ -195,22 +195,34 @@ class CatchUp:
             return
         self._decide(s, msg.value)
 
-    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> None:
+    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``.
 
         Decisions and acceptor state at or below the floor are discarded (the
         node never acts as an acceptor there again); above it they survive.
 
+        A snapshot settles everything at or below its seqn (rule 8): the
+        items of this node's own instances there, and the items it forwarded
+        for others to propose, are never proposed again. They were decided
+        or not, and the snapshot's record of applied request ids tells which;
+        proposing one again could apply it a second time, after writes that
+        were acknowledged since.
+
         :param members_by_seqn: ``M(s)`` for ``s`` in ``(floor, floor + alpha]``.
+        :returns: the items given up this way, so that the node answers
+            their writers (from the snapshot's record, else as indeterminate).
         """
         floor = floor_seqn
+        settled: list[bytes] = []
         for s in [s for s in self._instances if s <= floor]:
             inst = self._instances.pop(s)
             self._coord.pop(s, None)
-            if inst.items is not None and not inst.decided:
-                # Maybe decided with them, maybe not: the store de-duplicates.
-                self._queue[:0] = inst.items
-                self._inflight -= 1
+            if inst.items is not None:  # own, decided or not, not handed out
+                settled.extend(inst.items)
+                if not inst.decided:
+                    self._inflight -= 1
+        settled.extend(self._forwarded)
+        self._forwarded.clear()
         for s in range(floor + 1, self._next_out):
             if s in self._log:  # installing behind what we handed out
                 self._decided[s] = self._log[s]
@@ -225,10 +237,15 @@ class CatchUp:
         self._known_upto = floor
         while self._known_upto + 1 in self._members:
             self._known_upto += 1
+            # A membership change the snapshot brings is skipped to as if
+            # this node had applied it (the voting gap).
+            self._skip_to_membership(self._known_upto)
         self._cursor = max(self._cursor, floor + 1)
         self._frontier = max(self._frontier, floor)
         self.snapshot_needed = False
         self._blocked = ""
+        self._count("snapshot_installs")
+        return settled
 
     def _on_too_old(self, sender: str, msg: TooOld, now: float) -> None:
         if msg.oldest <= self._next_out:

@@ -103,6 +103,13 @@ class Phases:
             return
         me = self.node_id
         members = self._members
+        if msg.upto > self._known_upto + 1:
+            # Partly beyond our window (we are a little behind the owner):
+            # keep it for when the window gets there. Nothing resends a
+            # SKIP, and an owner that skipped to a new membership (the
+            # voting gap) and then died could only be revoked by a quorum
+            # of the old members, which may no longer exist.
+            self._hold_early(self._known_upto + 1, sender, msg)
         for t in range(max(msg.start, self._next_out), min(msg.upto, self._known_upto + 1)):
             m = members[t]
             if m[t % len(m)] != owner or t in self._decided:

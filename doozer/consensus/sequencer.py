@@ -188,7 +188,13 @@ class Sequencer(Phases, CatchUp):
 
     def set_members(self, seqn: int, members: Iterable[str]) -> None:
         """Record ``M(seqn)``; the node calls it with ``seqn = s + alpha``
-        after applying instance ``s``. The first value given for a seqn wins."""
+        after applying instance ``s``. The first value given for a seqn wins.
+
+        When the membership changes at ``seqn``, a member skips its unused
+        instances below ``seqn`` at once (the voting gap, CONSENSUS.md):
+        until the log reaches ``seqn`` the cluster has the fault tolerance of
+        the old membership, and on an idle cluster it would wait there for
+        α instances to be used one write at a time."""
         m = tuple(members)
         if not m:
             self._count("members_empty")
@@ -201,11 +207,23 @@ class Sequencer(Phases, CatchUp):
         if seqn >= self._next_out:  # below it, M is no longer needed
             prev = self._members.get(seqn - 1)
             self._members[seqn] = prev if prev == m else m  # share equal tuples
+            self._skip_to_membership(seqn)
         # Decisions may be handed out before the node applies them, so the
         # window is contiguous over known M(s) and already handed-out seqns.
         while self._known_upto + 1 in self._members or self._known_upto + 1 < self._next_out:
             self._known_upto += 1
         self._blocked = ""
+
+    def _skip_to_membership(self, seqn: int) -> None:
+        """If ``M(seqn)`` differs from ``M(seqn - 1)`` and this node votes in
+        the latter, skip its unused instances below ``seqn`` (the voting gap)."""
+        prev = self._members.get(seqn - 1)
+        m = self._members.get(seqn)
+        if prev is None or m is None or prev == m or self.node_id not in prev:
+            return
+        if seqn > self._skip_upto:
+            self._skip_upto = seqn
+            self._count("membership_skips")
 
     def take_outbox(self) -> list[tuple[str, Message]]:
         """Messages to send, as ``(destination node id, message)``."""
@@ -261,6 +279,20 @@ class Sequencer(Phases, CatchUp):
         """``M(seqn)`` if known (within the window), else None."""
         return self._members.get(seqn)
 
+    def members_after(self, seqn: int) -> dict[int, list[str]]:
+        """``M(s)`` for ``s`` in ``(seqn, seqn + alpha]``: what a snapshot made
+        at ``seqn`` carries so that its installer computes the same ``M(s)``.
+
+        :raises LookupError: when one of them is not known here.
+        """
+        out = {}
+        for s in range(seqn + 1, seqn + self.alpha + 1):
+            m = self._members.get(s)
+            if m is None:
+                raise LookupError(f"membership of seqn {s} is not known here")
+            out[s] = list(m)
+        return out
+
     @property
     def decided_seqn(self) -> int:
         """The highest seqn handed out by :meth:`take_decided`."""
@@ -314,7 +346,7 @@ class Sequencer(Phases, CatchUp):
     EARLY_MAX_BYTES = 4 * 1024 * 1024
 
     def _hold_early(self, s: int, sender: str, msg: Message) -> None:
-        """Keep an ACCEPT/ACCEPTED for ``s`` just beyond our window.
+        """Keep an ACCEPT/ACCEPTED/SKIP for ``s`` just beyond our window.
 
         We are a few instances behind the sender (we do not know M(s) yet).
         Dropping the message would make us lose the instance for good when

@@ -450,6 +450,79 @@ def test_install_keeps_acceptor_state_above_floor() -> None:
     assert sent(s, Nack) == [("b", Nack(5, (3, "c")))]
 
 
+def test_install_never_proposes_again_what_the_snapshot_settled() -> None:
+    """Rule 8 (issue 15, failure 1): own items in an instance at or below
+    the snapshot's floor may have been decided there (the snapshot knows);
+    proposing them again could apply them twice, after writes acknowledged
+    since. install gives them up (returned, for the node to answer) and so
+    does it with items forwarded for others to propose."""
+    s = seq("b", fill=0.1)
+    s.propose(b"mine", 0.0)
+    s.flush(0.0)
+    assert {m.seqn for _, m in sent(s, Accept)} == {1}  # to a and c
+    settled = s.install(3, {t: tuple(ABC) for t in range(4, 54)})
+    assert settled == [b"mine"]
+    s.tick(10.0)
+    assert all(b"mine" not in m.value for _, m in sent(s, Accept))
+    assert s.stats()["inflight"] == 0 and s.stats()["queued"] == 0
+
+    z = seq("z")  # a non-member forwards
+    z.propose(b"fwd", 0.0)
+    z.flush(0.0)
+    assert sent(z, Forward)
+    assert z.install(3, {t: tuple(ABC) for t in range(4, 54)}) == [b"fwd"]
+    z.tick(30.0)
+    assert sent(z, Forward) == []
+
+
+def test_install_keeps_own_items_above_the_floor() -> None:
+    """An own instance above the snapshot's floor stays this node's: it is
+    retransmitted, not given up."""
+    s = seq("b", fill=0.1)
+    s.receive("c", Skip("c", 1, 6), 0.0)
+    s.receive("a", Skip("a", 1, 6), 0.0)
+    s.propose(b"mine", 0.0)
+    s.flush(0.0)
+    [seqn] = {m.seqn for _, m in sent(s, Accept)}
+    assert seqn > 3
+    assert s.install(3, {t: tuple(ABC) for t in range(4, 54)}) == []
+    s.tick(1.0)
+    assert {m.seqn for _, m in sent(s, Accept)} == {seqn}
+
+
+def test_a_membership_change_skips_the_members_unused_instances() -> None:
+    """The voting gap (issue 15, failure 3): when M changes at seqn t, every
+    member skips its own unused instances below t at once, so the new
+    membership counts after one round trip, not after alpha writes."""
+    s = seq("a", alpha=10)
+    s.set_members(11, ["a", "b", "c", "d"])
+    s.flush(0.0)
+    skips = [m for _, m in sent(s, Skip)]
+    assert skips and all(m.owner == "a" and m.upto == 11 for m in skips)
+    assert s.counters["membership_skips"] == 1
+    for t in range(1, 11):
+        if t % 3 == 0:
+            assert t in s._decided
+    same = seq("a", alpha=10)
+    same.set_members(11, ABC)  # no change: nothing skipped
+    same.flush(0.0)
+    assert sent(same, Skip) == []
+    outsider = seq("d", alpha=10)  # joins at 11: owns nothing before
+    outsider.set_members(11, ["a", "b", "c", "d"])
+    outsider.flush(0.0)
+    assert sent(outsider, Skip) == []
+
+
+def test_members_after_gives_the_snapshots_memberships() -> None:
+    """members_after(s) is M(s+1 .. s+alpha), what a snapshot at s carries."""
+    s = seq("a", alpha=3)
+    assert s.members_after(0) == {1: ABC, 2: ABC, 3: ABC}
+    with pytest.raises(LookupError):
+        s.members_after(1)  # M(4) is not known yet
+    s.set_members(4, ["a", "b"])
+    assert s.members_after(1)[4] == ["a", "b"]
+
+
 def test_non_member_forwards_to_member() -> None:
     """A non-member sends its items to a member with FORWARD."""
     s = seq("z")
@@ -558,7 +631,7 @@ def test_largest_write_fits_one_datagram() -> None:
     from doozer import mutation
     from doozer.consensus.transport import MAX_DATAGRAM, UDPTransport
 
-    item = mutation.set_("N" * 16, 1, "/" + "p" * 1000, b"v" * 60_000).encode()
+    item = mutation.set_("N" * 16, 1, "/" + "p" * 1000, b"v" * 60_000, until=2**40).encode()
     s = seq("b")
     s.propose(item, 0.0)
     s.flush(0.0)
