@@ -21,8 +21,12 @@ class ClusterInfo:
     addr: str
     cluster: str
     store: Any
+    sequencer: Any
+    clock: Any
+    timeout: float
     member: bool
     writable: bool
+    voting: bool
 
     def self_info(self) -> dict[str, Any]:
         """SPEC's ``/v1/self``."""
@@ -32,7 +36,31 @@ class ClusterInfo:
             "cluster": self.cluster,
             "member": self.member,
             "writable": self.writable,
+            "voting": self.voting,
         }
+
+    def _voters(self) -> tuple:
+        """The voters of the next instance, as this node computes them."""
+        seq = self.sequencer
+        if seq is None:
+            return ()
+        return seq.members(seq.decided_seqn + 1) or ()
+
+    def fault_tolerance(self) -> int:
+        """How many more voters may fail with writes still committing: the
+        voters of the next instance heard from within ``--timeout`` (this
+        node included), minus their quorum; negative without a quorum."""
+        voters = self._voters()
+        if not voters:
+            return -1
+        now = self.clock.seconds()
+        heard = self.sequencer.last_heard
+        alive = sum(
+            1
+            for v in voters
+            if v == self.id or now - heard.get(v, float("-inf")) <= self.timeout
+        )
+        return alive - (len(voters) // 2 + 1)
 
     def _node_field(self, node_id: str, name: str) -> Optional[str]:
         try:
@@ -68,10 +96,12 @@ class ClusterInfo:
     def cluster_info(self) -> dict[str, Any]:
         """SPEC's ``/v1/cluster``: members by slot and every known node."""
         members = []
+        voters = self._voters()
         for slot, member_id in self._slots():
             if member_id:
                 info = self._node_info(member_id)
                 info["slot"] = slot
+                info["voting"] = member_id in voters
                 members.append(info)
         try:
             known = self.store.getdir("/ctl/node")
@@ -82,16 +112,9 @@ class ClusterInfo:
             "rev": self.store.rev,
             "members": members,
             "nodes": [self._node_info(n) for n in known],
+            "fault_tolerance": self.fault_tolerance(),
         }
 
     def _slots(self) -> list[tuple[int, str]]:
-        try:
-            names = self.store.getdir("/ctl/cal")
-        except DoozerError:
-            return []
-        slots = []
-        for name in names:
-            if name.isdigit():
-                f = self.store.get(f"/ctl/cal/{name}")
-                slots.append((int(name), getattr(f, "value", b"").decode()))
-        return sorted(slots)
+        """Every CAL slot, ``(number, member id or "")``, by number."""
+        return self.store.cal_slots()

@@ -1,5 +1,6 @@
-"""Membership chores of a node: pulses, claiming a free CAL slot, voting
-as a new member, and removing members silent for ``--timeout``.
+"""Membership chores of a node: pulses, claiming a free CAL slot, saying
+"I am back" after being cut off, and removing members silent for
+``--timeout``.
 
 A mixin of :class:`doozer.node.Node`, kept apart so that the node module
 holds the write and read paths only.
@@ -41,13 +42,36 @@ class Membership:
         # keep pulsing in answer to each other's pulses forever.
         members = len(self.store.cal())
         if self.member and self.store.rev > self._pulsed_rev + members:
-            self._pulsed_rev = self.store.rev
-            self._internal_write(
-                mutation.SET,
-                f"/ctl/node/{self.id}/applied",
-                str(self.store.rev).encode(),
-            )
+            self._write_applied()
         self._schedule_pulse()
+
+    def _write_applied(self) -> Any:
+        """Record this node's applied rev in ``/ctl/node/<id>/applied``."""
+        self._pulsed_rev = self.store.rev
+        return self._internal_write(
+            mutation.SET,
+            f"/ctl/node/{self.id}/applied",
+            str(self.store.rev).encode(),
+        )
+
+    def _say_back(self, now: float) -> None:
+        """Tell the cluster this node is alive again, through the log.
+
+        A removal proposed while this node was silent is conditioned on the
+        rev of its applied record (:meth:`_remove_silent_members`); writing
+        the record makes such a removal fail when it is decided only after
+        this write (revoked, then proposed again after the heal), instead of
+        removing a member that is back and opening a voting gap.
+
+        Said when a peer's PING names this node among its suspects, when
+        this node heard no other member for ``timeout/2``, and after this
+        node's own stall (SIGSTOP); at most once per ``timeout/4``.
+        """
+        if now - self._announced_at < self.timeout / 4:
+            return
+        self._announced_at = now
+        self.log.info("this node was cut off or suspected: recording that it is back")
+        self._write_applied()
 
     # ------------------------------------------------------------------
     # membership chores: claiming a free slot, removing silent members
@@ -62,12 +86,10 @@ class Membership:
             callback()
         self._keep_own_record()
         if self.member:
-            if self._votes_from is None and not self._founder:
-                self._open_voting_window()
             self._remove_silent_members()
             self._forget_gone_nodes()
+            self._check_back()
         else:
-            self._votes_from = None
             self.sequencer.suspects = ()  # stale once out of the CAL
             if not self._claiming:
                 self._claim_free_slot()
@@ -101,6 +123,27 @@ class Membership:
         writes = [self._internal_write(mutation.SET, p, v) for p, v in self._self_record()]
         writes[-1].addBoth(lambda _: setattr(self, "_recording", False))
 
+    def _check_back(self) -> None:
+        """Say "I am back" (:meth:`_say_back`) when this node was cut off
+        from the other members, or a peer suspects it."""
+        now = self.clock.seconds()
+        seq = self.sequencer
+        others = [h for _, h in self._slots() if h and h != self.id]
+        if not others:
+            return
+        heard = [m for m in others if now - seq.last_heard.get(m, self._running_since) <= self.timeout / 2]
+        if not heard:
+            self._cut_off = True
+            return
+        fresh = CONFIRM_PINGS * seq.ping_interval
+        suspected = any(
+            self.id in said and now - at <= fresh for said, at in seq.peer_suspects.values()
+        )
+        stalled = self._awake_since > max(self._announced_at, self._running_since)
+        if self._cut_off or suspected or stalled:
+            self._cut_off = False
+            self._say_back(now)
+
     def _claim_free_slot(self) -> None:
         for slot, holder in self._slots():
             if holder == "":
@@ -119,36 +162,6 @@ class Membership:
                 id=self.id,
                 cluster=self.cluster,
             )
-            if self._votes_from is None:
-                self._open_voting_window()
-
-    def _open_voting_window(self) -> None:
-        """Run no-op rounds until the instances this node votes in are reached.
-
-        A slot claimed at seqn ``s`` puts this node in ``M(s + alpha)`` only.
-        Until then the old members alone decide, so in an idle cluster (no
-        writes, no pulses) a freshly formed or repaired cluster would stay
-        one failure from stopping for good: e.g. the three nodes of a new
-        cluster, all in the CAL, but the founder alone in ``M(s)``. The
-        no-ops cost up to alpha revs per new member.
-        """
-        self._votes_from = self.applied_seqn + self.sequencer.alpha
-        self._advance_to_vote(self._votes_from)
-
-    def _advance_to_vote(self, target: int) -> None:
-        if not self.running or not self.member or self._votes_from != target:
-            return
-        if self.applied_seqn >= target:
-            self.log.info(
-                "doozer node {id} votes in cluster {cluster!r} from seqn {seqn} on",
-                id=self.id,
-                cluster=self.cluster,
-                seqn=target,
-            )
-            return
-        # One round at a time: each no-op then takes an instance of its own.
-        d = self._internal_write(mutation.NOP, "", b"")
-        d.addBoth(lambda _: self._advance_to_vote(target))
 
     def _remove_silent_members(self) -> None:
         now = self.clock.seconds()
@@ -201,7 +214,17 @@ class Membership:
             )
             key = (slot, slot_rev)
             self._removing.add(key)
-            d = self._internal_write(mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev)
+            # Judged when applied, not only now: the member's applied record
+            # must not have changed since (it writes it when it is back), so
+            # a removal decided late, after the member returned, fails.
+            record = f"/ctl/node/{holder}/applied"
+            try:
+                record_rev = self.store.get(record).rev  # type: ignore[union-attr]
+            except DoozerError:
+                record_rev = 0
+            d = self._internal_write(
+                mutation.SET, f"/ctl/cal/{slot}", b"", slot_rev, compare=((record, record_rev),)
+            )
             # Only while in flight: a removal refused (say FORBIDDEN, racing
             # another) or not decided in time is proposed again at a later
             # round if the member is still silent. Kept for good, it would

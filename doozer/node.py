@@ -21,30 +21,33 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from doozer import __version__, mutation
+from doozer.cal import client_may_write
 from doozer.consensus.messages import Bundle
+from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError
 from doozer.clusterinfo import ClusterInfo
 from doozer.membership import Membership
 from doozer.path import validate_glob, validate_path
-from doozer.store import Event, Store
+from doozer.replica import Replica
+from doozer.store import Event, Outcome, Store
 
 #: Seconds a write may wait for its decision before it answers UNAVAILABLE.
 WRITE_TIMEOUT = 10.0
+
+#: Instances after the one this node has applied within which a write it
+#: proposes must be decided (its deadline, see :mod:`doozer.dedup`): long
+#: enough for any queue and any retransmission, short enough that the
+#: de-duplication record stays small however fast the cluster writes.
+ITEM_LIFETIME = 1000
 
 Send = Callable[[str, Any], None]
 
 
 def _client_may_write(path: str) -> None:
     """SPEC §1: under /ctl clients may only touch CAL slots /ctl/cal/N."""
-    if path == "/ctl" or path.startswith("/ctl/"):
-        parts = path.split("/")
-        if len(parts) == 4 and parts[2] == "cal" and parts[3].isdigit():
-            return
-        raise DoozerError(
-            "FORBIDDEN",
-            f"{path} is cluster bookkeeping written by the nodes; clients may "
-            "only create, empty or delete CAL slots /ctl/cal/N",
-        )
+    refusal = client_may_write(path)
+    if refusal is not None:
+        raise DoozerError("FORBIDDEN", refusal)
 
 
 class Node(Membership, ClusterInfo):
@@ -62,6 +65,8 @@ class Node(Membership, ClusterInfo):
         ``/ctl/node/<id>/applied``.
     :param write_timeout: seconds before an undecided write answers
         ``UNAVAILABLE``.
+    :param item_lifetime: instances within which a proposed write must be
+        decided (its deadline is the applied seqn plus this); at least 2α.
     """
 
     log = Logger()
@@ -80,6 +85,7 @@ class Node(Membership, ClusterInfo):
         timeout: float = 60.0,
         pulse: float = 1.0,
         write_timeout: float = WRITE_TIMEOUT,
+        item_lifetime: int = ITEM_LIFETIME,
         send: Optional[Send] = None,
     ) -> None:
         self.id = node_id
@@ -87,7 +93,7 @@ class Node(Membership, ClusterInfo):
         self.cluster = cluster
         self.cluster_id: Optional[str] = None
         self.store = store
-        self.sequencer: Any = None
+        self.replica: Optional[Replica] = None
         self.clock = clock
         self.rng = rng
         self.alpha = alpha
@@ -96,6 +102,7 @@ class Node(Membership, ClusterInfo):
         self._send = send or (lambda dest, message: None)
         self.pulse = pulse
         self.write_timeout = write_timeout
+        self.item_lifetime = max(item_lifetime, 2 * alpha)
         self._next_request = 0
         self._pending: dict[int, defer.Deferred[Any]] = {}
         self._pump_call: Optional[IDelayedCall] = None
@@ -114,26 +121,35 @@ class Node(Membership, ClusterInfo):
         self._record: Optional[list[tuple[str, bytes]]] = None
         self._removing: set[tuple[int, int]] = set()  # (slot, rev) of removals in flight
         self._forgetting: dict[str, float] = {}  # node id -> when its deletes were proposed
-        #: the seqn from which this node, having claimed a slot, votes
-        #: (``None``: not a member by a claim, or the window not started).
-        self._votes_from: Optional[int] = None
-        self._founder = False
+        self._voting = False  # whether the last pump found this node voting
+        self._announced_at = float("-inf")  # when this node last said it is back
+        self._cut_off = False  # heard no other member for timeout/2
         self.on_running: list[Callable[[], None]] = []
         self.on_chores: list[Callable[[], None]] = []
+        #: called once when applying failed (a bug): the node has stopped.
+        self.on_fatal: list[Callable[[str], None]] = []
+        self.failed: Optional[str] = None
         #: the transport's side of ``/_peer/consensus`` (set by the service).
         self.transport_state: Optional[Callable[[], dict]] = None
-        self.applied_seqn = 0
         self.running = False
         #: message type -> handler(sender, message), for discovery messages.
         self.discovery_handlers: dict[type, Callable[[str, Any], None]] = {}
 
-    def _new_sequencer(self, genesis: list[str], first_seqn: int) -> Any:
-        from doozer.consensus.sequencer import Sequencer
+    @property
+    def sequencer(self) -> Any:
+        """The consensus core (None until this node is in a cluster)."""
+        return None if self.replica is None else self.replica.sequencer
 
+    @property
+    def applied_seqn(self) -> int:
+        """The last consensus instance applied to the store."""
+        return self.store.seqn
+
+    def _new_sequencer(self, genesis: list[str], alpha: int, first_seqn: int) -> Sequencer:
         return Sequencer(
             self.id,
             genesis=genesis,
-            alpha=self.alpha,
+            alpha=alpha,
             fill=self.fill,
             rng=self.rng,
             first_seqn=first_seqn,
@@ -154,8 +170,8 @@ class Node(Membership, ClusterInfo):
         :param cluster_id: the new cluster's id (random when not given).
         """
         self.cluster_id = cluster_id or _random_id(self.rng)
-        self._founder = True
-        self.sequencer = self._new_sequencer([self.id], 1)
+        sequencer = self._new_sequencer([self.id], self.alpha, 1)
+        self.replica = Replica(self.store, sequencer, self.cluster, self.cluster_id)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
         writes += [(f"/ctl/cal/{n}", b"") for n in range(1, empty_slots + 1)]
         writes += self._self_record()
@@ -175,20 +191,30 @@ class Node(Membership, ClusterInfo):
         """Adopt a peer's snapshot: a new node attaching, or a laggard catching up.
 
         :param snap: a :class:`doozer.peer.Snapshot` of this node's cluster.
-        :returns: whether it was installed (an older one is ignored).
+        :returns: whether it was installed (one not ahead of this node is not).
+        :raises ValueError: a snapshot of another cluster (name, or id once
+            this node is in a cluster) or a malformed one.
         """
         if snap.cluster != self.cluster:
             raise ValueError(f"snapshot of cluster {snap.cluster!r}, not {self.cluster!r}")
-        if self.sequencer is not None and snap.seqn <= self.applied_seqn:
+        if self.failed is not None:
             return False
-        self.store.adopt(Store.from_snapshot(snap.store, hist=self.store.hist))
-        self._settle_from_store()
-        if self.sequencer is None:
+        if self.replica is None:
+            self.replica = Replica.from_snapshot(
+                snap,
+                self.store,
+                lambda alpha, first: self._new_sequencer([], alpha, first),
+            )
             self.cluster_id = snap.cluster_id
             self.alpha = snap.alpha
-            self.sequencer = self._new_sequencer([], snap.seqn + 1)
-        self.sequencer.install(snap.seqn, snap.members)
-        self.applied_seqn = snap.seqn
+            self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+            settled: list[bytes] = []
+        else:
+            given_up = self.replica.install(snap)
+            if given_up is None:
+                return False
+            settled = given_up
+        self._settle_from_store(settled)
         self.log.info(
             "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
             id=self.id,
@@ -204,25 +230,12 @@ class Node(Membership, ClusterInfo):
 
     def snapshot(self) -> Any:
         """This node's state at the current instance boundary, for a peer."""
-        from doozer.peer import Snapshot
-
-        if self.sequencer is None:
+        if self.replica is None:
             raise DoozerError("READONLY", "this node is in no cluster yet")
-        seqn = self.applied_seqn
-        members = {}
-        for s in range(seqn + 1, seqn + self.sequencer.alpha + 1):
-            m = self.sequencer.members(s)
-            if m is None:
-                raise DoozerError("OTHER", f"membership of seqn {s} is not known here")
-            members[s] = list(m)
-        return Snapshot(
-            cluster=self.cluster,
-            cluster_id=self.cluster_id or "",
-            alpha=self.sequencer.alpha,
-            seqn=seqn,
-            members=members,
-            store=self.store.snapshot(),
-        )
+        try:
+            return self.replica.snapshot()
+        except LookupError as e:
+            raise DoozerError("OTHER", str(e)) from None
 
     def _become_running(self) -> None:
         self.running = True
@@ -273,6 +286,13 @@ class Node(Membership, ClusterInfo):
         """Whether this node takes client writes."""
         return self.running and self.member
 
+    @property
+    def voting(self) -> bool:
+        """Whether this node's vote counts in the quorum of the next instance
+        (a member that just claimed its slot votes only from α instances
+        after its claim, which the members skip to at once)."""
+        return self.running and self.sequencer is not None and self.sequencer.is_member()
+
     # ------------------------------------------------------------------
     # writes
 
@@ -314,10 +334,17 @@ class Node(Membership, ClusterInfo):
         return self._propose(kind, path, value, rev, timeout=self.write_timeout)
 
     def _internal_write(
-        self, kind: int, path: str, value: bytes, rev: int = -1
+        self,
+        kind: int,
+        path: str,
+        value: bytes,
+        rev: int = -1,
+        compare: tuple[tuple[str, int], ...] = (),
     ) -> "defer.Deferred[Any]":
         """A bookkeeping write by the node itself; failures are logged."""
-        d = self._propose(kind, path, value, rev, timeout=max(self.write_timeout, 30.0))
+        d = self._propose(
+            kind, path, value, rev, timeout=max(self.write_timeout, 30.0), compare=compare
+        )
 
         def failed(f: Any) -> None:
             self.log.debug("bookkeeping write {path} failed: {err}", path=path, err=f.value)
@@ -325,11 +352,20 @@ class Node(Membership, ClusterInfo):
         return d.addErrback(failed)
 
     def _propose(
-        self, kind: int, path: str, value: bytes, rev: int, timeout: Optional[float]
+        self,
+        kind: int,
+        path: str,
+        value: bytes,
+        rev: int,
+        timeout: Optional[float],
+        compare: tuple[tuple[str, int], ...] = (),
     ) -> "defer.Deferred[Any]":
         self._next_request += 1
         request = self._next_request
-        item = mutation.Mutation(kind, self.id, request, path, value, rev).encode()
+        until = self.applied_seqn + self.item_lifetime
+        item = mutation.Mutation(
+            kind, self.id, request, path, value, rev, until=until, compare=compare
+        ).encode()
 
         def cancel(d: defer.Deferred[Any]) -> None:
             # The mutation may still be decided; we only stop waiting for it.
@@ -457,8 +493,8 @@ class Node(Membership, ClusterInfo):
         if handler is not None:
             handler(sender, message)
             return
-        if self.sequencer is None:
-            return  # not in a cluster yet: consensus traffic is not for us
+        if self.sequencer is None or self.failed is not None:
+            return  # not in a cluster (yet, or any more): nothing for us
         self.sequencer.receive(sender, message, self.clock.seconds())
         self._schedule_pump()
 
@@ -470,14 +506,46 @@ class Node(Membership, ClusterInfo):
 
     def _pump(self) -> None:
         self._pump_call = None
-        if self.sequencer is None:
+        replica = self.replica
+        if replica is None or self.failed is not None:
             return
+        sequencer = replica.sequencer
         now = self.clock.seconds()
-        self.sequencer.tick(now)
-        self._send_outbox(self.sequencer.take_outbox())
-        for seqn, items in self.sequencer.take_decided():
-            self._apply(seqn, items)
+        sequencer.tick(now)
+        self._send_outbox(sequencer.take_outbox())
+        try:
+            for seqn, items, outcomes in replica.apply_decided():
+                self._applied(seqn, items, outcomes)
+        except Exception:
+            # The store sets its seqn first, so it names the failed instance.
+            self.log.failure("applying instance {seqn} failed", seqn=self.store.seqn)
+            self._fail(f"applying instance {self.store.seqn} failed (a bug)")
+            return
+        if sequencer.is_member() != self._voting:
+            self._voting = not self._voting
+            if self._voting:
+                self.log.info(
+                    "doozer node {id} votes in cluster {cluster!r} from seqn {seqn} on",
+                    id=self.id,
+                    cluster=self.cluster,
+                    seqn=self.applied_seqn + 1,
+                )
         self._schedule_tick()
+
+    def _fail(self, why: str) -> None:
+        """Stop for good after a bug in applying: the instances handed out
+        after the failed one will never be applied here, so this node must
+        neither vote nor serve from a store that may differ from its peers'."""
+        self.failed = why
+        self.log.critical(
+            "doozer node {id} stops: {why}; its store may differ from the cluster's. "
+            "Restart it: it rejoins as a new node and copies the cluster's state",
+            id=self.id,
+            why=why,
+        )
+        self.stop()
+        for callback in self.on_fatal:
+            callback(why)
 
     def _send_outbox(self, outbox: list[tuple[str, Any]]) -> None:
         # Everything for one peer from this turn goes in one datagram (a
@@ -496,30 +564,48 @@ class Node(Membership, ClusterInfo):
         for dest, queue in by_dest.items():
             self._send(dest, queue[0] if len(queue) == 1 else Bundle(tuple(queue)))
 
-    def _apply(self, seqn: int, items: list[bytes]) -> None:
-        outcomes = self.store.apply(items)
-        self.applied_seqn = seqn
-        self.sequencer.set_members(seqn + self.sequencer.alpha, self.store.cal())
+    def _applied(self, seqn: int, items: list[bytes], outcomes: list[Outcome]) -> None:
+        """Instance ``seqn`` was applied: answer this node's writers in it."""
+        me = self.id
+        pending = self._pending
         for outcome in outcomes:
             origin, request = outcome.key
-            if origin != self.id:
+            if origin != me:
                 continue
-            d = self._pending.pop(request, None)
+            d = pending.pop(request, None)
             if d is not None:
                 _settle(d, outcome)
 
-    def _settle_from_store(self) -> None:
-        """Answer the writes an installed snapshot shows decided.
+    def _settle_from_store(self, settled: list[bytes]) -> None:
+        """Answer the writes an installed snapshot settled.
 
-        Their instances lie at or below the snapshot, so this node will never
-        apply them; without this they would time out as ``UNAVAILABLE``
-        (indeterminate) although they committed. The store keeps each
-        write's outcome by key (de-duplication), snapshots included.
+        Writes the snapshot shows decided get their outcome from the store's
+        record of applied request ids (snapshots carry it); without this
+        they would time out as ``UNAVAILABLE`` although they committed. The
+        ``settled`` items (this node's own instances at or below the
+        snapshot, and what it forwarded) are never proposed again; those
+        not in the record may or may not have been decided:
+        ``UNAVAILABLE``, indeterminate.
         """
         for request in list(self._pending):
             outcome = self.store.outcome_of((self.id, request))
             if outcome is not None:
                 _settle(self._pending.pop(request), outcome)
+        for item in settled:
+            try:
+                origin, request = mutation.Mutation.decode(item).key
+            except mutation.MalformedMutation:
+                continue
+            d = self._pending.pop(request, None) if origin == self.id else None
+            if d is not None:
+                d.errback(
+                    DoozerError(
+                        "UNAVAILABLE",
+                        "this node caught up from a snapshot while the write was in "
+                        "flight; it may or may not have committed",
+                        indeterminate=True,
+                    )
+                )
 
     def _schedule_tick(self) -> None:
         when = self.sequencer.next_wakeup()
@@ -573,3 +659,4 @@ def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) 
         pulse=config.pulse,
         write_timeout=config.write_timeout,
     )
+

@@ -16,7 +16,8 @@ from doozer.api import API
 from doozer.bootstrap import Discovery
 from doozer.config import Config, format_addr, parse_addr
 from doozer.consensus.transport import UDPTransport
-from doozer.peer import Snapshot, body_mac, https_agent, peer_headers, snapshot_sources
+from doozer.fetcher import SnapshotFetcher
+from doozer.peer import Snapshot, body_mac, https_agent, peer_headers
 from doozer.httputil import Secrets, Site
 from doozer.native import NativeFactory
 from doozer.node import build_node
@@ -47,8 +48,6 @@ class NodeService(Service):
         self.reactor = reactor
         self.node: Optional[Any] = None
         self.ports: list[Any] = []
-        self._fetching = False
-        self._no_source_logged = False
 
     def startService(self) -> None:
         super().startService()
@@ -69,8 +68,12 @@ class NodeService(Service):
         )
         node._send = self.transport.send
         node.transport_state = self.transport.debug_state
+        self.fetcher = SnapshotFetcher(
+            node, self._fetch_snapshot, self.transport.address_of, self.reactor
+        )
         node.on_running.append(self._joined)
         node.on_chores.append(self._chores)
+        node.on_fatal.append(self._fatal)
         host, port = config.listen
         self.ports.append(self.transport.listen(self.reactor, port, host))
         secrets = Secrets(config.rw_secret, config.ro_secret)
@@ -119,28 +122,14 @@ class NodeService(Service):
                 self.transport.set_address(peer_id, parse_addr(addr))
             except ValueError:
                 continue
-        seq = node.sequencer
-        if seq is not None and seq.snapshot_needed and not self._fetching:
-            candidates = snapshot_sources(node, self.transport.address_of)
-            if not candidates:
-                if not self._no_source_logged:
-                    self._no_source_logged = True
-                    self.log.warn(
-                        "left behind the log, but no address is known for any other "
-                        "member to copy state from; waiting to hear from one"
-                    )
-                return
-            self._no_source_logged = False
-            self._fetching = True
-            addr = node.rng.choice(candidates)
-            self.log.info("left behind the log: copying state from {addr}", addr=format_addr(addr))
-            d = defer.maybeDeferred(self._fetch_snapshot, addr)
-            d.addCallback(node.install)
-            d.addErrback(lambda f: self.log.warn("snapshot failed: {e}", e=f.getErrorMessage()))
-            d.addBoth(self._fetched)
+        self.fetcher.chores()
 
-    def _fetched(self, _: Any) -> None:
-        self._fetching = False
+    def _fatal(self, why: str) -> None:
+        """The node stopped after a bug: end the process (a supervisor
+        restarts it, as a new node that copies the cluster's state)."""
+        self.log.critical("stopping the process: {why}", why=why)
+        if self.reactor.running:
+            self.reactor.stop()
 
     def _fetch_snapshot(self, addr: tuple[str, int]) -> "defer.Deferred[Any]":
         """GET a peer's snapshot over its client port (HTTPS when we use TLS)."""

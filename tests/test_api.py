@@ -297,17 +297,31 @@ def test_self_describes_the_node(h: Harness) -> None:
         "cluster": "local",
         "member": True,
         "writable": True,
+        "voting": True,
     }
 
 
 def test_cluster_lists_the_member(h: Harness) -> None:
-    """/v1/cluster lists the one member in slot 0 with its applied rev."""
+    """/v1/cluster lists the one member in slot 0 with its applied rev, that
+    it votes, and that a one-member cluster can lose none."""
     reply = h.get("/v1/cluster").json
     assert reply["cluster"] == "local"
     assert reply["members"] == [
-        {"id": "TESTNODE", "addr": "127.0.0.1:8046", "slot": 0, "applied": reply["rev"]}
+        {"id": "TESTNODE", "addr": "127.0.0.1:8046", "slot": 0, "applied": reply["rev"],
+         "voting": True}
     ]
     assert [n["id"] for n in reply["nodes"]] == ["TESTNODE"]
+    assert reply["fault_tolerance"] == 0
+
+
+@pytest.mark.parametrize("slot", ["01", "1000", "00", "1.0", "-1"])
+def test_odd_cal_slot_names_are_forbidden(h: Harness, slot: str) -> None:
+    """SPEC §1: only canonical slot names /ctl/cal/N (0-999, no sign, no
+    leading zero) may be written; /ctl/cal/01 would share slot 1's number."""
+    reply = h.put(f"/ctl/cal/{slot}", b"")
+    assert (reply.code, reply.json["error"]) == (403, "FORBIDDEN")
+    assert "not a CAL slot" in reply.json["detail"]
+    assert h.put("/ctl/cal/1", b"").code == 200
 
 
 def test_unknown_route_is_json_not_found(h: Harness) -> None:

@@ -37,8 +37,10 @@ def cluster(monkeypatch):
     )
 
     writes: list[defer.Deferred] = []
+    proposed: list[tuple] = []
 
-    def internal_write(kind, path, value, rev=-1):
+    def internal_write(kind, path, value, rev=-1, compare=()):
+        proposed.append((path, value, rev, compare))
         if path.startswith("/ctl/cal/") and value == b"":
             removed.append(int(path.rsplit("/", 1)[1]))
         d: defer.Deferred = defer.Deferred()
@@ -46,7 +48,8 @@ def cluster(monkeypatch):
         return d.addErrback(lambda f: None)  # as Node._internal_write: logged, not raised
 
     monkeypatch.setattr(node, "_internal_write", internal_write)
-    return SimpleNamespace(node=node, clock=clock, removed=removed, writes=writes, heard=node.sequencer.last_heard)
+    return SimpleNamespace(node=node, clock=clock, removed=removed, writes=writes,
+                           proposed=proposed, heard=node.sequencer.last_heard)
 
 
 PEERS = ("PEERB", "PEERC")
@@ -81,6 +84,41 @@ def test_a_dead_member_is_removed(cluster) -> None:
     run(cluster, 1, hear=("PEERB", "PEERC"))
     run(cluster, TIMEOUT + 1, hear=("PEERC",))
     assert cluster.removed == [1]
+
+
+def test_a_removal_is_judged_when_it_is_applied(cluster) -> None:
+    """Issue 15: a removal decided late (revoked, proposed again after the
+    heal) must not remove a member that is back. It is conditioned on the
+    rev of the member's applied record as it was when proposed, which the
+    member rewrites when it is back."""
+    run(cluster, 1, hear=("PEERB", "PEERC"))
+    run(cluster, TIMEOUT + 1, hear=("PEERC",))
+    [(path, value, rev, compare)] = [p for p in cluster.proposed if p[0] == "/ctl/cal/1"]
+    assert (value, rev) == (b"", 5)
+    assert compare == (("/ctl/node/PEERB/applied", 0),)
+
+
+def test_a_member_suspected_by_a_peer_says_it_is_back(cluster) -> None:
+    """A member whose peer's PING names it among its suspects records its
+    applied rev at once (which fails a removal proposed while it was
+    silent), and not again within timeout/4."""
+    run(cluster, 1, hear=PEERS)
+    before = len(cluster.proposed)
+    me = cluster.node.id
+    run(cluster, 1, hear=PEERS, says={"PEERB": (me,), "PEERC": ()})
+    mine = [p for p in cluster.proposed[before:] if p[0] == f"/ctl/node/{me}/applied"]
+    assert len(mine) == 1
+
+
+def test_a_member_cut_off_says_it_is_back_when_it_hears_again(cluster) -> None:
+    """A member that heard no other member for timeout/2 (a partition)
+    records its applied rev once it hears one again."""
+    me = cluster.node.id
+    run(cluster, 1, hear=PEERS)
+    run(cluster, TIMEOUT / 2 + 1)
+    assert not [p for p in cluster.proposed if p[0] == f"/ctl/node/{me}/applied"]
+    run(cluster, 1, hear=PEERS, says={"PEERB": (), "PEERC": ()})
+    assert len([p for p in cluster.proposed if p[0] == f"/ctl/node/{me}/applied"]) == 1
 
 
 def test_woken_from_sigstop_removes_nobody(cluster) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
@@ -99,3 +100,86 @@ def test_writes_a_snapshot_shows_decided_are_answered_at_install() -> None:
     clock.advance(2.6)
     assert results["elsewhere"].value.code == "UNAVAILABLE"
     assert len(results) == 3
+
+
+def test_a_write_in_flight_below_a_snapshot_is_never_proposed_again() -> None:
+    """Issue 15, failure 1: a write this node had put in an instance at or
+    below a snapshot it installs may have been decided there; the snapshot
+    settles it. If its record says so the writer gets the outcome, else
+    UNAVAILABLE, indeterminate, at once; it is never proposed again (it
+    would be applied a second time, after writes acknowledged since)."""
+    clock = Clock()
+    node = single_node(clock, write_timeout=10)
+    sent: list = []
+    node._send = lambda dest, msg: sent.append(msg)
+    # Three members, two of them silent: this node's proposals stay open.
+    snap = peer_snapshot(node, [])
+    snap.members = {s: [node.id, "B", "C"] for s in snap.members}
+    assert node.install(snap)
+    results: list[Any] = []
+    node.set("/k", b"from-A").addBoth(results.append)
+    clock.advance(0)
+    flat = [one for m in sent for one in getattr(m, "messages", (m,))]
+    proposed = [m for m in flat if type(m).__name__ == "Accept"]
+    assert proposed, "the write was proposed"
+    later = peer_snapshot(node, [])
+    later.seqn += 5
+    later.members = {s: [node.id, "B", "C"] for s in range(later.seqn + 1, later.seqn + 51)}
+    store = Store.from_snapshot(later.store)
+    store.apply([], seqn=later.seqn)
+    later.store = store.snapshot()
+    assert node.install(later)
+    assert len(results) == 1 and isinstance(results[0].value, DoozerError)
+    assert results[0].value.code == "UNAVAILABLE" and results[0].value.extra == {"indeterminate": True}
+    sent.clear()
+    clock.advance(5)
+    flat = [one for m in sent for one in getattr(m, "messages", (m,))]
+    assert all(b"from-A" not in getattr(m, "value", b"") for m in flat)
+
+
+def test_a_running_node_refuses_a_snapshot_of_another_cluster_id() -> None:
+    """A snapshot of another incarnation of a cluster with the same name
+    (another id) is refused, not installed over this node's state."""
+    clock = Clock()
+    node = single_node(clock)
+    snap = peer_snapshot(node, [])
+    snap.cluster_id = "SOMEONE-ELSE"
+    with pytest.raises(ValueError, match="SOMEONE-ELSE"):
+        node.install(snap)
+    assert node.applied_seqn == snap.seqn - 1
+
+
+@pytest.mark.logs_failures
+def test_a_failure_in_applying_stops_the_node_without_a_gap() -> None:
+    """An exception while applying an instance (a bug) must not leave a gap:
+    the instances handed out after it would never be applied here, so the
+    node stops for good (it no longer votes or takes writes) and says so,
+    rather than applying later instances over a missing one."""
+    clock = Clock()
+    node = single_node(clock)
+    fatal: list[str] = []
+    node.on_fatal.append(fatal.append)
+    real_apply = node.store.apply
+    calls = []
+
+    def apply(items: list, seqn: Any = None) -> Any:
+        calls.append(seqn)
+        if len(calls) == 2:
+            raise RuntimeError("a bug")
+        return real_apply(items, seqn)
+
+    node.store.apply = apply  # type: ignore[method-assign]
+    before = node.applied_seqn
+    results: list[Any] = []
+    for i in range(2):
+        node.set(f"/k{i}", b"v").addBoth(results.append)
+        clock.advance(0)
+    assert fatal and "instance" in fatal[0] and "failed" in fatal[0]
+    assert node.failed is not None and not node.running and not node.writable
+    assert node.applied_seqn == before + 1  # nothing after the failed one
+    assert len(results) == 2 and isinstance(results[1].value, DoozerError)
+    with pytest.raises(DoozerError):
+        node.set("/after", b"v")
+    node.receive("B", object())  # no longer fed to consensus
+    clock.advance(1)
+    assert node.applied_seqn == before + 1
