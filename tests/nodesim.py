@@ -10,9 +10,11 @@ member fetching a snapshot the way :class:`doozer.service.NodeService` does
 arrives). A paused node (SIGSTOP) keeps its clock still and its datagrams
 queued; on waking its clock jumps, as a real process's does.
 
-Checks: every decided seqn has one value on every node that applied it,
-and after healing every live node is a member, a write commits at each, and
-all have applied the same seqn.
+Checks (:mod:`simcheck`, on the nodes' own state as they run): agreement
+on chosen values and the acceptors' invariants, one log, no request applied
+twice (by the product's bounded de-duplication record), one ``M(s)``
+everywhere; and after healing every live node is a member, a write commits
+at each, and all have applied the same seqn.
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ import heapq
 import random
 from typing import Any, Callable, Optional
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from doozer.config import Config
 from doozer.consensus import messages
 from doozer.errors import DoozerError
+from doozer.fetcher import SnapshotFetcher
 from doozer.node import build_node
-from doozer.peer import Snapshot, snapshot_sources
+from doozer.peer import Snapshot
+from simcheck import Checker
 
 NAME = "nodesim"
 CLUSTER_ID = "nodesim-cluster"
@@ -52,24 +57,33 @@ class SimNode:
             alpha=sim.alpha,
             pulse=1.0,
         )
-        self.node = build_node(config, self.clock, name, rng=random.Random(sim.rng.random()))
-        self.node._send = lambda dest, msg: sim.send(self, dest, msg)
-        self.node.on_chores.append(lambda: sim.chores(self))
+        self.node = node = build_node(config, self.clock, name, rng=random.Random(sim.rng.random()))
+        node.item_lifetime = max(sim.item_lifetime, 2 * sim.alpha)
+        node._send = lambda dest, msg: sim.send(self, dest, msg)
+        # The service's snapshot fetcher, over the simulated network.
+        self.fetcher = SnapshotFetcher(node, lambda addr: sim.fetch(self, addr), self.address_of, self.clock)
+        node.on_chores.append(lambda: sim.chores(self))
         self.alive = True
         self.paused = False
-        self.fetching = False
         self.held: list[tuple[str, bytes]] = []  # datagrams queued while paused
         # The transport's address book: records from the store (never
         # forgotten), else where a sender's datagrams came from.
         self.addresses: dict[str, str] = {}
         self.learned: dict[str, str] = {}
-        real_apply = self.node._apply
+        real_applied = node._applied
+        real_pump = node._pump
 
-        def apply(seqn: int, items: list) -> None:
-            sim.record(self, seqn, items)
-            real_apply(seqn, items)
+        def applied(seqn: int, items: list, outcomes: list) -> None:
+            sim.record(self, seqn, items, outcomes)
+            real_applied(seqn, items, outcomes)
 
-        self.node._apply = apply  # type: ignore[method-assign]
+        def pump() -> None:
+            if node.sequencer is not None:
+                sim.checker.observe(self.name, node.sequencer)
+            real_pump()
+
+        node._applied = applied  # type: ignore[method-assign]
+        node._pump = pump  # type: ignore[method-assign]
 
 
     def address_of(self, node_id: str) -> Optional[str]:
@@ -84,13 +98,15 @@ class NodeSim:
     """
 
     def __init__(self, seed: int, n: int = 3, *, alpha: int = 50, timeout: float = 4.0,
-                 write_timeout: float = 2.0) -> None:
+                 write_timeout: float = 2.0, item_lifetime: int = 1000) -> None:
         self.seed = seed
         self.n = n
         self.rng = random.Random(seed)
         self.alpha = alpha
         self.timeout = timeout
         self.write_timeout = write_timeout
+        self.item_lifetime = item_lifetime
+        self.checker = Checker(self.fail)
         self.now = 0.0
         self.events = Clock()  # the scenario's own timeline
         self.delay = (0.0002, 0.003)
@@ -101,7 +117,10 @@ class NodeSim:
         self._net: list = []
         self._seq = 0
         self._ports = 1000
-        self.chosen: dict[int, tuple] = {}
+        self.installs = 0
+        #: called with (src, dest, message) for every datagram sent (tests
+        #: that must act at one exact message, e.g. cut a node off then)
+        self.on_send: Optional[Callable[[SimNode, str, Any], None]] = None
         self.acks: list[tuple[int, str, bytes]] = []  # (rev, path, value)
         self.trace: list[str] = []
 
@@ -132,6 +151,7 @@ class NodeSim:
         snap = Snapshot.decode(source.node.snapshot().encode())
         self.note(f"{sn.name} joins from {source.name} at seqn {snap.seqn}")
         sn.learned[source.name] = source.node.addr  # discovery talked to it
+        self._check_snapshot(sn, snap)
         sn.node.install(snap)
         sn.addresses.update(sn.node.node_addresses())  # the service, once joined
         sn.clock.advance(0)
@@ -192,36 +212,45 @@ class NodeSim:
 
     def chores(self, sn: SimNode) -> None:
         """What :meth:`doozer.service.NodeService._chores` does: refresh the
-        address book from the store, and when the sequencer wants a snapshot
-        fetch one from a random other CAL member it knows an address for."""
-        node = sn.node
-        sn.addresses.update(node.node_addresses())
-        seq = node.sequencer
-        if seq is None or not seq.snapshot_needed or sn.fetching:
-            return
-        sources = snapshot_sources(node, sn.address_of)
-        if not sources:
-            return
-        source = self.by_addr.get(self.rng.choice(sources))
-        sn.fetching = True
+        address book from the store, and run the snapshot fetcher."""
+        sn.addresses.update(sn.node.node_addresses())
+        sn.fetcher.chores()
+
+    def fetch(self, sn: SimNode, addr: str) -> "defer.Deferred[Snapshot]":
+        """``GET /_peer/snapshot`` from the node at ``addr``: the snapshot is
+        made when asked and arrives a moment later; a dead, stopped or
+        unreachable source fails the fetch after a while."""
+        d: defer.Deferred[Snapshot] = defer.Deferred()
+        source = self.by_addr.get(addr)
         if source is None or not source.alive or source.paused or (sn.name, source.name) in self.blocked:
-            self.events.callLater(0.5, self._fetched, sn, None)  # refused or timed out
-            return
+            self.events.callLater(0.5, self._fetched, sn, d, None)  # refused or timed out
+            return d
         snap = Snapshot.decode(source.node.snapshot().encode())
-        self.events.callLater(self.rng.uniform(0.005, 0.3), self._fetched, sn, snap)
+        self._check_snapshot(sn, snap)
+        self.events.callLater(self.rng.uniform(0.005, 0.3), self._fetched, sn, d, snap)
+        return d
 
-    def _fetched(self, sn: SimNode, snap: Optional[Snapshot]) -> None:
-        sn.fetching = False
-        if snap is not None and sn.alive and not sn.paused:
-            if sn.node.install(snap):
-                self.note(f"{sn.name} installs seqn {snap.seqn} (snapshot_needed)")
-            sn.clock.advance(0)
+    def _fetched(self, sn: SimNode, d: "defer.Deferred[Snapshot]", snap: Optional[Snapshot]) -> None:
+        if snap is None or not sn.alive or sn.paused:
+            d.errback(ConnectionError("the source did not answer"))
+            return
+        seqn = sn.node.applied_seqn
+        d.callback(snap)
+        if sn.node.applied_seqn != seqn:
+            self.note(f"{sn.name} installs seqn {snap.seqn} (snapshot_needed)")
+            self.installs += 1
+        sn.clock.advance(0)
 
-    def record(self, sn: SimNode, seqn: int, items: list) -> None:
-        batch = tuple(items)
-        known = self.chosen.setdefault(seqn, batch)
-        if known != batch:
-            self.fail(f"disagreement at seqn {seqn} on {sn.name}")
+    def _check_snapshot(self, sn: SimNode, snap: Snapshot) -> None:
+        for s, m in snap.members.items():
+            self.checker.membership(f"snapshot for {sn.name}", s, m)
+
+    def record(self, sn: SimNode, seqn: int, items: list, outcomes: list) -> None:
+        checker = self.checker
+        checker.handed_out(sn.name, seqn, items)
+        checker.applied(sn.name, seqn, outcomes)
+        seq = sn.node.sequencer
+        checker.membership(sn.name, seqn + seq.alpha, seq.members(seqn + seq.alpha))
 
     # -- network -----------------------------------------------------------
 
@@ -229,6 +258,8 @@ class NodeSim:
         """The transport: a datagram to the address known for ``dest``."""
         if not src.alive or src.paused:
             return
+        if self.on_send is not None:
+            self.on_send(src, dest, message)
         addr = src.address_of(dest)
         if addr is None:
             return  # the transport drops it ("no_address")
@@ -374,9 +405,27 @@ def _kill_and_replace(sim: NodeSim, rng: random.Random, victims: list) -> None:
         sim.join()
 
 
+def _kill_in_the_voting_gap(sim: NodeSim, rng: random.Random, victim: SimNode) -> None:
+    """Kill ``victim`` and start a replacement; 0.05-0.5 s after the
+    replacement's claim is applied, kill another old member and replace it
+    too (the fault suite's ``claimkill``)."""
+    sim.kill(victim)
+    new = sim.join()
+    end = sim.now + 3 * sim.timeout
+    while not new.node.member and sim.now < end:
+        sim.run_for(0.01)
+    sim.run_for(rng.uniform(0.05, 0.5))
+    others = [m for m in sim.members() if m is not new]
+    if others:
+        sim.note(f"{new.name} claimed its slot: killing another member")
+        _kill_and_replace(sim, rng, [rng.choice(others)])
+
+
 def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
     """Writes under random faults like the fault suite's nemesis: kill and
-    replace, pause, partition of a minority, with load; then heal and check."""
+    replace, a kill right after a replacement's claim, pause, partition of
+    a minority, one-way loss, a slow network, with load; then heal and
+    check."""
     sim = NodeSim(seed, n)
     rng = random.Random(seed ^ 0xFA17)
     sim.start()
@@ -386,10 +435,12 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
     t = sim.now
     minority = (n - 1) // 2
     while t < duration:
-        kind = rng.choice(["kill", "pause", "partition", "slow", "oneway"])
+        kind = rng.choice(["kill", "pause", "partition", "slow", "oneway", "claimkill"])
         victims = rng.sample(sim.members() or sim.live(), max(1, rng.randint(1, minority)))
         if kind == "kill":
             _kill_and_replace(sim, rng, victims)
+        elif kind == "claimkill":
+            _kill_in_the_voting_gap(sim, rng, victims[0])
         elif kind == "pause":
             for v in victims:
                 sim.pause(v, rng.uniform(0.5, sim.timeout + 4))

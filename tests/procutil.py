@@ -83,15 +83,15 @@ class NodeProcess:
         raise RuntimeError(f"node did not come up: {self.read_log()[-2000:]}")
 
     def votes(self) -> bool:
-        """Whether the node started its cluster or has logged that it votes.
+        """Whether ``/v1/self`` says the node votes (``voting``).
 
-        A member is in the CAL (``/v1/self`` says ``member``) some instances
-        before it votes: a slot claimed at seqn s counts from s + alpha on.
-        Until then a three-node cluster is decided by two, and stops if one
-        of them dies.
+        A member is in the CAL (``member``) a round trip before it votes: a
+        slot claimed at seqn s counts from s + alpha on, which the members
+        skip to at once. Until then a three-node cluster is decided by two,
+        and stops if one of them dies.
         """
-        log = self.read_log()
-        return "started cluster" in log or " votes in cluster " in log
+        status, body = self.request("GET", "/v1/self", timeout=2)
+        return status == 200 and body.get("voting") is True
 
     def read_log(self) -> str:
         with open(os.path.join(self.workdir, "node.log"), "rb") as f:

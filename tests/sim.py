@@ -1,33 +1,49 @@
-"""The one consensus simulator: N sans-I/O sequencers on a simulated network.
+"""The consensus simulator: N replicas on a simulated network.
 
 Everything is driven by one :class:`twisted.internet.task.Clock` and one
 seeded :class:`random.Random` (shared by the network, the scenario and every
 sequencer), so a seed replays exactly. Messages go through the real wire
 format (:func:`doozer.consensus.messages.pack` / ``unpack``).
 
-The network loses, duplicates, delays (hence reorders) and partitions
-messages; nodes crash (for good: a restarted process has a new id) and new
-nodes join by :meth:`Sequencer.install` from a peer's snapshot, then become
-members through a CAL item. Each node applies decided batches to a tiny
-fake store: a CAL (items ``b"cal:add:X"`` / ``b"cal:del:X"``) and the set of
-applied item ids (de-duplication, as the real store does by request id).
+Each node is the product's :class:`doozer.replica.Replica`: a real
+:class:`~doozer.consensus.sequencer.Sequencer` whose decisions a real
+:class:`~doozer.store.Store` applies, so ``M(s)`` comes from the store's own
+CAL order, de-duplication is the store's own bounded record, and snapshots
+are the replica's own. Writes are real mutations (``SET /w/...`` with a
+unique value; CAL changes are ``SET /ctl/cal/N``), each with the deadline a
+node gives it. What the simulator adds is the network, the faults, and
+writers that wait for their outcome, as :class:`doozer.node.Node` does
+(without its chores: membership changes are scripted here; the node
+simulation, :mod:`nodesim`, runs the chores).
 
-Invariants are checked as the run goes (agreement, contiguous logs, one
-``M(s)`` everywhere) and at the end (acknowledged items are in the log,
-progress after healing). A violation raises :class:`Violation`, whose message
-names the seed so the run can be replayed.
+The network loses, duplicates, delays (hence reorders) and partitions
+messages (both ways or one way); nodes pause and crash (for good: a
+restarted process has a new id) and new nodes join by snapshot, then
+become members through a CAL slot.
+
+Invariants (:mod:`simcheck`) are checked as the run goes, on the nodes' own
+state: agreement on chosen values and the acceptors' invariants, one log,
+no request applied twice, no request of a node's own in two decided
+instances, one ``M(s)`` everywhere. At the end: acknowledged writes are in
+the log at their seqn, and every pending write was answered after healing.
+A violation raises :class:`Violation`, whose message names the seed.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from typing import Optional
+from typing import Any, Optional
 
 from twisted.internet.task import Clock
 
+from doozer import mutation as mut
 from doozer.consensus import messages
 from doozer.consensus.sequencer import Sequencer
+from doozer.peer import Snapshot
+from doozer.replica import Replica
+from doozer.store import Store
+from simcheck import Checker
 
 NAME = "sim"
 CLUSTER_ID = "sim-cluster"
@@ -38,32 +54,39 @@ class Violation(AssertionError):
 
 
 class SimNode:
-    """One node: a sequencer plus the fake store it applies decisions to."""
+    """One node: a replica, and the writes it waits for."""
 
-    def __init__(self, node_id: str, seq: Sequencer, cal: list[str], last: int) -> None:
+    def __init__(self, node_id: str, replica: Replica) -> None:
         self.id = node_id
-        self.seq = seq
+        self.replica = replica
+        self.seq = replica.sequencer
         self.alive = True
-        self.cal = list(cal)
-        self.last = last  # last applied seqn
-        self.log: dict[int, tuple] = {}
-        self.ids: set = set()
-        self.cal_after: dict[int, tuple] = {}
-        self.pending: dict[bytes, float] = {}  # proposed here, not yet applied
-        self.acked: dict[bytes, int] = {}
+        self.requests = 0
+        self.pending: dict[tuple[str, int], bytes] = {}  # key -> item, not yet answered
+        self.acked: dict[tuple[str, int], int] = {}  # key -> seqn it was applied in
+        self.answered: set[tuple[str, int]] = set()  # refused, or settled by a snapshot
+        self.unknown: set[tuple[str, int]] = set()  # answered: indeterminate
         self.call = None
         self.call_at: Optional[float] = None
         self.paused_until = 0.0  # a SIGSTOPped process: no input handled
+
+    @property
+    def last(self) -> int:
+        """The last instance applied."""
+        return self.replica.applied_seqn
 
 
 class Sim:
     """A seeded simulated cluster.
 
     :param seed: the seed of the one random generator.
-    :param n: genesis members.
+    :param n: genesis members (CAL slots ``0 .. n-1``).
     :param alpha: membership delay (small, so CAL changes take effect).
     :param retain: decided values each node keeps (small, so laggards need
         snapshots).
+    :param item_lifetime: a write's deadline is the writer's applied seqn
+        plus this (small, so deadlines and the de-duplication record's
+        bound are reached).
     """
 
     def __init__(
@@ -74,6 +97,7 @@ class Sim:
         fill: float = 0.1,
         retain: int = 40,
         bundle: bool = False,
+        item_lifetime: int = 1000,
     ) -> None:
         self.seed = seed
         # As the node does: everything one pump sends to a peer goes in one
@@ -84,6 +108,7 @@ class Sim:
         self.alpha = alpha
         self.fill = fill
         self.retain = retain
+        self.item_lifetime = max(item_lifetime, 2 * alpha)
         self.loss = 0.0
         self.dup = 0.0
         self.delay = (0.0005, 0.005)
@@ -93,29 +118,39 @@ class Sim:
         self._dirty: list[SimNode] = []
         self.nodes: dict[str, SimNode] = {}
         self.genesis = [f"n{i}" for i in range(n)]
-        self.chosen: dict[int, tuple] = {}
-        self.members: dict[int, tuple] = {}
-        self.item_seqn: dict[bytes, int] = {}
+        self.checker = Checker(self.fail)
+        self.forwarded: set[bytes] = set()
+        self.own_seqn: dict[bytes, int] = {}  # item -> the instance that decided it
         self.sent = 0
+        self.installs = 0
         self._writes = 0
+        store = Store(hist=10_000)
+        cal = [mut.set_("genesis", i + 1, f"/ctl/cal/{i}", node.encode(), until=1).encode()
+               for i, node in enumerate(self.genesis)]
+        store.apply(cal, seqn=0)
+        self._genesis_store = store.snapshot()
         for node_id in self.genesis:
-            self._add_node(node_id, genesis=self.genesis, cal=self.genesis, last=0)
-        for s in range(1, alpha + 1):
-            self.members[s] = tuple(self.genesis)
+            self._add_node(node_id, genesis=self.genesis)
 
     # -- nodes -----------------------------------------------------------
 
-    def _add_node(self, node_id: str, genesis: list, cal: list, last: int) -> SimNode:
-        seq = Sequencer(
+    def _sequencer(self, node_id: str, genesis: list, first_seqn: int = 1) -> Sequencer:
+        return Sequencer(
             node_id,
             genesis=genesis,
             alpha=self.alpha,
             fill=self.fill,
             rng=self.rng,
             retain=self.retain,
+            first_seqn=first_seqn,
             now=self.clock.seconds(),
         )
-        node = self.nodes[node_id] = SimNode(node_id, seq, cal, last)
+
+    def _add_node(self, node_id: str, genesis: list) -> SimNode:
+        store = Store.from_snapshot(self._genesis_store, hist=10_000)
+        replica = Replica(store, self._sequencer(node_id, genesis), NAME, CLUSTER_ID)
+        node = self.nodes[node_id] = SimNode(node_id, replica)
+        self.checker.window(node_id, node.seq)
         self._schedule(node)
         return node
 
@@ -140,76 +175,98 @@ class Sim:
         and on waking handles what queued up, with its stale view."""
         self.nodes[node_id].paused_until = self.clock.seconds() + duration
 
-    def write(self, node_id: str, item: Optional[bytes] = None) -> bytes:
-        """A client proposes a unique item at a node."""
+    def propose(self, node_id: str, m_kind: int, path: str, value: bytes = b"", rev: int = -1) -> tuple:
+        """A writer at ``node_id`` proposes a mutation, with the deadline a
+        node gives it; returns its key."""
         node = self.nodes[node_id]
-        if item is None:
-            self._writes += 1
-            item = b"w:%s:%d" % (node_id.encode(), self._writes)
-        node.pending[item] = self.clock.seconds()
+        node.requests += 1
+        until = node.last + self.item_lifetime
+        m = mut.Mutation(m_kind, node_id, node.requests, path, value, rev, until=until)
+        item = m.encode()
+        node.pending[m.key] = item
         node.seq.propose(item, self.clock.seconds())
         self._mark(node)
-        return item
+        return m.key
+
+    def write(self, node_id: str) -> tuple:
+        """A client writes a unique value to a file of its own."""
+        self._writes += 1
+        return self.propose(node_id, mut.SET, f"/w/{node_id}/{self._writes}", b"%d" % self._writes)
+
+    def add_member(self, node_id: str, member: str) -> tuple:
+        """Propose, at ``node_id``, that ``member`` takes a new CAL slot."""
+        return self.propose(node_id, mut.SET, f"/ctl/cal/{self._free_slot(node_id)}", member.encode(), 0)
+
+    def remove_member(self, node_id: str, member: str) -> Optional[tuple]:
+        """Propose, at ``node_id``, that ``member``'s slot is emptied."""
+        for slot, holder in self.nodes[node_id].replica.store.cal_slots():
+            if holder == member:
+                return self.propose(node_id, mut.SET, f"/ctl/cal/{slot}", b"")
+        return None
+
+    def _free_slot(self, node_id: str) -> int:
+        used = {slot for slot, _ in self.nodes[node_id].replica.store.cal_slots()}
+        return min(set(range(len(used) + 1)) - used)
 
     def join(self, node_id: str, source_id: str) -> SimNode:
         """A new node copies ``source``'s snapshot and follows the log."""
-        node = self._add_node(node_id, genesis=[], cal=[], last=0)
-        self.install(node, self.nodes[source_id])
+        snap = self._snapshot(self.nodes[source_id])
+        replica = Replica.from_snapshot(
+            snap, Store(hist=10_000), lambda alpha, first: self._sequencer(node_id, [], first)
+        )
+        node = self.nodes[node_id] = SimNode(node_id, replica)
+        self.checker.window(node_id, node.seq)
+        self._mark(node)
         return node
 
+    def _snapshot(self, source: SimNode) -> Snapshot:
+        snap = Snapshot.decode(source.replica.snapshot().encode())
+        for s, m in snap.members.items():
+            self.checker.membership(f"snapshot of {source.id}", s, m)
+        return snap
+
     def install(self, node: SimNode, source: SimNode) -> None:
-        """Give ``node`` the snapshot of ``source`` (store + the last α CALs)."""
-        floor = source.last
-        by_seqn = {}
-        for s in range(floor - self.alpha + 1, floor + 1):
-            cal = source.cal_after.get(s, tuple(self.genesis)) if s > 0 else tuple(self.genesis)
-            by_seqn[s + self.alpha] = cal
-        node.cal = list(source.cal)
-        node.ids = set(source.ids)
-        node.cal_after = dict(source.cal_after)
-        node.last = floor
-        for item in list(node.pending):
-            if item in node.ids:
-                node.acked[item] = self.item_seqn[item]
-                del node.pending[item]
-        node.seq.install(floor, by_seqn)
+        """Give ``node`` the snapshot of ``source``, as a node fetches one."""
+        settled = node.replica.install(self._snapshot(source))
+        if settled is None:
+            return
+        self.installs += 1
+        store = node.replica.store
+        for key in list(node.pending):
+            outcome = store.outcome_of(key)
+            if outcome is not None:
+                self._answer(node, key, outcome, None)
+        for item in settled:
+            key = mut.Mutation.decode(item).key
+            if key in node.pending:  # maybe decided, maybe not
+                del node.pending[key]
+                node.unknown.add(key)
+        self.checker.window(node.id, node.seq)
         self._mark(node)
 
-    # -- the fake store ------------------------------------------------------
+    # -- applying ----------------------------------------------------------
 
-    def _apply(self, node: SimNode, seqn: int, items: list) -> None:
-        if seqn != node.last + 1:
-            self.fail(f"{node.id} handed out {seqn} after {node.last}")
-        batch = tuple(items)
-        known = self.chosen.setdefault(seqn, batch)
-        if known != batch:
-            self.fail(f"disagreement at {seqn}: {known!r} vs {node.id} {batch!r}")
-        node.last = seqn
-        node.log[seqn] = batch
-        for item in items:
-            if item in node.ids:
-                continue  # de-duplicated, as the store does
-            node.ids.add(item)
-            first = self.item_seqn.setdefault(item, seqn)
-            if first != seqn:
-                self.fail(f"{item!r} applied at {seqn} on {node.id}, at {first} elsewhere")
-            if item.startswith(b"cal:"):
-                _, op, who = item.decode().split(":")
-                if op == "add" and who not in node.cal:
-                    node.cal.append(who)
-                elif op == "del" and who in node.cal and len(node.cal) > 1:
-                    node.cal.remove(who)
-            if item in node.pending:
-                del node.pending[item]
-                node.acked[item] = seqn
-        cal = tuple(node.cal)
-        node.cal_after[seqn] = cal
-        node.cal_after.pop(seqn - self.alpha - 1, None)
-        target = seqn + self.alpha
-        known_m = self.members.setdefault(target, cal)
-        if known_m != cal:
-            self.fail(f"M({target}) differs: {known_m} vs {node.id} {cal}")
-        node.seq.set_members(target, cal)
+    def _apply(self, node: SimNode) -> None:
+        checker = self.checker
+        for seqn, items, outcomes in node.replica.apply_decided():
+            checker.handed_out(node.id, seqn, items)
+            checker.applied(node.id, seqn, outcomes)
+            for item in items:
+                first = self.own_seqn.setdefault(item, seqn)
+                if first != seqn and item not in self.forwarded:
+                    self.fail(f"{item!r} decided at {first} and at {seqn}, never forwarded")
+            target = seqn + self.alpha
+            checker.membership(node.id, target, node.seq.members(target))
+            for outcome in outcomes:
+                if outcome.key in node.pending:
+                    self._answer(node, outcome.key, outcome, seqn)
+
+    def _answer(self, node: SimNode, key: tuple, outcome: Any, seqn: Optional[int]) -> None:
+        del node.pending[key]
+        if seqn is not None and outcome.took_rev:
+            node.acked[key] = seqn  # (a failed precondition takes its rev too)
+        else:
+            node.answered.add(key)  # expired, or settled by a snapshot
 
     # -- driving -----------------------------------------------------------
 
@@ -225,7 +282,9 @@ class Sim:
             return
         now = self.clock.seconds()
         seq = node.seq
+        self.checker.observe(node.id, seq)
         seq.tick(now)
+        self.checker.observe(node.id, seq)
         outbox = seq.take_outbox()
         if self.bundle:
             by_dest: dict[str, list] = {}
@@ -237,8 +296,7 @@ class Sim:
             ]
         for dest, msg in outbox:
             self._send(node.id, dest, msg)
-        for seqn, items in seq.take_decided():
-            self._apply(node, seqn, items)
+        self._apply(node)
         if seq.snapshot_needed:
             best = max(self.live(), key=lambda n: (n.last, n.id))
             if best.last > node.last:
@@ -270,6 +328,9 @@ class Sim:
 
     def _send(self, src: str, dst: str, msg: messages.Message) -> None:
         self.sent += 1
+        for one in msg.messages if isinstance(msg, messages.Bundle) else (msg,):
+            if type(one) is messages.Forward:
+                self.forwarded.update(one.items)
         if (src, dst) in self.blocked or dst not in self.nodes:
             return
         rng = self.rng
@@ -342,6 +403,10 @@ class Sim:
                 if a != b and side.get(a, -1) != side.get(b, -2):
                     self.blocked.add((a, b))
 
+    def deafen(self, node_id: str) -> None:
+        """``node_id`` hears nobody; everybody still hears it (one way)."""
+        self.blocked = {(other, node_id) for other in self.nodes if other != node_id}
+
     def heal(self) -> None:
         """Everyone can talk again."""
         self.blocked = set()
@@ -355,11 +420,16 @@ class Sim:
         return len(lasts) == 1 and not any(n.pending for n in live)
 
     def check(self) -> None:
-        """The end-of-run invariants (the running ones are checked on apply)."""
+        """The end-of-run invariants (the running ones are checked as it goes)."""
+        keys = {
+            (mut.Mutation.decode(item).key, seqn)
+            for seqn, items in self.checker.log.items()
+            for item in items
+        }
         for node in self.nodes.values():
-            for item, seqn in node.acked.items():
-                if item not in self.chosen.get(seqn, ()):
-                    self.fail(f"acknowledged {item!r} not in the log at {seqn}")
+            for key, seqn in node.acked.items():
+                if (key, seqn) not in keys:
+                    self.fail(f"acknowledged {key} not in the log at {seqn}")
         for node in self.live():
             if node.pending:
                 self.fail(f"{node.id} still waits for {sorted(node.pending)[:3]} at t={self.clock.seconds():.2f}")
@@ -373,18 +443,25 @@ def scenario(
 ) -> Sim:
     """One randomized run: writes under faults, then healing and a liveness check.
 
-    One run in ten adds 50-200 more writes; in runs without crashes, one in
-    five demotes a live member (``cal:del``), which then writes as a non-member. Faults (each chosen by the seed): loss, duplication, delay spread
-    (reordering), partitions, pauses (SIGSTOP-like), crashes of up to ``(n - 1) // 2`` genesis
-    members (for good), and up to one new node joining by snapshot and being
-    added to the CAL, after which a crashed member may be removed. With
-    ``bundle`` each pump's messages for one peer travel in one ``Bundle``, as
-    the node sends them.
+    Faults (each chosen by the seed): loss, duplication, delay spread
+    (reordering), partitions both ways and one way (a node that is heard
+    but hears nothing: its proposals are decided without it knowing), pauses
+    (SIGSTOP-like), crashes of up to ``(n - 1) // 2`` genesis members (for
+    good), up to one new node joining by snapshot and taking a CAL slot
+    (often with a partition around it), after which a crashed member may
+    be removed. One run in ten adds 50-200 more writes; when deadlines
+    are short, two in five run more instances than they span (so the
+    de-duplication record forgets keys while snapshots are installed); one
+    in five sends writes to odd CAL slot names (``/ctl/cal/01``); in runs
+    without crashes one in five demotes a live member, which then writes
+    as a non-member (FORWARD). With ``bundle`` each pump's messages for one
+    peer travel in one ``Bundle``, as the node sends them.
     """
     rng = random.Random(seed ^ 0x5EED)  # scenario shape only; the run uses sim.rng
+    alpha = rng.choice([2, 3, 4, 8, 50])
     sim = Sim(
-        seed, n=n, alpha=rng.choice([2, 3, 4, 8, 50]), retain=rng.choice([8, 40, 1000]),
-        bundle=bundle,
+        seed, n=n, alpha=alpha, retain=rng.choice([8, 40, 1000]), bundle=bundle,
+        item_lifetime=rng.choice([2 * alpha, 3 * alpha + 5, 1000]),
     )
     sim.loss = rng.choice([0.0, 0.0, 0.05, 0.2, 0.35])
     sim.dup = rng.choice([0.0, 0.05, 0.2])
@@ -394,8 +471,10 @@ def scenario(
         sim.at(rng.uniform(0, duration), _write_if_alive, sim, rng.choice(ids))
     for _ in range(rng.randint(0, 3)):
         start = rng.uniform(0, duration)
-        groups = _random_groups(rng, ids)
-        sim.at(start, sim.partition, groups)
+        if rng.random() < 0.3:
+            sim.at(start, sim.deafen, rng.choice(ids))
+        else:
+            sim.at(start, sim.partition, _random_groups(rng, ids))
         sim.at(start + rng.uniform(0.05, 1.0), sim.heal)
     for _ in range(rng.randint(0, 2)):
         sim.at(rng.uniform(0, duration), sim.pause, rng.choice(ids), rng.uniform(0.05, 1.5))
@@ -405,18 +484,27 @@ def scenario(
     if rng.random() < 0.5:
         when = rng.uniform(0, duration)
         sim.at(when, _join, sim, "j0", crashed, rng.random() < 0.5)
+        if rng.random() < 0.3:  # a partition during the membership change
+            sim.at(when + rng.uniform(-0.05, 0.05), sim.partition, _random_groups(rng, ids + ["j0"]))
+            sim.at(when + rng.uniform(0.1, 0.8), sim.heal)
         for _ in range(rng.randint(0, 5)):
             sim.at(rng.uniform(when + 0.01, duration + 0.01), _write_if_alive, sim, "j0")
     if rng.random() < 0.1:  # heavy load: pipelining, batching, full windows
         for _ in range(rng.randint(50, 200)):
             sim.at(rng.uniform(0, duration), _write_if_alive, sim, rng.choice(ids))
+    if sim.item_lifetime < 100 and rng.random() < 0.4:
+        # Run past every deadline and the de-duplication record's bound.
+        for i in range(rng.randint(1, 4)):
+            sim.at(rng.uniform(0, duration), _burst, sim, rng.choice(ids), sim.item_lifetime)
+    if rng.random() < 0.2:  # odd CAL slot names, as a client with the secret could try
+        for name in rng.sample(["01", "00", "1000", "001", "1a"], 2):
+            sim.at(rng.uniform(0, duration), _odd_slot, sim, rng.choice(ids), name)
     if not crashed and rng.random() < 0.2:
         # Demote a live member (as liveness removal would): it must go on
         # as a non-member, forwarding its writes.
         victim = rng.choice(ids)
         when = rng.uniform(0, duration)
-        sim.at(when, _write_if_alive, sim, rng.choice([i for i in ids if i != victim]),
-               f"cal:del:{victim}".encode())
+        sim.at(when, _remove_if_alive, sim, rng.choice([i for i in ids if i != victim]), victim)
         for _ in range(rng.randint(1, 5)):
             sim.at(rng.uniform(when, duration + 0.5), _write_if_alive, sim, victim)
     sim.run_until(duration)
@@ -436,21 +524,107 @@ def _random_groups(rng: random.Random, ids: list[str]) -> list[list[str]]:
     return [shuffled[:cut], shuffled[cut:]]
 
 
-def _write_if_alive(sim: Sim, node_id: str, item: Optional[bytes] = None) -> None:
+def _write_if_alive(sim: Sim, node_id: str) -> None:
     node = sim.nodes.get(node_id)
     if node is not None and node.alive:
-        sim.write(node_id, item)
+        sim.write(node_id)
+
+
+def _burst(sim: Sim, node_id: str, instances: int) -> None:
+    """Writes spread over more instances than a deadline spans."""
+    node = sim.nodes.get(node_id)
+    if node is None or not node.alive:
+        return
+    for _ in range(2):
+        sim.write(node_id)
+    if instances > 0:
+        sim.at(sim.clock.seconds() + 0.01, _burst, sim, node_id, instances - 1)
+
+
+def _odd_slot(sim: Sim, node_id: str, name: str) -> None:
+    node = sim.nodes.get(node_id)
+    if node is not None and node.alive:
+        sim.propose(node_id, mut.SET, f"/ctl/cal/{name}", b"odd-" + name.encode())
+
+
+def _remove_if_alive(sim: Sim, node_id: str, member: str) -> None:
+    node = sim.nodes.get(node_id)
+    if node is not None and node.alive:
+        sim.remove_member(node_id, member)
 
 
 def _join(sim: Sim, node_id: str, crashed: list[str], remove: bool) -> None:
     live = sim.live()
     source = live[sim.rng.randrange(len(live))]
     sim.join(node_id, source.id)
-    sim.write(node_id, f"cal:add:{node_id}".encode())
+    sim.add_member(node_id, node_id)
     if remove:
         for victim in crashed:
             if not sim.nodes[victim].alive:
                 members = [n for n in live if n.seq.is_member()]
                 if members:
-                    sim.write(members[0].id, f"cal:del:{victim}".encode())
+                    sim.remove_member(members[0].id, victim)
                 break
+
+
+def odd_slot_claim(seed: int, n: int = 3) -> Sim:
+    """A new node takes the CAL slot ``/ctl/cal/01`` beside ``/ctl/cal/1``
+    (issue 15, failure 2), then writes go on. The store must refuse the odd
+    name, so that ``M(s)`` never holds two members for one slot number,
+    whose order would then follow the process's hash seed."""
+    s = Sim(seed, n=n, alpha=4)
+    s.loss = 0.01
+    s.join("j0", "n0")
+    s.propose("n0", mut.SET, "/ctl/cal/01", b"j0", 0)
+    for _ in range(20):
+        s.write(s.rng.choice(s.genesis + ["j0"]))
+        s.run_until(s.clock.seconds() + 0.05)
+    end = s.clock.seconds() + 10
+    while s.clock.seconds() < end and not s.settled():
+        s.run_until(s.clock.seconds() + 0.2)
+    s.check()
+    return s
+
+
+def voting_gap(seed: int, n: int = 3) -> Sim:
+    """Kills during a voting gap (issue 15, failure 3): one member dies and
+    is removed, leaving ``m = n - 1`` (an even number); a new node takes a
+    slot; a moment after its claim is applied (0.3-1 s, an idle cluster: no
+    writes), ``m / 2`` more old members die. The old membership has lost
+    its quorum; the new one (``m + 1``) keeps one only if the new member
+    votes: the members must have skipped to the new membership within
+    about a round trip of applying the claim, not after α writes. Then
+    writes must commit."""
+    rng = random.Random(seed ^ 0x6A9)
+    sim = Sim(seed, n=n, alpha=rng.choice([4, 8, 50]), retain=1000)
+    sim.loss = rng.choice([0.0, 0.01, 0.05])
+    sim.dup = rng.choice([0.0, 0.05])
+    sim.delay = (0.0002, rng.choice([0.002, 0.01]))
+    dead = sim.genesis[-1:]
+    for victim in dead:
+        sim.crash(victim)
+        sim.remove_member(sim.genesis[0], victim)
+    _run_while(sim, lambda: any(v in node.replica.store.cal() for node in sim.live() for v in dead), 20)
+    _run_while(sim, lambda: not all(node.seq.is_member() for node in sim.live()), 20)
+    sim.run_until(sim.clock.seconds() + rng.uniform(0, 1.0))
+    joiner = sim.join("j0", sim.genesis[0])
+    sim.add_member("j0", "j0")
+    _run_while(sim, lambda: "j0" not in sim.nodes[sim.genesis[1]].replica.store.cal(), 20)
+    sim.run_until(sim.clock.seconds() + rng.uniform(0.3, 1.0))
+    for victim in sim.genesis[1 : 1 + (n - 1) // 2]:
+        sim.crash(victim)
+    for _ in range(5):
+        sim.write(rng.choice([sim.genesis[0], joiner.id]))
+    end = sim.clock.seconds() + 20
+    while sim.clock.seconds() < end and not sim.settled():
+        sim.run_until(sim.clock.seconds() + 0.5)
+    sim.check()
+    return sim
+
+
+def _run_while(sim: Sim, condition: Any, seconds: float) -> None:
+    end = sim.clock.seconds() + seconds
+    while condition() and sim.clock.seconds() < end:
+        sim.run_until(sim.clock.seconds() + 0.05)
+    if condition():
+        sim.fail("a scripted step did not happen in time")
