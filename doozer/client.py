@@ -330,6 +330,7 @@ class Client:
             str(obj.get("cluster", "")),
             bool(obj.get("member", False)),
             bool(obj.get("writable", False)),
+            bool(obj.get("voting", False)),
         )
 
     #: SELF under its SPEC name: ``await client.self()``.

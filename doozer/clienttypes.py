@@ -53,13 +53,14 @@ class Walk:
 @dataclass(frozen=True)
 class SelfInfo:
     """SELF: the node's id and address, its cluster, and whether it is a
-    member and writable."""
+    member, writable, and voting (its vote counts in the next instance)."""
 
     id: str
     addr: str
     cluster: str
     member: bool
     writable: bool
+    voting: bool = False
 
 
 @dataclass(frozen=True)

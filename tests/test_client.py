@@ -181,7 +181,7 @@ def test_rev_nop_self_and_cluster() -> None:
     assert rev == w.node.store.rev
     assert w.resolve(c.nop()) > rev
     me = w.resolve(c.self())
-    assert isinstance(me, SelfInfo) and me.id == w.node.id and me.member
+    assert isinstance(me, SelfInfo) and me.id == w.node.id and me.member and me.voting
     assert w.resolve(c.cluster())["members"][0]["id"] == w.node.id
 
 
