@@ -15,6 +15,7 @@ import re
 from typing import Callable
 
 from doozer.errors import DoozerError
+from doozer.glob import nfa_matcher, regex_is_bounded
 
 #: Longest component allowed by SPEC §1.
 MAX_COMPONENT = 255
@@ -102,6 +103,11 @@ def _glob_problem(glob: object) -> str:
 def translate_glob(glob: str) -> str:
     """The regular expression (for ``re.fullmatch``) equivalent to ``glob``.
 
+    doozerd's translation, and the reference the matchers are tested
+    against. A backtracking engine can take exponential time on it
+    (``/*a*a*a*a*b``), so :func:`compile_glob` only uses it when
+    :func:`doozer.glob.regex_is_bounded` says so.
+
     :param glob: a valid glob (not checked here).
     """
     out = []
@@ -127,6 +133,10 @@ def compile_glob(glob: str) -> Callable[[str], bool]:
     """A function telling whether a path matches ``glob``.
 
     Cached, so that thousands of watches on the same glob share one matcher.
+    Every matcher runs in time linear in the glob times the path (SPEC §12):
+    string equality, a prefix test, a regex whose backtracking is bounded
+    (:func:`doozer.glob.regex_is_bounded`) or a bit-parallel NFA
+    (:func:`doozer.glob.nfa_matcher`).
 
     :param glob: the pattern; validated first.
     :raises DoozerError: ``BAD_GLOB``.
@@ -141,8 +151,15 @@ def compile_glob(glob: str) -> Callable[[str], bool]:
         # degenerate case whose prefix is "/".
         head = glob[:-2]
         return lambda path: path.startswith(head)
-    fullmatch = re.compile(translate_glob(glob), re.DOTALL).fullmatch
-    return lambda path: fullmatch(path) is not None
+    if regex_is_bounded(glob):
+        # At most one star that the regex can retry at many lengths, and
+        # nothing but literals after it: backtracking is bounded by
+        # len(glob) * len(path) (see regex_is_bounded), and a match runs in C.
+        fullmatch = re.compile(translate_glob(glob), re.DOTALL).fullmatch
+        return lambda path: fullmatch(path) is not None
+    # Stars that could be retried against each other: the NFA, linear in
+    # the glob times the path whatever the glob (SPEC §12).
+    return nfa_matcher(glob)
 
 
 def glob_prefix(glob: str) -> str:

@@ -1,14 +1,16 @@
-"""Tests for doozer.path: path and glob validation, glob matching, prefixes."""
+"""Tests for doozer.path and doozer.glob: path and glob validation, glob matching, prefixes."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from doozer.errors import DoozerError
+from doozer.glob import glob_tokens, nfa_matcher, regex_is_bounded
 from doozer.path import (
     ancestors,
     compile_glob,
@@ -270,3 +272,119 @@ def test_every_match_lies_under_the_prefix(glob: str, path: str) -> None:
 def test_generated_paths_are_valid(path: str) -> None:
     """Paths built from valid components pass validation."""
     assert validate_path(path) == path
+
+
+# ------------------------------------------ the matchers against the reference
+
+# Globs as token sequences: adjacent stars ("***" is "**" then "*"), stars at
+# the start and end of components, "?" next to stars, "//" and a trailing "/"
+# (not valid globs, but the NFA must still agree with the regex on them).
+_any_glob = st.lists(
+    st.sampled_from(["a", "b", "/", "*", "**", "?"]), min_size=0, max_size=8
+).map(lambda ps: "/" + "".join(ps))
+# Any string over the alphabet, not only valid paths: "//", "/a/", "", "a".
+_any_path = st.text(alphabet="ab/", max_size=12)
+
+
+def reference_regex(glob: str, path: str) -> bool:
+    """The old matcher: doozerd's regex translation, fully matched."""
+    return re.fullmatch(translate_glob(glob), path, re.DOTALL) is not None
+
+
+@settings(max_examples=2000, deadline=None)
+@given(glob=_any_glob, path=_any_path)
+@example(glob="/***", path="/a/b")
+@example(glob="/*/**", path="/a")
+@example(glob="/**/*", path="/a/")
+@example(glob="/a**b", path="/a/b")
+@example(glob="/*?*", path="/")
+@example(glob="/**?**?**b", path="/a/ab")
+@example(glob="/*a*a*b", path="/aaaaab")
+def test_nfa_equals_the_reference_regex(glob: str, path: str) -> None:
+    """The NFA matcher answers exactly what re.fullmatch of translate_glob does."""
+    assert nfa_matcher(glob)(path) == reference_regex(glob, path)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(glob=_any_glob, path=_any_path)
+def test_compiled_glob_equals_the_reference_regex(glob: str, path: str) -> None:
+    """compile_glob, whichever matcher it picks, agrees with the reference regex."""
+    try:
+        validate_glob(glob)
+    except DoozerError:
+        return
+    assert compile_glob(glob)(path) == reference_regex(glob, path)
+
+
+def test_nfa_equals_the_reference_on_every_small_case() -> None:
+    """Every token string of up to 4 tokens against every path of up to 5 characters."""
+    tokens = ["a", "b", "/", "*", "**", "?"]
+    paths = ["/" + "".join(p) for n in range(5) for p in itertools.product("ab/", repeat=n)]
+    for n in range(5):
+        for parts in itertools.product(tokens, repeat=n):
+            glob = "/" + "".join(parts)
+            match = nfa_matcher(glob)
+            regex = re.compile(translate_glob(glob), re.DOTALL)
+            for path in paths:
+                assert match(path) == (regex.fullmatch(path) is not None), (glob, path)
+
+
+def test_nfa_on_characters_the_glob_does_not_name() -> None:
+    """? and * take any character but '/', ** any at all; a literal only itself."""
+    assert nfa_matcher("/?")("/é") is True
+    assert nfa_matcher("/*")("/x\ny") is True
+    assert nfa_matcher("/**")("/x/\n") is True
+    assert nfa_matcher("/a*")("/b") is False
+    assert nfa_matcher("/?")("//") is False
+
+
+@pytest.mark.parametrize(
+    "pattern,path,matched",
+    [("*", "", True), ("**b", "a/b", True), ("*b", "a/b", False), ("*?*", "", False)],
+)
+def test_nfa_on_a_pattern_that_starts_with_a_star(pattern: str, path: str, matched: bool) -> None:
+    """A leading star may match nothing from the very first state on."""
+    assert nfa_matcher(pattern)(path) is matched
+    assert reference_regex(pattern, path) is matched
+
+
+TOKENS = [
+    ("/", ["/"]),
+    ("/a?", ["/", "a", "?"]),
+    ("/*", ["/", "*"]),
+    ("/**", ["/", "**"]),
+    ("/***", ["/", "**", "*"]),
+    ("/****", ["/", "**", "**"]),
+    ("/*a**", ["/", "*", "a", "**"]),
+]
+
+
+@pytest.mark.parametrize("glob,tokens", TOKENS)
+def test_glob_tokens_pair_stars_from_the_left(glob: str, tokens: list[str]) -> None:
+    """Stars pair into ** from the left, as translate_glob reads them."""
+    assert glob_tokens(glob) == tokens
+
+
+# (glob, whether a backtracking regex is provably bounded on it)
+BOUNDED = [
+    ("/svc/*/addr", True),  # * before '/': one way only
+    ("/a/*/b/*", True),  # * at the end: one way only
+    ("/fault/s1/g*/k?", True),
+    ("/**", True),
+    ("/a/**", True),
+    ("/**/c", True),  # one ambiguous star, then only literals
+    ("/*.txt", True),
+    ("/a*b?", True),
+    ("/**a*", False),  # a star after the ambiguous one
+    ("/**/*", False),
+    ("/*a*b", False),
+    ("/***", False),  # ** then *: the ** is ambiguous, the * follows it
+    ("/*a*a*a*a*b", False),
+    ("/**?**?**?**?**?**?**?**?**?**Z", False),
+]
+
+
+@pytest.mark.parametrize("glob,bounded", BOUNDED)
+def test_regex_is_bounded(glob: str, bounded: bool) -> None:
+    """Only globs with at most one ambiguous star, followed by literals, keep the regex."""
+    assert regex_is_bounded(glob) is bounded
