@@ -663,6 +663,10 @@ class CommonLog:
     events: dict[int, Event]
     coverage: list[tuple[int, int]]
 
+    def __post_init__(self) -> None:
+        self._starts = [s for s, _e in self.coverage]
+        self._revs: list[int] | None = None
+
     @classmethod
     def from_logs(cls, logs: Sequence[NodeLog]) -> "CommonLog":
         """Union of ``logs`` (where they disagree, the first one wins)."""
@@ -682,11 +686,25 @@ class CommonLog:
 
     def covers(self, rev: int) -> bool:
         """Whether some node's dump says what happened at ``rev``."""
-        return any(s <= rev <= e for s, e in self.coverage)
+        i = bisect_right(self._starts, rev) - 1
+        return i >= 0 and rev <= self.coverage[i][1]
+
+    def covered(self, lo: int, hi: int) -> int:
+        """How many revs ``lo <= rev < hi`` are covered."""
+        return sum(max(0, min(e + 1, hi) - max(s, lo)) for s, e in self.coverage)
+
+    @property
+    def revs(self) -> list[int]:
+        """The revs with a change, sorted."""
+        if self._revs is None or len(self._revs) != len(self.events):
+            self._revs = sorted(self.events)
+        return self._revs
 
     def between(self, lo: int, hi: int, match: Callable[[str], bool] | None = None) -> list[Event]:
         """Events with ``lo <= rev < hi`` (matching ``match``), by rev."""
-        return [self.events[r] for r in sorted(self.events) if lo <= r < hi and (match is None or match(self.events[r].path))]
+        revs = self.revs
+        found = (self.events[r] for r in revs[bisect_left(revs, lo):bisect_left(revs, hi)])
+        return [e for e in found if match is None or match(e.path)]
 
 
 def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int = 0) -> CheckResult:
@@ -694,6 +712,11 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
 
     ``start_rev``: the store's rev when recording began; changes before it
     are not expected to match a recorded write (no phantom check there).
+
+    Every log is compared with the union of all (:class:`CommonLog`) over
+    the revs it covers, which is the same as comparing every pair on the
+    revs both cover, in time linear in the events (a long run has dozens
+    of logs: one per node process and stretch).
 
     ``result.info["common"]`` is the :class:`CommonLog` (for
     :func:`check_watches`); ``result.info["unverified"]`` counts acknowledged
@@ -706,21 +729,50 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
             if prev is not None and e.rev <= prev:
                 result.fail(f"node {log.node}: log not strictly ordered by rev at {prev} then {e.rev}")
             prev = e.rev
-    indexed = [(log, {e.rev: e for e in log.events}) for log in logs]
-    for a in range(len(indexed)):
-        for b in range(a + 1, len(indexed)):
-            la, ea = indexed[a]
-            lb, eb = indexed[b]
-            lo, hi = max(la.start, lb.start), min(la.end, lb.end)  # type: ignore[type-var]
-            diffs = [r for r in sorted(set(ea) | set(eb)) if lo <= r <= hi and ea.get(r) != eb.get(r)]
-            if diffs:
-                r = diffs[0]
-                result.fail(
-                    f"nodes {la.node} and {lb.node} diverge at {len(diffs)} revs in [{lo}, {hi}], "
-                    f"first at rev {r}: {ea.get(r) or 'nothing'} vs {eb.get(r) or 'nothing'}"
-                )
     common = CommonLog.from_logs(logs)
     result.info["common"] = common
+    revs = common.revs
+    event_revs = [[e.rev for e in log.events] for log in logs]
+
+    def origin(r: int) -> int:
+        """The log that gave the union its event at ``r`` (the first one
+        covering ``r`` with an event there), for the messages."""
+        for j, log in enumerate(logs):
+            if log.covers(r):
+                k = bisect_left(event_revs[j], r)
+                if k < len(event_revs[j]) and event_revs[j][k] == r:
+                    return j
+        return -1
+
+    # diffs[i]: rev -> log i's own event there (None: it has none), where
+    # it differs from the union.
+    diffs: list[dict[int, Event | None]] = []
+    for i, log in enumerate(logs):
+        own: dict[int, Event | None] = {}
+        mine = set()
+        for e in log.events:
+            if log.covers(e.rev):
+                mine.add(e.rev)
+                if common.events.get(e.rev) != e:
+                    own[e.rev] = e
+        lo, hi = bisect_left(revs, log.start), bisect_right(revs, log.end)  # type: ignore[arg-type]
+        if hi - lo != len(mine):  # the union has changes in this log's range that it lacks
+            for r in revs[lo:hi]:
+                if r not in mine:
+                    own[r] = None
+        diffs.append(own)
+        by_other: dict[int, list[int]] = defaultdict(list)
+        for r in sorted(own):
+            by_other[origin(r)].append(r)
+        for j, rs in sorted(by_other.items()):
+            other = logs[j] if j >= 0 else log
+            lo_r, hi_r = max(log.start, other.start), min(log.end, other.end)  # type: ignore[type-var]
+            r = rs[0]
+            result.fail(
+                f"nodes {other.node} and {log.node} diverge at {len(rs)} revs in [{lo_r}, {hi_r}], "
+                f"first at rev {r}: {common.events.get(r) or 'nothing'} vs {own[r] or 'nothing'}"
+            )
+    any_diff = set().union(*diffs) if diffs else set()
     unverified = 0
     written: dict[str, set[bytes | None]] = defaultdict(set)
     deleted: set[str] = set()
@@ -732,11 +784,15 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
         if o.kind not in WRITES or o.outcome != OK or o.rev is None:
             continue
         want = Event(o.rev, o.key, "del" if o.kind == DELETE else "set", None if o.kind == DELETE else o.value)
-        covering = [(log, ev) for log, ev in indexed if log.covers(o.rev)]
-        if not covering:
+        if not common.covers(o.rev):
             unverified += 1
-        for log, ev in covering:
-            got = ev.get(o.rev)
+            continue
+        if o.rev not in any_diff and common.events.get(o.rev) == want:
+            continue  # every log covering the rev has it (they agree with the union there)
+        for i, log in enumerate(logs):
+            if not log.covers(o.rev):
+                continue
+            got = diffs[i][o.rev] if o.rev in diffs[i] else common.events.get(o.rev)
             if got is None:
                 result.fail(f"node {log.node}: acknowledged write lost: {o} is not in the log at rev {o.rev}")
             elif got != want:
@@ -751,13 +807,35 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
         elif got.path != o.key or got.op != "set" or (o.kind == READ and got.value != o.value):
             result.fail(f"{o} reports file rev {o.rev}, but the log has {got} at that rev")
     keys = set(written) | deleted
-    for e in common.events.values():
+    first_at: dict[tuple[str, bytes | None], int] = {}
+    again: dict[tuple[str, bytes | None], list[int]] = defaultdict(list)
+    for r in revs:
+        e = common.events[r]
         if e.path not in keys or e.rev <= start_rev:
             continue
         if e.op == "set" and e.value not in written[e.path]:
             result.fail(f"phantom write: the log has {e}, a value no client wrote to {e.path}")
         elif e.op == "del" and e.path not in deleted:
             result.fail(f"phantom delete: the log has {e}, but no client deleted {e.path}")
+        elif e.op == "set":
+            pv = (e.path, e.value)
+            if first_at.setdefault(pv, e.rev) != e.rev:
+                again[pv].append(e.rev)
+    if again:
+        # A value at more revs than writes of it (ok or indeterminate) were
+        # issued: one write applied twice (every value is unique in a run).
+        writers: dict[tuple[str, bytes | None], int] = defaultdict(int)
+        for o in ops:
+            if o.kind in (SET, CAS) and o.outcome != FAIL and (o.key, o.value) in again:
+                writers[(o.key, o.value)] += 1
+        for (path, value), later in again.items():
+            at = [first_at[(path, value)], *later]
+            if len(at) > writers[(path, value)]:
+                n = writers[(path, value)]
+                result.fail(
+                    f"value applied twice: {value!r}, written to {path} by {n} write{'s' if n != 1 else ''}, "
+                    f"is in the log at {len(at)} revs: {', '.join(map(str, at[:10]))}"
+                )
     result.info["unverified"] = unverified
     return result
 
@@ -827,6 +905,7 @@ def check_watches(ops: Sequence[Op], common: CommonLog | None = None) -> CheckRe
             streams[o.stream_id].append(o)
     unverified = 0
     checked = 0
+    by_glob: dict[str, list[int]] = {}
     for sid, calls in sorted(streams.items()):
         calls.sort(key=lambda o: (o.invoke, o.id))
         match = compile_glob(calls[0].key)
@@ -860,25 +939,45 @@ def check_watches(ops: Sequence[Op], common: CommonLog | None = None) -> CheckRe
                 lo = got[0].rev if got else (seg[0].rev or 0)
             hi = seg[-1].rev if seg[-1].rev is not None else lo
             checked += 1
-            received = {}
+            received: dict[int, Event] = {}
             for e in got:
                 received.setdefault(e.rev, e)
-            for r in range(lo, hi):
-                if not common.covers(r):
-                    unverified += 1
+            if hi > lo:
+                unverified += (hi - lo) - common.covered(lo, hi)
+            # What the stream got, against the log ...
+            for r, have in sorted(received.items()):
+                if not lo <= r < hi or not common.covers(r):
                     continue
                 want = common.events.get(r)
                 if want is not None and not match(want.path):
                     want = None
-                have = received.get(r)
-                if want is None and have is not None:
+                if want is None:
                     result.fail(f"watch stream {sid}: got {have}, but the log has no such change at rev {r}")
-                elif want is not None and have is None:
-                    result.fail(f"watch stream {sid}: gap: missed {want} (stream covers revs {lo}..{hi - 1})")
                 elif want != have:
                     result.fail(f"watch stream {sid}: got {have}, but the log has {want}")
+            # ... and what the log has for the glob, against the stream.
+            if calls[0].key not in by_glob:
+                by_glob[calls[0].key] = _matching_revs(common, match)
+            revs = by_glob[calls[0].key]
+            for r in revs[bisect_left(revs, lo):bisect_left(revs, hi)]:
+                if r not in received:
+                    result.fail(f"watch stream {sid}: gap: missed {common.events[r]} (stream covers revs {lo}..{hi - 1})")
     result.info.update(streams=len(streams), segments_checked=checked, unverified=unverified)
     return result
+
+
+def _matching_revs(common: CommonLog, match: Callable[[str], bool]) -> list[int]:
+    """The revs of the common log's changes whose path matches (sorted)."""
+    memo: dict[str, bool] = {}
+    out = []
+    for r in common.revs:
+        path = common.events[r].path
+        hit = memo.get(path)
+        if hit is None:
+            hit = memo[path] = bool(match(path))
+        if hit:
+            out.append(r)
+    return out
 
 
 # ---------------------------------------------------------------------------

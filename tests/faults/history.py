@@ -91,7 +91,7 @@ def value_from_api(obj: Mapping[str, Any]) -> Value:
     return raw.encode("utf-8")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One change as a watch or a node's log reports it (SPEC §3 watch)."""
 
@@ -124,7 +124,7 @@ class Event:
         return f"rev {self.rev} {self.op} {self.path}{val}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     """One client operation.
 

@@ -6,14 +6,21 @@ Starts a 3- or 5-node cluster of real ``twistd -n doozer`` processes on
 ``next``), while a seeded nemesis kills members (``-9``) and replaces them with
 new nodes through the freed CAL slots, pauses them (SIGSTOP/SIGCONT), isolates
 them (the TEST-ONLY transport hook of :mod:`doozer.consensus.faults`), makes
-one member deaf to another that still hears it, and briefly takes away the
-majority. At the end it heals everything, lets the
+one member deaf to another that still hears it, briefly takes away the
+majority, kills a second member just after a replacement claims its slot
+(``claimkill``), and cuts a member off until it must install a snapshot
+(``snapshot``). At the end it heals everything, lets the
 cluster settle, dumps every live node's event log through the watch API and
 runs :func:`tests.faults.checker.check_history` on the whole record.
+
+With ``--fast`` the workload is :class:`tests.faults.fastload.FastWorkload`
+(keep-alive connections, thousands of writes a second at ``--rate``) and the
+node logs are followed during the run instead of dumped at the end.
 
 Usage::
 
     python -m tests.faults.run --nodes 3 --seconds 60 --seed 1 --out history.jsonl
+    python -m tests.faults.run --nodes 3 --seconds 60 --seed 1 --fast
 
 Exit status: 0 the checkers passed, 1 a violation, 2 unknown (search budget),
 3 the run itself failed (e.g. the cluster never formed).
@@ -22,6 +29,7 @@ Exit status: 0 the checkers passed, 1 a violation, 2 unknown (search budget),
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -36,11 +44,17 @@ import urllib.parse
 from collections import Counter
 from typing import Any, Callable, Optional
 
-from tests.faults.checker import check_history
-from tests.faults.history import CAS, DELETE, READ, SET, WATCH, Event, NodeLog, Recorder
+from tests.faults.checker import Verdict, check_history
+from tests.faults.fastload import FastWorkload
+from tests.faults.history import CAS, DELETE, OK, READ, SET, WATCH, WRITES, Event, NodeLog, Recorder
 from tests.procutil import NodeProcess, free_port
 
-FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway")
+try:  # peers' endpoints (/_peer/...) take a token made with the cluster key
+    from doozer.peer import make_token as _make_token
+except ImportError:  # code before peer tokens: /_peer/ is open to clients
+    _make_token = None
+
+FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway", "claimkill", "snapshot")
 
 #: Node options: short --timeout so silent members are replaced during the
 #: run, a short write timeout so a lost majority answers 503 quickly, and
@@ -48,6 +62,22 @@ FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway")
 TIMEOUT = 4.0
 WRITE_TIMEOUT = 2.0
 HIST = 1_000_000
+#: With ``--fast`` the runner follows the node logs during the run, so a
+#: node keeps less (about a minute at the fast rate): a snapshot carries
+#: the history it keeps, and one of millions of revs would take seconds
+#: to build and to load.
+FAST_HIST = 200_000
+#: ``snapshot``: how many instances the others must decide beyond the
+#: member cut off (peers keep the last 1,000 decided instances to answer a
+#: laggard; beyond that it needs a snapshot), and the longest cut.
+SNAPSHOT_GAP = 1100
+SNAPSHOT_MAX_CUT = 120.0
+#: ``claimkill``: the longest wait for the replacement to claim its slot.
+CLAIM_WAIT = 60.0
+#: Default target writes per second of ``--fast`` (0: unpaced, as fast as the
+#: answers come), and clients per node.
+FAST_RATE = 0
+FAST_CLIENTS = 8
 #: Seconds the cluster must stay healthy after a heal before the next fault.
 STABLE = 2.0
 #: Client socket timeout: well above the write timeout.
@@ -57,7 +87,8 @@ WATCH_WAIT = 2  # the watch's own ``timeout`` argument
 
 def http_call(addr: str, method: str, path: str, body: Optional[bytes] = None,
               timeout: float = CLIENT_TIMEOUT,
-              on_sent: Optional[Callable[[], None]] = None) -> tuple[int, Any]:
+              on_sent: Optional[Callable[[], None]] = None,
+              headers: Optional[dict] = None) -> tuple[int, Any]:
     """One HTTP request; (status, JSON body or None). Raises OSError /
     http.client errors on connection trouble.
 
@@ -70,7 +101,7 @@ def http_call(addr: str, method: str, path: str, body: Optional[bytes] = None,
         conn.connect()
         if on_sent is not None:
             on_sent()
-        conn.request(method, path, body=body, headers={"Content-Type": "application/octet-stream"})
+        conn.request(method, path, body=body, headers={"Content-Type": "application/octet-stream", **(headers or {})})
         resp = conn.getresponse()
         raw = resp.read()
         ctype = resp.getheader("Content-Type", "")
@@ -83,8 +114,10 @@ def http_call(addr: str, method: str, path: str, body: Optional[bytes] = None,
 class Cluster:
     """The nodes of one run, by slot (a replaced node takes its slot)."""
 
-    def __init__(self, n: int, workdir: str, name: str, log: Callable[[str], None]) -> None:
+    def __init__(self, n: int, workdir: str, name: str, log: Callable[[str], None],
+                 hist: int = HIST) -> None:
         self.n = n
+        self.hist = hist
         self.workdir = workdir
         self.name = name
         self.log = log
@@ -93,6 +126,12 @@ class Cluster:
         self.paused: set[int] = set()
         self._gen = 0
         self.lock = threading.Lock()
+        # One cluster key for every node (SPEC §5: a node with --peers
+        # needs one).
+        self.key_file = os.path.join(workdir, "cluster.key")
+        if not os.path.exists(self.key_file):
+            with open(self.key_file, "wb") as f:
+                f.write(base64.b64encode(os.urandom(32)) + b"\n")
 
     # -- processes -------------------------------------------------------
 
@@ -109,7 +148,8 @@ class Cluster:
             "--cluster", self.name,
             "--timeout", str(TIMEOUT),
             "--write-timeout", str(WRITE_TIMEOUT),
-            "--hist", str(HIST),
+            "--hist", str(self.hist),
+            "--cluster-key-file", self.key_file,
             port=port,
             env={"DOOZER_TEST_FAULTS": ffile},
         )
@@ -131,6 +171,20 @@ class Cluster:
 
     def addr(self, slot: int) -> str:
         return self.slots[slot].addr
+
+    def peer_get(self, addr: str, path: str, timeout: float = 2) -> tuple[int, Any]:
+        """GET a ``/_peer/`` endpoint as a peer (a one-time token made with
+        the cluster key, where the code has them)."""
+        headers = {}
+        if _make_token is not None:
+            with open(self.key_file, "rb") as f:
+                key = f.read().splitlines()[0].strip()
+            try:  # a one-time token for this method and path
+                token = _make_token(key, b"GET", path.split("?")[0].encode())
+            except TypeError:  # the older kind: one token for any peer request
+                token = _make_token(key)
+            headers["X-Doozer-Peer"] = token
+        return http_call(addr, "GET", path, timeout=timeout, headers=headers)
 
     def replace(self, slot: int) -> NodeProcess:
         """Start a new node (new port, new id) for ``slot``; it claims the
@@ -169,17 +223,23 @@ class Cluster:
         """Every slot's node is up and votes, the CAL has n members that
         are exactly our nodes, and a write commits.
 
-        A node votes some instances after it claims its slot (from s + alpha
-        on); until then the cluster has one member fewer to lose."""
+        A node votes some time after it claims its slot; until then the
+        cluster has one member fewer to lose. ``/v1/self`` says so
+        (``voting``); a node without that field is asked
+        ``/_peer/consensus`` (``member``: it votes in the next instance)."""
         try:
             ids = []
             for node in self.slots:
                 st, me = http_call(node.addr, "GET", "/v1/self", timeout=2)
                 if st != 200 or not me.get("member"):
                     return False
-                st, state = http_call(node.addr, "GET", "/_peer/consensus", timeout=2)
-                if st != 200 or state.get("member") is not True:
-                    return False
+                if "voting" in me:
+                    if me["voting"] is not True:
+                        return False
+                else:
+                    st, state = self.peer_get(node.addr, "/_peer/consensus")
+                    if st != 200 or state.get("member") is not True:
+                        return False
                 ids.append(me["id"])
             st, cl = http_call(self.slots[0].addr, "GET", "/v1/cluster", timeout=2)
             if st != 200 or sorted(m["id"] for m in cl["members"]) != sorted(ids):
@@ -230,6 +290,45 @@ class Cluster:
                 time.sleep(0.5)
         raise RuntimeError("the cluster did not settle")
 
+    def consensus(self, slot: int) -> Optional[dict]:
+        """The slot's node's ``/_peer/consensus`` view, or None."""
+        try:
+            st, body = self.peer_get(self.addr(slot), "/_peer/consensus")
+        except (OSError, http.client.HTTPException, ValueError):
+            return None
+        return body if st == 200 and isinstance(body, dict) else None
+
+    def decided(self, slot: int) -> Optional[int]:
+        """The slot's node's highest decided seqn, or None."""
+        view = self.consensus(slot)
+        try:
+            return int(view["decided"]) if view is not None else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def snapshot_installs(self) -> dict:
+        """Snapshot installs of the run, from every node's log (a line with
+        "copied cluster" per install): ``joins`` (a new node's first copy),
+        ``catchups`` (the others: a node left behind) and ``counted``, the
+        sum of ``counters.snapshot_installs`` in the live nodes'
+        ``/_peer/consensus`` (0 where the field is missing)."""
+        copies = joins = 0
+        for node in self.all:
+            try:
+                text = node.read_log()
+            except OSError:
+                continue
+            k = text.count("copied cluster")
+            copies += k
+            if k and "started cluster" not in text:
+                joins += 1
+        counted = 0
+        for slot in range(len(self.slots)):
+            view = self.consensus(slot) or {}
+            counters = view.get("counters") or {}
+            counted += int(counters.get("snapshot_installs", 0) or 0)
+        return {"total": copies, "joins": joins, "catchups": copies - joins, "counted": counted}
+
     def dump_consensus(self, tag: str) -> str:
         """Save every running node's consensus state (``/_peer/consensus``)
         in the work directory: what a stalled log is waiting for."""
@@ -238,7 +337,7 @@ class Cluster:
             if node.proc is None or node.proc.poll() is not None:
                 continue
             try:
-                st, body = http_call(node.addr, "GET", "/_peer/consensus", timeout=5)
+                st, body = self.peer_get(node.addr, "/_peer/consensus", timeout=5)
                 states[node.addr] = body if st == 200 else {"status": st, "body": body}
             except (OSError, http.client.HTTPException, ValueError) as e:
                 states[node.addr] = {"error": repr(e)}
@@ -386,20 +485,26 @@ class Nemesis:
     """Seeded faults, one at a time, each healed and settled before the next."""
 
     def __init__(self, cluster: Cluster, seed: int, log: Callable[[str], None],
-                 kinds: tuple = FAULT_KINDS) -> None:
+                 kinds: tuple = FAULT_KINDS, path: Optional[str] = None) -> None:
         self.cluster = cluster
+        self.path = path  # the nemesis log, one JSON line per action
         self.rng = random.Random(f"{seed}-nemesis")
         self.log = log
         self.kinds = kinds
         self.counts: Counter = Counter()
         self.events: list[dict] = []
         self.unhealthy = 0
+        #: per ``snapshot`` fault: installs by the member cut off
+        self.snapshot_results: list[int] = []
         self.t0 = time.monotonic()
 
     def note(self, kind: str, **what: Any) -> None:
         entry = {"t": round(time.monotonic() - self.t0, 2), "fault": kind, **what}
         self.events.append(entry)
         self.log("nemesis " + json.dumps(entry))
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(entry) + "\n")
 
     def run(self, until: float) -> None:
         """Inject faults until the monotonic time ``until``."""
@@ -408,7 +513,7 @@ class Nemesis:
         rng.shuffle(order)  # every kind early, then at random
         while time.monotonic() < until - 5:
             kind = order.pop(0) if order else rng.choice(self.kinds)
-            getattr(self, "_" + kind)()
+            after = getattr(self, "_" + kind)()  # a check to run once healthy, or None
             self.counts[kind] += 1
             self.cluster.heal()
             self.note("heal")
@@ -421,6 +526,8 @@ class Nemesis:
                     self.log("consensus state saved in " + self.cluster.dump_consensus(tag))
                     time.sleep(3)
                 return
+            if after is not None:
+                after()
             self._quiet(rng.uniform(1.0, 3.0), until)
 
     def _quiet(self, seconds: float, until: float) -> None:
@@ -494,6 +601,82 @@ class Nemesis:
             self._kill_and_replace([victim])
         time.sleep(max(0.0, end - time.monotonic()))
 
+    def _claimkill(self) -> None:
+        """Kill a member and start its replacement; as soon as the
+        replacement has claimed the freed slot (``/v1/self`` says
+        ``member``), kill another of the old members at once, without
+        waiting for the replacement to vote, and replace that one too.
+
+        A replacement that claimed but does not vote yet leaves the cluster
+        one voter short: the second kill then takes away the quorum of the
+        instances before it votes. In a 5-node cluster 1 or 2 are killed
+        the second time, so that the replacement and the members left are
+        still a quorum."""
+        c = self.cluster
+        first = self.rng.randrange(c.n)
+        second = self.rng.sample([i for i in range(c.n) if i != first], self.rng.randint(1, self.minority))
+        self.note("claimkill", first=first, then=second)
+        self._kill_and_replace([first])
+        node = c.slots[first]
+        t0 = time.monotonic()
+        me = None
+        while me is None and time.monotonic() - t0 < CLAIM_WAIT:
+            try:
+                st, body = http_call(node.addr, "GET", "/v1/self", timeout=1)
+                if st == 200 and isinstance(body, dict) and body.get("member"):
+                    me = body
+                    break
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            time.sleep(0.01)
+        if me is None:
+            self.note("unclaimed", slot=first, addr=node.addr, seconds=CLAIM_WAIT,
+                      detail="the replacement did not claim a slot: no second kill")
+            return
+        self.note("claimed", slot=first, addr=node.addr, seconds=round(time.monotonic() - t0, 2),
+                  voting=me.get("voting"))
+        self._kill_and_replace(second)
+
+    def _snapshot(self) -> Callable[[], None]:
+        """Cut one member off (both ways) until the others have decided
+        ``SNAPSHOT_GAP`` instances beyond it (or ``SNAPSHOT_MAX_CUT`` s):
+        more than peers keep to answer a laggard, so it must install a
+        snapshot once healed. Returns the check run once the cluster is
+        healthy again: how many snapshots that member installed."""
+        c = self.cluster
+        s = self.rng.randrange(c.n)
+        others = [i for i in range(c.n) if i != s]
+        node = c.slots[s]
+        copies = node.read_log().count("copied cluster")
+        mine = c.decided(s)
+        self.note("snapshot", isolated=[s], addr=node.addr, decided=mine)
+        c.set_blocked(s, [c.addr(j) for j in others])
+        for j in others:
+            c.set_blocked(j, [node.addr])
+        t0 = time.monotonic()
+        gap: Optional[int] = None
+        while time.monotonic() - t0 < SNAPSHOT_MAX_CUT:
+            time.sleep(0.2)
+            now = c.decided(s)
+            if now is not None:
+                mine = now if mine is None else max(mine, now)
+            theirs = [d for d in (c.decided(j) for j in others) if d is not None]
+            if mine is not None and len(theirs) == len(others):
+                gap = min(theirs) - mine
+                if gap >= SNAPSHOT_GAP:
+                    break
+            elif mine is None and not theirs and time.monotonic() - t0 > 10:
+                break  # no node shows its consensus view: do not hold the cut for nothing
+        self.note("snapshot-gap", slot=s, gap=gap, reached=gap is not None and gap >= SNAPSHOT_GAP,
+                  seconds=round(time.monotonic() - t0, 2))
+
+        def installed() -> None:
+            n = node.read_log().count("copied cluster") - copies
+            self.snapshot_results.append(n)
+            self.note("snapshot-installed", slot=s, addr=node.addr, installs=n)
+
+        return installed
+
     def _majority(self) -> None:
         """A short loss of the majority: writes must answer 503 (indeterminate)."""
         c = self.cluster
@@ -516,8 +699,13 @@ class Nemesis:
 
 def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, keys: int = 6,
         out: Optional[str] = None, workdir: Optional[str] = None, kinds: tuple = FAULT_KINDS,
-        quiet: bool = False, time_limit: float = 300) -> dict:
-    """One run; returns a summary dict (``ok``, ``verdict``, counts, report)."""
+        quiet: bool = False, time_limit: float = 300, fast: bool = False, rate: float = FAST_RATE,
+        clients: int = FAST_CLIENTS) -> dict:
+    """One run; returns a summary dict (``ok``, ``verdict``, counts, report).
+
+    ``fast``: the keep-alive workload of :mod:`tests.faults.fastload` at
+    ``rate`` writes a second (0: unpaced) with ``clients`` connections per
+    node, instead of ``workers`` threads per node."""
     lines: list[str] = []
     t_start = time.monotonic()
 
@@ -530,24 +718,32 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="doozer-faults-")
     os.makedirs(workdir, exist_ok=True)
-    cluster = Cluster(nodes, workdir, f"faults{seed}", log)
+    cluster = Cluster(nodes, workdir, f"faults{seed}", log, hist=FAST_HIST if fast else HIST)
     rec = Recorder()
-    result: dict = {"seed": seed, "nodes": nodes, "workdir": workdir}
+    result: dict = {"seed": seed, "nodes": nodes, "workdir": workdir, "fast": fast}
+    work: Any = None
     try:
-        log(f"fault run: {nodes} nodes, {seconds} s, seed {seed}, workdir {workdir}")
+        pace = f"{rate:g} writes/s" if rate else "unpaced"
+        mode = f"fast workload ({pace}, {clients} clients per node)" if fast else f"{workers} workers per node"
+        log(f"fault run: {nodes} nodes, {seconds} s, seed {seed}, {mode}, kinds {','.join(kinds)}, workdir {workdir}")
         cluster.start()
         log("cluster formed: " + ", ".join(n.addr for n in cluster.slots))
         start_rev = cluster.settle()
         prefix = f"/fault/s{seed}"
-        work = Workload(cluster, rec, seed, workers, keys, prefix, start_rev)
-        nemesis = Nemesis(cluster, seed, log, kinds)
+        if fast:
+            work = FastWorkload(cluster, rec, seed, clients, keys, prefix, start_rev, rate, CLIENT_TIMEOUT, log=log)
+        else:
+            work = Workload(cluster, rec, seed, workers, keys, prefix, start_rev)
+        nemesis = Nemesis(cluster, seed, log, kinds, path=os.path.join(workdir, "nemesis.jsonl"))
         work.start()
-        until = time.monotonic() + seconds
+        t_work = time.monotonic()
+        until = t_work + seconds
         nemesis.run(until)
         if not nemesis.unhealthy:
             time.sleep(max(0.0, until - time.monotonic()))
         log("stopping workers")
         work.join(CLIENT_TIMEOUT + WATCH_WAIT + 5)
+        work_seconds = time.monotonic() - t_work
         cluster.heal()
         if not cluster.wait_healthy(90):
             log("cluster not healthy after the run")
@@ -561,37 +757,72 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             log("cluster did not settle: dumping each node up to its own rev")
             ends = [http_call(n.addr, "GET", "/v1/rev", timeout=5)[1]["rev"] for n in cluster.slots]
             end_rev = max(ends)
-        logs = [cluster.dump_log(n, start_rev + 1, e) for n, e in zip(cluster.slots, ends)]
-        log(f"dumped {len(logs)} node logs, revs {start_rev + 1}..{end_rev}")
+        if fast:
+            logs = work.logs({n.addr: e for n, e in zip(cluster.slots, ends)})
+            log(f"followed {len(logs)} node logs ({sum(len(lg.events) for lg in logs)} events), "
+                f"revs {start_rev + 1}..{end_rev}")
+        else:
+            logs = [cluster.dump_log(n, start_rev + 1, e) for n, e in zip(cluster.slots, ends)]
+            log(f"dumped {len(logs)} node logs, revs {start_rev + 1}..{end_rev}")
+        installs = cluster.snapshot_installs()
         history = rec.history(logs=logs, start_rev=start_rev)
         if out:
             history.save(out)
         t_check = time.monotonic()
         report = check_history(history, time_limit=time_limit)
+        check_seconds = time.monotonic() - t_check
         ops = Counter((op.kind, op.outcome) for op in history.ops)
         codes = Counter(f"{op.kind} {op.code or 'no answer'}" for op in history.ops
                         if op.outcome == "indeterminate")
+        acked = sum(v for (k, o), v in ops.items() if k in WRITES and o == OK)
+        # Acknowledged writes per second of the run (by completion time):
+        # the median and the best second show the rate between faults.
+        per_s = Counter(int(op.complete - t_work) for op in history.ops  # type: ignore[operator]
+                        if op.kind in WRITES and op.outcome == OK and op.complete is not None)
+        secs = sorted(per_s.get(i, 0) for i in range(max(1, int(work_seconds))))
+        watch_calls = sum(v for (k, _o), v in ops.items() if k == WATCH)
+        violations = sum(len(r.problems) for r in report.results if r.verdict is Verdict.FAIL)
         result.update(
             ok=report.ok,
             verdict=report.verdict.value,
             report=report.summary(),
+            violations=violations,
             ops=dict(sorted((f"{k} {o}", v) for (k, o), v in ops.items())),
             ops_total=len(history.ops),
+            client_ops=len(history.ops) - watch_calls,
+            watch_calls=watch_calls,
+            acked_writes=acked,
+            work_seconds=round(work_seconds, 1),
+            writes_per_s=round(acked / work_seconds, 1) if work_seconds > 0 else 0.0,
+            writes_per_s_median=secs[len(secs) // 2],
+            writes_per_s_best=secs[-1],
             indeterminate=dict(sorted(codes.items())),
             faults=dict(nemesis.counts),
             fault_log=nemesis.events,
             unhealthy=nemesis.unhealthy,
+            snapshot_installs=installs,
+            snapshot_faults=nemesis.snapshot_results,
             revs=end_rev - start_rev,
-            check_seconds=round(time.monotonic() - t_check, 2),
+            node_logs=len(logs),
+            check_seconds=round(check_seconds, 2),
             seconds=round(time.monotonic() - t_start, 1),
         )
         log("ops by kind and outcome: " + json.dumps(result["ops"]))
         log("indeterminate by cause: " + json.dumps(result["indeterminate"]))
-        log(f"ops checked: {len(history.ops)}; revs in the run: {end_rev - start_rev}")
+        log(f"ops checked: {len(history.ops)} ({result['client_ops']} client operations, "
+            f"{watch_calls} watch calls); revs in the run: {end_rev - start_rev}; node logs: {len(logs)}")
+        log(f"acknowledged writes: {acked} in {work_seconds:.1f} s, {result['writes_per_s']} writes/s "
+            f"(per second: median {result['writes_per_s_median']}, best {result['writes_per_s_best']})")
         log("faults injected: " + json.dumps(result["faults"]) + f"; unhealthy after heal: {nemesis.unhealthy}")
+        log(f"snapshot installs: {installs['total']} ({installs['catchups']} by nodes left behind, "
+            f"{installs['joins']} joins of new nodes; counters.snapshot_installs of the live nodes: "
+            f"{installs['counted']}); by the member of each snapshot fault: {nemesis.snapshot_results}")
+        log(f"violations: {violations}")
         log(f"checker ({result['check_seconds']} s): " + report.summary())
         return result
     finally:
+        if fast and work is not None:
+            work.close()
         cluster.stop_all()
         with open(os.path.join(workdir, "run.log"), "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -611,7 +842,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--time-limit", type=float, default=600, help="checker search budget, seconds")
     p.add_argument("--kinds", default=",".join(FAULT_KINDS),
                    help=f"fault kinds, comma-separated (default: all of {','.join(FAULT_KINDS)})")
+    p.add_argument("--fast", action="store_true",
+                   help="keep-alive workload at --rate writes/s (mostly blind writes to per-client keys)")
+    p.add_argument("--rate", type=float, default=None,
+                   help=f"target writes per second of --fast (implies it; default {FAST_RATE}; 0: unpaced)")
+    p.add_argument("--clients", type=int, default=FAST_CLIENTS,
+                   help=f"--fast: connections per node (default {FAST_CLIENTS})")
     args = p.parse_args(argv)
+    fast = args.fast or args.rate is not None
+    rate = FAST_RATE if args.rate is None else args.rate
     kinds = tuple(k for k in args.kinds.split(",") if k)
     unknown = [k for k in kinds if k not in FAULT_KINDS]
     if unknown or not kinds:
@@ -625,7 +864,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     try:
         res = run(args.nodes, args.seconds, seed, args.workers, args.keys, args.out, args.workdir,
-                  kinds=kinds, time_limit=args.time_limit)
+                  kinds=kinds, time_limit=args.time_limit, fast=fast, rate=rate, clients=args.clients)
     except RuntimeError as e:
         print(f"run failed (seed {seed}): {e}", file=sys.stderr)
         return 3

@@ -752,6 +752,45 @@ def test_changes_before_start_rev_are_not_phantoms() -> None:
     assert_fail(check_logs([NodeLog("n1", LOG, 1, 6)], ops), "phantom write")
 
 
+def test_value_applied_twice_fails() -> None:
+    """A write applied at two revs (its unique value twice in the log) fails,
+    in check_logs and in the whole check; acknowledged at one of them or
+    indeterminate (a retried or re-proposed write applied again)."""
+    twice = LOG + [Event(8, "/a", "set", "z")]
+    ops = [put("/a", 0, 1, "x", 2), put("/b", 0, 1, "y", 3), op(DELETE, "/a", 2, 3, rev=5), put("/a", 4, 5, "z", 6)]
+    assert_fail(check_logs([NodeLog("n1", twice, 1, 8)], ops), "applied twice", "'z'", "6, 8")
+    report = check_history(History(ops, [NodeLog("n1", twice, 1, 8), NodeLog("n2", twice, 1, 8)]))
+    assert report.verdict is Verdict.FAIL and "applied twice" in report.summary(), report.summary()
+    indet = ops[:3] + [put("/a", 4, None, "z", outcome=INDETERMINATE)]
+    assert_fail(check_logs([NodeLog("n1", twice, 1, 8)], indet), "applied twice")
+    # Only the union is needed to see it: one node's log has the second
+    # copy (it also diverges from the other).
+    result = check_logs([NodeLog("n1", LOG, 1, 8), NodeLog("n2", twice, 1, 8)], ops)
+    assert_fail(result, "applied twice", "diverge")
+
+
+def test_same_value_written_twice_may_appear_twice() -> None:
+    """Two writes of one value (the checker allows duplicates) may both apply."""
+    twice = LOG + [Event(8, "/a", "set", "z")]
+    ops = [put("/a", 0, 1, "x", 2), put("/b", 0, 1, "y", 3), op(DELETE, "/a", 2, 3, rev=5),
+           put("/a", 4, 5, "z", 6), put("/a", 6, 7, "z", 8)]
+    assert_ok(check_logs([NodeLog("n1", twice, 1, 8)], ops))
+
+
+def test_divergence_among_many_logs_names_the_pair() -> None:
+    """Logs are compared through their union: the odd one out is named with
+    a node that disagrees, wherever it is in the list; logs that only
+    overlap in part are compared on their overlap."""
+    other = LOG[:1] + [Event(3, "/b", "set", "OTHER")] + LOG[2:]
+    logs = [NodeLog("n1", LOG[:2], 1, 4), NodeLog("n2", LOG[2:], 5, 6), NodeLog("n3", LOG, 1, 6),
+            NodeLog("n4", other, 1, 6)]
+    result = check_logs(logs)
+    assert_fail(result, "n4", "rev 3", "OTHER")
+    assert len(result.problems) == 1, result.summary()
+    assert_fail(check_logs(logs[::-1]), "n4", "rev 3")
+    assert_ok(check_logs(logs[:3]))
+
+
 def test_read_naming_a_rev_without_change_fails() -> None:
     """A read's file rev must be a rev at which the log has a change."""
     assert_fail(check_logs([NodeLog("n1", LOG, 1, 6)], [get("/a", 0, 1, "x", 4)]), "nothing changed")
