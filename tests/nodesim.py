@@ -59,6 +59,7 @@ class SimNode:
         )
         self.node = node = build_node(config, self.clock, name, rng=random.Random(sim.rng.random()))
         node.item_lifetime = max(sim.item_lifetime, 2 * sim.alpha)
+        node.trust_outsiders = True  # a cluster with a key: non-members are nodes of it
         node._send = lambda dest, msg: sim.send(self, dest, msg)
         # The service's snapshot fetcher, over the simulated network.
         self.fetcher = SnapshotFetcher(node, lambda addr: sim.fetch(self, addr), self.address_of, self.clock)
@@ -394,6 +395,37 @@ class NodeSim:
                 f"blocked={st.get('blocked')!r} open={st.get('open')}"
             )
         return "".join(parts)
+
+
+def write_rate(seed: int, kill: bool, clients: int = 8, seconds: float = 4.0) -> float:
+    """Writes committed per simulated second by ``clients`` closed-loop
+    writers on each live node of 3, healthy or with one member killed and
+    still in its slot (``--timeout`` 60)."""
+    sim = NodeSim(seed, 3, timeout=60)
+    sim.start()
+    sim.run_for(3)
+    if kill:
+        sim.kill(sim.nodes["N3"])
+    acked = [0]
+
+    def issue(sn: SimNode, k: int) -> None:
+        if not sn.node.writable:
+            return
+        d = sn.node.set(f"/load/{sn.name}/{k}", b"x" * 100)
+
+        def done(result: object) -> None:
+            if isinstance(result, int):
+                acked[0] += 1
+            sim.at(0, issue, sn, k)
+
+        d.addBoth(done)
+
+    for sn in sim.live():
+        for k in range(clients):
+            issue(sn, k)
+    sim.run_for(seconds)
+    return acked[0] / seconds
+
 
 
 def _kill_and_replace(sim: NodeSim, rng: random.Random, victims: list) -> None:

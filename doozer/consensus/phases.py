@@ -63,12 +63,16 @@ class Phases:
                 self._hold_early(s, sender, msg)
             return
         ballot = msg.ballot
-        if ballot[1] != sender or not inst.valid_ballot(ballot):
+        if ballot[1] != sender or not inst.valid_ballot(ballot) or sender not in inst.members:
+            # Only the owner (at ballot 0) or another member of M(s) (a
+            # revoker) may propose for s.
             self._count("bad_ballot")
             return
         value_digest = inst.note_value(msg.value)
         if s > self._frontier:
             self._frontier = s
+        if ballot[0] == 0:
+            self._proposed_at = now  # an owner proposed: the cluster is busy
         me = self.node_id
         if me in inst.members:
             verdict = inst.accept(ballot, msg.value)
@@ -128,21 +132,28 @@ class Phases:
         me = self.node_id
         entries: list = []
         nack = None
+        beyond: list = []
         for s in msg.seqns:
             if s < self._next_out or s in self._decided:
                 self._answer_decided(sender, s)
                 continue
             inst = self._inst(s)
-            if inst is None or me not in inst.members:
+            if inst is None or me not in inst.members or sender not in inst.members:
                 if s > self._known_upto:
                     self._beyond(sender, s)
-                continue  # never promised implicitly: left out
+                    beyond.append(s)
+                continue  # never promised implicitly (nor to a non-member): left out
             if inst.prepare(ballot):
                 entries.append((s, inst.accepted_ballot, inst.accepted_value))
                 if inst.owner == me and s >= self._cursor and s + 1 > self._skip_upto:
                     self._skip_upto = s + 1
             elif nack is None or inst.promised > nack[1]:
                 nack = (s, inst.promised)
+        if beyond:
+            # Just beyond our window (a revoker a little ahead of us, e.g.
+            # revoking a silent owner's turns as they come into its window):
+            # promise them once we get there, as a delayed datagram would.
+            self._hold_early(min(beyond), sender, Prepare(tuple(beyond), ballot))
         if nack is not None:
             self._send(sender, Nack(*nack))
         budget = self.max_value // 2
@@ -182,7 +193,7 @@ class Phases:
 
     def _on_nack(self, sender: str, msg: Nack, now: float) -> None:
         inst = self._instances.get(msg.seqn)
-        if inst is None or inst.decided:
+        if inst is None or inst.decided or sender not in inst.members:
             return
         if msg.promised[0] > inst.max_k:
             inst.max_k = msg.promised[0]
@@ -193,6 +204,64 @@ class Phases:
             inst.backoff = min(max(first, inst.backoff * 2), 4 * self.fill)
             inst.retry_at = now + inst.backoff * (1 + self.rng.random())
             inst.phase = BACKOFF
+
+    def _revoke_silent_ahead(self, now: float, only_new: bool = False) -> None:
+        """Revoke a silent owner's instances as soon as they enter the window.
+
+        Once this node had to revoke the instances of an owner that said
+        nothing for ``fill`` (dead, stopped or cut off), that owner blocks
+        the log at every one of its turns until it is removed from the CAL
+        (``--timeout``, a minute by default). Waiting each time for the log
+        to reach the next of its turns, asking (WANT), and a random delay
+        cost about 0.3 s per window of α instances: a cluster with a dead
+        member took ~80 writes/s instead of thousands. So while it stays
+        silent, its instances are prepared as they come into the window.
+        Only while the cluster is busy (an owner proposed within the last
+        ``2 * fill``): an idle cluster would otherwise turn its log over
+        forever, a window of no-ops at a time. One member does it, to keep
+        revokers from duelling: the first in
+        ``M(s)`` after the owner that this node has heard from lately
+        (another member takes over the normal way if that one is gone too).
+        Safe whatever the owner's state: phase 1 adopts anything it may have
+        had accepted, and a live owner skips past what was taken (rule 6).
+        """
+        owners = self._silent_owners
+        if not owners or now - self._proposed_at > 2 * self.fill:
+            return
+        heard = self.last_heard
+        for owner in [o for o, since in owners.items() if heard.get(o, float("-inf")) > since]:
+            del owners[owner]  # it spoke again
+        if not owners:
+            return
+        me = self.node_id
+        revoke = []
+        start = max(self._next_out, self._ahead_from) if only_new else self._next_out
+        self._ahead_from = self._known_upto + 1
+        for s in range(start, self._known_upto + 1):
+            m = self._members.get(s)
+            if m is None or s in self._decided:
+                continue
+            owner = m[s % len(m)]
+            if owner not in owners or me not in m:
+                continue
+            n = len(m)
+            first_heard = next(
+                (
+                    m[(s + i) % n]
+                    for i in range(1, n)
+                    if m[(s + i) % n] == me
+                    or now - heard.get(m[(s + i) % n], float("-inf")) < 3 * self.fill
+                ),
+                None,
+            )
+            if first_heard != me:
+                continue
+            inst = self._inst(s)
+            if inst is not None and inst.phase is None:
+                revoke.append(inst)
+        if revoke:
+            self._count("revoked_ahead", len(revoke))
+            self._start_prepare(revoke, now)
 
     def _start_prepare(self, insts: list[Instance], now: float) -> None:
         k = 1 + max(inst.max_k for inst in insts)
@@ -243,8 +312,11 @@ class Phases:
         """Rule 7's trigger: instances others wait on, open for ``fill``.
 
         First ask for them (WANT: maybe only the news was lost), then, after
-        a randomized extra delay, revoke them.
+        a randomized extra delay, revoke them. An owner found silent when
+        its instances were revoked keeps being revoked ahead: see
+        :meth:`_revoke_silent_ahead`.
         """
+        self._revoke_silent_ahead(now)
         hi = min(self._frontier, self._known_upto + 1)
         if self._queue and self._blocked == "window":
             # Our own items wait for the window to move: everything open in
@@ -283,6 +355,8 @@ class Phases:
             if inst.owner != me and now - heard.get(inst.owner, self._created) >= self.fill
         }
         if silent:
+            for owner in silent:
+                self._silent_owners[owner] = now
             chosen = {inst.seqn for inst in revoke}
             for s in range(self._next_out, self._known_upto + 1):
                 if s in chosen or s in self._decided or self._owner(s) not in silent:

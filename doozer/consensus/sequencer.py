@@ -128,6 +128,11 @@ class Sequencer(Phases, CatchUp):
         # the window reaches them: (seqn, sender, message), bounded.
         self._early: list[tuple[int, str, Message]] = []
         self._early_bytes = 0
+        # Owners whose instances this node revoked while they were silent,
+        # and when: revoked ahead until they speak (Phases._revoke_silent_ahead).
+        self._silent_owners: dict[str, float] = {}
+        self._ahead_from = first_seqn
+        self._proposed_at = float("-inf")  # when an owner last proposed
         self.counters: dict[str, int] = {}
         self._created = now
         self._handlers = self._make_handlers()
@@ -175,11 +180,17 @@ class Sequencer(Phases, CatchUp):
             self._replay_early(now)
         if self._cursor < self._next_out:
             self._cursor = self._next_out
+        if self._silent_owners and self._known_upto >= self._ahead_from:
+            self._revoke_silent_ahead(now, only_new=True)
         while True:
-            if self._skip_pending():
-                self._do_skip(now)
+            # Queued items first take the own unused instances that rule 5
+            # would skip: a revoker's ACCEPT far ahead (a silent owner's
+            # turn) would otherwise make every member give up its whole
+            # window and wait for the next one.
             if self._queue:
                 self._cut(now)
+            if self._skip_pending():
+                self._do_skip(now)
             self._drain_local(now)
             # Local decisions (a one-member cluster) may have made room for
             # more; otherwise everything left is blocked or sent.
@@ -346,7 +357,7 @@ class Sequencer(Phases, CatchUp):
     EARLY_MAX_BYTES = 4 * 1024 * 1024
 
     def _hold_early(self, s: int, sender: str, msg: Message) -> None:
-        """Keep an ACCEPT/ACCEPTED/SKIP for ``s`` just beyond our window.
+        """Keep an ACCEPT/ACCEPTED/SKIP/PREPARE for ``s`` just beyond our window.
 
         We are a few instances behind the sender (we do not know M(s) yet).
         Dropping the message would make us lose the instance for good when
@@ -396,6 +407,11 @@ class Sequencer(Phases, CatchUp):
     def _value_of(self, s: int) -> Optional[bytes]:
         v = self._decided.get(s)
         return self._log.get(s) if v is None else v
+
+    def window_members(self) -> set:
+        """Every node that votes somewhere in the window (members of the
+        next instance and of the last one known)."""
+        return self._window_peers()
 
     def _window_peers(self) -> set:
         peers = set(self._members.get(self._next_out, ()))
@@ -484,6 +500,7 @@ class Sequencer(Phases, CatchUp):
             self._coord[s] = inst
             self._inflight += 1
             self._cursor = s + 1
+            self._proposed_at = now
             self._count("proposed")
             self._bcast(inst.members, Accept(s, inst.ballot, value))
         self._blocked = ""
