@@ -104,12 +104,10 @@ class Discovery:
             self._call.cancel()
         self._call = None
 
-    def on_hello(self, sender: str, hello: Hello) -> None:
-        """Every node answers who it is, whatever its state."""
-        try:
-            addr = parse_addr(hello.addr)
-        except ValueError:
-            return
+    def on_hello(self, sender: str, hello: Hello, addr: Addr) -> None:
+        """Every node answers who it is, whatever its state: to the address
+        the Hello came from, never to one written inside it (that made any
+        node a reflector of Status datagrams to a third party)."""
         node = self.node
         self.send_to(
             addr,
@@ -122,7 +120,7 @@ class Discovery:
             ),
         )
 
-    def on_status(self, sender: str, status: Status) -> None:
+    def on_status(self, sender: str, status: Status, source: Addr) -> None:
         try:
             addr = parse_addr(status.addr)
         except ValueError:

@@ -106,7 +106,7 @@ def discovery(peers: list, addr: str = "127.0.0.1:1001", cluster: str = "local")
 
 
 def answer(d: Discovery, status: Status) -> None:
-    d.node.discovery_handlers[Status]("peer-id", status)
+    d.node.discovery_handlers[Status]("peer-id", status, ("127.0.0.1", 9))
 
 
 def test_without_peers_starts_a_one_member_cluster_at_once() -> None:
@@ -191,16 +191,21 @@ def test_never_attaches_to_another_cluster_and_says_so() -> None:
 
 def test_answers_hello_with_its_state_whatever_it_is() -> None:
     d, node, net, clock = discovery([B])
-    node.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "other"))
+    node.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "other"), C)
     assert net.sent == [(C, Status("127.0.0.1:1001", "local", NO_CLUSTER, False, 0))]
     net.sent.clear()
     node.running, node.member, node.cluster_id, node.applied_seqn = True, True, "CID", 9
-    node.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "local"))
+    node.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "local"), C)
     assert net.sent == [(C, Status("127.0.0.1:1001", "local", "CID", True, 9))]
-    # Junk addresses are ignored, not answered.
-    net.sent.clear()
-    node.discovery_handlers[Hello]("x", Hello("nonsense", "local"))
-    assert net.sent == []
+
+
+def test_status_goes_only_to_where_the_hello_came_from() -> None:
+    """SPEC §12: a discovery reply goes to the address the request came
+    from, never to one written inside it [a Hello naming a third party
+    made every node send that party a Status: a reflector]."""
+    d, node, net, clock = discovery([B])
+    node.discovery_handlers[Hello]("x", Hello("10.9.9.9:53", "local"), C)
+    assert [addr for addr, _ in net.sent] == [C]
 
 
 def test_stop_cancels_the_rounds() -> None:

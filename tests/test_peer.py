@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from apiutil import Harness
+from treq.testing import StubTreq
 
-from doozer.peer import Snapshot, make_token, token_ok
+from doozer.api import API
+from doozer.peer import TokenCheck, Snapshot, body_mac_ok, make_token, peer_headers
+from doozer.testing import single_node
+
+KEY = b"k" * 32
 
 
 def test_snapshot_endpoint_is_served() -> None:
@@ -53,12 +59,82 @@ def test_consensus_state_endpoint_includes_the_transport_when_there_is_one() -> 
     assert reply.code == 200 and reply.json["transport"] == {"stats": {"replayed": 3}}
 
 
-def test_tokens_expire_and_need_the_key() -> None:
-    token = make_token(b"k", now=1000.0)
-    assert token_ok(b"k", token, now=1100.0)
-    assert not token_ok(b"other", token, now=1100.0)
-    assert not token_ok(b"k", token, now=2000.0)
-    assert not token_ok(b"k", "junk", now=1000.0)
+def test_tokens_are_bound_to_the_request_the_key_and_a_short_window() -> None:
+    """A peer token is made with the cluster key for one method and path
+    and a few seconds; any of the cluster's keys may have made it."""
+    now = [1000.0]
+    check = TokenCheck([b"new" * 8, KEY], now=lambda: now[0])
+    token = make_token(KEY, b"GET", b"/_peer/snapshot", now=1000.0)
+    assert check.take(token, b"GET", b"/_peer/consensus") is None  # another path
+    assert check.take(make_token(KEY, b"GET", b"/_peer/snapshot", now=1000.0), b"POST", b"/_peer/snapshot") is None
+    assert check.take(make_token(b"other" * 8, b"GET", b"/_peer/snapshot", now=1000.0), b"GET", b"/_peer/snapshot") is None
+    now[0] = 1031.0
+    assert check.take(make_token(KEY, b"GET", b"/_peer/snapshot", now=1000.0), b"GET", b"/_peer/snapshot") is None
+    now[0] = 1005.0
+    assert check.take(token, b"GET", b"/_peer/snapshot") == token.split(".")[1]
+    assert check.take("junk", b"GET", b"/_peer/snapshot") is None
+
+
+def test_a_peer_token_cannot_be_replayed() -> None:
+    """SPEC §12 [the first builds' token was a bearer token good for ±300 s]:
+    a captured token is refused the second time, within its window too."""
+    check = TokenCheck([KEY])
+    token = make_token(KEY, b"GET", b"/_peer/snapshot")
+    assert check.take(token, b"GET", b"/_peer/snapshot") is not None
+    assert check.take(token, b"GET", b"/_peer/snapshot") is None
+
+
+def keyed_stub() -> tuple:
+    node = single_node()
+    return node, StubTreq(API(node, cluster_key=KEY).resource())
+
+
+def fetch(stub: StubTreq, headers: dict) -> tuple:
+    out: list = []
+    d = stub.get("http://doozer/_peer/snapshot", headers=headers)
+    d.addCallback(lambda r: r.content().addCallback(lambda b: out.append((r.code, r.headers, b))))
+    stub.flush()
+    return out[0]
+
+
+def test_with_a_key_a_snapshot_needs_a_token_and_is_tagged_for_that_request() -> None:
+    """With a cluster key the snapshot endpoint answers a peer token once,
+    and its tag binds the token's nonce and the whole body (cluster id
+    included): a tampered or replayed answer does not check."""
+    node, stub = keyed_stub()
+    assert fetch(stub, {})[0] == 401
+    headers, nonce = peer_headers(KEY, b"GET", b"/_peer/snapshot")
+    code, reply_headers, body = fetch(stub, headers)
+    assert code == 200
+    tag = reply_headers.getRawHeaders(b"x-doozer-snapshot-mac")[0].decode()
+    assert body_mac_ok([KEY], nonce, body, tag)
+    assert not body_mac_ok([KEY], nonce, body + b"x", tag)
+    assert not body_mac_ok([KEY], "another-nonce-0000", body, tag)
+    assert Snapshot.decode(body).cluster_id == node.cluster_id
+    assert fetch(stub, headers)[0] == 401  # the same token again
+
+
+def test_a_node_never_sends_a_client_secret_to_a_peer() -> None:
+    """SPEC §12 [a new node without a key sent its read-write secret, in
+    clear, to a forged peer]: the only credential a node sends a peer is a
+    token made with the cluster key; without one it sends none."""
+    assert peer_headers(None, b"GET", b"/_peer/snapshot") == ({}, None)
+    headers, nonce = peer_headers(KEY, b"GET", b"/_peer/snapshot")
+    assert list(headers) == [b"X-Doozer-Peer"] and nonce
+    assert b"authorization" not in {k.lower() for k in headers}
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+def test_without_a_key_snapshots_are_for_operators_unless_peers_are_insecure(insecure: bool) -> None:
+    """Without a cluster key no peer can prove it is one: the snapshot (the
+    whole store) is served only with the read-write secret, or to anyone
+    when the node runs with --insecure-peers."""
+    from doozer.httputil import Secrets
+
+    node = single_node()
+    stub = StubTreq(API(node, secrets=Secrets(b"rw", None), insecure_peers=insecure).resource())
+    assert fetch(stub, {})[0] == (200 if insecure else 401)
+    assert fetch(stub, {b"Authorization": [b"Bearer rw"]})[0] == 200
 
 
 def test_peer_tls_policy_makes_client_connections() -> None:

@@ -1,21 +1,20 @@
 """The UDP transport: consensus messages in datagrams, authenticated and bounded.
 
-A frame is::
+The body of every datagram is :func:`doozer.consensus.messages.pack` of the
+cluster name, the cluster id, the sender's id, the sender's datagram counter
+and the message. Without a cluster key a frame is ``version 1 | body``. With
+one it is sealed (:mod:`doozer.consensus.seal`): encrypted and authenticated
+with ChaCha20-Poly1305, bound to the sender, its incarnation and the
+destination node, and checked before anything in it is parsed; a node with
+a key refuses unsealed frames, and one without refuses sealed ones.
 
-    version (1 byte) | tag (32 bytes, only with a cluster key) | body
-
-where ``body`` is :func:`doozer.consensus.messages.pack` of the cluster name,
-the cluster id, the sender's id, the sender's datagram counter and the
-message, and ``tag`` is HMAC-SHA256 over ``version | body`` with the cluster
-key. The tag is checked with :func:`hmac.compare_digest` before anything else
-in the datagram is parsed.
-
-Every datagram that is oversized, malformed, unauthenticated, of another
-cluster (name or id: an earlier incarnation), looped back, or a replay (a
-counter already seen from that sender, within a sliding window) is counted in
-:attr:`UDPTransport.stats` and dropped; nothing a peer sends can make this
-class raise. Per-sender replay state and the pre-connection send queue are
-bounded, so a flood cannot grow memory without limit.
+Every datagram that is oversized, malformed, unauthenticated, addressed to
+another node, of another cluster (name or id: an earlier incarnation),
+looped back, or a replay (a counter already seen from that sender, within a
+sliding window) is counted in :attr:`UDPTransport.stats` and dropped;
+nothing a peer sends can make this class raise. Per-sender replay state and
+the pre-connection send queue are bounded, so a flood cannot grow memory
+without limit.
 
 The protocol does no I/O in ``__init__``: the node calls
 :meth:`UDPTransport.listen` (``listenUDP`` with a 64 KiB receive buffer;
@@ -24,11 +23,9 @@ Twisted's default of 8 KiB would truncate large batches).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import socket
 from collections import OrderedDict, deque
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
@@ -37,10 +34,11 @@ from twisted.logger import Logger
 from doozer.config import format_addr
 from doozer.consensus import faults, messages
 from doozer.consensus.messages import Message
+from doozer.consensus.seal import SEALED, Seal
 
+#: The version byte of an unsealed frame (no cluster key).
 VERSION = 1
 _VERSION_BYTE = bytes([VERSION])
-TAG_SIZE = 32
 
 #: The largest UDP payload over IPv4.
 MAX_DATAGRAM = 65_507
@@ -68,6 +66,7 @@ _STAT_NAMES = (
     "bad_version",
     "unauthenticated",
     "malformed",
+    "misaddressed",
     "foreign_cluster",
     "looped",
     "replayed",
@@ -122,9 +121,15 @@ class UDPTransport(DatagramProtocol):
         none can be sent).
     :param node_id: this node's id, the sender of every datagram.
     :param deliver: called with ``(sender, message)`` for each valid datagram.
-    :param key: the cluster key; with it every datagram is authenticated.
+    :param key: the cluster key, or several (the first seals, every one
+        opens); with one every datagram is sealed (SPEC §12).
     :param clock: used once, to start the datagram counter above any a
         previous process with this id could have used.
+    :param incarnation: this process's incarnation, sealed into every
+        datagram (default: the clock's microseconds at start).
+    :param deliver_discovery: called with ``(sender, message, source
+        address)`` for discovery messages, whose answer goes to where the
+        datagram came from (default: ``deliver``).
     :param max_datagram: size limit for datagrams in both directions.
     :param replay_window: how many recent counters per sender are remembered.
     :param max_peers: senders whose replay state is kept (least recently
@@ -141,8 +146,10 @@ class UDPTransport(DatagramProtocol):
         cluster_id: Optional[str],
         node_id: str,
         deliver: Callable[[str, Message], None],
-        key: Optional[bytes] = None,
+        key: Union[None, bytes, Sequence[bytes]] = None,
         clock: Optional[IReactorTime] = None,
+        incarnation: Optional[int] = None,
+        deliver_discovery: Optional[Callable[[str, Message, Address], None]] = None,
         max_datagram: int = MAX_DATAGRAM,
         replay_window: int = 4096,
         max_peers: int = 1024,
@@ -152,7 +159,9 @@ class UDPTransport(DatagramProtocol):
         self.cluster_id = cluster_id
         self.node_id = node_id
         self.deliver = deliver
-        self._key = key
+        self.deliver_discovery = deliver_discovery
+        keys = [key] if isinstance(key, bytes) else list(key or ())
+        self._seal = Seal(keys) if keys else None
         self.max_datagram = max_datagram
         self.replay_window = replay_window
         self.max_peers = max_peers
@@ -165,6 +174,7 @@ class UDPTransport(DatagramProtocol):
         # Microseconds of wall time: above any counter an earlier process
         # with this id used, unless it sent a million datagrams a second.
         self._counter = int(clock.seconds() * 1_000_000) if clock is not None else 0
+        self.incarnation = self._counter if incarnation is None else incarnation
         # TEST-ONLY fault hook (docs/testing.md): a no-op unless the
         # environment variable DOOZER_TEST_FAULTS is set.
         self.fault_file = faults.install(self, clock)
@@ -230,8 +240,9 @@ class UDPTransport(DatagramProtocol):
 
     # -- sending -----------------------------------------------------------
 
-    def frame(self, message: Message) -> bytes:
-        """The datagram carrying ``message`` (advances the counter)."""
+    def frame(self, message: Message, destination: Optional[str] = None) -> bytes:
+        """The datagram carrying ``message`` to node ``destination`` (None:
+        to an address whose node is not known; advances the counter)."""
         self._counter += 1
         body = messages.pack(
             self.cluster_name,
@@ -240,10 +251,15 @@ class UDPTransport(DatagramProtocol):
             self._counter,
             message,
         )
-        if self._key is None:
+        if self._seal is None:
             return _VERSION_BYTE + body
-        tag = hmac.new(self._key, _VERSION_BYTE + body, hashlib.sha256).digest()
-        return _VERSION_BYTE + tag + body
+        return self._seal.seal(
+            body,
+            sender=self.node_id,
+            incarnation=self.incarnation,
+            counter=self._counter,
+            destination=destination,
+        )
 
     def send(self, dest: str, message: Message) -> bool:
         """Send ``message`` to node ``dest``; False when it was dropped.
@@ -256,10 +272,14 @@ class UDPTransport(DatagramProtocol):
         if addr is None:
             self.stats["no_address"] += 1
             return False
-        return self.send_to(addr, message)
+        return self.send_to(addr, message, dest)
 
-    def send_to(self, addr: Address, message: Message) -> bool:
-        """Send ``message`` to an address (discovery knows no ids yet)."""
+    def send_to(self, addr: Address, message: Message, dest: Optional[str] = None) -> bool:
+        """Send ``message`` to an address: to node ``dest`` there, or, for
+        discovery (which knows no ids yet), to whoever answers at it."""
+        if dest is None and not isinstance(message, messages.DISCOVERY):
+            self.stats["send_errors"] += 1
+            return False
         if self.cluster_id is None and not isinstance(message, messages.DISCOVERY):
             self.stats["send_errors"] += 1
             return False
@@ -268,15 +288,18 @@ class UDPTransport(DatagramProtocol):
             # take: thousands of 8-byte LEARNs fit one datagram.
             parts = message.messages
             step = messages.MAX_BUNDLE
-            sent = [self.send_to(addr, _bundle(parts[i : i + step])) for i in range(0, len(parts), step)]
+            sent = [
+                self.send_to(addr, _bundle(parts[i : i + step]), dest)
+                for i in range(0, len(parts), step)
+            ]
             return all(sent)
-        data = self.frame(message)
+        data = self.frame(message, dest)
         if len(data) > self.max_datagram:
             if type(message) is messages.Bundle and len(message.messages) > 1:
                 # Too much for one datagram together: send it in two halves.
                 half = len(message.messages) // 2
-                first = self.send_to(addr, _bundle(message.messages[:half]))
-                second = self.send_to(addr, _bundle(message.messages[half:]))
+                first = self.send_to(addr, _bundle(message.messages[:half]), dest)
+                second = self.send_to(addr, _bundle(message.messages[half:]), dest)
                 return first and second
             self.stats["send_oversized"] += 1
             return False
@@ -322,27 +345,32 @@ class UDPTransport(DatagramProtocol):
             # Filled the receive buffer: the kernel truncated it.
             stats["truncated"] += 1
             return
-        if not data or data[0] != VERSION:
+        if not data or data[0] not in (VERSION, SEALED):
             stats["bad_version"] += 1
             return
-        if self._key is not None:
-            if len(data) < 1 + TAG_SIZE:
+        seal = self._seal
+        to_address = False
+        if seal is not None:
+            opened = seal.open(data, self.node_id)
+            if opened is None:  # unsealed, another key, forged, or not for us
                 stats["unauthenticated"] += 1
                 return
-            tag = data[1 : 1 + TAG_SIZE]
-            body = data[1 + TAG_SIZE :]
-            expected = hmac.new(self._key, _VERSION_BYTE + body, hashlib.sha256).digest()
-            if not hmac.compare_digest(tag, expected):
-                stats["unauthenticated"] += 1
-                return
-        else:
+            body, to_address = opened.body, opened.to_address
+        elif data[0] == VERSION:
             body = data[1:]
+        else:
+            stats["unauthenticated"] += 1  # sealed, and we hold no key
+            return
         try:
             env = messages.unpack(body)
         except messages.MalformedMessage:
             stats["malformed"] += 1
             return
         discovery = isinstance(env.message, messages.DISCOVERY)
+        if seal is not None and (env.sender != opened.sender or (to_address and not discovery)):
+            # Only discovery may travel to an address instead of a node.
+            stats["misaddressed"] += 1
+            return
         if not discovery and (
             env.cluster_name != self.cluster_name
             or self.cluster_id is None
@@ -365,6 +393,13 @@ class UDPTransport(DatagramProtocol):
                 self.learned.pop(next(iter(self.learned)))
         stats["delivered"] += 1
         message = env.message
+        if discovery and self.deliver_discovery is not None:
+            try:
+                self.deliver_discovery(sender, message, addr)
+            except Exception:
+                stats["deliver_errors"] += 1
+                self.log.failure("discovery message from {sender} failed", sender=sender)
+            return
         for one in message.messages if type(message) is messages.Bundle else (message,):
             try:
                 self.deliver(sender, one)

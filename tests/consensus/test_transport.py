@@ -72,16 +72,93 @@ def test_round_trip_without_key() -> None:
 
 
 def test_wrong_key_is_unauthenticated() -> None:
-    """A datagram tagged with another key is counted and not delivered."""
+    """A datagram sealed with another key is counted and not delivered."""
     a, b, got = pair()
-    a._key = b"other" * 7
-    a.send("b", Ping(1, 1))
-    through(a, b)
+    stranger = UDPTransport(cluster_name="c", cluster_id="cid", node_id="a",
+                            deliver=lambda s, m: None, key=b"other" * 7)
+    stranger.makeConnection(FakeDatagramTransport())
+    stranger.set_address("b", B)
+    stranger.send("b", Ping(1, 1))
+    through(stranger, b)
     assert got == [] and b.stats["unauthenticated"] == 1
 
 
+def test_a_datagram_for_one_node_opens_on_no_other() -> None:
+    """SPEC §12: the seal binds the destination, so a datagram captured on
+    its way to b is refused by c (same key, same cluster) and by a
+    restarted b (a new process has a new id) [cross-node replays were
+    accepted with the HMAC of the first builds]."""
+    a, b, got = pair()
+    c_got: list = []
+    c = UDPTransport(cluster_name="c", cluster_id="cid", node_id="c",
+                     deliver=lambda s, m: c_got.append(s), key=KEY)
+    c.makeConnection(FakeDatagramTransport())
+    a.send("b", Accept(7, (0, "a"), b"v"))
+    data = a.transport.written[0][0]
+    c.datagramReceived(data, A)
+    assert c_got == [] and c.stats["unauthenticated"] == 1
+    restarted = UDPTransport(cluster_name="c", cluster_id="cid", node_id="b2",
+                             deliver=lambda s, m: c_got.append(s), key=KEY)
+    restarted.datagramReceived(data, A)
+    assert c_got == [] and restarted.stats["unauthenticated"] == 1
+    b.datagramReceived(data, A)
+    assert [s for s, _ in got] == ["a"]
+
+
+def test_only_discovery_travels_to_an_address() -> None:
+    """A datagram sealed for an address rather than a node opens anywhere,
+    so only Hello and Status may travel that way; a consensus message
+    sealed so is refused."""
+    from doozer.consensus.seal import Seal
+
+    a, b, got = pair()
+    body = messages.pack("c", "cid", "a", 99, Ping(1, 1))
+    forged = Seal([KEY]).seal(body, sender="a", incarnation=a.incarnation, counter=99, destination=None)
+    b.datagramReceived(forged, A)
+    assert got == [] and b.stats["misaddressed"] == 1
+    a.send_to(B, messages.Hello("127.0.0.1:1001", "c"))
+    through(a, b)
+    assert [type(m) for _, m in got] == [messages.Hello]
+
+
+def test_keys_roll_the_first_seals_every_one_opens() -> None:
+    """A key file may hold several keys: a node seals with its first and
+    opens with any, so a cluster moves to a new key by a rolling restart
+    (new key added second everywhere, then moved first, then the old one
+    dropped)."""
+    old, new = b"o" * 32, b"n" * 32
+    got: list = []
+    both = UDPTransport(cluster_name="c", cluster_id="cid", node_id="b", deliver=lambda s, m: got.append(s), key=[new, old])
+    only_old = UDPTransport(cluster_name="c", cluster_id="cid", node_id="a", deliver=lambda s, m: got.append(s), key=[old])
+    for t in (both, only_old):
+        t.makeConnection(FakeDatagramTransport())
+    both.set_address("a", A)
+    only_old.set_address("b", B)
+    only_old.send("b", Ping(1, 1))
+    through(only_old, both)
+    assert got == ["a"]
+    both.send("a", Ping(1, 1))  # sealed with the new key: the old-only node cannot open it
+    through(both, only_old)
+    assert got == ["a"] and only_old.stats["unauthenticated"] == 1
+
+
+def test_sealed_and_unsealed_do_not_mix() -> None:
+    """A node with a key refuses unsealed frames, and one without a key
+    refuses sealed ones (it cannot check them)."""
+    a, _, _ = pair(key=None)
+    _, b, got = pair()
+    a.send("b", Ping(1, 1))
+    through(a, b)
+    assert got == [] and b.stats["unauthenticated"] == 1
+    k, _, _ = pair()
+    _, plain, plain_got = pair(key=None)
+    k.send("b", Ping(1, 1))
+    through(k, plain)
+    assert plain_got == [] and plain.stats["unauthenticated"] == 1
+
+
 def test_tampered_body_is_unauthenticated() -> None:
-    """Flipping one bit of the body fails the HMAC check."""
+    """Flipping one bit of the sealed frame fails the AEAD check."""
     a, b, got = pair()
     a.send("b", Ping(1, 1))
     data = bytearray(a.transport.written[0][0])
@@ -440,5 +517,5 @@ def test_datagrams_written_are_counted_per_address_for_a_bounded_number() -> Non
     a, _, _ = pair()
     a.max_peers = 2
     for port in (1, 2, 3, 3):
-        a.send_to(("127.0.0.1", port), Ping(0, 0))
+        a.send_to(("127.0.0.1", port), Ping(0, 0), "b")
     assert a.debug_state()["sent_to"] == {"127.0.0.1:2": 1, "127.0.0.1:3": 2}
