@@ -3,7 +3,7 @@
     python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd]
 
 Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
-(free ports, no cluster key, no access log), waits until ``/v1/cluster``
+(free ports, a cluster key unless told --insecure-peers, no access log), waits until ``/v1/cluster``
 on every node shows three members, then for each client count runs a load
 generator for ``--seconds`` (after a 1 s warm-up that is not counted) and
 prints committed writes/s and p50/p99 latency. Every client writes with
@@ -70,16 +70,16 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
     import asyncio
     import resource
 
-    def request(client: int, n: int) -> bytes:
+    def request(client: int, n: int, host: str) -> bytes:
         if kind == "doozer":
-            return (
-                f"PUT /v1/store/bench/{client}/{n % 16} HTTP/1.1\r\nHost: x\r\n"
+            return (  # Host: the node's own address (it answers no other, SPEC §12)
+                f"PUT /v1/store/bench/{client}/{n % 16} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Content-Length: {len(VALUE)}\r\n\r\n"
             ).encode() + VALUE
         key = base64.b64encode(f"/bench/{client}/{n % 16}".encode()).decode()
         body = json.dumps({"key": key, "value": base64.b64encode(VALUE).decode()}).encode()
         return (
-            "POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST /v3/kv/put HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
@@ -109,7 +109,7 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
             t0 = time.perf_counter()
             if t0 >= end:
                 break
-            writer.write(request(i, n))
+            writer.write(request(i, n, targets[i % len(targets)]))
             status = await read_response(reader)
             t1 = time.perf_counter()
             n += 1
@@ -208,6 +208,11 @@ def doozer_cluster(extra: list[str]) -> Iterator[tuple[list[str], list[int]]]:
     env = dict(os.environ, PYTHONPATH=procs.ROOT)
     ps: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
+        if "--insecure-peers" not in extra and "--cluster-key-file" not in extra:
+            key = os.path.join(tmp, "cluster.key")
+            with open(key, "wb") as f:
+                f.write(os.urandom(24).hex().encode() + b"\n")
+            extra = [*extra, "--cluster-key-file", key]  # as a cluster must run (SPEC §5)
         try:
             for i, addr in enumerate(addrs):
                 log = open(os.path.join(tmp, f"n{i}.log"), "wb")

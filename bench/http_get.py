@@ -31,7 +31,7 @@ def python_load(url: str, seconds: int, connections: int) -> float:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    request = f"GET {parts.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
 
     async def worker(deadline: float, counts: list) -> None:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)

@@ -64,10 +64,10 @@ async def _native_conn(port: int, op: str, key: str, depth: int, deadline: float
 async def _http_conn(port: int, op: str, key: str, depth: int, deadline: float) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     if op == "read":
-        request = b"GET /v1/store/bench/message HTTP/1.1\r\nHost: x\r\n\r\n"
+        request = b"GET /v1/store/bench/message HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port
     else:
         request = (
-            f"PUT /v1/store{key} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(VALUE)}\r\n\r\n"
+            f"PUT /v1/store{key} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(VALUE)}\r\n\r\n"
         ).encode() + VALUE
     done = 0
     while time.monotonic() < deadline:

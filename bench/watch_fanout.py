@@ -63,8 +63,8 @@ async def run(port: int, pid: int, watches: int) -> None:
     # From an explicit rev, so that a watch the node takes in late still
     # sees the write instead of waiting for its timeout.
     request = (
-        b"GET /v1/watch?glob=/bench/key&timeout=300&rev=%d HTTP/1.1\r\nHost: x\r\n\r\n"
-        % (procs.rev(port) + 1)
+        b"GET /v1/watch?glob=/bench/key&timeout=300&rev=%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+        % (procs.rev(port) + 1, port)
     )
     # Let the node close the connections of the requests so far, then count
     # its descriptors: each watch adds one.

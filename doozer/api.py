@@ -31,6 +31,7 @@ from doozer.httputil import (
     store_path,
 )
 from doozer.node import Node
+from doozer.peer import TokenCheck
 from doozer.store import Dir, Event, File
 
 READ_TIMEOUT = 10.0
@@ -50,7 +51,10 @@ class API:
     :param secrets: the rw/ro access secrets (none: open).
     :param max_value: largest accepted file body, in bytes.
     :param readonly: serve the read endpoints only (the WebView's address).
-    :param cluster_key: authenticates peers fetching snapshots.
+    :param cluster_key: the key that seals this node's answers to peers.
+    :param cluster_keys: every key a peer's token may be made with.
+    :param insecure_peers: without a key, serve peers' endpoints to anyone
+        (``--insecure-peers``).
     """
 
     app = Klein()
@@ -64,9 +68,14 @@ class API:
         max_value: int = MAX_VALUE,
         readonly: bool = False,
         cluster_key: Optional[bytes] = None,
+        cluster_keys: tuple[bytes, ...] = (),
+        insecure_peers: bool = False,
     ) -> None:
         self.node = node
         self.cluster_key = cluster_key
+        keys = cluster_keys or ((cluster_key,) if cluster_key else ())
+        self.peer_tokens = TokenCheck(keys) if keys else None
+        self.insecure_peers = insecure_peers
         self.secrets = secrets or Secrets()
         self.max_value = max_value
         self.readonly = readonly
@@ -121,7 +130,7 @@ class API:
         rev = arg_int(request, "rev", minimum=1)
         timeout = arg_number(request, "timeout", READ_TIMEOUT, MAX_TIMEOUT)
         consistent = arg_bool(request, "consistent")
-        return self.node.read_rev(rev, timeout, consistent)
+        return self.node.read_rev(rev, timeout, consistent, client=request.channel)
 
     # ------------------------------------------------------------------
     # routes
@@ -152,11 +161,13 @@ class API:
         if method == "PUT":
             rev = arg_int(request, "rev", minimum=-1, default=-1)
             body = read_body(request, self.max_value)
-            new_rev = await self.node.set(path, body, rev)
+            # One connection is one client: its share of the node's pending
+            # writes is bounded (doozer/admission.py).
+            new_rev = await self.node.set(path, body, rev, client=request.channel)
             return {"path": path, "rev": new_rev}
         if method == "DELETE":
             rev = arg_int(request, "rev", minimum=-1, default=-1)
-            del_rev = await self.node.delete(path, rev)
+            del_rev = await self.node.delete(path, rev, client=request.channel)
             return {"path": path, "rev": del_rev}
         raw = arg_bool(request, "raw") or _wants_octets(request)
         at = await self._read_rev(request)
@@ -233,7 +244,7 @@ class API:
     @endpoint
     async def nop(self, request: IRequest) -> Any:
         self._method(request, "POST")
-        return {"rev": await self.node.nop()}
+        return {"rev": await self.node.nop(client=request.channel)}
 
     @app.route("/v1/cluster")
     @endpoint

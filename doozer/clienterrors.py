@@ -159,6 +159,27 @@ class MethodNotAllowed(ClientError):
     CODE = "METHOD_NOT_ALLOWED"
 
 
+class Busy(ClientError):
+    """The node holds as many pending writes as it takes (or this client its
+    fair share of them); the write was **not** proposed: retry later or at
+    another member."""
+
+    CODE = "BUSY"
+
+
+class NoSpace(ClientError):
+    """The write would take the store past its quota; deletes still work."""
+
+    CODE = "NOSPACE"
+
+
+class Misdirected(ClientError):
+    """The node does not answer to the Host the request named (use its
+    address, or a name it was given with ``--allowed-hosts``)."""
+
+    CODE = "MISDIRECTED"
+
+
 class Other(ClientError):
     """A server bug (500) or an answer the client does not understand."""
 
@@ -186,6 +207,9 @@ ERRORS: dict[str, type[ClientError]] = {
         Timeout,
         NotFound,
         MethodNotAllowed,
+        Busy,
+        NoSpace,
+        Misdirected,
         Other,
     )
 }
@@ -193,7 +217,7 @@ assert set(ERRORS) == set(STATUS), "one client exception per SPEC code"
 
 _BY_STATUS = {400: BadArg, 401: Unauthorized, 403: Forbidden, 404: NotFound,
               405: MethodNotAllowed, 409: Other, 410: TooLate, 413: TooLarge,
-              503: Unavailable, 504: Timeout}
+              421: Misdirected, 503: Unavailable, 504: Timeout, 507: NoSpace}
 
 
 def error_from_response(status: int, body: bytes, where: str = "") -> ClientError:

@@ -50,5 +50,19 @@ class Config:
     tls_cert: Optional[str] = None
     tls_key: Optional[str] = None
     cluster_key: Optional[bytes] = None
+    #: every key of --cluster-key-file, the sealing one (cluster_key) first
+    cluster_keys: tuple[bytes, ...] = ()
+    insecure_peers: bool = False
+    max_pending: int = 10_000
+    max_pending_bytes: int = 16 * 1024 * 1024
+    quota_bytes: int = 1024 * 1024 * 1024
+    #: client connections (SPEC §12; doozer/limits.py, doozer/hosts.py)
+    max_conns: int = 10_000
+    max_conns_per_ip: int = 1_000
+    request_timeout: float = 10.0
+    max_output: int = 4 * 1024 * 1024
+    max_outstanding: int = 1_000
+    allowed_hosts: list[str] = field(default_factory=list)
+    cors_origins: list[str] = field(default_factory=list)
     access_log: bool = False
     alpha: int = 50

@@ -25,6 +25,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from doozer import peer
+from doozer.channel import Channel
 from doozer.errors import DoozerError
 from doozer.path import validate_glob, validate_path
 
@@ -193,14 +194,46 @@ class CappedRequest(server.Request):
         )
         transport.loseConnection()
 
+    def process(self) -> None:
+        # Host and Origin first: a request for another name, or from a page
+        # of another origin, learns nothing, not even that a secret is needed.
+        hosts = getattr(self.channel.site, "hosts", None)
+        if hosts is None or not hosts.refused(self):
+            super().process()
+
 
 class Site(server.Site):
-    """A Site with the body cap and an access log that is off unless asked for."""
+    """A Site with the body cap and an access log that is off unless asked for.
 
-    def __init__(self, resource: IResource, max_body: int, access_log: bool = False) -> None:
+    :param resource: the root resource.
+    :param max_body: largest request body buffered, in bytes.
+    :param access_log: log one line per request.
+    :param limits: the node's client limits (:class:`doozer.limits.Limits`):
+        its connections' deadlines and output bound.
+    :param hosts: the Host and Origin rules of this port
+        (:class:`doozer.hosts.HostPolicy`); None answers every Host.
+    :param node: the node, for ``X-Doozer-Rev`` on the answers the Site
+        gives itself (421, 403).
+    """
+
+    protocol = Channel
+
+    def __init__(
+        self,
+        resource: IResource,
+        max_body: int,
+        access_log: bool = False,
+        *,
+        limits: Any = None,
+        hosts: Any = None,
+        node: Any = None,
+    ) -> None:
         super().__init__(resource, requestFactory=CappedRequest)
         self.max_body = max_body
         self.access_log = access_log
+        self.limits = limits
+        self.hosts = hosts
+        self.node = node
 
     def log(self, request: Any) -> None:
         # Writing one access-log line per request costs about a quarter of
@@ -442,13 +475,15 @@ class Gate(Resource):
         diagnosing a stalled log (not a public endpoint; peers' credentials)."""
         node = self._api.node
         try:
-            peer.check_peer(request, self._api.cluster_key, self._api.secrets.rw)
+            peer.check_peer(request, self._api.peer_tokens, self._api.secrets.rw,
+                            self._api.insecure_peers)
             if node.sequencer is None:
                 raise DoozerError("READONLY", "this node is in no cluster yet")
             state = node.sequencer.debug_state()
         except DoozerError as e:
             return json_response(request, node, e)
         state["applied_seqn"] = node.applied_seqn
+        state["node_counters"] = dict(node.counters)
         if node.transport_state is not None:
             state["transport"] = node.transport_state()
         return json_response(request, node, state)
@@ -457,10 +492,14 @@ class Gate(Resource):
         """A node snapshot for a joining or lagging peer (not a public endpoint)."""
         node = self._api.node
         try:
-            peer.check_peer(request, self._api.cluster_key, self._api.secrets.rw)
+            nonce = peer.check_peer(request, self._api.peer_tokens, self._api.secrets.rw,
+                                    self._api.insecure_peers)
             body = node.snapshot().encode()
         except DoozerError as e:
             return json_response(request, node, e)
         request.setHeader(b"Content-Type", b"application/x-msgpack")
-        request.setHeader(b"X-Doozer-Snapshot-Mac", peer.body_mac(self._api.cluster_key, body).encode())
+        if nonce is not None and self._api.cluster_key is not None:
+            # The whole answer (the cluster id is in it) bound to this request.
+            tag = peer.body_mac(self._api.cluster_key, nonce, body)
+            request.setHeader(b"X-Doozer-Snapshot-Mac", tag.encode())
         return _finish(request, node, body)

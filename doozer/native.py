@@ -13,6 +13,18 @@ or one that does not parse closes the connection; requests still pending
 (waits, reads at a future rev, writes in flight) are cancelled at once when
 the connection goes, whoever closed it.
 
+Framing, deadlines and the bound on unsent output are
+:class:`~doozer.framing.FrameProtocol`'s (SPEC §12). At most
+``--max-outstanding`` requests wait for their answer on one connection
+(WAITs, reads at a future rev, writes in flight); past that, a request
+whose answer may wait (WAIT, SET, DEL, NOP, a read at a given rev) is
+answered at once with ``OTHER`` and detail ``BUSY: ...`` (not served, safe
+to retry), while those answered at once (REV, a read at the current rev...)
+are still served. Refusing rather than not reading: a client whose
+outstanding requests are all WAITs would otherwise hang for good when only
+its own next request (a SET, say) could answer them, and doozerd's protocol
+has no way to cancel a WAIT.
+
 How the node's error codes become doozerd's ``err_code`` values is one
 table, :data:`ERR_CODES`; codes doozerd has no number for are answered
 ``OTHER`` with the code at the start of ``err_detail`` (docs/compat.md).
@@ -25,13 +37,16 @@ from typing import Any, Callable, Optional, Union
 from google.protobuf.message import DecodeError
 from twisted.internet import defer
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from doozer import proto
 from doozer.errors import DoozerError
+from doozer.framing import FrameProtocol
 from doozer.httputil import Secrets
+from doozer.limits import COUNTERS, MAX_OUTPUT, MAX_OUTSTANDING, Limits
+from doozer.nativewait import first_event
 from doozer.node import Node
 from doozer.store import Dir, Event, File
 
@@ -39,9 +54,6 @@ from doozer.store import Dir, Event, File
 FRAME_SLACK = 4096
 #: Seconds a read at a future rev waits for it, as the HTTP API's default.
 READ_TIMEOUT = 10.0
-#: A WAIT never times out; it re-arms the node's watch at this interval
-#: so that no timer is ever scheduled absurdly far in the future.
-WAIT_SLICE = 3600.0
 #: What doozerd answers (syscall.EACCES) for anything the secret does not grant.
 PERMISSION_DENIED = "permission denied"
 
@@ -89,25 +101,36 @@ class NativeFactory(Factory):
     :param secrets: the rw/ro access secrets (none: open).
     :param max_value: largest accepted file body, in bytes; frames may be
         :data:`FRAME_SLACK` bytes larger.
+    :param limits: the node's client limits (output bound, outstanding
+        requests, counters); None: the defaults, counted here.
     """
 
     log = Logger()
     noisy = False  # no "Starting factory" line: the port's own line says it
 
     def __init__(
-        self, node: Node, secrets: Optional[Secrets] = None, max_value: int = 32768
+        self,
+        node: Node,
+        secrets: Optional[Secrets] = None,
+        max_value: int = 32768,
+        limits: Optional[Limits] = None,
     ) -> None:
         self.node = node
         self.secrets = secrets or Secrets()
         self.max_value = max_value
+        self.max_output = limits.max_output if limits is not None else MAX_OUTPUT
+        self.max_outstanding = (
+            limits.max_outstanding if limits is not None else MAX_OUTSTANDING
+        )
+        self.counters = limits.counters if limits is not None else dict.fromkeys(COUNTERS, 0)
         self.connections: set[NativeProtocol] = set()
 
     def buildProtocol(self, addr: IAddress) -> "NativeProtocol":
         return NativeProtocol(self)
 
 
-class NativeProtocol(Protocol):
-    """One doozerd-protocol connection: framing, tags, access, the verbs.
+class NativeProtocol(FrameProtocol):
+    """One doozerd-protocol connection: requests, tags, access, the verbs.
 
     :param factory: the :class:`NativeFactory` with the node and settings.
     """
@@ -115,74 +138,38 @@ class NativeProtocol(Protocol):
     log = Logger()
 
     def __init__(self, factory: NativeFactory) -> None:
+        super().__init__(factory.max_value + FRAME_SLACK, factory.max_output, factory.counters)
         self.factory = factory
         self.node = factory.node
         self.max_value = factory.max_value
-        self.max_frame = factory.max_value + FRAME_SLACK
         # doozerd's grant(): an open node grants everything from the start.
         self.access: Optional[str] = "rw" if factory.secrets.rw is None else None
         self.pending: dict[int, defer.Deferred[Response]] = {}
-        self._buffer = b""
-        self._closed = False
         # (verb, path, rev) -> sorted entries or matching files: a client
         # pages GETDIR/WALK one entry per request at one rev, and the answer
         # at a fixed rev never changes.
         self._listing: tuple[Any, list[Any]] = (None, [])
-        self._verbs: dict[int, Callable[[Any], Answer]] = {
-            proto.VERBS["GET"]: self.get,
-            proto.VERBS["SET"]: self.set,
-            proto.VERBS["DEL"]: self.delete,
-            proto.VERBS["REV"]: self.rev,
-            proto.VERBS["WAIT"]: self.wait,
-            proto.VERBS["NOP"]: self.nop,
-            proto.VERBS["WALK"]: self.walk,
-            proto.VERBS["GETDIR"]: self.getdir,
-            proto.VERBS["STAT"]: self.stat,
-            proto.VERBS["SELF"]: self.self_,
-            proto.VERBS["ACCESS"]: self.access_,
-        }
 
     # ------------------------------------------------------------------
-    # connection and framing
+    # connection
 
     def connectionMade(self) -> None:
         self.factory.connections.add(self)
+        super().connectionMade()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._closed = True
+        super().connectionLost(reason)
         self.factory.connections.discard(self)
         pending, self.pending = self.pending, {}
         for d in pending.values():
             d.cancel()
 
-    def dataReceived(self, data: bytes) -> None:
-        if self._closed:
-            return  # refused: what follows is not read
-        buf = self._buffer + data if self._buffer else data
-        pos = 0
-        end = len(buf)
-        while end - pos >= proto.HEADER and not self._closed:
-            size = proto.frame_length(buf[pos : pos + proto.HEADER])
-            if size > self.max_frame:
-                return self._refuse(f"a frame of {size} bytes is over the limit {self.max_frame}")
-            stop = pos + proto.HEADER + size
-            if stop > end:
-                break
-            try:
-                request = proto.Request.FromString(buf[pos + proto.HEADER : stop])
-            except DecodeError:
-                return self._refuse("a frame is not a valid Request")
-            pos = stop
-            self._serve(request)
-        self._buffer = buf[pos:]
-
-    def _refuse(self, why: str) -> None:
-        """Close the connection on input that is not doozerd's protocol."""
-        self.log.info("closing doozerd-protocol connection {peer}: {why}",
-                      peer=self.transport.getPeer() if self.transport else None, why=why)
-        self._closed = True
-        self._buffer = b""
-        self.transport.loseConnection()
+    def frame_received(self, payload: bytes) -> None:
+        try:
+            request = proto.Request.FromString(payload)
+        except DecodeError:
+            return self.refuse("a frame is not a valid Request")
+        self._serve(request)
 
     # ------------------------------------------------------------------
     # requests and responses
@@ -191,11 +178,14 @@ class NativeProtocol(Protocol):
         tag = request.tag
         if tag in self.pending:
             return self._send(tag, proto.Response(err_code=proto.ERRORS["TAG_IN_USE"]))
-        verb = self._verbs.get(request.verb) if request.HasField("verb") else None
-        if verb is None:
+        name = _VERBS.get(request.verb) if request.HasField("verb") else None
+        if name is None:
             return self._send(tag, proto.Response(err_code=proto.ERRORS["UNKNOWN_VERB"]))
+        if len(self.pending) >= self.factory.max_outstanding and _may_wait(request):
+            self.factory.counters["outstanding_refused"] += 1
+            return self._send(tag, _busy(len(self.pending)))
         try:
-            answer = verb(request)
+            answer = getattr(self, name)(request)
         except DoozerError as e:
             answer = error_response(e)
         except Exception:
@@ -224,7 +214,7 @@ class NativeProtocol(Protocol):
         if self._closed or self.transport is None:
             return
         response.tag = tag
-        self.transport.write(proto.frame(response))
+        self.send_frame(proto.frame(response))
 
     # ------------------------------------------------------------------
     # argument helpers
@@ -344,7 +334,7 @@ class NativeProtocol(Protocol):
         glob = self._path(request, "path (the glob)")
         if not request.HasField("rev"):
             raise _missing("rev")
-        return _first_event(self.node, glob, request.rev).addCallback(_event_response)
+        return first_event(self.node, glob, request.rev).addCallback(_event_response)
 
     def set(self, request: Any) -> Answer:
         self._may_write()
@@ -357,7 +347,7 @@ class NativeProtocol(Protocol):
                 f"the value is larger than {self.max_value} bytes (--max-value)",
             )
         rev = _precondition(request.rev)
-        return self.node.set(path, request.value, rev).addCallback(
+        return self.node.set(path, request.value, rev, client=self).addCallback(
             lambda new_rev: proto.Response(rev=new_rev)
         )
 
@@ -367,11 +357,11 @@ class NativeProtocol(Protocol):
         if not request.HasField("rev"):
             raise _missing("path", "rev")
         rev = _precondition(request.rev)
-        return self.node.delete(path, rev).addCallback(lambda _: proto.Response())
+        return self.node.delete(path, rev, client=self).addCallback(lambda _: proto.Response())
 
     def nop(self, request: Any) -> Answer:
         self._may_write()
-        return self.node.nop().addCallback(lambda _: proto.Response())
+        return self.node.nop(client=self).addCallback(lambda _: proto.Response())
 
     def rev(self, request: Any) -> Answer:
         self._may_read()
@@ -388,6 +378,34 @@ class NativeProtocol(Protocol):
         if self.access != "rw":  # a read-only secret never takes back write access
             self.access = granted
         return proto.Response()
+
+
+#: The method serving each verb, by name: bound methods kept on the
+#: protocol would make each connection a reference cycle.
+_VERBS: dict[int, str] = {
+    proto.VERBS[verb]: method
+    for verb, method in [
+        ("GET", "get"), ("SET", "set"), ("DEL", "delete"), ("REV", "rev"),
+        ("WAIT", "wait"), ("NOP", "nop"), ("WALK", "walk"), ("GETDIR", "getdir"),
+        ("STAT", "stat"), ("SELF", "self_"), ("ACCESS", "access_"),
+    ]
+}
+
+#: Verbs whose answer always waits (for a change, or for consensus).
+_WAITING_VERBS = frozenset(proto.VERBS[v] for v in ("WAIT", "SET", "DEL", "NOP"))
+
+
+def _may_wait(request: Any) -> bool:
+    """Whether the answer may wait: those verbs, and reads at a given rev."""
+    return request.verb in _WAITING_VERBS or request.HasField("rev")
+
+
+def _busy(outstanding: int) -> Response:
+    return proto.Response(
+        err_code=proto.ERRORS["OTHER"],
+        err_detail=f"BUSY: {outstanding} requests are waiting for their answer on this "
+        "connection (--max-outstanding); not served, send it again after some answers",
+    )
 
 
 def _range(offset: int, count: int) -> Response:
@@ -409,33 +427,3 @@ def _event_response(event: Event) -> Response:
     return proto.Response(
         path=event.path, rev=event.rev, value=event.value, flags=proto.FLAG_SET
     )
-
-
-def _first_event(node: Node, glob: str, rev: int) -> "defer.Deferred[Event]":
-    """The first change to a file matching ``glob`` at ``rev`` or later, however long it takes.
-
-    The node's watch takes a timeout; this re-arms it every
-    :data:`WAIT_SLICE` seconds from where it left off. Cancelling the
-    returned Deferred cancels the watch at once.
-    """
-    current: list[defer.Deferred[Any]] = []
-    result: defer.Deferred[Event] = defer.Deferred(lambda _: current[0].cancel())
-
-    def arm(start: int) -> None:
-        # Raises at once for a bad glob or a rev older than the history.
-        watch = node.watch(glob, start, 1, WAIT_SLICE)
-        current[:] = [watch]
-        watch.addCallbacks(got, result.errback)
-
-    def got(found: tuple[list[Event], int]) -> None:
-        events, next_rev = found
-        if events:
-            result.callback(events[0])
-            return
-        try:
-            arm(next_rev)
-        except DoozerError as e:
-            result.errback(e)
-
-    arm(rev)
-    return result

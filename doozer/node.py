@@ -21,8 +21,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from doozer import __version__, mutation
-from doozer.cal import client_may_write
-from doozer.consensus.messages import Bundle
+from doozer.admission import Admission
+from doozer.cal import client_may_write, slot_of_path
+from doozer.consensus.messages import Bundle, Forward
 from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError
 from doozer.clusterinfo import ClusterInfo
@@ -86,6 +87,7 @@ class Node(Membership, ClusterInfo):
         pulse: float = 1.0,
         write_timeout: float = WRITE_TIMEOUT,
         item_lifetime: int = ITEM_LIFETIME,
+        admission: Optional[Admission] = None,
         send: Optional[Send] = None,
     ) -> None:
         self.id = node_id
@@ -103,6 +105,9 @@ class Node(Membership, ClusterInfo):
         self.pulse = pulse
         self.write_timeout = write_timeout
         self.item_lifetime = max(item_lifetime, 2 * alpha)
+        #: bounds on the writes pending here (BUSY) and the store (NOSPACE)
+        self.admission = admission or Admission()
+        self.admission.store_size = lambda: self.store.size
         self._next_request = 0
         self._pending: dict[int, defer.Deferred[Any]] = {}
         self._pump_call: Optional[IDelayedCall] = None
@@ -129,6 +134,11 @@ class Node(Membership, ClusterInfo):
         #: called once when applying failed (a bug): the node has stopped.
         self.on_fatal: list[Callable[[str], None]] = []
         self.failed: Optional[str] = None
+        #: whether datagrams from non-members are heard (a cluster key
+        #: authenticates them, or --insecure-peers says so)
+        self.trust_outsiders = False
+        #: what the node refused or dropped, by reason (for /metrics)
+        self.counters: dict[str, int] = {}
         #: the transport's side of ``/_peer/consensus`` (set by the service).
         self.transport_state: Optional[Callable[[], dict]] = None
         self.running = False
@@ -253,6 +263,7 @@ class Node(Membership, ClusterInfo):
                 call.cancel()
         self._pump_call = self._tick_call = self._pulse_call = self._chores_call = None
         pending, self._pending = self._pending, {}
+        self.admission.clear()
         for d in pending.values():
             d.errback(
                 DoozerError(
@@ -296,18 +307,24 @@ class Node(Membership, ClusterInfo):
     # ------------------------------------------------------------------
     # writes
 
-    def set(self, path: str, value: bytes, rev: int = mutation.CLOBBER) -> "defer.Deferred[int]":
+    def set(
+        self, path: str, value: bytes, rev: int = mutation.CLOBBER, client: Any = None
+    ) -> "defer.Deferred[int]":
         """Write ``value`` to the file ``path`` under precondition ``rev``.
 
+        :param client: who asks (a connection): its share of the node's
+            pending writes is bounded (:mod:`doozer.admission`).
         :returns: a Deferred firing with the file's new rev.
         """
         validate_path(path)
         if path == "/":
             raise DoozerError("ISDIR", "/ is the root directory; write a file below it")
         _client_may_write(path)
-        return self._write(mutation.SET, path, value, rev).addCallback(lambda o: o.rev)
+        return self._write(mutation.SET, path, value, rev, client).addCallback(lambda o: o.rev)
 
-    def delete(self, path: str, rev: int = mutation.CLOBBER) -> "defer.Deferred[int]":
+    def delete(
+        self, path: str, rev: int = mutation.CLOBBER, client: Any = None
+    ) -> "defer.Deferred[int]":
         """Delete the file ``path`` under precondition ``rev``.
 
         :returns: a Deferred firing with the rev of the delete.
@@ -316,22 +333,26 @@ class Node(Membership, ClusterInfo):
         if path == "/":
             raise DoozerError("ISDIR", "/ is the root directory and cannot be deleted")
         _client_may_write(path)
-        return self._write(mutation.DEL, path, b"", rev).addCallback(lambda o: o.rev)
+        return self._write(mutation.DEL, path, b"", rev, client).addCallback(lambda o: o.rev)
 
-    def nop(self) -> "defer.Deferred[int]":
+    def nop(self, client: Any = None) -> "defer.Deferred[int]":
         """Run one consensus round that changes nothing but takes a rev."""
-        return self._write(mutation.NOP, "", b"", mutation.CLOBBER).addCallback(
+        return self._write(mutation.NOP, "", b"", mutation.CLOBBER, client).addCallback(
             lambda o: o.rev
         )
 
-    def _write(self, kind: int, path: str, value: bytes, rev: int) -> "defer.Deferred[Any]":
+    def _write(
+        self, kind: int, path: str, value: bytes, rev: int, client: Any
+    ) -> "defer.Deferred[Any]":
         if self.sequencer is None or not self.writable:
             raise DoozerError(
                 "READONLY",
                 "this node is not a member of the cluster and cannot take writes; "
                 "write to a member (see /v1/cluster)",
             )
-        return self._propose(kind, path, value, rev, timeout=self.write_timeout)
+        return self._propose(
+            kind, path, value, rev, timeout=self.write_timeout, client=client if client is not None else ""
+        )
 
     def _internal_write(
         self,
@@ -359,13 +380,18 @@ class Node(Membership, ClusterInfo):
         rev: int,
         timeout: Optional[float],
         compare: tuple[tuple[str, int], ...] = (),
+        client: Any = None,
     ) -> "defer.Deferred[Any]":
-        self._next_request += 1
-        request = self._next_request
+        """Propose one mutation; ``client`` None is the node's own
+        bookkeeping, which is never refused for want of room."""
+        request = self._next_request + 1
         until = self.applied_seqn + self.item_lifetime
         item = mutation.Mutation(
             kind, self.id, request, path, value, rev, until=until, compare=compare
         ).encode()
+        if client is not None:
+            self.admission.admit(request, client, len(item), kind == mutation.SET)
+        self._next_request = request
 
         def cancel(d: defer.Deferred[Any]) -> None:
             # The mutation may still be decided; we only stop waiting for it.
@@ -374,6 +400,7 @@ class Node(Membership, ClusterInfo):
         try:
             self.sequencer.propose(item, self.clock.seconds())
         except ValueError:
+            self.admission.release(request)
             raise DoozerError("TOO_LARGE", "the write does not fit one consensus datagram") from None
         d: defer.Deferred[Any] = defer.Deferred(cancel)
         self._pending[request] = d
@@ -399,7 +426,7 @@ class Node(Membership, ClusterInfo):
     # reads
 
     def read_rev(
-        self, rev: Optional[int], timeout: float, consistent: bool = False
+        self, rev: Optional[int], timeout: float, consistent: bool = False, client: Any = None
     ) -> "defer.Deferred[int]":
         """The rev a read should use, once the node can answer at it.
 
@@ -411,7 +438,7 @@ class Node(Membership, ClusterInfo):
             ``TIMEOUT`` or ``TOO_LATE``.
         """
         if consistent:
-            d = self.nop()
+            d = self.nop(client=client)
             if rev is not None:
                 return d.addCallback(lambda _: self._wait_rev(rev, timeout))
             return d
@@ -488,15 +515,59 @@ class Node(Membership, ClusterInfo):
     # consensus plumbing
 
     def receive(self, sender: str, message: Any) -> None:
-        """A message from a peer (called by the transport)."""
-        handler = self.discovery_handlers.get(type(message))
-        if handler is not None:
-            handler(sender, message)
-            return
+        """A consensus message from a peer (called by the transport).
+
+        Without a cluster key (and without ``--insecure-peers``) only CAL
+        members are heard: nothing authenticates anyone else, so a datagram
+        from a non-member changes nothing (SPEC §12). A FORWARD may carry
+        only its sender's own requests, and from a non-member only the
+        bookkeeping a joining node does (its record, a claim of a slot).
+        """
         if self.sequencer is None or self.failed is not None:
             return  # not in a cluster (yet, or any more): nothing for us
+        if not self.trust_outsiders and not self._is_member_id(sender):
+            self._count("non_member_dropped")
+            return
+        if type(message) is Forward:
+            message = self._screen_forward(sender, message)
+            if message is None:
+                return
         self.sequencer.receive(sender, message, self.clock.seconds())
         self._schedule_pump()
+
+    def receive_discovery(self, sender: str, message: Any, addr: Any) -> None:
+        """A discovery message (Hello, Status) from the address ``addr``;
+        answers go to that address only, never to one written inside."""
+        handler = self.discovery_handlers.get(type(message))
+        if handler is not None:
+            handler(sender, message, addr)
+
+    def _is_member_id(self, node_id: str) -> bool:
+        """Whether ``node_id`` holds a CAL slot or votes in the window."""
+        if node_id in self.store.cal():
+            return True
+        seq = self.sequencer
+        return seq is not None and node_id in seq.window_members()
+
+    def _screen_forward(self, sender: str, message: Any) -> Any:
+        """The forwarded items a member may propose for ``sender``."""
+        member = self._is_member_id(sender)
+        kept = []
+        for item in message.items:
+            try:
+                m = mutation.Mutation.decode(item)
+            except mutation.MalformedMutation:
+                m = None
+            if m is not None and m.origin == sender and (member or _joiner_may_write(sender, m)):
+                kept.append(item)
+            else:
+                self._count("forward_refused")
+        if not kept:
+            return None
+        return message if len(kept) == len(message.items) else Forward(tuple(kept))
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
 
     def _schedule_pump(self) -> None:
         # Everything proposed or received in one reactor turn is handled in
@@ -568,10 +639,12 @@ class Node(Membership, ClusterInfo):
         """Instance ``seqn`` was applied: answer this node's writers in it."""
         me = self.id
         pending = self._pending
+        release = self.admission.release
         for outcome in outcomes:
             origin, request = outcome.key
             if origin != me:
                 continue
+            release(request)
             d = pending.pop(request, None)
             if d is not None:
                 _settle(d, outcome)
@@ -590,12 +663,15 @@ class Node(Membership, ClusterInfo):
         for request in list(self._pending):
             outcome = self.store.outcome_of((self.id, request))
             if outcome is not None:
+                self.admission.release(request)
                 _settle(self._pending.pop(request), outcome)
         for item in settled:
             try:
                 origin, request = mutation.Mutation.decode(item).key
             except mutation.MalformedMutation:
                 continue
+            if origin == self.id:
+                self.admission.release(request)
             d = self._pending.pop(request, None) if origin == self.id else None
             if d is not None:
                 d.errback(
@@ -623,6 +699,16 @@ class Node(Membership, ClusterInfo):
         self._tick_call = None
         self._tick_at = None
         self._pump()
+
+
+def _joiner_may_write(sender: str, m: mutation.Mutation) -> bool:
+    """What a non-member writes for itself: its own ``/ctl/node`` record,
+    claiming a CAL slot for itself, and no-ops."""
+    if m.kind == mutation.NOP:
+        return True
+    if m.path.startswith(f"/ctl/node/{sender}/"):
+        return True
+    return slot_of_path(m.path) is not None and m.kind == mutation.SET and m.value == sender.encode()
 
 
 def _settle(d: "defer.Deferred[Any]", outcome: Any) -> None:
@@ -658,5 +744,6 @@ def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) 
         timeout=config.timeout,
         pulse=config.pulse,
         write_timeout=config.write_timeout,
+        admission=Admission(config.max_pending, config.max_pending_bytes, config.quota_bytes),
     )
 

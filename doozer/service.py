@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import gc
-import hmac
 import os
 from typing import Any, Optional
 
@@ -17,11 +16,13 @@ from doozer.bootstrap import Discovery
 from doozer.config import Config, format_addr, parse_addr
 from doozer.consensus.transport import UDPTransport
 from doozer.fetcher import SnapshotFetcher
-from doozer.peer import Snapshot, body_mac, https_agent, peer_headers
+from doozer.peer import Snapshot, body_mac_ok, https_agent, peer_headers
 from doozer.httputil import Secrets, Site
 from doozer.native import NativeFactory
 from doozer.node import build_node
-from doozer.sniff import SniffingFactory
+from doozer.hosts import HostPolicy
+from doozer.limits import Limits
+from doozer.sniff import SniffingFactory, TLSFactory
 
 
 #: Pending connections the kernel may queue: thousands of watchers
@@ -63,9 +64,12 @@ class NodeService(Service):
             cluster_id=None,
             node_id=node.id,
             deliver=node.receive,
-            key=config.cluster_key,
+            deliver_discovery=node.receive_discovery,
+            key=config.cluster_keys or config.cluster_key,
             clock=self.reactor,
         )
+        node.trust_outsiders = bool(config.cluster_key) or config.insecure_peers
+        self._warn_insecure()
         node._send = self.transport.send
         node.transport_state = self.transport.debug_state
         self.fetcher = SnapshotFetcher(
@@ -78,12 +82,30 @@ class NodeService(Service):
         self.ports.append(self.transport.listen(self.reactor, port, host))
         secrets = Secrets(config.rw_secret, config.ro_secret)
         api = API(
-            node, secrets=secrets, max_value=config.max_value, cluster_key=config.cluster_key
+            node,
+            secrets=secrets,
+            max_value=config.max_value,
+            cluster_key=config.cluster_key,
+            cluster_keys=config.cluster_keys,
+            insecure_peers=config.insecure_peers,
         )
-        site = Site(api.resource(), max_body=config.max_value, access_log=config.access_log)
+        # Both client ports share one set of connection limits and counters.
+        self.limits = limits = Limits.from_config(config, self.reactor)
+        limits.fit_fd_limit()
+        scheme = "https" if config.tls_cert else "http"
+        site = Site(
+            api.resource(),
+            max_body=config.max_value,
+            access_log=config.access_log,
+            limits=limits,
+            hosts=HostPolicy.for_port(config, config.listen, scheme, limits.counters),
+            node=node,
+        )
         # One port, two protocols: HTTP and doozerd's, chosen by the first byte.
-        native = NativeFactory(self.node, secrets=secrets, max_value=config.max_value)
-        self.ports.append(self._listen_tcp(port, SniffingFactory(site, native), host))
+        native = NativeFactory(
+            self.node, secrets=secrets, max_value=config.max_value, limits=limits
+        )
+        self.ports.append(self._listen_tcp(port, SniffingFactory(site, native, limits), host))
         self.log.info(
             "doozer API listening on {scheme}://{addr}/v1/ (and doozerd's protocol)",
             scheme="https" if config.tls_cert else "http",
@@ -97,9 +119,17 @@ class NodeService(Service):
                 WebView(read_api.resource()).resource(),
                 max_body=1024,
                 access_log=config.access_log,
+                limits=limits,
+                hosts=HostPolicy.for_port(config, config.web, "http", limits.counters),
+                node=node,
             )
             self.ports.append(
-                self.reactor.listenTCP(config.web[1], web_site, interface=config.web[0])
+                self.reactor.listenTCP(
+                    config.web[1],
+                    SniffingFactory(web_site, None, limits),
+                    interface=config.web[0],
+                    backlog=BACKLOG,
+                )
             )
             self.log.info("doozer WebView on http://{addr}/", addr=format_addr(config.web))
         self.discovery = Discovery(
@@ -124,6 +154,17 @@ class NodeService(Service):
                 continue
         self.fetcher.chores()
 
+    def _warn_insecure(self) -> None:
+        """Say at start and every hour that peers are not authenticated."""
+        if not self.config.insecure_peers or self.config.cluster_key:
+            return
+        self.log.warn(
+            "--insecure-peers: peer traffic is neither authenticated nor encrypted; anyone "
+            "who can send UDP to {addr} can act as a peer (use --cluster-key-file)",
+            addr=format_addr(self.config.listen),
+        )
+        self._insecure_call = self.reactor.callLater(3600, self._warn_insecure)
+
     def _fatal(self, why: str) -> None:
         """The node stopped after a bug: end the process (a supervisor
         restarts it, as a new node that copies the cluster's state)."""
@@ -144,9 +185,9 @@ class NodeService(Service):
         else:
             client = treq
         url = f"{scheme}://{format_addr(addr)}/_peer/snapshot"
-        d = client.get(
-            url, headers=peer_headers(config.cluster_key, config.rw_secret), timeout=30
-        )
+        # A peer token bound to this request, never a client secret.
+        headers, nonce = peer_headers(config.cluster_key, b"GET", b"/_peer/snapshot")
+        d = client.get(url, headers=headers, timeout=30)
 
         def got(response: Any) -> Any:
             if response.code != 200:
@@ -155,7 +196,7 @@ class NodeService(Service):
             return treq.content(response).addCallback(check, mac.decode("ascii", "replace"))
 
         def check(body: bytes, mac: str) -> Snapshot:
-            if config.cluster_key and not hmac.compare_digest(mac, body_mac(config.cluster_key, body)):
+            if nonce is not None and not body_mac_ok(config.cluster_keys, nonce, body, mac):
                 raise RuntimeError("the snapshot's tag does not match the cluster key")
             return Snapshot.decode(body)
 
@@ -170,15 +211,25 @@ class NodeService(Service):
             with open(self.config.tls_key, "rb") as f:  # type: ignore[arg-type]
                 key_pem = f.read()
             cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-            return self.reactor.listenSSL(
-                port, factory, cert.options(), interface=host, backlog=BACKLOG
+            # ALPN: a client offering h2 and http/1.1 (curl, browsers) gets
+            # http/1.1; one offering nothing (doozerd's clients) gets TLS alone.
+            options = ssl.CertificateOptions(
+                privateKey=cert.privateKey.original,
+                certificate=cert.original,
+                acceptableProtocols=[b"http/1.1"],
             )
+            # listenSSL, but a refused connection is closed before its handshake.
+            tls = TLSFactory(options, False, factory, clock=self.reactor)
+            return self.reactor.listenTCP(port, tls, interface=host, backlog=BACKLOG)
         return self.reactor.listenTCP(port, factory, interface=host, backlog=BACKLOG)
 
     def stopService(self) -> "defer.Deferred[Any]":
         super().stopService()
         if getattr(self, "discovery", None) is not None:
             self.discovery.stop()
+        call = getattr(self, "_insecure_call", None)
+        if call is not None and call.active():
+            call.cancel()
         if self.node is not None:
             self.node.stop()
         ports, self.ports = self.ports, []

@@ -66,6 +66,10 @@ class Store(StoreSnapshots):
         self._events: list[Event] = []
         self._event_revs: list[int] = []
         self._dedup = Dedup()
+        # Bytes of paths and values: of the files (the head), and of the
+        # changes kept in the history window (SPEC §12's quota counts both).
+        self._live_bytes = 0
+        self._history_bytes = 0
         # glob prefix -> {Deferred: (glob, from_rev, limit)}; the glob, not its
         # matcher, so that 10,000 distinct watches hold no compiled regexes.
         self._watchers: dict[str, dict[Deferred, tuple[str, int, int]]] = {}
@@ -220,6 +224,8 @@ class Store(StoreSnapshots):
             self._cal = None
         self._record(path, old, new, rev)
         self._files[path] = new
+        self._live_bytes += len(path) + len(value) - (len(path) + len(old.value) if old else 0)
+        self._history_bytes += len(path) + len(value)
         if old is None:
             child = path
             while True:
@@ -237,6 +243,8 @@ class Store(StoreSnapshots):
     def _delete(self, path: str, rev: int, old: File) -> None:
         """Remove a file and the directories it leaves empty."""
         del self._files[path]
+        self._live_bytes -= len(path) + len(old.value)
+        self._history_bytes += len(path)
         if path.startswith(CAL_PREFIX):
             self._cal = None
         self._record(path, old, None, rev)
@@ -289,6 +297,7 @@ class Store(StoreSnapshots):
                 if not touched:
                     del self._touched[directory]
         cut = bisect_left(self._event_revs, new_oldest)
+        self._history_bytes -= sum(_event_bytes(e) for e in self._events[:cut])
         del self._events[:cut]
         del self._event_revs[:cut]
         self.oldest = new_oldest
@@ -522,9 +531,19 @@ class Store(StoreSnapshots):
             d.callback(self.rev)
 
     @property
+    def size(self) -> int:
+        """Bytes of paths and values the store holds: its files, and the
+        changes kept in its history window (what ``--quota-bytes`` bounds)."""
+        return self._live_bytes + self._history_bytes
+
+    @property
     def hist(self) -> int:
         """Revs of history kept (``--hist``)."""
         return self._hist_revs
+
+
+def _event_bytes(e: Event) -> int:
+    return len(e.path) + (len(e.value) if e.value is not None else 0)
 
 
 def _expired(m: mut.Mutation, seqn: int) -> DoozerError:

@@ -111,6 +111,7 @@ class StoreSnapshots:
             if doc["rev"] < store.rev:
                 raise ValueError("rev below its events")
             store.rev = doc["rev"]
+            store._history_bytes = sum(len(e.path) + len(e.value or b"") for e in store._events)
             store.seqn = doc["seqn"]
             if type(store.seqn) is not int or store.seqn < 0:
                 raise ValueError("bad seqn")

@@ -38,10 +38,33 @@ class Options(usage.Options):
         ["ro-secret-file", None, None, "file holding the read-only secret (or DOOZER_ROSECRET)"],
         ["tls-cert", None, None, "PEM certificate: serve the client port over TLS"],
         ["tls-key", None, None, "PEM private key for --tls-cert"],
-        ["cluster-key-file", None, None, "shared key authenticating every peer datagram (HMAC-SHA256)"],
+        ["max-pending", None, "10000", "client writes a node holds proposed and not yet decided; "
+         "past it (or past a client's fair share) a write answers 503 BUSY at once"],
+        ["max-pending-bytes", None, str(16 * 1024 * 1024), "bytes of client writes a node holds "
+         "proposed and not yet decided (503 BUSY past it)"],
+        ["quota-bytes", None, str(1024 * 1024 * 1024), "bytes the store may hold (files and kept "
+         "history); a write past it answers 507 NOSPACE, deletes always work"],
+        ["cluster-key-file", None, None, "file of cluster keys, one per line (the first seals, all open): "
+         "peer traffic is encrypted and authenticated; required with --peers or a non-loopback --listen"],
+        ["max-conns", None, "10000", "client connections open at once, both client ports together "
+         "(API and WebView); a new one past it is closed at once"],
+        ["max-conns-per-ip", None, "1000", "client connections open at once from one IP address"],
+        ["request-timeout", None, "10", "seconds a client has to send a whole request (HTTP head and "
+         "body; a doozerd frame) after connecting or its previous answer; idle HTTP connections "
+         "close then; 0 turns deadlines off"],
+        ["max-output", None, str(4 * 1024 * 1024), "bytes of answers a client may leave unread before "
+         "the node stops reading its connection"],
+        ["max-outstanding", None, "1000", "doozerd-protocol requests waiting for their answer on one "
+         "connection (WAITs, writes...); past it a request is answered BUSY at once"],
+        ["allowed-hosts", None, None, "comma-separated names (NAME or NAME:PORT, or *) the client ports "
+         "answer to besides their own address and localhost; other Host headers get 421"],
+        ["cors-origin", None, None, "comma-separated origins (https://app.example or *) allowed to read "
+         "cross-origin; every other Origin gets 403, and no origin may write cross-origin"],
     ]
     optFlags = [
         ["access-log", None, "log one line per HTTP request (off by default: it costs throughput)"],
+        ["insecure-peers", None, "allow --peers or a non-loopback --listen without a cluster key "
+         "(anyone who can send UDP to the port can then act as a peer)"],
     ]
 
     def postOptions(self) -> None:
@@ -80,6 +103,36 @@ def _ip_literal(addr: tuple[str, int], name: str) -> None:
             f"--{name}: {addr[0]!r} is not an IP address; peers talk over UDP "
             "by address, so name every node by its IP:PORT (as its --listen)"
         ) from None
+
+
+#: Shortest cluster key accepted (a key is a secret, not a password).
+MIN_KEY = 16
+
+
+def _cluster_keys(path: str) -> tuple[bytes, ...]:
+    """The keys of a key file: one per non-empty line, the sealing key first."""
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise usage.UsageError(f"cannot read --cluster-key-file: {e}") from None
+    keys = tuple(line.strip() for line in lines if line.strip())
+    if not keys:
+        raise usage.UsageError(f"--cluster-key-file {path} holds no key")
+    short = [i + 1 for i, k in enumerate(keys) if len(k) < MIN_KEY]
+    if short:
+        raise usage.UsageError(
+            f"--cluster-key-file {path}: key {short[0]} is shorter than {MIN_KEY} bytes; "
+            "make one with 'head -c 32 /dev/urandom | base64'"
+        )
+    return keys
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def build_config(opts: Any, environ: Any) -> Config:
@@ -133,9 +186,17 @@ def build_config(opts: Any, environ: Any) -> Config:
     for name in ("tls-cert", "tls-key"):
         if opts[name] and not os.path.isfile(opts[name]):
             raise usage.UsageError(f"--{name} {opts[name]} is not a file")
-    cluster_key = None
+    cluster_keys: tuple[bytes, ...] = ()
     if opts["cluster-key-file"]:
-        cluster_key = _secret(opts["cluster-key-file"], None, "cluster-key-file")
+        cluster_keys = _cluster_keys(opts["cluster-key-file"])
+    insecure = bool(opts["insecure-peers"])
+    if not cluster_keys and not insecure and (peers or not _loopback(listen[0])):
+        raise usage.UsageError(
+            "a node with --peers or a non-loopback --listen needs --cluster-key-file: without "
+            "a key anyone who can reach its UDP port can act as a peer. Make one with "
+            "'head -c 32 /dev/urandom | base64 > cluster.key' and give every node the same "
+            "file (or pass --insecure-peers on a trusted network)"
+        )
     cluster = opts["cluster"]
     if not cluster or "/" in cluster:
         raise usage.UsageError("--cluster must be a non-empty name without '/'")
@@ -154,8 +215,39 @@ def build_config(opts: Any, environ: Any) -> Config:
         ro_secret=ro,
         tls_cert=opts["tls-cert"],
         tls_key=opts["tls-key"],
-        cluster_key=cluster_key,
+        cluster_key=cluster_keys[0] if cluster_keys else None,
+        cluster_keys=cluster_keys,
+        insecure_peers=insecure,
+        max_pending=_number(opts, "max-pending", int, 1),
+        max_pending_bytes=_number(opts, "max-pending-bytes", int, 1),
+        quota_bytes=_number(opts, "quota-bytes", int, 1),
         access_log=bool(opts["access-log"]),
+        **_client_limits(opts),
+    )
+
+
+def _client_limits(opts: Any) -> dict[str, Any]:
+    """The options of SPEC §12 about client connections, checked."""
+    from doozer.hosts import canonical_origin, check_allowed_host
+
+    def listed(name: str, check: Any) -> list[str]:
+        out = []
+        for entry in (opts[name] or "").split(","):
+            if entry.strip():
+                try:
+                    out.append(check(entry))
+                except ValueError as e:
+                    raise usage.UsageError(f"--{name}: {e}") from None
+        return out
+
+    return dict(
+        max_conns=_number(opts, "max-conns", int, 1),
+        max_conns_per_ip=_number(opts, "max-conns-per-ip", int, 1),
+        request_timeout=_number(opts, "request-timeout", float, 0),
+        max_output=_number(opts, "max-output", int, 1),
+        max_outstanding=_number(opts, "max-outstanding", int, 1),
+        allowed_hosts=listed("allowed-hosts", check_allowed_host),
+        cors_origins=listed("cors-origin", canonical_origin),
     )
 
 

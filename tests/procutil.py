@@ -19,6 +19,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
+def cluster_key_file(directory: Any) -> str:
+    """A new cluster key file in ``directory`` (what every node of one
+    test cluster is given: nodes with --peers need one, SPEC §5)."""
+    import base64
+
+    path = os.path.join(str(directory), "cluster.key")
+    if not os.path.exists(path):
+        with open(path, "wb") as f:
+            f.write(base64.b64encode(os.urandom(32)) + b"\n")
+    return path
+
+
 def free_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1."""
     while True:

@@ -541,7 +541,9 @@ def test_client_needs_an_address() -> None:
 def real_node(tmp_path: Any) -> Any:
     from procutil import NodeProcess
 
-    proc = NodeProcess(str(tmp_path / "node"))
+    # Clients reach it through TCP proxies on other ports too, which pass the
+    # proxy's address as Host: a name the node is told to answer to (SPEC §12).
+    proc = NodeProcess(str(tmp_path / "node"), "--allowed-hosts", "127.0.0.1")
     try:
         proc.start()
         yield proc
@@ -688,14 +690,15 @@ async def test_real_watch_survives_its_node_being_replaced_behind_a_second_addre
     """In a three-node cluster, a watch on node 0 (URI: node 0, then address X) waits
     while node 0 is killed and a new node is started at X, then resumes there:
     every event exactly once, in order."""
-    from procutil import NodeProcess, free_port
+    from procutil import NodeProcess, cluster_key_file, free_port
     from twisted.internet import reactor
 
     ports = [free_port() for _ in range(3)]
     peers = ",".join(f"127.0.0.1:{p}" for p in ports)
-    nodes = [NodeProcess(str(tmp_path / f"n{i}"), "--peers", peers, port=p)
+    key = ("--cluster-key-file", cluster_key_file(tmp_path))
+    nodes = [NodeProcess(str(tmp_path / f"n{i}"), "--peers", peers, *key, port=p)
              for i, p in enumerate(ports)]
-    spare = NodeProcess(str(tmp_path / "spare"), "--peers", ",".join(peers.split(",")[1:]))
+    spare = NodeProcess(str(tmp_path / "spare"), "--peers", ",".join(peers.split(",")[1:]), *key)
     clients: list[Client] = []
     loop: Any = None
     try:

@@ -14,7 +14,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from apiutil import Harness
-from doozer import native, proto
+from doozer import native, nativewait, proto
 from doozer.config import Config
 from doozer.httputil import Secrets
 from doozer.native import NativeFactory
@@ -321,7 +321,7 @@ def test_wait_holds_until_its_change_and_reports_del(n: Native, c: MemoryConn) -
     tag = c.send(verb="WAIT", path="/q/**", rev=n.node.store.rev + 1)
     c.call("SET", path="/elsewhere", rev=-1, value=b"y")
     assert tag not in c.received
-    n.clock.advance(native.WAIT_SLICE * 3)  # never times out
+    n.clock.advance(nativewait.WAIT_SLICE * 3)  # never times out
     c.settle()
     assert tag not in c.received
     delete_tag = c.send(verb="DEL", path="/q/f", rev=-1)

@@ -140,7 +140,7 @@ def test_tls_wraps_both_protocols(tmp_path) -> None:
         c.close()
         with socket.create_connection(("127.0.0.1", n.port)) as raw:
             with context.wrap_socket(raw, server_hostname="127.0.0.1") as s:
-                s.sendall(b"GET /v1/store/tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET /v1/store/tls HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % n.addr.encode())
                 data = b""
                 while chunk := s.recv(65536):
                     data += chunk

@@ -69,8 +69,8 @@ def test_chunked_oversized_body_is_413(node: NodeProcess) -> None:
     """A chunked body that grows past the cap is refused and not stored."""
     chunk = b"x" * 8192
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(8)) + b"0\r\n\r\n"
-    reply = raw_http(node.port, b"PUT /v1/store/big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    reply = raw_http(node.port, b"PUT /v1/store/big HTTP/1.1\r\nHost: localhost:%d\r\nConnection: close\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" % node.port + body)
     assert reply.startswith(b"HTTP/1.1 413")
     assert node.request("GET", "/v1/store/big")[0] == 404
 
@@ -78,7 +78,7 @@ def test_chunked_oversized_body_is_413(node: NodeProcess) -> None:
 def test_endless_body_is_cut_off(node: NodeProcess) -> None:
     """A client streaming a body forever is answered 413 and disconnected."""
     with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
-        s.sendall(b"PUT /v1/store/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        s.sendall(b"PUT /v1/store/big HTTP/1.1\r\nHost: localhost:%d\r\nTransfer-Encoding: chunked\r\n\r\n" % node.port)
         chunk = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
         got = b""
         try:
@@ -99,7 +99,7 @@ def test_client_vanishing_mid_watch_is_harmless(node: NodeProcess) -> None:
     socks = []
     for _ in range(50):
         s = socket.create_connection(("127.0.0.1", node.port))
-        s.sendall(b"GET /v1/watch?glob=/**&timeout=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /v1/watch?glob=/**&timeout=300 HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % node.port)
         socks.append(s)
     time.sleep(0.3)
     for s in socks:
@@ -162,7 +162,7 @@ PATHS = ["/fz/a", "/fz/b", "/fz/c/d", "/fz/c", "/fz/e/f/g", "/fz//x", "/fz/../x"
          "/fz/" + "y" * 300, "/ctl/name", "/fz/a/b"]
 
 
-def _random_request(rng: random.Random) -> tuple[bytes, tuple]:
+def _random_request(rng: random.Random, port: int) -> tuple[bytes, tuple]:
     """One random request (valid or not) and what it means for the model."""
     kind = rng.random()
     path = rng.choice(PATHS)
@@ -175,7 +175,7 @@ def _random_request(rng: random.Random) -> tuple[bytes, tuple]:
     size = rng.choice([0, 1, 10, 100, 40000])
     body = bytes(rng.getrandbits(8) for _ in range(min(size, 100))) * (size // 100 or 1)
     body = body[:size]
-    head = f"{method} /v1/store{path}{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    head = f"{method} /v1/store{path}{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
     if method in ("PUT", "POST") and rng.random() < 0.2:
         chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
         return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunked, (method, path, body)
@@ -190,7 +190,7 @@ def test_fuzz_keeps_exactly_the_acknowledged_writes(node: NodeProcess) -> None:
     rng = random.Random(seed)
     acked: list[tuple[int, str, str, bytes]] = []
     for _ in range(2500):
-        data, meaning = _random_request(rng)
+        data, meaning = _random_request(rng, node.port)
         reply = raw_http(node.port, data, timeout=5, half_close=meaning[0] == "junk")
         status = reply[9:12]
         assert status != b"500", (seed, data[:200], reply[:500])

@@ -41,7 +41,7 @@ def test_every_spec_option_is_listed_in_help() -> None:
     for name in (
         "listen", "web", "peers", "cluster", "timeout", "fill", "hist", "pulse",
         "max-value", "rw-secret-file", "ro-secret-file", "tls-cert", "tls-key",
-        "cluster-key-file",
+        "cluster-key-file", "insecure-peers",
     ):
         assert f"--{name}" in text, name
 
@@ -55,8 +55,38 @@ def test_web_follows_the_listen_host_and_can_be_disabled() -> None:
 
 def test_peers_are_parsed() -> None:
     """--peers is a comma-separated list of HOST:PORT."""
-    config = parse("--peers", "127.0.0.1:1,127.0.0.1:2", env={})["config"]
+    config = parse("--peers", "127.0.0.1:1,127.0.0.1:2", "--insecure-peers", env={})["config"]
     assert config.peers == [("127.0.0.1", 1), ("127.0.0.1", 2)]
+
+
+def key_file(tmp_path, *keys: bytes):
+    path = tmp_path / "cluster.key"
+    path.write_bytes(b"\n".join(keys) + b"\n")
+    return str(path)
+
+
+def test_peers_or_a_public_address_need_a_cluster_key(tmp_path) -> None:
+    """SPEC §5: without --cluster-key-file a node with --peers or a
+    non-loopback --listen refuses to start (saying how to make a key),
+    unless --insecure-peers; a lone node on loopback needs none."""
+    for argv in (["--peers", "127.0.0.1:1"], ["--listen", "10.0.0.1:8046"]):
+        with pytest.raises(usage.UsageError, match="needs --cluster-key-file.*head -c 32"):
+            parse(*argv, env={})
+        assert parse(*argv, "--insecure-peers", env={})["config"].insecure_peers
+        keyed = parse(*argv, "--cluster-key-file", key_file(tmp_path, b"k" * 32), env={})["config"]
+        assert keyed.cluster_key == b"k" * 32 and not keyed.insecure_peers
+    assert parse(env={})["config"].cluster_key is None
+
+
+def test_a_key_file_may_hold_several_keys_the_first_seals(tmp_path) -> None:
+    """Keys change by a rolling restart: every key in the file opens, the
+    first one seals. Keys shorter than 16 bytes are refused."""
+    config = parse("--cluster-key-file", key_file(tmp_path, b"n" * 32, b"", b"o" * 32), env={})["config"]
+    assert config.cluster_keys == (b"n" * 32, b"o" * 32) and config.cluster_key == b"n" * 32
+    with pytest.raises(usage.UsageError, match="shorter than 16"):
+        parse("--cluster-key-file", key_file(tmp_path, b"short"), env={})
+    with pytest.raises(usage.UsageError, match="holds no key"):
+        parse("--cluster-key-file", key_file(tmp_path, b""), env={})
 
 
 @pytest.mark.parametrize(
@@ -110,9 +140,9 @@ def test_listen_and_peers_must_be_ip_addresses() -> None:
     """Regression: a host name in --peers made UDP's write() raise inside
     discovery, which then stopped for good; refuse it at start-up instead."""
     with pytest.raises(usage.UsageError, match="not an IP address"):
-        parse("--peers", "localhost:8047", env={})
+        parse("--peers", "localhost:8047", "--insecure-peers", env={})
     with pytest.raises(usage.UsageError, match="not an IP address"):
-        parse("--listen", "localhost:8046", env={})
-    assert parse("--peers", "[::1]:8047,10.0.0.2:8046", env={})["config"].peers == [
+        parse("--listen", "localhost:8046", "--insecure-peers", env={})
+    assert parse("--peers", "[::1]:8047,10.0.0.2:8046", "--insecure-peers", env={})["config"].peers == [
         ("::1", 8047), ("10.0.0.2", 8046)
     ]
