@@ -183,14 +183,15 @@ class Sequencer(Phases, CatchUp):
         if self._silent_owners and self._known_upto >= self._ahead_from:
             self._revoke_silent_ahead(now, only_new=True)
         while True:
-            # Queued items first take the own unused instances that rule 5
-            # would skip: a revoker's ACCEPT far ahead (a silent owner's
-            # turn) would otherwise make every member give up its whole
-            # window and wait for the next one.
-            if self._queue:
-                self._cut(now)
+            # Skips first: after a membership change the skip closes the
+            # voting gap, and items cut into the gap's instances would need
+            # the old membership's quorum (a kill right after a claim then
+            # stopped the cluster for good: fault suite, claimkill, under
+            # load).
             if self._skip_pending():
                 self._do_skip(now)
+            if self._queue:
+                self._cut(now)
             self._drain_local(now)
             # Local decisions (a one-member cluster) may have made room for
             # more; otherwise everything left is blocked or sent.

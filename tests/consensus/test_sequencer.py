@@ -479,11 +479,13 @@ def test_install_keeps_own_items_above_the_floor() -> None:
     """An own instance above the snapshot's floor stays this node's: it is
     retransmitted, not given up."""
     s = seq("b", fill=0.1)
+    s.receive("c", Skip("c", 1, 6), 0.0)
+    s.receive("a", Skip("a", 1, 6), 0.0)
     s.propose(b"mine", 0.0)
     s.flush(0.0)
     [seqn] = {m.seqn for _, m in sent(s, Accept)}
-    assert seqn == 1
-    assert s.install(0, {t: tuple(ABC) for t in range(1, 51)}) == []
+    assert seqn > 3
+    assert s.install(3, {t: tuple(ABC) for t in range(4, 54)}) == []
     s.tick(1.0)
     assert {m.seqn for _, m in sent(s, Accept)} == {seqn}
 
