@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import procs  # noqa: E402
 
-from doozer import proto  # noqa: E402
+from doozer.server.doozerd import proto  # noqa: E402
 
 VALUE = b"hello, world"
 

@@ -73,3 +73,12 @@ class DoozerError(Exception):
 
     def __hash__(self) -> int:
         return hash((self.code, self.detail))
+
+
+def too_large(limit: int) -> DoozerError:
+    """``TOO_LARGE`` for a value over ``--max-value`` (``limit`` bytes): one
+    wording wherever a body or value is refused."""
+    return DoozerError(
+        "TOO_LARGE",
+        f"the value is larger than {limit} bytes (--max-value); doozer is for small values",
+    )

@@ -11,9 +11,9 @@ from typing import Any, Optional
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
-from doozer.api import API
-from doozer.config import Config
-from doozer.httputil import Secrets
+from doozer.server.http.api import API
+from doozer.server.config import Config
+from doozer.server.auth import Secrets
 from doozer.node import Node, build_node
 
 
@@ -25,7 +25,7 @@ def single_node(
 ) -> Node:
     """A started one-member node on ``clock``, its genesis writes applied.
 
-    :param settings: :class:`~doozer.config.Config` fields (``hist``,
+    :param settings: :class:`~doozer.server.config.Config` fields (``hist``,
         ``pulse``...); the pulse is off unless given.
     """
     clock = clock or Clock()
@@ -41,7 +41,6 @@ def stub_api(
     *,
     rw: Optional[bytes] = None,
     ro: Optional[bytes] = None,
-    max_value: int = 32768,
     readonly: bool = False,
 ) -> StubTreq:
     """A treq-like client talking to ``node``'s API in memory.
@@ -49,5 +48,5 @@ def stub_api(
     After firing anything a long-poll waits on, call ``flush()`` on it (and
     advance the node's clock) so the response is delivered.
     """
-    api = API(node, secrets=Secrets(rw, ro), max_value=max_value, readonly=readonly)
+    api = API(node, secrets=Secrets(rw, ro), readonly=readonly)
     return StubTreq(api.resource())

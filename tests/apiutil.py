@@ -35,7 +35,7 @@ class Harness:
     def __init__(self, **settings: Any) -> None:
         self.clock = Clock()
         stub_settings = {
-            k: settings.pop(k) for k in ("rw", "ro", "max_value", "readonly") if k in settings
+            k: settings.pop(k) for k in ("rw", "ro", "readonly") if k in settings
         }
         self.node: Node = single_node(self.clock, **settings)
         self.stub = stub_api(self.node, **stub_settings)

@@ -5,7 +5,7 @@ care: it holds what was written until the client reads it, tells its
 registered producer when its buffer passes ``bufferSize`` (and when it has
 been read empty), can be paused and resumed (stop reading), and has a
 ``protocol`` attribute the sniffer re-points. :class:`Front` is a
-one-member node behind the sniffer with :class:`doozer.limits.Limits`,
+one-member node behind the sniffer with :class:`doozer.server.limits.Limits`,
 like ``twistd doozer``'s API port, whose connections the tests open.
 """
 
@@ -21,12 +21,13 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from doozer.api import API
-from doozer.hosts import HostPolicy
-from doozer.httputil import Secrets, Site
-from doozer.limits import Limits
-from doozer.native import NativeFactory
-from doozer.sniff import SniffingFactory
+from doozer.server.http.api import API
+from doozer.server.hosts import HostPolicy
+from doozer.server.auth import Secrets
+from doozer.server.http.site import Site
+from doozer.server.limits import Limits
+from doozer.server.doozerd.protocol import NativeFactory
+from doozer.server.sniff import SniffingFactory
 from doozer.testing import single_node
 from nativeutil import decode_all, encode
 
@@ -181,8 +182,8 @@ def http(path: str, method: str = "GET", host: str = f"127.0.0.1:{PORT}", **head
 class Front:
     """A one-member node on a Clock behind its API port's sniffer, with limits.
 
-    :param limits: :class:`~doozer.limits.Limits` settings.
-    :param hosts: :class:`~doozer.hosts.HostPolicy` keywords; None: no Host rules.
+    :param limits: :class:`~doozer.server.limits.Limits` settings.
+    :param hosts: :class:`~doozer.server.hosts.HostPolicy` keywords; None: no Host rules.
     :param rw: the read-write secret, if any.
     :param clock: the Clock (e.g. a :class:`HeapClock` for many timers).
     """

@@ -1,7 +1,7 @@
 """A doozerd-protocol client for the tests, written from SPEC §7 alone.
 
 It builds its own Request/Response classes with the Protocol Buffers
-library from the field table of the spec (not from :mod:`doozer.proto`), so
+library from the field table of the spec (not from :mod:`doozer.server.doozerd.proto`), so
 the server's message definitions are checked against the spec too.
 
 Two transports: :class:`MemoryConn` drives a server protocol in memory (a

@@ -5,7 +5,7 @@ own :class:`~twisted.internet.task.Clock`, driven by one seeded generator.
 :mod:`sim` drives bare sequencers with a fake store; this tier adds what the
 node does around them, which the fault suite showed matters: members
 removing silent members, new nodes claiming freed CAL slots, and a lagging
-member fetching a snapshot the way :class:`doozer.service.NodeService` does
+member fetching a snapshot the way :class:`doozer.server.service.NodeService` does
 (from a random other CAL member, taken when asked, installed when it
 arrives). A paused node (SIGSTOP) keeps its clock still and its datagrams
 queued; on waking its clock jumps, as a real process's does.
@@ -19,20 +19,20 @@ at each, and all have applied the same seqn.
 
 from __future__ import annotations
 
-import heapq
 import random
 from typing import Any, Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from doozer.config import Config
+from doozer.server.config import Config
 from doozer.consensus import messages
 from doozer.errors import DoozerError
-from doozer.fetcher import SnapshotFetcher
+from doozer.node.fetcher import SnapshotFetcher
 from doozer.node import build_node
-from doozer.peer import Snapshot
+from doozer.node.snapshot import Snapshot
 from simcheck import Checker
+from simnet import SimNet
 
 NAME = "nodesim"
 CLUSTER_ID = "nodesim-cluster"
@@ -71,19 +71,14 @@ class SimNode:
         # forgotten), else where a sender's datagrams came from.
         self.addresses: dict[str, str] = {}
         self.learned: dict[str, str] = {}
-        real_applied = node._applied
         real_pump = node._pump
-
-        def applied(seqn: int, items: list, outcomes: list) -> None:
-            sim.record(self, seqn, items, outcomes)
-            real_applied(seqn, items, outcomes)
+        node.on_applied.append(lambda seqn, items, outcomes: sim.record(self, seqn, items, outcomes))
 
         def pump() -> None:
             if node.sequencer is not None:
                 sim.checker.observe(self.name, node.sequencer)
             real_pump()
 
-        node._applied = applied  # type: ignore[method-assign]
         node._pump = pump  # type: ignore[method-assign]
 
 
@@ -110,13 +105,10 @@ class NodeSim:
         self.checker = Checker(self.fail)
         self.now = 0.0
         self.events = Clock()  # the scenario's own timeline
-        self.delay = (0.0002, 0.003)
-        self.loss = 0.0
-        self.blocked: set[tuple[str, str]] = set()
+        #: the datagrams in flight (shared with tests/sim.py)
+        self.net = SimNet(self.rng, (0.0002, 0.003))
         self.nodes: dict[str, SimNode] = {}
         self.by_addr: dict[str, SimNode] = {}
-        self._net: list = []
-        self._seq = 0
         self._ports = 1000
         self.installs = 0
         #: called with (src, dest, message) for every datagram sent (tests
@@ -154,7 +146,7 @@ class NodeSim:
         sn.learned[source.name] = source.node.addr  # discovery talked to it
         self._check_snapshot(sn, snap)
         sn.node.install(snap)
-        sn.addresses.update(sn.node.node_addresses())  # the service, once joined
+        sn.addresses.update(sn.node.info.node_addresses())  # the service, once joined
         sn.clock.advance(0)
         return sn
 
@@ -181,17 +173,15 @@ class NodeSim:
     def partition(self, side: list[SimNode]) -> None:
         names = {s.name for s in side}
         self.note(f"partition {sorted(names)}")
-        self.blocked = {
-            (a, b) for a in self.nodes for b in self.nodes if (a in names) != (b in names)
-        }
+        self.net.partition([names, set(self.nodes) - names], self.nodes)
 
     def one_way(self, src: SimNode, dest: SimNode) -> None:
         """``dest`` stops hearing ``src``; ``src`` still hears ``dest``."""
         self.note(f"one-way loss {src.name} -> {dest.name}")
-        self.blocked = {(src.name, dest.name)}
+        self.net.one_way(src.name, dest.name)
 
     def heal(self) -> None:
-        self.blocked = set()
+        self.net.heal()
         for sn in self.live():
             if sn.paused:
                 self._resume(sn)
@@ -212,9 +202,9 @@ class NodeSim:
     # -- the service around a node ------------------------------------------
 
     def chores(self, sn: SimNode) -> None:
-        """What :meth:`doozer.service.NodeService._chores` does: refresh the
+        """What :meth:`doozer.server.service.NodeService._chores` does: refresh the
         address book from the store, and run the snapshot fetcher."""
-        sn.addresses.update(sn.node.node_addresses())
+        sn.addresses.update(sn.node.info.node_addresses())
         sn.fetcher.chores()
 
     def fetch(self, sn: SimNode, addr: str) -> "defer.Deferred[Snapshot]":
@@ -223,7 +213,7 @@ class NodeSim:
         unreachable source fails the fetch after a while."""
         d: defer.Deferred[Snapshot] = defer.Deferred()
         source = self.by_addr.get(addr)
-        if source is None or not source.alive or source.paused or (sn.name, source.name) in self.blocked:
+        if source is None or not source.alive or source.paused or (sn.name, source.name) in self.net.blocked:
             self.events.callLater(0.5, self._fetched, sn, d, None)  # refused or timed out
             return d
         snap = Snapshot.decode(source.node.snapshot().encode())
@@ -264,12 +254,13 @@ class NodeSim:
         addr = src.address_of(dest)
         if addr is None:
             return  # the transport drops it ("no_address")
-        if self.loss and self.rng.random() < self.loss:
-            return
-        self._seq += 1
-        data = messages.pack(NAME, CLUSTER_ID, src.name, self._seq, message)
-        at = self.now + self.rng.uniform(*self.delay)
-        heapq.heappush(self._net, (at, self._seq, src.name, addr, data))
+        data = messages.pack(NAME, CLUSTER_ID, src.name, self.net.sent + 1, message)
+        self.net.send(src.name, addr, data, self.now)
+
+    def _receiver(self, addr: str) -> Optional[str]:
+        """The name of the live node at ``addr`` (None: nobody listens)."""
+        target = self.by_addr.get(addr)
+        return target.name if target is not None and target.alive else None
 
     def _deliver(self, sn: SimNode, sender: str, data: bytes) -> None:
         if sn.paused:
@@ -284,7 +275,7 @@ class NodeSim:
     # -- time -----------------------------------------------------------
 
     def _next_time(self) -> float:
-        times = [self._net[0][0]] if self._net else []
+        times = [self.net.next_time()]
         if self.events.calls:
             times.append(min(c.getTime() for c in self.events.calls))
         for sn in self.live():
@@ -305,12 +296,8 @@ class NodeSim:
             for sn in self.live():
                 if not sn.paused:
                     sn.clock.advance(t - sn.clock.seconds())
-            while self._net and self._net[0][0] <= t:
-                _, _, src, addr, data = heapq.heappop(self._net)
-                target = self.by_addr.get(addr)
-                if target is None or not target.alive or (src, target.name) in self.blocked:
-                    continue
-                self._deliver(target, src, data)
+            for src, addr, data in self.net.due(t, self._receiver):
+                self._deliver(self.by_addr[addr], src, data)
             if t >= end:
                 return
 
@@ -490,7 +477,7 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
                     sim.run_for(rng.uniform(0.0, sim.timeout))
                     _kill_and_replace(sim, rng, [rng.choice(third)])
         else:
-            sim.delay = (0.0002, rng.choice([0.01, 0.05]))
+            sim.net.delay = (0.0002, rng.choice([0.01, 0.05]))
             sim.at(rng.uniform(1, 4), setattr, sim, "delay", (0.0002, 0.003))
         end = sim.now + rng.uniform(2.0, 9.0)
         while sim.now < end:
@@ -499,7 +486,7 @@ def scenario(seed: int, n: int = 3, duration: float = 40.0) -> NodeSim:
                 sim.write(rng.choice(live), f"/k{rng.randrange(6)}")
             sim.run_for(0.02)
         sim.heal()
-        sim.delay = (0.0002, 0.003)
+        sim.net.delay = (0.0002, 0.003)
         sim.check_recovers()
         t = sim.now
     return sim

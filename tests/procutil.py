@@ -151,3 +151,16 @@ def self_signed_cert(directory: Any) -> tuple[str, str]:
         check=True, capture_output=True,
     )
     return cert, key
+
+
+def closed_by_node(sock: socket.socket, within: float = 10.0) -> bool:
+    """Whether the node closes ``sock`` (reading and dropping what it sends) within ``within`` s."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False

@@ -5,7 +5,7 @@ seeded :class:`random.Random` (shared by the network, the scenario and every
 sequencer), so a seed replays exactly. Messages go through the real wire
 format (:func:`doozer.consensus.messages.pack` / ``unpack``).
 
-Each node is the product's :class:`doozer.replica.Replica`: a real
+Each node is the product's :class:`doozer.node.replica.Replica`: a real
 :class:`~doozer.consensus.sequencer.Sequencer` whose decisions a real
 :class:`~doozer.store.Store` applies, so ``M(s)`` comes from the store's own
 CAL order, de-duplication is the store's own bounded record, and snapshots
@@ -31,19 +31,20 @@ A violation raises :class:`Violation`, whose message names the seed.
 
 from __future__ import annotations
 
-import heapq
 import random
 from typing import Any, Optional
 
 from twisted.internet.task import Clock
 
-from doozer import mutation as mut
+from doozer.store import mutation as mut
 from doozer.consensus import messages
 from doozer.consensus.sequencer import Sequencer
-from doozer.peer import Snapshot
-from doozer.replica import Replica
+from doozer.node.snapshot import Snapshot
+from doozer.node.replica import Replica
 from doozer.store import Store
+from doozer.store import snapshot as store_snapshot
 from simcheck import Checker
+from simnet import SimNet
 
 NAME = "sim"
 CLUSTER_ID = "sim-cluster"
@@ -109,26 +110,21 @@ class Sim:
         self.fill = fill
         self.retain = retain
         self.item_lifetime = max(item_lifetime, 2 * alpha)
-        self.loss = 0.0
-        self.dup = 0.0
-        self.delay = (0.0005, 0.005)
-        self.blocked: set = set()  # (src, dst) pairs that cannot talk
-        self._heap: list = []
-        self._seq = 0
+        #: the datagrams in flight (shared with tests/nodesim.py)
+        self.net = SimNet(self.rng, (0.0005, 0.005))
         self._dirty: list[SimNode] = []
         self.nodes: dict[str, SimNode] = {}
         self.genesis = [f"n{i}" for i in range(n)]
         self.checker = Checker(self.fail)
         self.forwarded: set[bytes] = set()
         self.own_seqn: dict[bytes, int] = {}  # item -> the instance that decided it
-        self.sent = 0
         self.installs = 0
         self._writes = 0
         store = Store(hist=10_000)
         cal = [mut.set_("genesis", i + 1, f"/ctl/cal/{i}", node.encode(), until=1).encode()
                for i, node in enumerate(self.genesis)]
         store.apply(cal, seqn=0)
-        self._genesis_store = store.snapshot()
+        self._genesis_store = store_snapshot.dump(store)
         for node_id in self.genesis:
             self._add_node(node_id, genesis=self.genesis)
 
@@ -147,7 +143,7 @@ class Sim:
         )
 
     def _add_node(self, node_id: str, genesis: list) -> SimNode:
-        store = Store.from_snapshot(self._genesis_store, hist=10_000)
+        store = store_snapshot.load(self._genesis_store, hist=10_000)
         replica = Replica(store, self._sequencer(node_id, genesis), NAME, CLUSTER_ID)
         node = self.nodes[node_id] = SimNode(node_id, replica)
         self.checker.window(node_id, node.seq)
@@ -327,38 +323,28 @@ class Sim:
         self._pump(node)
 
     def _send(self, src: str, dst: str, msg: messages.Message) -> None:
-        self.sent += 1
         for one in msg.messages if isinstance(msg, messages.Bundle) else (msg,):
             if type(one) is messages.Forward:
                 self.forwarded.update(one.items)
-        if (src, dst) in self.blocked or dst not in self.nodes:
-            return
-        rng = self.rng
-        if self.loss and rng.random() < self.loss:
-            return
-        data = messages.pack(NAME, CLUSTER_ID, src, self.sent, msg)
-        copies = 2 if self.dup and rng.random() < self.dup else 1
-        now = self.clock.seconds()
-        for _ in range(copies):
-            self._seq += 1
-            at = now + rng.uniform(*self.delay)
-            heapq.heappush(self._heap, (at, self._seq, dst, data))
+        data = messages.pack(NAME, CLUSTER_ID, src, self.net.sent + 1, msg)
+        self.net.send(src, dst, data, self.clock.seconds())
 
-    def _deliver(self, dst: str, data: bytes) -> None:
+    def _deliver(self, src: str, dst: str, data: bytes) -> None:
         node = self.nodes[dst]
         if not node.alive:
             return
         if node.paused_until > self.clock.seconds():
-            self._seq += 1
-            heapq.heappush(self._heap, (node.paused_until, self._seq, dst, data))
+            self.net.hold(node.paused_until, src, dst, data)
             return
         env = messages.unpack(data)
-        if (env.sender, dst) in self.blocked:
-            return  # partitioned while in flight
         msg = env.message
         for one in msg.messages if isinstance(msg, messages.Bundle) else (msg,):
             node.seq.receive(env.sender, one, self.clock.seconds())
         self._mark(node)
+
+    def _receiver(self, dst: str) -> Optional[str]:
+        """The name of the node a datagram to ``dst`` reaches (None: none)."""
+        return dst if dst in self.nodes else None
 
     def _flush_dirty(self) -> None:
         while self._dirty:
@@ -368,10 +354,10 @@ class Sim:
     def run_until(self, end: float) -> None:
         """Advance simulated time to ``end``, delivering and ticking."""
         clock = self.clock
-        heap = self._heap
+        net = self.net
         self._flush_dirty()
         while True:
-            t_net = heap[0][0] if heap else float("inf")
+            t_net = net.next_time()
             t_clk = clock.calls[0].getTime() if clock.calls else float("inf")
             t = min(t_net, t_clk)
             if t > end:
@@ -379,9 +365,8 @@ class Sim:
                 self._flush_dirty()
                 return
             clock.advance(max(0.0, t - clock.seconds()))
-            while heap and heap[0][0] <= t:
-                _, _, dst, data = heapq.heappop(heap)
-                self._deliver(dst, data)
+            for src, dst, data in net.due(t, self._receiver):
+                self._deliver(src, dst, data)
             self._flush_dirty()
 
     def at(self, when: float, fn, *args) -> None:
@@ -396,20 +381,15 @@ class Sim:
 
     def partition(self, groups: list[list[str]]) -> None:
         """Only nodes in the same group can talk."""
-        self.blocked = set()
-        side = {n: i for i, g in enumerate(groups) for n in g}
-        for a in self.nodes:
-            for b in self.nodes:
-                if a != b and side.get(a, -1) != side.get(b, -2):
-                    self.blocked.add((a, b))
+        self.net.partition(groups, self.nodes)
 
     def deafen(self, node_id: str) -> None:
         """``node_id`` hears nobody; everybody still hears it (one way)."""
-        self.blocked = {(other, node_id) for other in self.nodes if other != node_id}
+        self.net.deafen(node_id, self.nodes)
 
     def heal(self) -> None:
         """Everyone can talk again."""
-        self.blocked = set()
+        self.net.heal()
 
     # -- checks ------------------------------------------------------------
 
@@ -463,9 +443,9 @@ def scenario(
         seed, n=n, alpha=alpha, retain=rng.choice([8, 40, 1000]), bundle=bundle,
         item_lifetime=rng.choice([2 * alpha, 3 * alpha + 5, 1000]),
     )
-    sim.loss = rng.choice([0.0, 0.0, 0.05, 0.2, 0.35])
-    sim.dup = rng.choice([0.0, 0.05, 0.2])
-    sim.delay = (0.0002, rng.choice([0.002, 0.01, 0.05]))
+    sim.net.loss = rng.choice([0.0, 0.0, 0.05, 0.2, 0.35])
+    sim.net.dup = rng.choice([0.0, 0.05, 0.2])
+    sim.net.delay = (0.0002, rng.choice([0.002, 0.01, 0.05]))
     ids = list(sim.genesis)
     for _ in range(rng.randint(5, 30)):
         sim.at(rng.uniform(0, duration), _write_if_alive, sim, rng.choice(ids))
@@ -509,7 +489,7 @@ def scenario(
             sim.at(rng.uniform(when, duration + 0.5), _write_if_alive, sim, victim)
     sim.run_until(duration)
     sim.heal()
-    sim.loss = min(sim.loss, 0.05)
+    sim.net.loss = min(sim.net.loss, 0.05)
     end = duration + recover
     while sim.clock.seconds() < end and not sim.settled():
         sim.run_until(sim.clock.seconds() + 0.5)
@@ -573,7 +553,7 @@ def odd_slot_claim(seed: int, n: int = 3) -> Sim:
     name, so that ``M(s)`` never holds two members for one slot number,
     whose order would then follow the process's hash seed."""
     s = Sim(seed, n=n, alpha=4)
-    s.loss = 0.01
+    s.net.loss = 0.01
     s.join("j0", "n0")
     s.propose("n0", mut.SET, "/ctl/cal/01", b"j0", 0)
     for _ in range(20):
@@ -597,9 +577,9 @@ def voting_gap(seed: int, n: int = 3) -> Sim:
     writes must commit."""
     rng = random.Random(seed ^ 0x6A9)
     sim = Sim(seed, n=n, alpha=rng.choice([4, 8, 50]), retain=1000)
-    sim.loss = rng.choice([0.0, 0.01, 0.05])
-    sim.dup = rng.choice([0.0, 0.05])
-    sim.delay = (0.0002, rng.choice([0.002, 0.01]))
+    sim.net.loss = rng.choice([0.0, 0.01, 0.05])
+    sim.net.dup = rng.choice([0.0, 0.05])
+    sim.net.delay = (0.0002, rng.choice([0.002, 0.01]))
     dead = sim.genesis[-1:]
     for victim in dead:
         sim.crash(victim)

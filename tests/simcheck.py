@@ -6,7 +6,7 @@ objects as they run: the acceptors' state in each node's sequencer, the
 values each node hands out and applies with the product's :class:`Store`
 (whose de-duplication record is the bounded one production uses), and
 ``M(s)`` as each node's sequencer holds it (set from its own store's CAL, or
-from a snapshot made by :class:`doozer.replica.Replica`). The checker's own
+from a snapshot made by :class:`doozer.node.replica.Replica`). The checker's own
 memory is unbounded on purpose: it must see a request applied twice however
 far apart.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from doozer.consensus.instance import digest
-from doozer.mutation import encode_batch
+from doozer.consensus.value import encode_batch
 
 
 class Checker:

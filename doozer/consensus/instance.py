@@ -9,10 +9,9 @@ from __future__ import annotations
 import hashlib
 from typing import Optional
 
-from doozer.mutation import encode_batch
+from doozer.consensus.value import NOOP
 
-#: The value of a no-op instance: an empty batch.
-NOOP: bytes = encode_batch([])
+__all__ = ["NOOP", "Instance", "digest"]
 
 # Coordinator phases (None = this node does not coordinate the instance).
 PROPOSING = "proposing"  # owner, ballot (0, self), phase 2 only (rule 4)

@@ -17,27 +17,33 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
+from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
-from doozer.consensus.instance import NOOP, PROPOSING, Instance
-from doozer.consensus.messages import ENVELOPE_OVERHEAD, ITEM_OVERHEAD
+from doozer.consensus.diagnostics import debug_state
+from doozer.consensus.instance import PROPOSING, Instance
 from doozer.consensus.messages import (
+    ENVELOPE_OVERHEAD,
+    ITEM_OVERHEAD,
     Accept,
     Accepted,
     Forward,
     Learn,
     Message,
+    Nack,
     Ping,
+    Prepare,
+    Promise,
     Skip,
     TooOld,
     Want,
 )
-from doozer.consensus.phases import Phases
-from doozer.mutation import MalformedMutation, decode_batch, encode_batch
+from doozer.consensus.revoker import Revoker
+from doozer.consensus.value import NOOP, MalformedValue, decode_batch, encode_batch
 
 
-class Sequencer(Phases, CatchUp):
+class Sequencer:
     """Orders proposed items into a log of decided instances.
 
     :param node_id: this node's id (a restarted process always has a new one).
@@ -135,6 +141,11 @@ class Sequencer(Phases, CatchUp):
         self._proposed_at = float("-inf")  # when an owner last proposed
         self.counters: dict[str, int] = {}
         self._created = now
+        # Instances this node coordinates (proposes as owner, or revokes).
+        self._coord: dict[int, Instance] = {}
+        self.acceptor = Acceptor(self)
+        self.revoker = Revoker(self)
+        self.catchup = CatchUp(self)
         self._handlers = self._make_handlers()
 
     # ------------------------------------------------------------------
@@ -166,11 +177,11 @@ class Sequencer(Phases, CatchUp):
         self._now = now
         if now >= self._last_scan + self._scan_interval():
             self._last_scan = now
-            self._retransmit(now)
-            self._scan_open(now)
-            self._catch_up(now)
-            self._resend_forwards(now)
-            self._ping(now)
+            self.revoker.retransmit(now)
+            self.revoker.scan_open(now)
+            self.catchup.catch_up(now)
+            self.catchup.resend_forwards(now)
+            self.catchup.ping(now)
         self.flush(now)
 
     def flush(self, now: float) -> None:
@@ -181,7 +192,7 @@ class Sequencer(Phases, CatchUp):
         if self._cursor < self._next_out:
             self._cursor = self._next_out
         if self._silent_owners and self._known_upto >= self._ahead_from:
-            self._revoke_silent_ahead(now, only_new=True)
+            self.revoker.revoke_silent_ahead(now, only_new=True)
         while True:
             # Skips first: after a membership change the skip closes the
             # voting gap, and items cut into the gap's instances would need
@@ -256,7 +267,7 @@ class Sequencer(Phases, CatchUp):
             else:
                 try:
                     items = decode_batch(value)
-                except MalformedMutation:
+                except MalformedValue:
                     self._count("malformed_value")
                     items = []
             self._log[s] = value
@@ -281,6 +292,20 @@ class Sequencer(Phases, CatchUp):
         ):
             return self._now
         return self._last_scan + self._scan_interval()
+
+    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
+        """Adopt a snapshot made by applying instances up to ``floor_seqn``
+        (:meth:`CatchUp.install <doozer.consensus.catchup.CatchUp.install>`)."""
+        return self.catchup.install(floor_seqn, members_by_seqn)
+
+    def heard_lately(self, peer: str, now: float) -> bool:
+        """Whether ``peer`` spoke within three PING intervals."""
+        return self.catchup.heard_lately(peer, now)
+
+    def debug_state(self, instances: int = 8) -> dict:
+        """The state one needs to see why a log does not move
+        (:func:`doozer.consensus.diagnostics.debug_state`)."""
+        return debug_state(self, instances)
 
     def is_member(self, seqn: Optional[int] = None) -> bool:
         """Whether this node votes in instance ``seqn`` (default: the next one)."""
@@ -483,7 +508,7 @@ class Sequencer(Phases, CatchUp):
             s = self._next_own()
             if s is None:
                 if me not in self._members.get(self._known_upto, ()):
-                    self._forward_queue(now)
+                    self.catchup.forward_queue(now)
                 else:
                     self._blocked = "window"
                 return
@@ -560,7 +585,7 @@ class Sequencer(Phases, CatchUp):
             return
         inst = self._inst(s)
         if inst is None:
-            self._beyond(sender, s)
+            self.catchup.beyond(sender, s)
             self._hold_early(s, sender, msg)
             return
         if sender not in inst.members or not inst.valid_ballot(msg.ballot):
@@ -574,17 +599,17 @@ class Sequencer(Phases, CatchUp):
                 # Chosen, but the ACCEPT has not reached us yet.
                 inst.chosen_digest = msg.digest
 
-    def _make_handlers(self) -> dict:
-        handlers = dict(self._phase_handlers())
-        handlers.update(
-            {
-                Accepted: self._on_accepted,
-                Skip: self._on_skip,
-                Learn: self._on_learn,
-                Want: self._on_want,
-                Ping: self._on_ping,
-                Forward: self._on_forward,
-                TooOld: self._on_too_old,
-            }
-        )
-        return handlers
+    def _make_handlers(self) -> dict[type, Callable[[str, Any, float], None]]:
+        return {
+            Accept: self.acceptor.on_accept,
+            Skip: self.acceptor.on_skip,
+            Prepare: self.acceptor.on_prepare,
+            Promise: self.revoker.on_promise,
+            Nack: self.revoker.on_nack,
+            Accepted: self._on_accepted,
+            Learn: self.catchup.on_learn,
+            Want: self.catchup.on_want,
+            Ping: self.catchup.on_ping,
+            Forward: self.catchup.on_forward,
+            TooOld: self.catchup.on_too_old,
+        }

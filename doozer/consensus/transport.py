@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import socket
 from collections import OrderedDict, deque
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from doozer.config import format_addr
-from doozer.consensus import faults, messages
+from doozer.consensus import messages
 from doozer.consensus.messages import Message
 from doozer.consensus.seal import SEALED, Seal
 
@@ -175,9 +174,9 @@ class UDPTransport(DatagramProtocol):
         # with this id used, unless it sent a million datagrams a second.
         self._counter = int(clock.seconds() * 1_000_000) if clock is not None else 0
         self.incarnation = self._counter if incarnation is None else incarnation
-        # TEST-ONLY fault hook (docs/testing.md): a no-op unless the
-        # environment variable DOOZER_TEST_FAULTS is set.
-        self.fault_file = faults.install(self, clock)
+        #: the TEST-ONLY fault hook's rules, when the service installed it
+        #: (:mod:`doozer.server.faults`); shown by the diagnostics
+        self.fault_file: Optional[Any] = None
 
     def listen(self, reactor: IReactorUDP, port: int, interface: str = "") -> IListeningPort:
         """Listen on ``port`` with a receive buffer large enough for any datagram.
@@ -204,39 +203,6 @@ class UDPTransport(DatagramProtocol):
     def address_of(self, node_id: str) -> Optional[Address]:
         """The configured address of a peer, else the one it last sent from."""
         return self.addresses.get(node_id) or self.learned.get(node_id)
-
-    def debug_state(self) -> dict:
-        """What ``/_peer/consensus`` shows of the transport: the drop
-        counters, and where each peer is sent to (from its node record, or
-        learned from its datagrams). A peer missing from both is never sent
-        anything; a drop counter that grows between two views names the
-        reason a peer's datagrams are lost.
-
-        ``senders`` tells, per peer, how many of its datagrams were taken
-        and how many refused as replays, and the highest counter taken;
-        ``counter`` is this node's own last one, and ``sent_to`` how many
-        datagrams it wrote to each address. A peer whose ``taken`` here
-        stands still while its own view's ``sent_to`` this node grows is
-        lost on the way or refused before it is read (or, with ``replayed``
-        growing, refused as a replay: compare ``highest`` with that peer's
-        ``counter``). With the TEST-ONLY fault hook on, ``faults`` shows the
-        rules this node holds and what they dropped.
-        """
-        state = {
-            "stats": dict(self.stats),
-            "addresses": {p: format_addr(a) for p, a in self.addresses.items()},
-            "learned": {p: format_addr(a) for p, a in self.learned.items()},
-            "cluster_id": self.cluster_id,
-            "counter": self._counter,
-            "sent_to": {format_addr(a): n for a, n in self._sent_to.items()},
-            "senders": {
-                p: {"taken": w.taken, "replayed": w.replayed, "highest": w.highest}
-                for p, w in self._windows.items()
-            },
-        }
-        if self.fault_file is not None:
-            state["faults"] = self.fault_file.debug_state()
-        return state
 
     # -- sending -----------------------------------------------------------
 

@@ -26,7 +26,7 @@ from doozer.consensus.messages import (
     Want,
 )
 from doozer.consensus.sequencer import Sequencer
-from doozer.mutation import encode_batch
+from doozer.consensus.value import encode_batch
 
 ABC = ["a", "b", "c"]
 
@@ -598,7 +598,7 @@ def test_idle_member_pings_peers() -> None:
 def test_pings_carry_suspects_and_peers_suspects_are_kept() -> None:
     """PINGs name the members this node finds silent (set by the node's
     membership chores); a peer's list is kept with when it arrived, for
-    confirming a removal (doozer/membership.py)."""
+    confirming a removal (doozer/node/membership.py)."""
     s = seq("a")
     s.suspects = ("c",)
     s.tick(1.0)
@@ -628,7 +628,7 @@ def test_core_never_imports_twisted_internet() -> None:
 
 def test_largest_write_fits_one_datagram() -> None:
     """A 60,000-byte body with its path is accepted, and its ACCEPT fits in a datagram."""
-    from doozer import mutation
+    from doozer.store import mutation
     from doozer.consensus.transport import MAX_DATAGRAM, UDPTransport
 
     item = mutation.set_("N" * 16, 1, "/" + "p" * 1000, b"v" * 60_000, until=2**40).encode()

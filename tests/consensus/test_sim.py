@@ -151,7 +151,7 @@ def test_replay_is_exact() -> None:
     first = sim.scenario(1234, 5)
     second = sim.scenario(1234, 5)
     assert first.checker.log == second.checker.log
-    assert first.sent == second.sent
+    assert first.net.sent == second.net.sent
     assert first.clock.seconds() == second.clock.seconds()
 
 
@@ -159,7 +159,7 @@ def test_quorum_loss_stops_then_resumes() -> None:
     """With a majority partitioned away nothing is decided; healing resumes it."""
     s = sim.Sim(7, n=3)
     s.partition([["n0"], ["n1", "n2"]])
-    s.blocked.update({("n1", "n2"), ("n2", "n1")})  # nobody has a quorum
+    s.net.blocked.update({("n1", "n2"), ("n2", "n1")})  # nobody has a quorum
     key = s.write("n0")
     s.run_until(3.0)
     assert key in s.nodes["n0"].pending
@@ -176,7 +176,7 @@ def test_one_member_cluster_decides_without_network() -> None:
     key = s.write("n0")
     s.run_until(0.0)
     assert s.nodes["n0"].acked[key] == 1
-    assert s.sent == 0
+    assert s.net.sent == 0
 
 
 def test_crashed_owner_is_revoked() -> None:

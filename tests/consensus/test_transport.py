@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 
 from doozer.consensus import messages
 from doozer.consensus.messages import Accept, Ping, Promise
+from doozer.consensus.diagnostics import transport_state
 from doozer.consensus.transport import MAX_DATAGRAM, UDPTransport
 
 KEY = b"k" * 32
@@ -490,7 +491,7 @@ def test_debug_state_shows_drops_and_where_peers_are_sent() -> None:
     data = a.transport.written[0][0]
     b.datagramReceived(data, ("10.0.0.1", 7))
     b.datagramReceived(data, ("10.0.0.1", 7))
-    state = b.debug_state()
+    state = transport_state(b)
     assert state["stats"]["delivered"] == 1 and state["stats"]["replayed"] == 1
     assert state["addresses"] == {"a": "127.0.0.1:1001"} and state["learned"] == {}
     assert state["cluster_id"] == "cid"
@@ -507,10 +508,10 @@ def test_debug_state_tells_each_senders_datagrams_taken_and_refused() -> None:
     b.datagramReceived(second, ("10.0.0.1", 7))
     b.datagramReceived(first, ("10.0.0.1", 7))  # late, but within the window
     b.datagramReceived(first, ("10.0.0.1", 7))  # a replay
-    state = b.debug_state()
-    assert state["senders"] == {"a": {"taken": 2, "replayed": 1, "highest": a.debug_state()["counter"]}}
+    state = transport_state(b)
+    assert state["senders"] == {"a": {"taken": 2, "replayed": 1, "highest": transport_state(a)["counter"]}}
     assert state["stats"]["replayed"] == 1
-    assert a.debug_state()["sent_to"] == {"127.0.0.1:1002": 2}
+    assert transport_state(a)["sent_to"] == {"127.0.0.1:1002": 2}
 
 
 def test_datagrams_written_are_counted_per_address_for_a_bounded_number() -> None:
@@ -518,4 +519,4 @@ def test_datagrams_written_are_counted_per_address_for_a_bounded_number() -> Non
     a.max_peers = 2
     for port in (1, 2, 3, 3):
         a.send_to(("127.0.0.1", port), Ping(0, 0), "b")
-    assert a.debug_state()["sent_to"] == {"127.0.0.1:2": 1, "127.0.0.1:3": 2}
+    assert transport_state(a)["sent_to"] == {"127.0.0.1:2": 1, "127.0.0.1:3": 2}

@@ -67,8 +67,8 @@ from .history import (
 )
 
 try:  # the project's own glob semantics, when available
-    from doozer.path import compile_glob as _project_compile_glob
-except ImportError:  # pragma: no cover - only before doozer/path.py exists
+    from doozer.store.path import compile_glob as _project_compile_glob
+except ImportError:  # pragma: no cover - only before doozer/store/path.py exists
     _project_compile_glob = None
 
 

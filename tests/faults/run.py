@@ -50,7 +50,7 @@ from tests.faults.history import CAS, DELETE, OK, READ, SET, WATCH, WRITES, Even
 from tests.procutil import NodeProcess, free_port
 
 try:  # peers' endpoints (/_peer/...) take a token made with the cluster key
-    from doozer.peer import make_token as _make_token
+    from doozer.server.auth import make_token as _make_token
 except ImportError:  # code before peer tokens: /_peer/ is open to clients
     _make_token = None
 
@@ -181,10 +181,14 @@ class Cluster:
         if _make_token is not None:
             with open(self.key_file, "rb") as f:
                 key = f.read().splitlines()[0].strip()
-            try:  # a one-time token for this method and path
-                token = _make_token(key, b"GET", path.split("?")[0].encode())
-            except TypeError:  # the older kind: one token for any peer request
-                token = _make_token(key)
+            target = path.split("?")[0].encode()
+            try:  # a one-time token for this method, path and time
+                token = _make_token(key, b"GET", target, time.time())
+            except TypeError:  # older code: the token read the clock itself,
+                try:  # or was one token for any peer request
+                    token = _make_token(key, b"GET", target)
+                except TypeError:
+                    token = _make_token(key)
             headers["X-Doozer-Peer"] = token
         return http_call(addr, "GET", path, timeout=timeout, headers=headers)
 

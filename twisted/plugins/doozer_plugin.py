@@ -1,10 +1,10 @@
-"""twistd plugin: ``twistd doozer`` (the logic lives in doozer.tap)."""
+"""twistd plugin: ``twistd doozer`` (the logic lives in doozer.server.tap)."""
 
 from twisted.application.service import ServiceMaker
 
 doozer = ServiceMaker(
     "doozer",
-    "doozer.tap",
+    "doozer.server.tap",
     "a doozer node: consistent, highly-available store with watches",
     "doozer",
 )

@@ -1,0 +1,447 @@
+"""The ``doozer`` command (SPEC §4), on top of :mod:`doozer.client`.
+
+``doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]``; ``doozer help``
+lists the commands and ``doozer help COMMAND`` documents one. Exit status:
+0 success, 1 rev mismatch, 2 any other error, always with one line on
+stderr and never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, BinaryIO, Callable, NoReturn, Optional, Sequence
+
+from doozer.client.errors import NoEnt, RevMismatch
+from doozer.client.types import Event
+from doozer.errors import DoozerError
+from doozer.client.uri import DEFAULT_URI, BadURI
+
+OK, MISMATCH, FAILED = 0, 1, 2
+
+USAGE = """\
+usage: doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]
+
+options:
+  -a URI       where the cluster is: doozer:?ca=HOST:PORT&ca=HOST:PORT&sk=SECRET
+               or http(s)://HOST:PORT (default: $DOOZER_URI, else
+               doozer:?ca=127.0.0.1:8046)
+  -r REV       read at REV (get, stat, find) or start there (wait, watch)
+  -t DURATION  how long wait may wait: 30, 30s, 1m30s (default: forever)
+
+commands:
+{commands}
+
+Exit status: 0 success, 1 rev mismatch, 2 any other error.
+Run 'doozer help COMMAND' for one command's details.
+"""
+
+
+class UsageError(Exception):
+    """The command line is wrong; the message says how."""
+
+
+@dataclass
+class Options:
+    """A parsed command line."""
+
+    uri: str = ""
+    rev: Optional[int] = None
+    timeout: Optional[float] = None
+    command: str = ""
+    args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """What a command runs with: the client, the options, the output streams."""
+
+    client: Any
+    options: Options
+    out: BinaryIO
+    stdin: bytes = b""
+    reactor: Any = None
+
+    def write(self, data: bytes) -> None:
+        """Write to stdout and flush (watch output must appear at once)."""
+        self.out.write(data)
+        self.out.flush()
+
+    def line(self, text: object) -> None:
+        """Write one line of text."""
+        self.write(f"{text}\n".encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its argument names, a summary line, and its help."""
+
+    name: str
+    args: tuple[str, ...]
+    summary: str
+    doc: str
+    run: Callable[..., Awaitable[None]]
+    reads_stdin: bool = False
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, args: str, summary: str, doc: str, reads_stdin: bool = False
+) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
+    """Register an ``async def run(ctx, *args)`` as a command."""
+
+    def register(run: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        COMMANDS[name] = Command(name, tuple(args.split()), summary, doc, run, reads_stdin)
+        return run
+
+    return register
+
+
+# ----------------------------------------------------------------------
+# parsing
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30``, ``30s``, ``1.5s``, ``1m30s``, ``250ms``, ``1h`` (Go style).
+
+    :raises UsageError: for anything else, or a duration that is not > 0.
+    """
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", text):
+        seconds = float(text)
+    else:
+        pos, seconds = 0, 0.0
+        for match in _DURATION.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(text) or not text:
+            raise UsageError(f"-t: {text!r} is not a duration (examples: 30, 30s, 1m30s)")
+    if seconds <= 0:
+        raise UsageError(f"-t: {text!r} must be more than zero")
+    return seconds
+
+
+def _int(text: str, what: str, minimum: Optional[int] = None) -> int:
+    if not re.fullmatch(r"-?\d+", text.strip()):
+        raise UsageError(f"{what} must be an integer, not {text!r}")
+    value = int(text)
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{what} must be at least {minimum}, not {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """Parse ``[options] COMMAND [ARGS]``; options may also follow the command.
+
+    Negative numbers (``set /a -1``) are arguments, not options.
+    :raises UsageError: for unknown options, missing values or arguments.
+    """
+    options = Options()
+    positional: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        i += 1
+        if item == "--":
+            positional.extend(items[i:])
+            break
+        if item in ("-h", "--help"):
+            positional = ["help"] + positional[:1]
+            break
+        flag, value = item[:2], item[2:]
+        if item.startswith("--") and "=" in item:
+            flag, value = {"--addr": "-a", "--rev": "-r", "--timeout": "-t"}.get(
+                item.split("=", 1)[0], item
+            ), item.split("=", 1)[1]
+        if flag in ("-a", "-r", "-t") and not re.fullmatch(r"-\d+", item):
+            if value.startswith("="):
+                value = value[1:]
+            if not value:
+                if i >= len(items):
+                    raise UsageError(f"option {flag} needs a value")
+                value = items[i]
+                i += 1
+            if flag == "-a":
+                options.uri = value
+            elif flag == "-r":
+                options.rev = _int(value, "-r REV", minimum=1)
+            else:
+                options.timeout = parse_duration(value)
+            continue
+        if item.startswith("-") and len(item) > 1 and not re.fullmatch(r"-\d+", item):
+            raise UsageError(f"unknown option {item}; see 'doozer help'")
+        positional.append(item)
+    if not positional:
+        raise UsageError("no command given; see 'doozer help'")
+    options.command, options.args = positional[0], positional[1:]
+    cmd = COMMANDS.get(options.command)
+    if cmd is None:
+        raise UsageError(f"unknown command {options.command!r}; see 'doozer help'")
+    optional = sum(1 for a in cmd.args if a.startswith("["))
+    if not len(cmd.args) - optional <= len(options.args) <= len(cmd.args):
+        wanted = " ".join(cmd.args)
+        raise UsageError(f"usage: doozer {cmd.name} {wanted}".rstrip())
+    return options
+
+
+# ----------------------------------------------------------------------
+# output
+
+
+def format_event(event: Event) -> bytes:
+    """doozer's event format: ``PATH REV set|del LEN``, the body, a line feed."""
+    body = event.value or b""
+    return f"{event.path} {event.rev} {event.op} {len(body)}\n".encode("utf-8") + body + b"\n"
+
+
+def describe(error: BaseException) -> str:
+    """One human line for an error."""
+    if isinstance(error, RevMismatch) and f"rev {error.rev}" not in error.detail:
+        text = f"REV_MISMATCH: {error.detail} (current rev {error.rev})"
+    elif isinstance(error, DoozerError):
+        text = f"{error.code}: {error.detail}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def exit_status(error: BaseException) -> int:
+    """1 for a rev mismatch, 2 for anything else."""
+    return MISMATCH if isinstance(error, RevMismatch) else FAILED
+
+
+# ----------------------------------------------------------------------
+# the commands
+
+_SEE_R = "With -r REV, reads the store as of REV."
+
+
+@command("get", "PATH", "print a file's body", f"Prints the file's bytes exactly, with nothing added. {_SEE_R}\nA directory or a missing file is an error (exit 2).")
+async def _get(ctx: Context, path: str) -> None:
+    f = await ctx.client.get_raw(path, ctx.options.rev)
+    ctx.write(f.value)
+
+
+@command("set", "PATH REV", "write stdin to a file, print its new rev",
+         "Reads the new body from stdin and writes it if the file's rev is at most REV\n"
+         "(0: only if missing; -1: whatever it is). Prints the file's new rev.\n"
+         "A failed precondition exits 1.", reads_stdin=True)
+async def _set(ctx: Context, path: str, rev: str) -> None:
+    ctx.line(await ctx.client.set(path, ctx.stdin, _int(rev, "REV")))
+
+
+@command("add", "PATH", "create a file from stdin (set PATH 0)",
+         "Like 'set PATH 0': creates the file with stdin as its body; exits 1 if it\n"
+         "already exists. Prints the new rev.", reads_stdin=True)
+async def _add(ctx: Context, path: str) -> None:
+    ctx.line(await ctx.client.set(path, ctx.stdin, 0))
+
+
+@command("del", "PATH REV", "delete a file",
+         "Deletes the file if its rev is at most REV (-1: whatever it is).\n"
+         "A failed precondition exits 1; a missing file exits 2.")
+async def _del(ctx: Context, path: str, rev: str) -> None:
+    await ctx.client.delete(path, _int(rev, "REV"))
+
+
+@command("rev", "", "print the store's current rev", "Prints the node's applied rev.")
+async def _rev(ctx: Context) -> None:
+    ctx.line(await ctx.client.rev())
+
+
+@command("stat", "PATH", "print 'REV LEN' for a file, 'd N' for a directory",
+         f"For a file prints its rev and length in bytes; for a directory 'd' and its\n"
+         f"number of entries. {_SEE_R}")
+async def _stat(ctx: Context, path: str) -> None:
+    st = await ctx.client.stat(path, ctx.options.rev)
+    ctx.line(f"d {st.len}" if st.dir else f"{st.rev} {st.len}")
+
+
+@command("find", "PATH", "print every file and directory under PATH",
+         "Prints PATH and every directory and file below it, one per line, in tree\n"
+         f"order (parents before children, names sorted). {_SEE_R}")
+async def _find(ctx: Context, path: str) -> None:
+    rev = ctx.options.rev or await ctx.client.rev()
+    st = await ctx.client.stat(path, rev)
+    if not st.dir:
+        ctx.line(path)
+        return
+    walk = await ctx.client.walk("/**" if path == "/" else path + "/**", rev)
+    found = {path}
+    for f in walk.files:
+        found.add(f.path)
+        parent = f.path.rsplit("/", 1)[0]
+        while parent and parent != path and parent not in found:
+            found.add(parent)
+            parent = parent.rsplit("/", 1)[0]
+    for p in sorted(found, key=lambda p: [c for c in p.split("/") if c]):
+        ctx.line(p)
+
+
+@command("touch", "PATH", "rewrite a file with its own body (creates it if missing)",
+         "Sets the file to its current body so that its rev increases; a missing file\n"
+         "is created empty. Exits 1 if the file changed in between.")
+async def _touch(ctx: Context, path: str) -> None:
+    try:
+        f = await ctx.client.get_raw(path)
+    except NoEnt:
+        await ctx.client.set(path, b"", 0)
+    else:
+        await ctx.client.set(path, f.value, f.rev)
+
+
+@command("wait", "GLOB", "print the next change matching GLOB",
+         "Waits for the first change to a file matching GLOB with rev >= -r (default:\n"
+         "the next change from now) and prints it as:\n"
+         "  PATH REV set|del LEN\\nBODY\\n\n"
+         "-t DURATION bounds the wait (then exit 2).")
+async def _wait(ctx: Context, glob: str) -> None:
+    event = await ctx.client.wait(glob, ctx.options.rev, ctx.options.timeout)
+    ctx.write(format_event(event))
+
+
+@command("watch", "GLOB", "print every change matching GLOB until interrupted",
+         "Prints each change to a file matching GLOB, from -r REV (default: from now),\n"
+         "as 'PATH REV set|del LEN', the body and a line feed, until Ctrl-C.\n"
+         "Reconnects to another address of the URI when a node fails.")
+async def _watch(ctx: Context, glob: str) -> None:
+    watch = ctx.client.watch(glob, ctx.options.rev)
+    if ctx.reactor is not None:
+        ctx.reactor.addSystemEventTrigger("before", "shutdown", watch.close)
+    async for event in watch:
+        ctx.write(format_event(event))
+
+
+@command("self", "", "print the node's id", "Prints the id of the node that answers.")
+async def _self(ctx: Context) -> None:
+    ctx.line((await ctx.client.self_info()).id)
+
+
+@command("nop", "", "run one consensus round",
+         "Makes the cluster agree on a no-op (it takes a rev); prints nothing.")
+async def _nop(ctx: Context) -> None:
+    await ctx.client.nop()
+
+
+@command("help", "[COMMAND]", "print this help, or a command's",
+         "Without COMMAND lists the commands; with one, documents it.")
+async def _help(ctx: Context, name: str = "") -> None:
+    ctx.write(help_text(name).encode("utf-8"))
+
+
+def help_text(name: str = "") -> str:
+    """The general usage text, or one command's help.
+
+    :raises UsageError: for an unknown command name.
+    """
+    if not name:
+        width = max(len(f"{c.name} {' '.join(c.args)}") for c in COMMANDS.values())
+        lines = [
+            f"  {(c.name + ' ' + ' '.join(c.args)).ljust(width)}  {c.summary}"
+            for c in COMMANDS.values()
+        ]
+        return USAGE.format(commands="\n".join(lines))
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        raise UsageError(f"unknown command {name!r}; see 'doozer help'")
+    head = f"usage: doozer [-a URI] [-r REV] [-t DURATION] {cmd.name} {' '.join(cmd.args)}"
+    return f"{head.rstrip()}\n\n{cmd.summary}.\n\n{cmd.doc}\n"
+
+
+# ----------------------------------------------------------------------
+# running
+
+
+async def run(options: Options, client: Any, out: BinaryIO, err: BinaryIO,
+              stdin: bytes = b"", reactor: Any = None) -> int:
+    """Run one parsed command with ``client``; returns the exit status.
+
+    Every error becomes one line on ``err``.
+    """
+    ctx = Context(client, options, out, stdin, reactor)
+    try:
+        await COMMANDS[options.command].run(ctx, *options.args)
+    except (DoozerError, UsageError, BadURI) as error:
+        err.write(f"doozer: {describe(error)}\n".encode("utf-8"))
+        err.flush()
+        return exit_status(error)
+    except BrokenPipeError:
+        return OK
+    except Exception as error:  # a bug: still one line, never a traceback
+        err.write(f"doozer: internal error: {describe(error)}\n".encode("utf-8"))
+        err.flush()
+        return FAILED
+    return OK
+
+
+async def _main(reactor: Any, options: Options, stdin: bytes) -> None:
+    from doozer.client import connect
+
+    uri = options.uri or os.environ.get("DOOZER_URI") or DEFAULT_URI
+    try:
+        client = connect(uri, clock=reactor)
+    except BadURI as error:
+        _fail(str(error), FAILED)
+    try:
+        status = await run(options, client, sys.stdout.buffer, sys.stderr.buffer, stdin, reactor)
+    finally:
+        await client.close()
+    if status:
+        raise SystemExit(status)
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    sys.stderr.write(f"doozer: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    raise SystemExit(status)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
+    """The console entry point: parse, run under ``react``, exit 0/1/2.
+
+    Once the reactor runs, SIGINT stops it and the command exits 0 (how
+    ``watch`` ends); a Ctrl-C before that exits 130, quietly too.
+    """
+    try:
+        _run_main(argv)
+    except KeyboardInterrupt:
+        os._exit(130)
+    raise SystemExit(OK)
+
+
+def _run_main(argv: Optional[Sequence[str]]) -> None:
+    try:
+        options = parse_args(sys.argv[1:] if argv is None else argv)
+        if options.command == "help":
+            sys.stdout.write(help_text(*options.args))
+            sys.stdout.flush()
+            raise SystemExit(OK)
+    except UsageError as error:
+        _fail(str(error), FAILED)
+    stdin = sys.stdin.buffer.read() if COMMANDS[options.command].reads_stdin else b""
+    from twisted.internet.task import react
+
+    try:
+        react(_main, (options, stdin))
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else FAILED
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(code) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The revoker: full Paxos (rule 7) for instances others wait on, revoking
+silent owners' turns ahead, and the coordinator's retransmissions and
+back-off. Rule numbers refer to CONSENSUS.md.
+
+A collaborator of :class:`~doozer.consensus.sequencer.Sequencer`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from doozer.consensus.instance import ACCEPTING, BACKOFF, PREPARING, PROPOSING, Instance
+from doozer.consensus.messages import Accept, Nack, Prepare, Promise, Want
+
+if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
+    from doozer.consensus.sequencer import Sequencer
+
+
+class Revoker:
+    """Revocations and retransmissions of one sequencer.
+
+    :param seq: the sequencer whose open instances it drives.
+    """
+
+    def __init__(self, seq: "Sequencer") -> None:
+        self.seq = seq
+
+    def on_promise(self, sender: str, msg: Promise, now: float) -> None:
+        seq = self.seq
+        for s, accepted_ballot, accepted_value in msg.entries:
+            inst = seq._instances.get(s)
+            if (
+                inst is None
+                or inst.phase != PREPARING
+                or inst.ballot != msg.ballot
+                or sender not in inst.members
+            ):
+                continue
+            if inst.promise_from(sender, accepted_ballot, accepted_value):
+                # Rule 7: adopt the highest accepted value, else a no-op.
+                value = inst.adopted_value()
+                inst.phase = ACCEPTING
+                inst.value = value
+                inst.value_digest = inst.note_value(value)
+                inst.sent_at = now
+                seq._bcast(inst.members, Accept(s, inst.ballot, value))
+
+    def on_nack(self, sender: str, msg: Nack, now: float) -> None:
+        seq = self.seq
+        inst = seq._instances.get(msg.seqn)
+        if inst is None or inst.decided or sender not in inst.members:
+            return
+        if msg.promised[0] > inst.max_k:
+            inst.max_k = msg.promised[0]
+        if inst.phase in (PROPOSING, PREPARING, ACCEPTING) and inst.ballot < msg.promised:
+            seq._count("nacked")
+            # An owner NACKed is being revoked: give the revoker time to finish.
+            first = seq.fill if inst.phase == PROPOSING else 0.001
+            inst.backoff = min(max(first, inst.backoff * 2), 4 * seq.fill)
+            inst.retry_at = now + inst.backoff * (1 + seq.rng.random())
+            inst.phase = BACKOFF
+
+    def revoke_silent_ahead(self, now: float, only_new: bool = False) -> None:
+        """Revoke a silent owner's instances as soon as they enter the window.
+
+        Once this node had to revoke the instances of an owner that said
+        nothing for ``fill`` (dead, stopped or cut off), that owner blocks
+        the log at every one of its turns until it is removed from the CAL
+        (``--timeout``, a minute by default). Waiting each time for the log
+        to reach the next of its turns, asking (WANT), and a random delay
+        cost about 0.3 s per window of α instances: a cluster with a dead
+        member took ~80 writes/s instead of thousands. So while it stays
+        silent, its instances are prepared as they come into the window.
+        Only while the cluster is busy (an owner proposed within the last
+        ``2 * fill``): an idle cluster would otherwise turn its log over
+        forever, a window of no-ops at a time. One member does it, to keep
+        revokers from duelling: the first in
+        ``M(s)`` after the owner that this node has heard from lately
+        (another member takes over the normal way if that one is gone too).
+        Safe whatever the owner's state: phase 1 adopts anything it may have
+        had accepted, and a live owner skips past what was taken (rule 6).
+        """
+        seq = self.seq
+        owners = seq._silent_owners
+        if not owners or now - seq._proposed_at > 2 * seq.fill:
+            return
+        heard = seq.last_heard
+        for owner in [o for o, since in owners.items() if heard.get(o, float("-inf")) > since]:
+            del owners[owner]  # it spoke again
+        if not owners:
+            return
+        me = seq.node_id
+        revoke = []
+        start = max(seq._next_out, seq._ahead_from) if only_new else seq._next_out
+        seq._ahead_from = seq._known_upto + 1
+        for s in range(start, seq._known_upto + 1):
+            m = seq._members.get(s)
+            if m is None or s in seq._decided:
+                continue
+            owner = m[s % len(m)]
+            if owner not in owners or me not in m:
+                continue
+            n = len(m)
+            first_heard = next(
+                (
+                    m[(s + i) % n]
+                    for i in range(1, n)
+                    if m[(s + i) % n] == me
+                    or now - heard.get(m[(s + i) % n], float("-inf")) < 3 * seq.fill
+                ),
+                None,
+            )
+            if first_heard != me:
+                continue
+            inst = seq._inst(s)
+            if inst is not None and inst.phase is None:
+                revoke.append(inst)
+        if revoke:
+            seq._count("revoked_ahead", len(revoke))
+            self.start_prepare(revoke, now)
+
+    def start_prepare(self, insts: list[Instance], now: float) -> None:
+        seq = self.seq
+        k = 1 + max(inst.max_k for inst in insts)
+        ballot = (k, seq.node_id)
+        dests: set = set()
+        seqns = []
+        for inst in insts:
+            inst.phase = PREPARING
+            inst.ballot = ballot
+            inst.max_k = k
+            inst.promises = {}
+            inst.sent_at = now
+            seq._coord[inst.seqn] = inst
+            dests.update(inst.members)
+            seqns.append(inst.seqn)
+        seq._count("prepared", len(seqns))
+        seq._bcast(sorted(dests), Prepare(tuple(seqns), ballot))
+
+    def retransmit(self, now: float) -> None:
+        """Resend identical ACCEPT/PREPARE to those that have not answered."""
+        seq = self.seq
+        retry = []
+        prepares: dict[tuple, list] = {}
+        for inst in list(seq._coord.values()):
+            if inst.phase == BACKOFF:
+                if now >= inst.retry_at:
+                    retry.append(inst)
+                continue
+            if now - inst.sent_at < seq.fill:
+                continue
+            inst.sent_at = now
+            seq._count("retransmit")
+            if inst.phase == PREPARING:
+                prepares.setdefault(inst.ballot, []).append(inst)
+                continue
+            voted = inst.voters(inst.ballot, inst.value_digest)
+            msg = Accept(inst.seqn, inst.ballot, inst.value)
+            for m in inst.members:
+                if m not in voted and m != seq.node_id:
+                    seq._send(m, msg)
+        for ballot, insts in prepares.items():
+            dests = {m for inst in insts for m in inst.members if m not in inst.promises}
+            dests.discard(seq.node_id)
+            seq._bcast(sorted(dests), Prepare(tuple(i.seqn for i in insts), ballot))
+        if retry:
+            self.start_prepare(retry, now)
+
+    def scan_open(self, now: float) -> None:
+        """Rule 7's trigger: instances others wait on, open for ``fill``.
+
+        First ask for them (WANT: maybe only the news was lost), then, after
+        a randomized extra delay, revoke them. An owner found silent when
+        its instances were revoked keeps being revoked ahead: see
+        :meth:`_revoke_silent_ahead`.
+        """
+        seq = self.seq
+        self.revoke_silent_ahead(now)
+        hi = min(seq._frontier, seq._known_upto + 1)
+        if seq._queue and seq._blocked == "window":
+            # Our own items wait for the window to move: everything open in
+            # it is waited on, even with no later proposal to point at it.
+            hi = seq._known_upto + 1
+        want = []
+        revoke = []
+        me = seq.node_id
+        for s in range(seq._next_out, hi):
+            if s in seq._decided:
+                continue
+            inst = seq._inst(s)
+            if inst is None or inst.phase is not None:
+                continue
+            if inst.open_since is None:
+                inst.open_since = now
+            elif inst.wanted_at is None:
+                if now - inst.open_since >= seq.fill:
+                    inst.wanted_at = now
+                    inst.revoke_after = now + seq.fill * (1 + seq.rng.random())
+                    want.append(s)
+            elif now >= inst.revoke_after and me in inst.members:
+                revoke.append(inst)
+        if want:
+            peers = [m for m in seq._window_peers() if m != me]
+            if peers:
+                peers.sort()
+                seq._send(seq.rng.choice(peers), Want(want[0], want[-1] + 1))
+        if not revoke:
+            return
+        # An owner silent for fill: take its whole share of the window at once.
+        heard = seq.last_heard
+        silent = {
+            inst.owner
+            for inst in revoke
+            if inst.owner != me and now - heard.get(inst.owner, seq._created) >= seq.fill
+        }
+        if silent:
+            for owner in silent:
+                seq._silent_owners[owner] = now
+            chosen = {inst.seqn for inst in revoke}
+            for s in range(seq._next_out, seq._known_upto + 1):
+                if s in chosen or s in seq._decided or seq._owner(s) not in silent:
+                    continue
+                inst = seq._inst(s)
+                if inst is not None and inst.phase is None and me in inst.members:
+                    revoke.append(inst)
+        self.start_prepare(revoke, now)

@@ -1,0 +1,193 @@
+"""Finding the cluster at start-up (``--peers``, SPEC §5).
+
+Every half second the node says :class:`~doozer.consensus.messages.Hello` to
+each named peer, and every node answers with a
+:class:`~doozer.consensus.messages.Status`. From the answers:
+
+- a peer in a live cluster of our name: copy its snapshot and attach;
+- every peer answered, none is in any cluster, and our address is the
+  lowest: start the cluster, with one free CAL slot per peer;
+- otherwise keep asking, and say in the log whom we are waiting for.
+
+So a restarted node cut off from its live cluster never starts a second
+cluster of the same name: it needs every peer to answer "in no cluster".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from doozer.addr import Addr, format_addr, parse_addr
+from doozer.consensus.messages import NO_CLUSTER, Hello, Status
+
+HELLO_INTERVAL = 0.5
+#: An answer older than this no longer counts as the peer's state.
+STATUS_TTL = 3.0
+LOG_INTERVAL = 5.0
+
+
+def decide(
+    me: Addr, cluster: str, peers: list[Addr], statuses: dict[Addr, Status]
+) -> tuple[str, Optional[Addr]]:
+    """What to do given the peers' recent answers (pure, so it is tested alone).
+
+    :returns: ``("attach", addr)``, ``("start", None)`` or ``("wait", None)``.
+    """
+    for addr in peers:
+        status = statuses.get(addr)
+        if status is not None and status.cluster_name == cluster and status.cluster_id != NO_CLUSTER:
+            return "attach", addr
+    answered_free = all(
+        (s := statuses.get(addr)) is not None and s.cluster_id == NO_CLUSTER and s.cluster_name == cluster
+        for addr in peers
+    )
+    if answered_free and all(me < addr for addr in peers):
+        return "start", None
+    return "wait", None
+
+
+class Discovery:
+    """Runs the Hello/Status rounds of one node until it is in a cluster.
+
+    :param node: the :class:`~doozer.node.Node` (not yet running).
+    :param peers: the addresses of ``--peers``.
+    :param send_to: sends a message to an address (the UDP transport).
+    :param fetch: fetches a peer's snapshot: ``fetch(addr) -> Deferred[Snapshot]``.
+    :param clock: time and scheduling.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        node: Any,
+        peers: list[Addr],
+        send_to: Callable[[Addr, Any], Any],
+        fetch: Callable[[Addr], "defer.Deferred[Any]"],
+        clock: IReactorTime,
+    ) -> None:
+        self.node = node
+        self.me = parse_addr(node.addr)
+        self.peers = [p for p in peers if p != self.me]
+        self.send_to = send_to
+        self.fetch = fetch
+        self.clock = clock
+        self.statuses: dict[Addr, Status] = {}
+        self._heard_at: dict[Addr, float] = {}
+        self._call: Optional[IDelayedCall] = None
+        self._fetching = False
+        self._logged_at = float("-inf")
+        self._fetch_logged_at = float("-inf")
+        node.discovery_handlers[Hello] = self.on_hello
+        node.discovery_handlers[Status] = self.on_status
+
+    def start(self) -> None:
+        """Begin (or, without peers, start a one-member cluster at once)."""
+        if not self.peers:
+            self.node.start_genesis()
+            return
+        self.log.info(
+            "doozer node {id} at {addr} looking for cluster {cluster!r} among {peers}",
+            id=self.node.id,
+            addr=self.node.addr,
+            cluster=self.node.cluster,
+            peers=", ".join(format_addr(p) for p in self.peers),
+        )
+        self._round()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def on_hello(self, sender: str, hello: Hello, addr: Addr) -> None:
+        """Every node answers who it is, whatever its state: to the address
+        the Hello came from, never to one written inside it (that made any
+        node a reflector of Status datagrams to a third party)."""
+        node = self.node
+        self.send_to(
+            addr,
+            Status(
+                node.addr,
+                node.cluster,
+                node.cluster_id or NO_CLUSTER,
+                node.member if node.running else False,
+                node.applied_seqn,
+            ),
+        )
+
+    def on_status(self, sender: str, status: Status, source: Addr) -> None:
+        try:
+            addr = parse_addr(status.addr)
+        except ValueError:
+            return
+        self.statuses[addr] = status
+        self._heard_at[addr] = self.clock.seconds()
+
+    def _round(self) -> None:
+        self._call = None
+        if self.node.running:
+            return
+        now = self.clock.seconds()
+        fresh = {a: s for a, s in self.statuses.items() if now - self._heard_at[a] <= STATUS_TTL}
+        action, addr = decide(self.me, self.node.cluster, self.peers, fresh)
+        if action == "start":
+            self.node.start_genesis(empty_slots=len(self.peers))
+            return
+        if action == "attach" and not self._fetching:
+            self._attach(addr)  # type: ignore[arg-type]
+        elif action == "wait" and now - self._logged_at >= LOG_INTERVAL:
+            self._logged_at = now
+            self._log_waiting(fresh)
+        for peer in self.peers:
+            self.send_to(peer, Hello(self.node.addr, self.node.cluster))
+        self._call = self.clock.callLater(HELLO_INTERVAL, self._round)
+
+    def _attach(self, addr: Addr) -> None:
+        self._fetching = True
+        # Retried every round while it fails (a wrong secret, say): say so
+        # once per LOG_INTERVAL, not four lines a second.
+        now = self.clock.seconds()
+        loud = now - self._fetch_logged_at >= LOG_INTERVAL
+        if loud:
+            self._fetch_logged_at = now
+            self.log.info("copying the cluster's state from {addr}", addr=format_addr(addr))
+
+        def fetched(snap: Any) -> None:
+            self._fetching = False
+            if not self.node.running:
+                self.node.install(snap)
+
+        def failed(f: Any) -> None:
+            self._fetching = False
+            if not loud:
+                return
+            self.log.warn(
+                "could not copy the cluster's state from {addr}: {err}; will retry",
+                addr=format_addr(addr),
+                err=f.getErrorMessage(),
+            )
+
+        # maybeDeferred: a fetch that raises at once must not end discovery.
+        defer.maybeDeferred(self.fetch, addr).addCallbacks(fetched, failed)
+
+    def _log_waiting(self, fresh: dict[Addr, Status]) -> None:
+        silent = [format_addr(p) for p in self.peers if p not in fresh]
+        other = [
+            f"{format_addr(a)} (cluster {s.cluster_name!r})"
+            for a, s in fresh.items()
+            if s.cluster_name != self.node.cluster
+        ]
+        parts = []
+        if silent:
+            parts.append("no answer yet from " + ", ".join(silent))
+        if other:
+            parts.append("of another cluster: " + ", ".join(other))
+        if not parts:
+            lowest = format_addr(min(self.peers + [self.me]))
+            parts.append(f"every peer answered; {lowest} (the lowest address) starts the cluster")
+        self.log.info("waiting for peers: {why}", why="; ".join(parts))

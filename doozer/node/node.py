@@ -1,0 +1,622 @@
+"""One doozer node: the single implementation of every client operation.
+
+The node wires a :class:`~doozer.store.Store` to a consensus
+:class:`~doozer.consensus.sequencer.Sequencer`. Every write becomes a
+:class:`~doozer.store.mutation.Mutation` proposed to the sequencer; decided
+instances are applied to the store in seqn order, and the writer is answered
+from the store's outcome for its ``(node id, request id)``. A one-member
+cluster takes exactly this path too.
+
+Both front ends (HTTP in :mod:`doozer.server.http.api`, doozerd's protocol in
+:mod:`doozer.server.doozerd.protocol`) call only the public methods here.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from typing import Any, Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from doozer import __version__
+from doozer.addr import format_addr
+from doozer.store import mutation
+from doozer.node.admission import Admission
+from doozer.store.cal import client_may_write, slot_of_path
+from doozer.consensus.messages import Bundle, Forward
+from doozer.consensus.sequencer import Sequencer
+from doozer.errors import DoozerError, too_large
+from doozer.node.info import ClusterInfo
+from doozer.node.membership import Membership
+from doozer.store.path import validate_path
+from doozer.node.replica import Replica
+from doozer.node.writes import Writes
+from doozer.store import Event, Outcome, Store
+
+#: Seconds a write may wait for its decision before it answers UNAVAILABLE.
+WRITE_TIMEOUT = 10.0
+
+#: Bytes in one file's value, by default (``--max-value``).
+MAX_VALUE = 32768
+
+#: Instances after the one this node has applied within which a write it
+#: proposes must be decided (its deadline, see :mod:`doozer.store.dedup`): long
+#: enough for any queue and any retransmission, short enough that the
+#: de-duplication record stays small however fast the cluster writes.
+ITEM_LIFETIME = 1000
+
+Send = Callable[[str, Any], None]
+
+
+def _client_may_write(path: str) -> None:
+    """SPEC §1: under /ctl clients may only touch CAL slots /ctl/cal/N."""
+    refusal = client_may_write(path)
+    if refusal is not None:
+        raise DoozerError("FORBIDDEN", refusal)
+
+
+class Node:
+    """A doozer node: store + sequencer + the operations clients call.
+
+    :param node_id: this process's id (new at every start, never reused).
+    :param addr: ``HOST:PORT`` where clients and peers reach this node.
+    :param cluster: the cluster name.
+    :param store: the replicated store.
+    :param sequencer: the consensus core deciding the order of writes.
+    :param clock: the reactor's time and scheduling.
+    :param send: delivers a consensus message to a peer id (the transport);
+        unused by a one-member cluster.
+    :param pulse: seconds between records of the applied rev in
+        ``/ctl/node/<id>/applied``.
+    :param write_timeout: seconds before an undecided write answers
+        ``UNAVAILABLE``.
+    :param max_value: bytes in one file's value (``--max-value``).
+    :param item_lifetime: instances within which a proposed write must be
+        decided (its deadline is the applied seqn plus this); at least 2α.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        node_id: str,
+        addr: str,
+        cluster: str,
+        store: Store,
+        clock: IReactorTime,
+        *,
+        rng: Any,
+        alpha: int = 50,
+        fill: float = 0.1,
+        timeout: float = 60.0,
+        pulse: float = 1.0,
+        write_timeout: float = WRITE_TIMEOUT,
+        max_value: int = MAX_VALUE,
+        item_lifetime: int = ITEM_LIFETIME,
+        admission: Optional[Admission] = None,
+        send: Optional[Send] = None,
+    ) -> None:
+        self.id = node_id
+        self.addr = addr
+        self.cluster = cluster
+        self.cluster_id: Optional[str] = None
+        self.store = store
+        self.replica: Optional[Replica] = None
+        self.clock = clock
+        self.rng = rng
+        self.alpha = alpha
+        self.fill = fill
+        self.timeout = timeout
+        self._send = send or (lambda dest, message: None)
+        self.pulse = pulse
+        self.write_timeout = write_timeout
+        self.max_value = max_value
+        self.item_lifetime = max(item_lifetime, 2 * alpha)
+        #: bounds on the writes pending here (BUSY) and the store (NOSPACE)
+        self.admission = admission or Admission()
+        self.admission.store_size = lambda: self.store.size
+        self._pump_call: Optional[IDelayedCall] = None
+        self._tick_call: Optional[IDelayedCall] = None
+        self._tick_at: Optional[float] = None
+        self._running_since = 0.0
+        self._record: Optional[list[tuple[str, bytes]]] = None
+        self._voting = False  # whether the last pump found this node voting
+        self.on_running: list[Callable[[], None]] = []
+        self.on_chores: list[Callable[[], None]] = []
+        #: called with ``(seqn, items, outcomes)`` for each instance applied,
+        #: before its writers are answered (the simulators record the log)
+        self.on_applied: list[Callable[[int, list[bytes], list[Outcome]], None]] = []
+        #: called once when applying failed (a bug): the node has stopped.
+        self.on_fatal: list[Callable[[str], None]] = []
+        self.failed: Optional[str] = None
+        #: whether datagrams from non-members are heard (a cluster key
+        #: authenticates them, or --insecure-peers says so)
+        self.trust_outsiders = False
+        #: what the node refused or dropped, by reason (for /metrics)
+        self.counters: dict[str, int] = {}
+        #: the transport's side of ``/_peer/consensus`` (set by the service).
+        self.transport_state: Optional[Callable[[], dict]] = None
+        self.running = False
+        #: message type -> handler(sender, message, source address), for
+        #: discovery messages (set by :class:`doozer.node.discovery.Discovery`)
+        self.discovery_handlers: dict[type, Callable[[str, Any, Any], None]] = {}
+        #: the collaborators: the CAL side of the node, and what it says of
+        #: itself and its cluster
+        self.membership = Membership(self)
+        #: the writes proposed here and not answered yet
+        self.writes = Writes(self)
+        self.info = ClusterInfo(self)
+
+    @property
+    def sequencer(self) -> Any:
+        """The consensus core (None until this node is in a cluster)."""
+        return None if self.replica is None else self.replica.sequencer
+
+    @property
+    def applied_seqn(self) -> int:
+        """The last consensus instance applied to the store."""
+        return self.store.seqn
+
+    def _new_sequencer(self, genesis: list[str], alpha: int, first_seqn: int) -> Sequencer:
+        return Sequencer(
+            self.id,
+            genesis=genesis,
+            alpha=alpha,
+            fill=self.fill,
+            rng=self.rng,
+            first_seqn=first_seqn,
+            now=self.clock.seconds(),
+        )
+
+    # ------------------------------------------------------------------
+    # life cycle
+
+    def start_genesis(self, empty_slots: int = 0, cluster_id: Optional[str] = None) -> None:
+        """Start a new cluster with this node as its only member.
+
+        The cluster's bookkeeping (/ctl/name, the CAL, this node's record)
+        is written through consensus like any other write.
+
+        :param empty_slots: free CAL slots to create for peers that will
+            attach (one per node named in ``--peers``).
+        :param cluster_id: the new cluster's id (random when not given).
+        """
+        self.cluster_id = cluster_id or _random_id(self.rng)
+        sequencer = self._new_sequencer([self.id], self.alpha, 1)
+        self.replica = Replica(self.store, sequencer, self.cluster, self.cluster_id)
+        writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
+        writes += [(f"/ctl/cal/{n}", b"") for n in range(1, empty_slots + 1)]
+        writes += self.self_record()
+        for path, value in writes:
+            self.writes.internal(mutation.SET, path, value)
+        self.log.info(
+            "doozer node {id} started cluster {cluster!r} at {addr} as its first member"
+            "{others}",
+            id=self.id,
+            cluster=self.cluster,
+            addr=self.addr,
+            others=f", with {empty_slots} free slots for its peers" if empty_slots else "",
+        )
+        self._become_running()
+
+    def install(self, snap: Any) -> bool:
+        """Adopt a peer's snapshot: a new node attaching, or a laggard catching up.
+
+        :param snap: a :class:`doozer.node.snapshot.Snapshot` of this node's cluster.
+        :returns: whether it was installed (one not ahead of this node is not).
+        :raises ValueError: a snapshot of another cluster (name, or id once
+            this node is in a cluster) or a malformed one.
+        """
+        if snap.cluster != self.cluster:
+            raise ValueError(f"snapshot of cluster {snap.cluster!r}, not {self.cluster!r}")
+        if self.failed is not None:
+            return False
+        if self.replica is None:
+            self.replica = Replica.from_snapshot(
+                snap,
+                self.store,
+                lambda alpha, first: self._new_sequencer([], alpha, first),
+            )
+            self.cluster_id = snap.cluster_id
+            self.alpha = snap.alpha
+            self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+            settled: list[bytes] = []
+        else:
+            given_up = self.replica.install(snap)
+            if given_up is None:
+                return False
+            settled = given_up
+        self.writes.settle_from_store(settled)
+        self.log.info(
+            "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
+            id=self.id,
+            cluster=self.cluster,
+            rev=self.store.rev,
+            seqn=snap.seqn,
+        )
+        if not self.running:
+            self.membership.write_own_record()
+            self._become_running()
+        self.schedule_pump()
+        return True
+
+    def snapshot(self) -> Any:
+        """This node's state at the current instance boundary, for a peer."""
+        replica = self._in_cluster()
+        try:
+            return replica.snapshot()
+        except LookupError as e:
+            raise DoozerError("OTHER", str(e)) from None
+
+    def _become_running(self) -> None:
+        self.running = True
+        self._running_since = self.clock.seconds()
+        self.membership.schedule_pulse()
+        self.membership.schedule_chores()
+        for callback in self.on_running:
+            callback()
+
+    def stop(self) -> None:
+        """Stop timers and fail the writes still waiting."""
+        self.running = False
+        for call in (self._pump_call, self._tick_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._pump_call = self._tick_call = None
+        self.membership.stop()
+        self.writes.fail_all("the node is shutting down")
+
+    def self_record(self) -> list[tuple[str, bytes]]:
+        """This node's ``/ctl/node/<id>`` files (made once: checked every
+        round of chores)."""
+        if self._record is None:
+            base = f"/ctl/node/{self.id}"
+            self._record = [
+                (f"{base}/addr", self.addr.encode()),
+                (f"{base}/hostname", socket.gethostname().encode()),
+                (f"{base}/version", __version__.encode()),
+                (f"{base}/writable", b"true"),
+            ]
+        return self._record
+
+    # ------------------------------------------------------------------
+    # state
+
+    @property
+    def member(self) -> bool:
+        """Whether this node holds a CAL slot (and so votes and proposes)."""
+        return self.id in self.store.cal()
+
+    @property
+    def writable(self) -> bool:
+        """Whether this node takes client writes."""
+        return self.running and self.member
+
+    def check_writable(self) -> None:
+        """Raise ``READONLY`` unless this node takes client writes (the one
+        rule both front ends ask before they read a write's body)."""
+        if self.sequencer is None or not self.writable:
+            raise DoozerError(
+                "READONLY",
+                "this node is not a member of the cluster and cannot take writes; "
+                "write to a member (see /v1/cluster)",
+            )
+
+    def check_value_size(self, size: int) -> None:
+        """Raise ``TOO_LARGE`` for a value of ``size`` bytes over ``--max-value``."""
+        if size > self.max_value:
+            raise too_large(self.max_value)
+
+    def _in_cluster(self) -> Replica:
+        """The replica, or ``READONLY`` when this node is in no cluster yet."""
+        if self.replica is None:
+            raise DoozerError("READONLY", "this node is in no cluster yet")
+        return self.replica
+
+    def consensus_state(self) -> dict[str, Any]:
+        """This node's consensus state (``/_peer/consensus``), for operators
+        and the fault suite diagnosing a stalled log."""
+        state = self._in_cluster().sequencer.debug_state()
+        state["applied_seqn"] = self.applied_seqn
+        state["node_counters"] = dict(self.counters)
+        if self.transport_state is not None:
+            state["transport"] = self.transport_state()
+        return state
+
+    @property
+    def voting(self) -> bool:
+        """Whether this node's vote counts in the quorum of the next instance
+        (a member that just claimed its slot votes only from α instances
+        after its claim, which the members skip to at once)."""
+        return self.running and self.sequencer is not None and self.sequencer.is_member()
+
+    # ------------------------------------------------------------------
+    # writes
+
+    def set(
+        self, path: str, value: bytes, rev: int = mutation.CLOBBER, client: Any = None
+    ) -> "defer.Deferred[int]":
+        """Write ``value`` to the file ``path`` under precondition ``rev``.
+
+        :param client: who asks (a connection): its share of the node's
+            pending writes is bounded (:mod:`doozer.node.admission`).
+        :returns: a Deferred firing with the file's new rev.
+        """
+        validate_path(path)
+        if path == "/":
+            raise DoozerError("ISDIR", "/ is the root directory; write a file below it")
+        _client_may_write(path)
+        self.check_value_size(len(value))
+        return self._write(mutation.SET, path, value, rev, client).addCallback(lambda o: o.rev)
+
+    def delete(
+        self, path: str, rev: int = mutation.CLOBBER, client: Any = None
+    ) -> "defer.Deferred[int]":
+        """Delete the file ``path`` under precondition ``rev``.
+
+        :returns: a Deferred firing with the rev of the delete.
+        """
+        validate_path(path)
+        if path == "/":
+            raise DoozerError("ISDIR", "/ is the root directory and cannot be deleted")
+        _client_may_write(path)
+        return self._write(mutation.DEL, path, b"", rev, client).addCallback(lambda o: o.rev)
+
+    def nop(self, client: Any = None) -> "defer.Deferred[int]":
+        """Run one consensus round that changes nothing but takes a rev."""
+        return self._write(mutation.NOP, "", b"", mutation.CLOBBER, client).addCallback(
+            lambda o: o.rev
+        )
+
+    def _write(
+        self, kind: int, path: str, value: bytes, rev: int, client: Any
+    ) -> "defer.Deferred[Any]":
+        self.check_writable()
+        return self.writes.propose(
+            kind, path, value, rev, timeout=self.write_timeout, client=client if client is not None else ""
+        )
+
+    # ------------------------------------------------------------------
+    # reads
+
+    def read_rev(
+        self, rev: Optional[int], timeout: float, consistent: bool = False, client: Any = None
+    ) -> "defer.Deferred[int]":
+        """The rev a read should use, once the node can answer at it.
+
+        :param rev: the rev asked for, or ``None`` for the current one.
+        :param timeout: seconds to wait for a rev this node has not applied.
+        :param consistent: first run a consensus round, so the read reflects
+            every write acknowledged anywhere before it started.
+        :returns: a Deferred firing with the rev to read at; it fails with
+            ``TIMEOUT`` or ``TOO_LATE``.
+        """
+        if consistent:
+            d = self.nop(client=client)
+            if rev is not None:
+                return d.addCallback(lambda _: self._wait_rev(rev, timeout))
+            return d
+        if rev is None:
+            return defer.succeed(self.store.rev)
+        return self._wait_rev(rev, timeout)
+
+    def _wait_rev(self, rev: int, timeout: float) -> "defer.Deferred[int]":
+        self.store.check_not_too_late(rev)
+        if rev <= self.store.rev:
+            return defer.succeed(rev)
+
+        def timed_out(result: Any, timeout: float) -> Any:
+            raise DoozerError(
+                "TIMEOUT",
+                f"rev {rev} was not reached within {timeout:g} s (this node is at "
+                f"{self.store.rev})",
+            )
+
+        d = self.store.wait_rev(rev)
+        d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
+        return d
+
+    def watch(
+        self, glob: str, rev: Optional[int], limit: int, timeout: float
+    ) -> "defer.Deferred[tuple[list[Event], int]]":
+        """Changes to files matching ``glob`` from ``rev`` on.
+
+        :returns: a Deferred firing with ``(events, next)``; ``events`` is
+            empty when ``timeout`` passed first; it fails with the store's
+            ``BAD_GLOB`` or ``TOO_LATE``. Cancelling it (the client went
+            away) drops the waiter at once.
+        """
+        start = self.store.rev + 1 if rev is None else rev
+
+        def got(events: list[Event]) -> tuple[list[Event], int]:
+            return events, events[-1].rev + 1
+
+        def timed_out(result: Any, timeout: float) -> tuple[list[Event], int]:
+            return [], max(start, self.store.rev + 1)
+
+        d = self.store.watch(glob, start, limit).addCallback(got)
+        d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
+        return d
+
+    # ------------------------------------------------------------------
+    # consensus plumbing
+
+    def receive(self, sender: str, message: Any) -> None:
+        """A consensus message from a peer (called by the transport).
+
+        Without a cluster key (and without ``--insecure-peers``) only CAL
+        members are heard: nothing authenticates anyone else, so a datagram
+        from a non-member changes nothing (SPEC §12). A FORWARD may carry
+        only its sender's own requests, and from a non-member only the
+        bookkeeping a joining node does (its record, a claim of a slot).
+        """
+        if self.sequencer is None or self.failed is not None:
+            return  # not in a cluster (yet, or any more): nothing for us
+        if not self.trust_outsiders and not self._is_member_id(sender):
+            self._count("non_member_dropped")
+            return
+        if type(message) is Forward:
+            message = self._screen_forward(sender, message)
+            if message is None:
+                return
+        self.sequencer.receive(sender, message, self.clock.seconds())
+        self.schedule_pump()
+
+    def receive_discovery(self, sender: str, message: Any, addr: Any) -> None:
+        """A discovery message (Hello, Status) from the address ``addr``;
+        answers go to that address only, never to one written inside."""
+        handler = self.discovery_handlers.get(type(message))
+        if handler is not None:
+            handler(sender, message, addr)
+
+    def _is_member_id(self, node_id: str) -> bool:
+        """Whether ``node_id`` holds a CAL slot or votes in the window."""
+        if node_id in self.store.cal():
+            return True
+        seq = self.sequencer
+        return seq is not None and node_id in seq.window_members()
+
+    def _screen_forward(self, sender: str, message: Any) -> Any:
+        """The forwarded items a member may propose for ``sender``."""
+        member = self._is_member_id(sender)
+        kept = []
+        for item in message.items:
+            try:
+                m = mutation.Mutation.decode(item)
+            except mutation.MalformedMutation:
+                m = None
+            if m is not None and m.origin == sender and (member or _joiner_may_write(sender, m)):
+                kept.append(item)
+            else:
+                self._count("forward_refused")
+        if not kept:
+            return None
+        return message if len(kept) == len(message.items) else Forward(tuple(kept))
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    def schedule_pump(self) -> None:
+        # Everything proposed or received in one reactor turn is handled in
+        # one pump, so it shares one instance (batching for free).
+        if self._pump_call is None:
+            self._pump_call = self.clock.callLater(0, self._pump)
+
+    def _pump(self) -> None:
+        self._pump_call = None
+        replica = self.replica
+        if replica is None or self.failed is not None:
+            return
+        sequencer = replica.sequencer
+        now = self.clock.seconds()
+        sequencer.tick(now)
+        self._send_outbox(sequencer.take_outbox())
+        try:
+            for seqn, items, outcomes in replica.apply_decided():
+                for callback in self.on_applied:
+                    callback(seqn, items, outcomes)
+                self.writes.applied(outcomes)
+        except Exception:
+            # The store sets its seqn first, so it names the failed instance.
+            self.log.failure("applying instance {seqn} failed", seqn=self.store.seqn)
+            self._fail(f"applying instance {self.store.seqn} failed (a bug)")
+            return
+        if sequencer.is_member() != self._voting:
+            self._voting = not self._voting
+            if self._voting:
+                self.log.info(
+                    "doozer node {id} votes in cluster {cluster!r} from seqn {seqn} on",
+                    id=self.id,
+                    cluster=self.cluster,
+                    seqn=self.applied_seqn + 1,
+                )
+        self._schedule_tick()
+
+    def _fail(self, why: str) -> None:
+        """Stop for good after a bug in applying: the instances handed out
+        after the failed one will never be applied here, so this node must
+        neither vote nor serve from a store that may differ from its peers'."""
+        self.failed = why
+        self.log.critical(
+            "doozer node {id} stops: {why}; its store may differ from the cluster's. "
+            "Restart it: it rejoins as a new node and copies the cluster's state",
+            id=self.id,
+            why=why,
+        )
+        self.stop()
+        for callback in self.on_fatal:
+            callback(why)
+
+    def _send_outbox(self, outbox: list[tuple[str, Any]]) -> None:
+        # Everything for one peer from this turn goes in one datagram (a
+        # Bundle, in order): the ACCEPTED and SKIP an ACCEPT provokes, or
+        # the many messages of a busy turn, cost one send, not several.
+        if len(outbox) == 1:
+            self._send(*outbox[0])
+            return
+        by_dest: dict[str, list[Any]] = {}
+        for dest, message in outbox:
+            queue = by_dest.get(dest)
+            if queue is None:
+                by_dest[dest] = [message]
+            else:
+                queue.append(message)
+        for dest, queue in by_dest.items():
+            self._send(dest, queue[0] if len(queue) == 1 else Bundle(tuple(queue)))
+
+    def _schedule_tick(self) -> None:
+        when = self.sequencer.next_wakeup()
+        if when is None or not self.running:
+            return
+        if self._tick_call is not None and self._tick_call.active():
+            if self._tick_at is not None and self._tick_at <= when:
+                return
+            self._tick_call.cancel()
+        self._tick_at = when
+        delay = max(0.0, when - self.clock.seconds())
+        self._tick_call = self.clock.callLater(delay, self._on_tick)
+
+    def _on_tick(self) -> None:
+        self._tick_call = None
+        self._tick_at = None
+        self._pump()
+
+
+def _joiner_may_write(sender: str, m: mutation.Mutation) -> bool:
+    """What a non-member writes for itself: its own ``/ctl/node`` record,
+    claiming a CAL slot for itself, and no-ops."""
+    if m.kind == mutation.NOP:
+        return True
+    if m.path.startswith(f"/ctl/node/{sender}/"):
+        return True
+    return slot_of_path(m.path) is not None and m.kind == mutation.SET and m.value == sender.encode()
+
+
+def _random_id(rng: Any) -> str:
+    return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+
+
+def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) -> Node:
+    """Wire a store and a sequencer into a node from a :class:`~doozer.server.config.Config`.
+
+    :param rng: the node's randomness (a seeded ``random.Random`` in tests).
+    """
+    return Node(
+        node_id,
+        format_addr(config.listen),
+        config.cluster,
+        Store(hist=config.hist),
+        clock,
+        rng=rng or random.Random(),
+        alpha=config.alpha,
+        fill=config.fill,
+        timeout=config.timeout,
+        pulse=config.pulse,
+        write_timeout=config.write_timeout,
+        max_value=config.max_value,
+        admission=Admission(config.max_pending, config.max_pending_bytes, config.quota_bytes),
+    )
+

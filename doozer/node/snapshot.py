@@ -1,0 +1,79 @@
+"""Node snapshots: what a joining or lagging node copies from a peer.
+
+A snapshot is the store at some rev **plus the seqn whose application
+produced exactly that store**, ``M(s)`` for the α instances after it, the
+cluster's id and α (CONSENSUS.md, "Liveness and membership"). It travels
+over HTTP on the peer's client port (:mod:`doozer.server.http.peerhttp`),
+authenticated with the cluster key (:mod:`doozer.server.auth`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import msgpack
+
+
+@dataclass
+class Snapshot:
+    """A node's state at an instance boundary."""
+
+    cluster: str
+    cluster_id: str
+    alpha: int
+    seqn: int
+    members: dict[int, list[str]]
+    store: bytes
+
+    def encode(self) -> bytes:
+        return msgpack.packb(
+            {
+                "v": 1,
+                "cluster": self.cluster,
+                "cluster_id": self.cluster_id,
+                "alpha": self.alpha,
+                "seqn": self.seqn,
+                "members": {str(s): list(m) for s, m in self.members.items()},
+                "store": self.store,
+            },
+            use_bin_type=True,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Snapshot":
+        """:raises ValueError: for anything that is not a snapshot."""
+        try:
+            doc = msgpack.unpackb(data, raw=False)
+            return cls(
+                cluster=str(doc["cluster"]),
+                cluster_id=str(doc["cluster_id"]),
+                alpha=int(doc["alpha"]),
+                seqn=int(doc["seqn"]),
+                members={int(s): [str(i) for i in m] for s, m in doc["members"].items()},
+                store=bytes(doc["store"]),
+            )
+        except Exception as e:
+            raise ValueError(f"not a node snapshot: {e}") from None
+
+
+def snapshot_sources(node: Any, address_of: Callable[[str], Optional[Any]]) -> list[Any]:
+    """Where a node left behind the log can copy a snapshot: the other
+    members of its CAL, at the address its transport knows for each (from
+    their ``/ctl/node`` record, else where their datagrams came from: the
+    record of a node may have been deleted while it was away).
+
+    Members heard from lately come first, alone: a stopped (SIGSTOPped)
+    member still accepts the connection and keeps the fetch waiting for its
+    whole timeout. Only when none was heard lately are the others tried.
+    """
+    seq = node.sequencer
+    now = node.clock.seconds()
+    lately, others = [], []
+    for member in node.store.cal():
+        if member != node.id:
+            addr = address_of(member)
+            if addr is not None:
+                fresh = seq is not None and seq.heard_lately(member, now)
+                (lately if fresh else others).append(addr)
+    return lately or others

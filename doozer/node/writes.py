@@ -1,0 +1,183 @@
+"""The writes a node proposed and has not answered yet: propose, time out, settle.
+
+Every write, a client's or the node's own bookkeeping, becomes one
+:class:`~doozer.store.mutation.Mutation` with this node's id and a fresh
+request id. Its Deferred waits here until the instance holding it is
+applied (the store's outcome answers it), a snapshot settles it, its
+timeout passes (``UNAVAILABLE``, indeterminate: it may still commit) or the
+node stops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from doozer.errors import DoozerError
+from doozer.store import Outcome, mutation
+
+if TYPE_CHECKING:
+    from doozer.node.node import Node
+
+#: Seconds a bookkeeping write waits at least (a busy cluster must not make
+#: a node give up on its own record).
+BOOKKEEPING_TIMEOUT = 30.0
+
+
+class Writes:
+    """The pending writes of one node (a collaborator the node holds)."""
+
+    log = Logger()
+
+    def __init__(self, node: "Node") -> None:
+        self._node = node
+        self._next_request = 0
+        self._pending: dict[int, defer.Deferred[Outcome]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def propose(
+        self,
+        kind: int,
+        path: str,
+        value: bytes,
+        rev: int,
+        timeout: Optional[float],
+        compare: tuple[tuple[str, int], ...] = (),
+        client: Any = None,
+    ) -> "defer.Deferred[Outcome]":
+        """Propose one mutation; its Deferred fires with the store's outcome.
+
+        :param client: who asks (a connection), for the admission bounds;
+            ``None`` is the node's own bookkeeping, never refused for want
+            of room.
+        :raises DoozerError: ``TOO_LARGE`` when the mutation does not fit
+            one consensus datagram, ``BUSY``/``NOSPACE`` from admission.
+        """
+        node = self._node
+        sequencer = node.sequencer
+        assert sequencer is not None, "propose only in a cluster"
+        request = self._next_request + 1
+        until = node.applied_seqn + node.item_lifetime
+        item = mutation.Mutation(
+            kind, node.id, request, path, value, rev, until=until, compare=compare
+        ).encode()
+        if client is not None:
+            node.admission.admit(request, client, len(item), kind == mutation.SET)
+        self._next_request = request
+        try:
+            sequencer.propose(item, node.clock.seconds())
+        except ValueError:
+            node.admission.release(request)
+            raise DoozerError("TOO_LARGE", "the write does not fit one consensus datagram") from None
+
+        def forget(d: defer.Deferred[Outcome]) -> None:
+            # The mutation may still be decided; we only stop waiting for it.
+            self._pending.pop(request, None)
+
+        d: defer.Deferred[Outcome] = defer.Deferred(forget)
+        self._pending[request] = d
+        node.schedule_pump()
+        if timeout is not None:
+            d.addTimeout(timeout, node.clock, onTimeoutCancel=_undecided)
+        return d
+
+    def internal(
+        self,
+        kind: int,
+        path: str,
+        value: bytes,
+        rev: int = mutation.CLOBBER,
+        compare: tuple[tuple[str, int], ...] = (),
+    ) -> "defer.Deferred[Optional[Outcome]]":
+        """A bookkeeping write by the node itself; a failure is logged and
+        the Deferred fires with ``None``."""
+        timeout = max(self._node.write_timeout, BOOKKEEPING_TIMEOUT)
+        d = self.propose(kind, path, value, rev, timeout=timeout, compare=compare)
+
+        def failed(f: Failure) -> None:
+            self.log.debug("bookkeeping write {path} failed: {err}", path=path, err=f.value)
+
+        return d.addErrback(failed)
+
+    def applied(self, outcomes: Iterable[Outcome]) -> None:
+        """An instance was applied: answer this node's writers in it."""
+        me = self._node.id
+        pending = self._pending
+        release = self._node.admission.release
+        for outcome in outcomes:
+            origin, request = outcome.key
+            if origin != me:
+                continue
+            release(request)
+            d = pending.pop(request, None)
+            if d is not None:
+                _settle(d, outcome)
+
+    def settle_from_store(self, settled: list[bytes]) -> None:
+        """Answer the writes an installed snapshot settled.
+
+        Writes the snapshot shows decided get their outcome from the store's
+        record of applied request ids (snapshots carry it); without this
+        they would time out as ``UNAVAILABLE`` although they committed. The
+        ``settled`` items (this node's own instances at or below the
+        snapshot, and what it forwarded) are never proposed again; those
+        not in the record may or may not have been decided:
+        ``UNAVAILABLE``, indeterminate.
+        """
+        node = self._node
+        for request in list(self._pending):
+            outcome = node.store.outcome_of((node.id, request))
+            if outcome is not None:
+                node.admission.release(request)
+                _settle(self._pending.pop(request), outcome)
+        for item in settled:
+            try:
+                origin, request = mutation.Mutation.decode(item).key
+            except mutation.MalformedMutation:
+                continue
+            if origin != node.id:
+                continue
+            node.admission.release(request)
+            d = self._pending.pop(request, None)
+            if d is not None:
+                d.errback(
+                    DoozerError(
+                        "UNAVAILABLE",
+                        "this node caught up from a snapshot while the write was in "
+                        "flight; it may or may not have committed",
+                        indeterminate=True,
+                    )
+                )
+
+    def fail_all(self, why: str) -> None:
+        """Fail every pending write (the node stops): ``UNAVAILABLE``,
+        indeterminate, since each may still be decided by the others."""
+        pending, self._pending = self._pending, {}
+        self._node.admission.clear()
+        for d in pending.values():
+            d.errback(DoozerError("UNAVAILABLE", why, indeterminate=True))
+
+
+def _undecided(result: Any, timeout: float) -> Failure:
+    """``addTimeout``'s answer for a write not decided in time."""
+    return Failure(
+        DoozerError(
+            "UNAVAILABLE",
+            f"the write was not committed within {timeout:g} s "
+            "(no quorum?); it may still commit later",
+            indeterminate=True,
+        )
+    )
+
+
+def _settle(d: "defer.Deferred[Outcome]", outcome: Outcome) -> None:
+    """Fire a write's Deferred with its outcome (or the outcome's error)."""
+    if outcome.error is not None:
+        d.errback(outcome.error)
+    else:
+        d.callback(outcome)

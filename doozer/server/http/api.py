@@ -1,0 +1,264 @@
+"""The HTTP/JSON API of SPEC §3, served with Klein.
+
+One route function per endpoint: parse and check the arguments, call the
+node, render. Rendering, errors, authentication and the ``X-Doozer-Rev``
+header are handled in one place each (:mod:`doozer.server.http.site`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from doozer.errors import DoozerError
+from doozer.server.http.gate import Gate
+from doozer.server.auth import Secrets
+from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
+from doozer.server.http.render import endpoint, json_response, render_value
+from doozer.node import Node
+from doozer.server.auth import TokenCheck
+from doozer.store import Dir, Event, File
+
+READ_TIMEOUT = 10.0
+WATCH_TIMEOUT = 30.0
+MAX_TIMEOUT = 300.0
+WALK_LIMIT = 1000
+WATCH_LIMIT = 1000
+
+READ = ("GET", "HEAD")
+
+
+class API:
+    """The Klein app of SPEC §3 for one node.
+
+    :param node: the node whose operations the API serves.
+    :param secrets: the rw/ro access secrets (none: open).
+    :param readonly: serve the read endpoints only (the WebView's address).
+    :param cluster_key: the key that seals this node's answers to peers.
+    :param cluster_keys: every key a peer's token may be made with.
+    :param insecure_peers: without a key, serve peers' endpoints to anyone
+        (``--insecure-peers``).
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        secrets: Optional[Secrets] = None,
+        readonly: bool = False,
+        cluster_key: Optional[bytes] = None,
+        cluster_keys: tuple[bytes, ...] = (),
+        insecure_peers: bool = False,
+    ) -> None:
+        self.node = node
+        self.cluster_key = cluster_key
+        keys = cluster_keys or ((cluster_key,) if cluster_key else ())
+        self.peer_tokens = TokenCheck(keys, node.clock.seconds) if keys else None
+        self.insecure_peers = insecure_peers
+        self.secrets = secrets or Secrets()
+        self.readonly = readonly
+
+    def resource(self) -> IResource:
+        """The resource to serve: authentication and errors in front of the routes."""
+        return Gate(self.app.resource(), self)
+
+    def direct(self, request: IRequest) -> Optional[Callable[[IRequest], Any]]:
+        """The route for ``request`` when Klein would certainly pick it, else None.
+
+        Only plain URLs qualify (no ``%``-escapes, no empty or trailing
+        segment, ASCII host): for those, werkzeug neither redirects nor
+        routes elsewhere. Everything else goes through Klein as before.
+        """
+        path = request.path
+        if path.startswith(b"/v1/store/"):
+            if len(path) > 10 and (b"//" in path or b"%" in path or path.endswith(b"/")):
+                return None
+            route = self.store
+        elif path == b"/v1/watch":
+            route = self.watch
+        else:
+            return None
+        host = request.getHeader(b"host")
+        if host is not None and not host.isascii():
+            return None
+        return route
+
+    # ------------------------------------------------------------------
+    # helpers used by every route
+
+    def _method(self, request: IRequest, *allowed: str) -> str:
+        method = request.method.decode("ascii", "replace")
+        if self.readonly and method not in READ:
+            raise DoozerError(
+                "METHOD_NOT_ALLOWED",
+                "this address serves reads only (the WebView); write to the node's "
+                "API address",
+            )
+        if method not in allowed:
+            raise DoozerError(
+                "METHOD_NOT_ALLOWED",
+                f"{method} is not allowed here; use {' or '.join(allowed)}",
+            )
+        if method not in READ:
+            self.secrets.check_write(request)
+        return method
+
+    def _read_rev(self, request: IRequest) -> "Deferred[int]":
+        """The rev to read at, from ``rev``, ``timeout`` and ``consistent``."""
+        rev = arg_int(request, "rev", minimum=1)
+        timeout = arg_number(request, "timeout", READ_TIMEOUT, MAX_TIMEOUT)
+        consistent = arg_bool(request, "consistent")
+        return self.node.read_rev(rev, timeout, consistent, client=request.channel)
+
+    # ------------------------------------------------------------------
+    # routes
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request: IRequest, failure: Any) -> bytes:
+        return json_response(
+            request,
+            self.node,
+            DoozerError(
+                "NOT_FOUND",
+                f"no endpoint {request.path.decode('utf-8', 'replace')}; "
+                "see docs/api.md for the endpoints",
+            ),
+        )
+
+    @app.handle_errors(MethodNotAllowed)
+    def _not_allowed(self, request: IRequest, failure: Any) -> bytes:
+        return json_response(
+            request, self.node, DoozerError("METHOD_NOT_ALLOWED", "wrong method")
+        )
+
+    @app.route("/v1/store/", branch=True)
+    @endpoint
+    async def store(self, request: IRequest) -> Any:
+        method = self._method(request, "GET", "HEAD", "PUT", "DELETE")
+        path = store_path(request, b"/v1/store")
+        if method == "PUT":
+            rev = arg_int(request, "rev", minimum=-1, default=-1)
+            body = read_body(request, self.node)
+            # One connection is one client: its share of the node's pending
+            # writes is bounded (doozer/node/admission.py).
+            new_rev = await self.node.set(path, body, rev, client=request.channel)
+            return {"path": path, "rev": new_rev}
+        if method == "DELETE":
+            rev = arg_int(request, "rev", minimum=-1, default=-1)
+            del_rev = await self.node.delete(path, rev, client=request.channel)
+            return {"path": path, "rev": del_rev}
+        raw = arg_bool(request, "raw") or _wants_octets(request)
+        at = await self._read_rev(request)
+        entry = self.node.store.get(path, at)
+        if isinstance(entry, Dir):
+            if raw:
+                raise DoozerError("ISDIR", f"{path} is a directory; raw reads need a file")
+            return {"path": path, "dir": True, "entries": entry.entries, "rev": at}
+        if raw:
+            request.setHeader(b"Content-Type", b"application/octet-stream")
+            request.setHeader(b"X-Doozer-File-Rev", str(entry.rev).encode())
+            return entry.value
+        out = {"path": path, "rev": entry.rev, "len": len(entry.value)}
+        out.update(render_value(entry.value))
+        return out
+
+    @app.route("/v1/stat/", branch=True)
+    @endpoint
+    async def stat(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        path = store_path(request, b"/v1/stat")
+        entry = self.node.store.get(path, await self._read_rev(request))
+        if isinstance(entry, Dir):
+            return {"path": path, "dir": True, "len": len(entry.entries)}
+        return {"path": path, "dir": False, "rev": entry.rev, "len": len(entry.value)}
+
+    @app.route("/v1/getdir/", branch=True)
+    @endpoint
+    async def getdir(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        path = store_path(request, b"/v1/getdir")
+        offset = arg_int(request, "offset", minimum=0, default=0)
+        limit = arg_int(request, "limit", minimum=1)
+        at = await self._read_rev(request)
+        entries = self.node.store.getdir(path, at)
+        end = None if limit is None else offset + limit
+        return {"path": path, "rev": at, "entries": entries[offset:end]}
+
+    @app.route("/v1/walk")
+    @endpoint
+    async def walk(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        glob = arg_str(request, "glob", required=True)
+        offset = arg_int(request, "offset", minimum=0, default=0)
+        limit = arg_int(request, "limit", minimum=1, default=WALK_LIMIT)
+        at = await self._read_rev(request)
+        files = self.node.store.walk(glob, at)[offset : offset + limit]
+        return {"rev": at, "files": [_file_json(f) for f in files]}
+
+    @app.route("/v1/watch")
+    @endpoint
+    def watch(self, request: IRequest) -> "Deferred[dict[str, Any]]":
+        # Callbacks, not a coroutine: every held watch would keep its frames.
+        self._method(request, *READ)
+        glob = arg_str(request, "glob", required=True)
+        rev = arg_int(request, "rev", minimum=1)
+        limit = arg_int(request, "limit", minimum=1, default=WATCH_LIMIT)
+        timeout = arg_number(request, "timeout", WATCH_TIMEOUT, MAX_TIMEOUT)
+        return self.node.watch(glob, rev, limit, timeout).addCallback(_watch_json)
+
+    @app.route("/v1/rev")
+    @endpoint
+    def rev(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        return {"rev": self.node.store.rev}
+
+    @app.route("/v1/self")
+    @endpoint
+    def self_(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        return self.node.info.self_info()
+
+    @app.route("/v1/nop")
+    @endpoint
+    async def nop(self, request: IRequest) -> Any:
+        self._method(request, "POST")
+        return {"rev": await self.node.nop(client=request.channel)}
+
+    @app.route("/v1/cluster")
+    @endpoint
+    def cluster(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        return self.node.info.cluster_info()
+
+
+def _wants_octets(request: IRequest) -> bool:
+    accept = request.getHeader(b"accept") or b""
+    return b"application/octet-stream" in accept
+
+
+def _watch_json(result: tuple[list[Event], int]) -> dict[str, Any]:
+    events, next_rev = result
+    out = []
+    for e in events:
+        event: dict[str, Any] = {"rev": e.rev, "path": e.path, "op": e.op}
+        if e.value is None:
+            event["value"] = None
+        else:
+            event.update(render_value(e.value))
+        out.append(event)
+    return {"events": out, "next": next_rev}
+
+
+def _file_json(f: File) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": f.path, "rev": f.rev}
+    out.update(render_value(f.value))
+    return out

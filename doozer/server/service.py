@@ -1,0 +1,209 @@
+"""The twistd service of one node: builds it and opens its ports."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import os
+from typing import Any, Optional
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from doozer.server.http.api import API
+from doozer.node.discovery import Discovery
+from doozer.server.config import Config
+from doozer.addr import format_addr, parse_addr
+from doozer.consensus.transport import UDPTransport
+from doozer.consensus.diagnostics import transport_state
+from doozer.node.fetcher import SnapshotFetcher
+from doozer.server import faults
+from doozer.server.auth import Secrets
+from doozer.server.http.peerhttp import SnapshotClient
+from doozer.server.http.site import Site
+from doozer.server.doozerd.protocol import NativeFactory
+from doozer.node import build_node
+from doozer.server.hosts import HostPolicy
+from doozer.server.limits import Limits
+from doozer.server.sniff import SniffingFactory, TLSFactory
+
+
+#: Pending connections the kernel may queue: thousands of watchers
+#: reconnecting at once (after a restart) must not wait for SYN retries.
+BACKLOG = 1024
+
+
+def new_node_id() -> str:
+    """A fresh id: a restarted process never reuses one (CONSENSUS.md)."""
+    return base64.b32encode(os.urandom(10)).decode("ascii")
+
+
+class NodeService(Service):
+    """Runs one doozer node on a reactor.
+
+    :param config: the checked options.
+    :param reactor: the reactor to listen and schedule on.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.node: Optional[Any] = None
+        self.ports: list[Any] = []
+
+    def startService(self) -> None:
+        super().startService()
+        # A full garbage collection in any member stalls the log for all of
+        # them; fewer, later collections cut the write p99 at 50 clients
+        # about in half (docs/benchmarks.md). A node process owns its heap.
+        gc.freeze()
+        gc.set_threshold(20000, 20, 100)
+        config = self.config
+        self.node = node = build_node(config, clock=self.reactor, node_id=new_node_id())
+        self.transport = UDPTransport(
+            cluster_name=config.cluster,
+            cluster_id=None,
+            node_id=node.id,
+            deliver=node.receive,
+            deliver_discovery=node.receive_discovery,
+            key=config.cluster_keys or config.cluster_key,
+            clock=self.reactor,
+        )
+        node.trust_outsiders = bool(config.cluster_key) or config.insecure_peers
+        self._warn_insecure()
+        # TEST-ONLY fault hook (docs/testing.md): a no-op unless the
+        # environment variable DOOZER_TEST_FAULTS is set.
+        self.transport.fault_file = faults.install(self.transport, self.reactor)
+        node._send = self.transport.send
+        node.transport_state = lambda: transport_state(self.transport)
+        fetch = SnapshotClient(self.reactor, config.cluster_keys, tls=bool(config.tls_cert))
+        self.fetcher = SnapshotFetcher(node, fetch, self.transport.address_of, self.reactor)
+        node.on_running.append(self._joined)
+        node.on_chores.append(self._chores)
+        node.on_fatal.append(self._fatal)
+        host, port = config.listen
+        self.ports.append(self.transport.listen(self.reactor, port, host))
+        secrets = Secrets(config.rw_secret, config.ro_secret)
+        api = API(
+            node,
+            secrets=secrets,
+            cluster_key=config.cluster_key,
+            cluster_keys=config.cluster_keys,
+            insecure_peers=config.insecure_peers,
+        )
+        # Both client ports share one set of connection limits and counters.
+        self.limits = limits = Limits.from_config(config, self.reactor)
+        limits.fit_fd_limit()
+        scheme = "https" if config.tls_cert else "http"
+        site = Site(
+            api.resource(),
+            max_body=config.max_value,
+            access_log=config.access_log,
+            limits=limits,
+            hosts=HostPolicy.for_port(config, config.listen, scheme, limits.counters),
+            node=node,
+        )
+        # One port, two protocols: HTTP and doozerd's, chosen by the first byte.
+        native = NativeFactory(self.node, secrets=secrets, limits=limits)
+        self.ports.append(self._listen_tcp(port, SniffingFactory(site, native, limits), host))
+        self.log.info(
+            "doozer API listening on {scheme}://{addr}/v1/ (and doozerd's protocol)",
+            scheme="https" if config.tls_cert else "http",
+            addr=format_addr(config.listen),
+        )
+        if config.web is not None:
+            from doozer.server.http.webview import WebView
+
+            read_api = API(self.node, secrets=secrets, readonly=True)
+            web_site = Site(
+                WebView(read_api.resource()).resource(),
+                max_body=1024,
+                access_log=config.access_log,
+                limits=limits,
+                hosts=HostPolicy.for_port(config, config.web, "http", limits.counters),
+                node=node,
+            )
+            self.ports.append(
+                self.reactor.listenTCP(
+                    config.web[1],
+                    SniffingFactory(web_site, None, limits),
+                    interface=config.web[0],
+                    backlog=BACKLOG,
+                )
+            )
+            self.log.info("doozer WebView on http://{addr}/", addr=format_addr(config.web))
+        self.discovery = Discovery(
+            node, config.peers, self.transport.send_to, fetch, self.reactor
+        )
+        self.discovery.start()
+
+    def _joined(self) -> None:
+        """The node is in a cluster: datagrams now carry its id."""
+        assert self.node is not None
+        self.transport.cluster_id = self.node.cluster_id
+        self._chores()
+
+    def _chores(self) -> None:
+        """Keep peers' addresses current; fetch a snapshot when left behind."""
+        node = self.node
+        assert node is not None
+        for peer_id, addr in node.info.node_addresses().items():
+            try:
+                self.transport.set_address(peer_id, parse_addr(addr))
+            except ValueError:
+                continue
+        self.fetcher.chores()
+
+    def _warn_insecure(self) -> None:
+        """Say at start and every hour that peers are not authenticated."""
+        if not self.config.insecure_peers or self.config.cluster_key:
+            return
+        self.log.warn(
+            "--insecure-peers: peer traffic is neither authenticated nor encrypted; anyone "
+            "who can send UDP to {addr} can act as a peer (use --cluster-key-file)",
+            addr=format_addr(self.config.listen),
+        )
+        self._insecure_call = self.reactor.callLater(3600, self._warn_insecure)
+
+    def _fatal(self, why: str) -> None:
+        """The node stopped after a bug: end the process (a supervisor
+        restarts it, as a new node that copies the cluster's state)."""
+        self.log.critical("stopping the process: {why}", why=why)
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def _listen_tcp(self, port: int, factory: Any, host: str) -> Any:
+        if self.config.tls_cert:
+            from twisted.internet import ssl
+
+            with open(self.config.tls_cert, "rb") as f:
+                cert_pem = f.read()
+            with open(self.config.tls_key, "rb") as f:  # type: ignore[arg-type]
+                key_pem = f.read()
+            cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+            # ALPN: a client offering h2 and http/1.1 (curl, browsers) gets
+            # http/1.1; one offering nothing (doozerd's clients) gets TLS alone.
+            options = ssl.CertificateOptions(
+                privateKey=cert.privateKey.original,
+                certificate=cert.original,
+                acceptableProtocols=[b"http/1.1"],
+            )
+            # listenSSL, but a refused connection is closed before its handshake.
+            tls = TLSFactory(options, False, factory, clock=self.reactor)
+            return self.reactor.listenTCP(port, tls, interface=host, backlog=BACKLOG)
+        return self.reactor.listenTCP(port, factory, interface=host, backlog=BACKLOG)
+
+    def stopService(self) -> "defer.Deferred[Any]":
+        super().stopService()
+        if getattr(self, "discovery", None) is not None:
+            self.discovery.stop()
+        call = getattr(self, "_insecure_call", None)
+        if call is not None and call.active():
+            call.cancel()
+        if self.node is not None:
+            self.node.stop()
+        ports, self.ports = self.ports, []
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])

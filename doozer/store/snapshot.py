@@ -1,0 +1,87 @@
+"""Store snapshots as plain functions: the tree with its kept history as
+msgpack (:func:`dump`), and a store made from one (:func:`load`).
+
+A snapshot holds the tree at the store's oldest kept rev plus every change
+since, the instance (seqn) that produced it, and the de-duplication record,
+so a node built from it answers reads at old revs and watches from them
+exactly as the one that made it, and de-duplicates the same requests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from doozer.errors import DoozerError
+from doozer.store.path import validate_path
+from doozer.store.tree import Store
+from doozer.store.types import Event, Outcome
+
+
+def dump(store: Store) -> bytes:
+    """``store`` with its kept history, as msgpack.
+
+    It holds the tree at the oldest kept rev plus every change since, so a
+    node built from it answers reads at old revs and watches from them
+    exactly as this one does (a watch may move to it without TOO_LATE).
+    """
+    base = store.oldest
+    files = [[f.path, f.rev, f.value] for f in store.walk("/**", base)] if base >= 1 else []
+    # The change at ``base`` itself is in the base tree, but a watch from
+    # ``base`` must still see it as an event.
+    events = [[e.rev, e.path, e.op, e.value] for e in store._events if e.rev >= base]
+    keys = []
+    for key, o, until in store._dedup.entries():
+        error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
+        keys.append([key[0], key[1], o.rev, error, until])
+    doc = {"version": 3, "base": base, "rev": store.rev, "seqn": store.seqn,
+           "files": files, "events": events, "keys": keys}
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def load(data: bytes, hist: int = 2000) -> Store:
+    """A store holding what :func:`dump` saved, history included.
+
+    :raises ValueError: when ``data`` is not a snapshot.
+    """
+    try:
+        doc: dict[str, Any] = msgpack.unpackb(data, raw=False)
+        if doc.get("version") != 3:
+            raise ValueError("unknown snapshot version")
+        store = Store(hist)
+        for path, rev, value in doc["files"]:
+            store._set(validate_path(path), value, rev, store._files.get(path))
+        # The base tree is where history starts, not history itself.
+        for kept in (store._hist, store._touched, store._changes, store._events,
+                     store._event_revs):
+            kept.clear()
+        store.rev = store.oldest = doc["base"]
+        for rev, path, op, value in doc["events"]:
+            if rev == store.oldest and rev >= 1:
+                store._events.append(Event(rev, validate_path(path), op, value))
+                store._event_revs.append(rev)
+                continue
+            if rev <= store.rev:
+                raise ValueError("events out of order")
+            store.rev = rev
+            old = store._files.get(validate_path(path))
+            if op == "set":
+                store._set(path, value, rev, old)
+            elif old is not None:
+                store._delete(path, rev, old)
+            else:
+                raise ValueError(f"delete of missing {path}")
+        if doc["rev"] < store.rev:
+            raise ValueError("rev below its events")
+        store.rev = doc["rev"]
+        store._history_bytes = sum(len(e.path) + len(e.value or b"") for e in store._events)
+        store.seqn = doc["seqn"]
+        if type(store.seqn) is not int or store.seqn < 0:
+            raise ValueError("bad seqn")
+        for origin, request, rev, error, until in doc["keys"]:
+            err = DoozerError(error[0], error[1], **error[2]) if error else None
+            store._dedup.add((origin, request), Outcome(rev, (origin, request), err), until)
+    except (ValueError, KeyError, TypeError, DoozerError) as e:
+        raise ValueError(f"not a store snapshot: {e}") from None
+    return store

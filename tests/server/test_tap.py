@@ -1,0 +1,148 @@
+"""``twistd doozer`` options (SPEC §5) and the plugin's discovery."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.application.service import IServiceMaker
+from twisted.plugin import getPlugins
+from twisted.python import usage
+
+from doozer.server.tap import Options, build_config
+
+
+def parse(*argv: str, env: dict | None = None) -> Options:
+    opts = Options()
+    opts.parseOptions(list(argv))
+    if env is not None:
+        opts["config"] = build_config(opts, env)
+    return opts
+
+
+def test_plugin_is_found() -> None:
+    """twistd finds the doozer plugin among its service makers."""
+    assert "doozer" in [p.tapname for p in getPlugins(IServiceMaker)]
+
+
+def test_defaults_are_a_one_member_node_on_8046_and_8000() -> None:
+    """No options: API on 127.0.0.1:8046, WebView on 127.0.0.1:8000, cluster 'local'."""
+    config = parse(env={})["config"]
+    assert config.listen == ("127.0.0.1", 8046)
+    assert config.web == ("127.0.0.1", 8000)
+    assert config.peers == []
+    assert (config.cluster, config.timeout, config.fill, config.hist, config.pulse) == (
+        "local", 60.0, 0.1, 2000, 1.0,
+    )
+    assert config.max_value == 32768
+
+
+def test_every_spec_option_is_listed_in_help() -> None:
+    """--help names every option of SPEC §5."""
+    text = str(Options())
+    for name in (
+        "listen", "web", "peers", "cluster", "timeout", "fill", "hist", "pulse",
+        "max-value", "rw-secret-file", "ro-secret-file", "tls-cert", "tls-key",
+        "cluster-key-file", "insecure-peers",
+    ):
+        assert f"--{name}" in text, name
+
+
+def test_web_follows_the_listen_host_and_can_be_disabled() -> None:
+    """--web defaults to the listen host on port 8000; --web=false turns it off."""
+    assert parse("--listen", "127.0.0.2:9000", env={})["config"].web == ("127.0.0.2", 8000)
+    assert parse("--web=false", env={})["config"].web is None
+    assert parse("--web", "127.0.0.1:9999", env={})["config"].web == ("127.0.0.1", 9999)
+
+
+def test_peers_are_parsed() -> None:
+    """--peers is a comma-separated list of HOST:PORT."""
+    config = parse("--peers", "127.0.0.1:1,127.0.0.1:2", "--insecure-peers", env={})["config"]
+    assert config.peers == [("127.0.0.1", 1), ("127.0.0.1", 2)]
+
+
+def key_file(tmp_path, *keys: bytes):
+    path = tmp_path / "cluster.key"
+    path.write_bytes(b"\n".join(keys) + b"\n")
+    return str(path)
+
+
+def test_peers_or_a_public_address_need_a_cluster_key(tmp_path) -> None:
+    """SPEC §5: without --cluster-key-file a node with --peers or a
+    non-loopback --listen refuses to start (saying how to make a key),
+    unless --insecure-peers; a lone node on loopback needs none."""
+    for argv in (["--peers", "127.0.0.1:1"], ["--listen", "10.0.0.1:8046"]):
+        with pytest.raises(usage.UsageError, match="needs --cluster-key-file.*head -c 32"):
+            parse(*argv, env={})
+        assert parse(*argv, "--insecure-peers", env={})["config"].insecure_peers
+        keyed = parse(*argv, "--cluster-key-file", key_file(tmp_path, b"k" * 32), env={})["config"]
+        assert keyed.cluster_key == b"k" * 32 and not keyed.insecure_peers
+    assert parse(env={})["config"].cluster_key is None
+
+
+def test_a_key_file_may_hold_several_keys_the_first_seals(tmp_path) -> None:
+    """Keys change by a rolling restart: every key in the file opens, the
+    first one seals. Keys shorter than 16 bytes are refused."""
+    config = parse("--cluster-key-file", key_file(tmp_path, b"n" * 32, b"", b"o" * 32), env={})["config"]
+    assert config.cluster_keys == (b"n" * 32, b"o" * 32) and config.cluster_key == b"n" * 32
+    with pytest.raises(usage.UsageError, match="shorter than 16"):
+        parse("--cluster-key-file", key_file(tmp_path, b"short"), env={})
+    with pytest.raises(usage.UsageError, match="holds no key"):
+        parse("--cluster-key-file", key_file(tmp_path, b""), env={})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--listen", "0.0.0.0:8046"], "0.0.0.0"),
+        (["--listen", "nonsense"], "HOST:PORT"),
+        (["--max-value", "70000"], "at most 60000"),
+        (["--hist", "x"], "number"),
+        (["--tls-cert", "/nonexistent"], "go together"),
+        (["--ro-secret-file", "/dev/null"], "empty"),
+    ],
+)
+def test_bad_options_say_what_to_change(argv: list[str], message: str) -> None:
+    """Each refused option has a message naming the problem."""
+    with pytest.raises(usage.UsageError, match=message):
+        parse(*argv, env={})
+
+
+def test_secrets_from_environment_and_files(tmp_path) -> None:
+    """Secrets come from DOOZER_RWSECRET/DOOZER_ROSECRET or from files."""
+    config = parse(env={"DOOZER_RWSECRET": "a", "DOOZER_ROSECRET": "b"})["config"]
+    assert (config.rw_secret, config.ro_secret) == (b"a", b"b")
+    secret = tmp_path / "rw"
+    secret.write_bytes(b"from-file\n")
+    config = parse("--rw-secret-file", str(secret), env={})["config"]
+    assert config.rw_secret == b"from-file"
+
+
+def test_read_only_secret_alone_is_refused() -> None:
+    """A read-only secret without a read-write one is a start-up error."""
+    with pytest.raises(usage.UsageError, match="read-write"):
+        parse(env={"DOOZER_ROSECRET": "b"})
+
+
+def test_write_timeout_defaults_to_ten_seconds_and_reaches_the_node() -> None:
+    """--write-timeout (not in SPEC §5) sets how long a write waits for its decision."""
+    from twisted.internet.task import Clock
+
+    from doozer.node import build_node
+
+    assert parse(env={})["config"].write_timeout == 10.0
+    config = parse("--write-timeout", "2.5", env={})["config"]
+    assert config.write_timeout == 2.5
+    assert build_node(config, Clock(), "N").write_timeout == 2.5
+    with pytest.raises(usage.UsageError):
+        parse("--write-timeout", "0", env={})
+
+
+def test_listen_and_peers_must_be_ip_addresses() -> None:
+    """Regression: a host name in --peers made UDP's write() raise inside
+    discovery, which then stopped for good; refuse it at start-up instead."""
+    with pytest.raises(usage.UsageError, match="not an IP address"):
+        parse("--peers", "localhost:8047", "--insecure-peers", env={})
+    with pytest.raises(usage.UsageError, match="not an IP address"):
+        parse("--listen", "localhost:8046", "--insecure-peers", env={})
+    assert parse("--peers", "[::1]:8047,10.0.0.2:8046", "--insecure-peers", env={})["config"].peers == [
+        ("::1", 8047), ("10.0.0.2", 8046)
+    ]
