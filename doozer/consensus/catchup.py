@@ -32,6 +32,13 @@ MAX_FORWARDED_QUEUE = 100_000
 #: Most instances answered to one WANT.
 WANT_BATCH = 64
 
+#: WANTs a node behind sends at once (each for WANT_BATCH instances). The
+#: next round goes as soon as the last one is answered, not after ``fill``:
+#: one WANT per ``fill`` (640 instances a second) could not outrun a busy
+#: cluster (soak seed 15311: 600-2,000 a second), so a node that installed a
+#: snapshot never caught up while the writes went on.
+WANT_PIPELINE = 4
+
 
 class CatchUp:
     """Heartbeats, catch-up, snapshot installs and forwarding of one sequencer.
@@ -41,6 +48,8 @@ class CatchUp:
 
     def __init__(self, seq: "Sequencer") -> None:
         self.seq = seq
+        #: asked for by the last WANTs, not yet learned
+        self._wanted: set[int] = set()
 
     def _pick_member(self) -> Optional[str]:
         seq = self.seq
@@ -143,7 +152,8 @@ class CatchUp:
             return
         # Ask the most advanced peer heard from lately (a crashed one keeps
         # its last PING's figure forever) whose log may hold what we miss.
-        ahead, servers = self.ahead(now)
+        start = self._first_missing()
+        ahead, servers = self.ahead(now, start)
         if not servers:
             if ahead:
                 # Behind peers none of which keeps what we miss: only a
@@ -151,8 +161,20 @@ class CatchUp:
                 seq.snapshot_needed = True
             return
         best, peer = max(servers)
+        upto = min(best + 1, start + WANT_PIPELINE * WANT_BATCH)
         seq._want_at = now
-        seq._send(peer, Want(seq._next_out, min(best + 1, seq._next_out + WANT_BATCH)))
+        self._wanted = set(range(start, upto)).difference(seq._decided)
+        for s in range(start, upto, WANT_BATCH):
+            seq._send(peer, Want(s, min(s + WANT_BATCH, upto)))
+
+    def _first_missing(self) -> int:
+        """The first seqn from ``_next_out`` on that is not decided here."""
+        seq = self.seq
+        s = seq._next_out
+        decided = seq._decided
+        while s in decided:
+            s += 1
+        return s
 
     def heard_lately(self, peer: str, now: float) -> bool:
         """Whether ``peer`` spoke within three PING intervals (a crashed or
@@ -160,13 +182,14 @@ class CatchUp:
         seq = self.seq
         return seq.last_heard.get(peer, float("-inf")) >= now - 3 * seq.ping_interval
 
-    def ahead(self, now: float) -> tuple[list, list]:
-        """The peers heard from lately that decided beyond us, as
-        ``(decided, peer)``; and those of them whose log may still hold our
-        next seqn (one that answered TOO_OLD above it cannot: logs only lose
-        their old end)."""
+    def ahead(self, now: float, nxt: Optional[int] = None) -> tuple[list, list]:
+        """The peers heard from lately that decided ``nxt`` (default: our
+        next seqn) or beyond, as ``(decided, peer)``; and those of them whose
+        log may still hold it (one that answered TOO_OLD above it cannot:
+        logs only lose their old end)."""
         seq = self.seq
-        nxt = seq._next_out
+        if nxt is None:
+            nxt = seq._next_out
         ahead = [
             (d, p)
             for p, d in seq.peer_decided.items()
@@ -202,9 +225,16 @@ class CatchUp:
     def on_learn(self, sender: str, msg: Learn, now: float) -> None:
         seq = self.seq
         s = msg.seqn
-        if s < seq._next_out or s in seq._decided or s > seq._next_out + seq.retain:
-            return
-        seq._decide(s, msg.value)
+        if not (s < seq._next_out or s in seq._decided or s > seq._next_out + seq.retain):
+            seq._decide(s, msg.value)
+        wanted = self._wanted
+        if s in wanted:
+            wanted.discard(s)
+            if not wanted:
+                # All we asked for is here: ask for more at once (the
+                # answers pace the catch-up, not the timer).
+                seq._want_at = float("-inf")
+                self.catch_up(now)
 
     def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``.
@@ -241,6 +271,7 @@ class CatchUp:
         seq._decided = {s: v for s, v in seq._decided.items() if s > floor}
         seq._log = {}
         seq._log_oldest = floor + 1
+        self._wanted.clear()
         seq._next_out = floor + 1
         seq._members = {s: m for s, m in seq._members.items() if s > floor}
         for s, m in members_by_seqn.items():

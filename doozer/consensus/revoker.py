@@ -172,7 +172,7 @@ class Revoker:
         First ask for them (WANT: maybe only the news was lost), then, after
         a randomized extra delay, revoke them. An owner found silent when
         its instances were revoked keeps being revoked ahead: see
-        :meth:`_revoke_silent_ahead`.
+        :meth:`revoke_silent_ahead`.
         """
         seq = self.seq
         self.revoke_silent_ahead(now)

@@ -135,7 +135,7 @@ class Sequencer:
         self._early: list[tuple[int, str, Message]] = []
         self._early_bytes = 0
         # Owners whose instances this node revoked while they were silent,
-        # and when: revoked ahead until they speak (Phases._revoke_silent_ahead).
+        # and when: revoked ahead until they speak (Revoker.revoke_silent_ahead).
         self._silent_owners: dict[str, float] = {}
         self._ahead_from = first_seqn
         self._proposed_at = float("-inf")  # when an owner last proposed
