@@ -271,6 +271,8 @@ class CatchUp:
         seq._decided = {s: v for s, v in seq._decided.items() if s > floor}
         seq._log = {}
         seq._log_oldest = floor + 1
+        seq._log_at.clear()
+        seq._log_bytes = 0
         self._wanted.clear()
         seq._next_out = floor + 1
         seq._members = {s: m for s, m in seq._members.items() if s > floor}

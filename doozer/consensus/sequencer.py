@@ -42,6 +42,14 @@ from doozer.consensus.messages import (
 from doozer.consensus.revoker import Revoker
 from doozer.consensus.value import NOOP, MalformedValue, decode_batch, encode_batch
 
+#: Most bytes of decided values kept to answer WANT (with
+#: :data:`LOG_ENTRY_OVERHEAD` per value): the memory bound of the log, which
+#: wins over ``retain`` and ``retain_seconds`` (1,000 values of the largest
+#: size took as much before those existed).
+RETAIN_BYTES = 64 * 1024 * 1024
+#: What one kept value costs besides its bytes (dict slot, seqn, time).
+LOG_ENTRY_OVERHEAD = 200
+
 
 class Sequencer:
     """Orders proposed items into a log of decided instances.
@@ -61,7 +69,12 @@ class Sequencer:
     :param max_inflight: own instances proposed but not yet decided; beyond
         it, items wait and are batched together (pipelining with back-pressure).
     :param ping_interval: heartbeat period when there is nothing else to say.
-    :param retain: decided values kept after hand-out to answer WANT.
+    :param retain: decided values kept after hand-out to answer WANT, at least.
+    :param retain_seconds: also keep every value handed out within this many
+        seconds: a node that copied a snapshot meanwhile (seconds, in which a
+        busy cluster decides thousands of instances) goes on from the log.
+    :param retain_bytes: but never more than about this many bytes of
+        values: the log's memory bound, whatever peers send or the rate.
     :param now: the time of creation (peers count as heard at this time).
     """
 
@@ -78,6 +91,8 @@ class Sequencer:
         max_inflight: int = 16,
         ping_interval: float = 1.0,
         retain: int = 1000,
+        retain_seconds: float = 0.0,
+        retain_bytes: int = RETAIN_BYTES,
         now: float = 0.0,
     ) -> None:
         if alpha < 1 or first_seqn < 1:
@@ -90,6 +105,8 @@ class Sequencer:
         self.max_inflight = max_inflight
         self.ping_interval = ping_interval
         self.retain = retain
+        self.retain_seconds = retain_seconds
+        self.retain_bytes = retain_bytes
         self._members: dict[int, tuple] = {}
         self._known_upto = first_seqn - 1  # highest s whose M(s) is known
         if genesis:
@@ -102,6 +119,8 @@ class Sequencer:
         self._decided: dict[int, bytes] = {}  # decided, not yet handed out
         self._log: dict[int, bytes] = {}  # handed out, kept for catch-up
         self._log_oldest = first_seqn
+        self._log_at: deque = deque()  # when each value in _log was handed out
+        self._log_bytes = 0
         self._queue: list[bytes] = []
         # Why queued items wait: "" (they don't), "window" (no own instance
         # left in the window), "inflight" (max_inflight reached) or "nobody"
@@ -271,16 +290,32 @@ class Sequencer:
                     self._count("malformed_value")
                     items = []
             self._log[s] = value
-            while len(self._log) > self.retain:
-                del self._log[self._log_oldest]
-                self._log_oldest += 1
+            self._log_at.append(self._now)
+            self._log_bytes += len(value) + LOG_ENTRY_OVERHEAD
             self._members.pop(s, None)
             self._next_out = s + 1
             if self._forwarded:
                 for item in items:
                     self._forwarded.pop(item, None)
             out.append((s, items))
+        if out:
+            self._trim_log()
         return out
+
+    def _trim_log(self) -> None:
+        """Forget the oldest handed-out values beyond what is kept: more than
+        ``retain`` of them and older than ``retain_seconds``, or beyond
+        ``retain_bytes`` in any case."""
+        log = self._log
+        at = self._log_at
+        old = self._now - self.retain_seconds
+        while log and (
+            self._log_bytes > self.retain_bytes or (len(log) > self.retain and at[0] <= old)
+        ):
+            value = log.pop(self._log_oldest)
+            at.popleft()
+            self._log_bytes -= len(value) + LOG_ENTRY_OVERHEAD
+            self._log_oldest += 1
 
     def next_wakeup(self) -> Optional[float]:
         """When :meth:`tick` should next run (``now`` means at once)."""

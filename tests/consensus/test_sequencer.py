@@ -374,6 +374,39 @@ def test_below_floor_never_promised() -> None:
     assert ("b", TooOld(1, 3)) in out and not [m for _, m in out if type(m) is Promise]
 
 
+def test_log_keeps_values_for_retain_seconds_beyond_retain() -> None:
+    """Regression (soak seed 15311, docs/testing.md bug 9): a log of the
+    last 1,000 instances lasted under 2 s under load, less than a snapshot
+    copy, so the node that installed one found no peer that still held its
+    next instance. Values now stay ``retain_seconds`` as well."""
+    s = seq("a", retain=2, retain_seconds=10.0)
+    for n in (1, 2, 3, 4):
+        s.receive("c", Learn(n, NOOP), 0.0)
+        s.take_decided()
+    s.receive("b", Want(1, 5), 9.0)
+    assert [m.seqn for _, m in sent(s, Learn)] == [1, 2, 3, 4]
+    s.receive("c", Learn(5, NOOP), 10.5)  # the first four are 10.5 s old
+    s.take_decided()
+    s.receive("b", Want(1, 6), 10.5)
+    assert sent(s, TooOld) == [("b", TooOld(1, 4))]  # the last 2 (retain) stay
+
+
+def test_log_bytes_bound_wins_over_count_and_time() -> None:
+    """However long values must stay, the log never holds more than about
+    ``retain_bytes``: its memory stays bounded at any rate."""
+    from doozer.consensus.sequencer import LOG_ENTRY_OVERHEAD
+
+    value = encode_batch([b"x" * 1000])
+    s = seq("a", retain=1000, retain_seconds=60.0, retain_bytes=3 * (len(value) + LOG_ENTRY_OVERHEAD))
+    for n in range(1, 11):
+        s.receive("c", Learn(n, value), 0.0)
+        s.take_decided()
+    s.receive("b", Want(1, 11), 0.0)
+    assert sent(s, TooOld) == [("b", TooOld(1, 8))]
+    s.receive("b", Want(8, 11), 0.0)
+    assert [m.seqn for _, m in sent(s, Learn)] == [8, 9, 10]
+
+
 def test_catch_up_pipelines_wants_clocked_by_their_answers() -> None:
     """Regression (soak seed 15311, docs/testing.md bug 9): one WANT of 64
     instances per --fill (640 a second) fell behind a cluster deciding

@@ -82,7 +82,7 @@ def test_a_removed_member_whose_view_lost_every_address_still_copies_state(monke
     Nodes now write their record again (the test above); that is switched
     off here, to show the fetch itself no longer depends on the records."""
     monkeypatch.setattr(Membership, "keep_own_record", lambda self: None)
-    sim = nodesim.NodeSim(2, 3)
+    sim = nodesim.NodeSim(2, 3, retain_seconds=0.0)  # logs keep 1,000 instances only
     sim.start()
     assert healthy_within(sim, 10)
     for name in ("N1", "N2"):
@@ -104,7 +104,7 @@ def member_copies_snapshot_while_another_is_dead(seed: int) -> bool:
     so A and B must decide everything from then on together (C's removal,
     J's claim). Returns whether A did install a snapshot."""
     rng = random.Random(seed)
-    sim = nodesim.NodeSim(seed, 3)
+    sim = nodesim.NodeSim(seed, 3, retain_seconds=0.0)  # logs keep 1,000 instances only
     sim.start()
     assert healthy_within(sim, 10)
     a, b, c = rng.sample([sim.nodes["N1"], sim.nodes["N2"], sim.nodes["N3"]], 3)
@@ -380,7 +380,9 @@ def test_a_member_cut_off_past_the_deduplication_record_installs_and_applies_onc
     snapshot. The simulation's checkers see no request applied twice and
     no acknowledged write lost."""
     for seed in range(3):
-        sim = nodesim.NodeSim(seed, 3, item_lifetime=100)
+        # Logs keep 1,000 instances only (no retention by time), so that
+        # 10 s away needs a snapshot.
+        sim = nodesim.NodeSim(seed, 3, item_lifetime=100, retain_seconds=0.0)
         sim.start()
         assert healthy_within(sim, 10)
         victim = sim.nodes[f"N{seed % 3 + 1}"]
