@@ -113,6 +113,9 @@ class NodeSim:
         self.events = Clock()  # the scenario's own timeline
         #: the datagrams in flight (shared with tests/sim.py)
         self.net = SimNet(self.rng, (0.0002, 0.003))
+        #: how long a snapshot takes to arrive after it was made (seconds):
+        #: under load a real copy takes seconds (soak seed 15311: 2-5 s)
+        self.fetch_delay = (0.005, 0.3)
         self.nodes: dict[str, SimNode] = {}
         self.by_addr: dict[str, SimNode] = {}
         self._ports = 1000
@@ -142,8 +145,10 @@ class NodeSim:
         for _ in range(self.n - 1):
             self.join(first)
 
-    def join(self, source: Optional[SimNode] = None) -> SimNode:
-        """A new process copies ``source``'s snapshot (a random live member by default)."""
+    def join(self, source: Optional[SimNode] = None, copy_seconds: float = 0.0) -> SimNode:
+        """A new process copies ``source``'s snapshot (a random live member by
+        default); the snapshot is made now and installed ``copy_seconds``
+        later (discovery's copy; meanwhile the new node is in no cluster)."""
         if source is None:
             source = self.rng.choice([s for s in self.live() if s.node.member] or self.live())
         sn = self._spawn()
@@ -151,10 +156,18 @@ class NodeSim:
         self.note(f"{sn.name} joins from {source.name} at seqn {snap.seqn}")
         sn.learned[source.name] = source.node.addr  # discovery talked to it
         self._check_snapshot(sn, snap)
+        if copy_seconds > 0:
+            self.events.callLater(copy_seconds, self._joined, sn, snap)
+        else:
+            self._joined(sn, snap)
+        return sn
+
+    def _joined(self, sn: SimNode, snap: Snapshot) -> None:
+        if not sn.alive:
+            return
         sn.node.install(snap)
         sn.addresses.update(sn.node.info.node_addresses())  # the service, once joined
         sn.clock.advance(0)
-        return sn
 
     def kill(self, sn: SimNode) -> None:
         self.note(f"kill {sn.name}")
@@ -224,7 +237,7 @@ class NodeSim:
             return d
         snap = Snapshot.decode(source.node.snapshot().encode())
         self._check_snapshot(sn, snap)
-        self.events.callLater(self.rng.uniform(0.005, 0.3), self._fetched, sn, d, snap)
+        self.events.callLater(self.rng.uniform(*self.fetch_delay), self._fetched, sn, d, snap)
         return d
 
     def _fetched(self, sn: SimNode, d: "defer.Deferred[Snapshot]", snap: Optional[Snapshot]) -> None:
@@ -345,7 +358,8 @@ class NodeSim:
         names = {s.name for s in live}
         top = max(s.node.applied_seqn for s in live)
         return all(
-            set(s.node.store.cal()) == names
+            s.node.sequencer is not None
+            and set(s.node.store.cal()) == names
             and s.node.sequencer.is_member()
             and s.node.applied_seqn >= top - 5
             for s in live
@@ -388,6 +402,61 @@ class NodeSim:
                 f"blocked={st.get('blocked')!r} open={st.get('open')}"
             )
         return "".join(parts)
+
+
+class Load:
+    """Closed-loop writers, ``clients`` on each live node (nodes that start
+    later included): each writes again as soon as its last write is
+    answered, like the fault suite's unpaced ``--fast`` workload; a node
+    that does not take writes (not a member, paused) is tried again a
+    moment later. Acknowledged writes go to ``sim.acks``."""
+
+    def __init__(self, sim: NodeSim, clients: int = 1) -> None:
+        self.sim = sim
+        self.clients = clients
+        self.running = False
+        self.acked = 0
+        self._writers: set[str] = set()
+        self._n = 0
+
+    def start(self) -> None:
+        self.running = True
+        self._add_writers()
+
+    def stop(self) -> None:
+        self.running = False
+
+    def _add_writers(self) -> None:
+        if not self.running:
+            return
+        for sn in self.sim.live():
+            if sn.name not in self._writers:
+                self._writers.add(sn.name)
+                for k in range(self.clients):
+                    self._write(sn, k)
+        self.sim.at(0.25, self._add_writers)
+
+    def _write(self, sn: SimNode, k: int) -> None:
+        if not self.running or not sn.alive:
+            return
+        if sn.paused or not sn.node.writable:
+            self.sim.at(0.05, self._write, sn, k)
+            return
+        self._n += 1
+        path, value = f"/load/{sn.name}/{k}", str(self._n).encode()
+        try:
+            d = sn.node.set(path, value)
+        except DoozerError:
+            self.sim.at(0.05, self._write, sn, k)
+            return
+
+        def done(result: object) -> None:
+            if isinstance(result, int):
+                self.acked += 1
+                self.sim.acks.append((result, path, value))
+            self.sim.at(0, self._write, sn, k)
+
+        d.addBoth(done)
 
 
 def write_rate(seed: int, kill: bool, clients: int = 8, seconds: float = 4.0) -> float:

@@ -447,3 +447,78 @@ def test_a_kill_as_soon_as_a_replacement_votes_under_load() -> None:
         assert len(sim.acks) > acks, (seed, sim.describe())
         sim.join()
         sim.check_recovers()
+
+
+# -- catching up under sustained writes (soak seed 15311) --------------------
+
+
+def caught_up(sim: nodesim.NodeSim, sn: nodesim.SimNode) -> bool:
+    """``sn`` votes and is within one window of the most advanced node."""
+    top = max(s.node.applied_seqn for s in sim.live())
+    return sn.node.voting and top - sn.node.applied_seqn <= sim.alpha
+
+
+def catch_up_under_load(seed: int, how: str) -> float:
+    """Seconds of simulated time a node takes, under writes that never
+    pause (about 1,200 instances a second), from the moment it can start
+    catching up until it votes and is within α of the others; every
+    snapshot copy it makes takes 3 s (the soak's took 2-5 s), far longer
+    than 1,000 instances take to decide.
+
+    ``join``: a member dies and is removed; a new node copies a snapshot
+    (3 s), then must catch up, claim the free slot and vote.
+    ``snapshot``: a member is cut off for 8 s, longer than its peers keep
+    their logs (retention by time scaled down to 5 s for the test, so that
+    it runs in seconds) and than ``--timeout``: it is removed, must copy a
+    snapshot, then go on from the log, claim a slot again and vote.
+    """
+    sim = nodesim.NodeSim(seed, 3, retain_seconds=5.0 if how == "snapshot" else None)
+    sim.fetch_delay = (3.0, 3.0)
+    sim.start()
+    assert healthy_within(sim, 10)
+    load = nodesim.Load(sim)
+    load.start()
+    sim.run_for(1.0)
+    victim = random.Random(seed).choice(sim.members())
+    if how == "join":
+        sim.kill(victim)
+        end = sim.now + 3 * sim.timeout
+        while sim.now < end and any(victim.name in s.node.store.cal() for s in sim.live()):
+            sim.run_for(0.05)
+        sn = sim.join(copy_seconds=3.0)
+        sim.run_for(3.0)  # the copy
+    else:
+        sim.partition([victim])
+        sim.run_for(8.0)
+        sim.heal()
+        sn = victim
+    start = sim.now
+    end = start + 20.0
+    while sim.now < end and not caught_up(sim, sn):
+        sim.run_for(0.1)
+    waited = sim.now - start
+    assert caught_up(sim, sn), (
+        f"seed {seed}, {how}: {sn.name} did not catch up and vote within 20 s of "
+        f"writes ({load.acked} acknowledged, {sim.installs} snapshot installs by "
+        f"nodes left behind): {sim.describe()}"
+    )
+    if how == "join":
+        assert sim.installs == 0, f"seed {seed}: the new node copied state again"
+    else:
+        assert sim.installs >= 1, f"seed {seed}: no snapshot was needed"
+    load.stop()
+    sim.check_recovers()
+    return waited
+
+
+@pytest.mark.parametrize("how", ["join", "snapshot"])
+def test_a_node_catches_up_under_sustained_writes_with_slow_snapshot_copies(how: str) -> None:
+    """Regression (soak seed 15311, 3 and 5 nodes; docs/testing.md bug 9):
+    under the unpaced fast workload (~600 instances a second there) a node
+    left behind copied a snapshot (2-5 s), installed it at seqn S, and found
+    every peer's log (the last 1,000 instances) already past S + 1: TOO_OLD,
+    another snapshot, 34 times, until the writes stopped. Catching up by
+    WANT (64 instances per `--fill`, 640 a second) could not outrun the
+    log either. A node must catch up and vote while the writes go on."""
+    waits = [catch_up_under_load(seed, how) for seed in range(2)]
+    assert max(waits) <= 10.0, waits
