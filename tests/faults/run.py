@@ -67,10 +67,10 @@ HIST = 1_000_000
 #: the history it keeps, and one of millions of revs would take seconds
 #: to build and to load.
 FAST_HIST = 200_000
-#: ``snapshot``: how many instances the others must decide beyond the
-#: member cut off (peers keep the last 1,000 decided instances to answer a
-#: laggard; beyond that it needs a snapshot), and the longest cut.
-SNAPSHOT_GAP = 1100
+#: ``snapshot``: the longest cut. The member stays cut off until no other
+#: member's log (``log_oldest`` in ``/_peer/consensus``) still holds its
+#: next instance: peers keep at least the last 1,000 decided instances and
+#: those of the last 30 s, so under load the cut lasts about 30 s.
 SNAPSHOT_MAX_CUT = 120.0
 #: ``claimkill``: the longest wait for the replacement to claim its slot.
 CLAIM_WAIT = 60.0
@@ -659,11 +659,11 @@ class Nemesis:
         return None
 
     def _snapshot(self) -> Callable[[], None]:
-        """Cut one member off (both ways) until the others have decided
-        ``SNAPSHOT_GAP`` instances beyond it (or ``SNAPSHOT_MAX_CUT`` s):
-        more than peers keep to answer a laggard, so it must install a
-        snapshot once healed. Returns the check run once the cluster is
-        healthy again: how many snapshots that member installed."""
+        """Cut one member off (both ways) until no other member's log still
+        holds the instance after its decided seqn (or ``SNAPSHOT_MAX_CUT``
+        s), so that it must install a snapshot once healed. Returns the
+        check run once the cluster is healthy again: how many snapshots
+        that member installed."""
         c = self.cluster
         s = self.rng.randrange(c.n)
         others = [i for i in range(c.n) if i != s]
@@ -676,19 +676,26 @@ class Nemesis:
             c.set_blocked(j, [node.addr])
         t0 = time.monotonic()
         gap: Optional[int] = None
+        reached = False
         while time.monotonic() - t0 < SNAPSHOT_MAX_CUT:
             time.sleep(0.2)
             now = c.decided(s)
             if now is not None:
                 mine = now if mine is None else max(mine, now)
-            theirs = [d for d in (c.decided(j) for j in others) if d is not None]
+            views = [v for v in (c.consensus(j) for j in others) if v is not None]
+            try:
+                theirs = [int(v["decided"]) for v in views]
+                oldest = [int(v["log_oldest"]) for v in views]
+            except (KeyError, TypeError, ValueError):
+                theirs, oldest = [], []
             if mine is not None and len(theirs) == len(others):
                 gap = min(theirs) - mine
-                if gap >= SNAPSHOT_GAP:
+                if min(oldest) > mine + 1:
+                    reached = True
                     break
             elif mine is None and not theirs and time.monotonic() - t0 > 10:
                 break  # no node shows its consensus view: do not hold the cut for nothing
-        self.note("snapshot-gap", slot=s, gap=gap, reached=gap is not None and gap >= SNAPSHOT_GAP,
+        self.note("snapshot-gap", slot=s, gap=gap, reached=reached,
                   seconds=round(time.monotonic() - t0, 2))
 
         def installed() -> None:
