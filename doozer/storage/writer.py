@@ -238,6 +238,18 @@ class Writer:
         if self._stopping:
             self._close()
 
+    def call(self, work: Callable[[], None]) -> Deferred[None]:
+        """Run other blocking work on the sink (e.g. deleting old segments)
+        on the writer's thread, never at the same time as a batch.
+
+        :returns: a Deferred that fires when ``work`` has run.
+        """
+        if self.failure is not None:
+            return fail(self.failure)
+        if self._stopping:
+            return fail(StorageError(f"{self.sink.path}: the writer is stopped"))
+        return self._runner(work)
+
     def stop(self) -> Deferred[None]:
         """Write what was appended, then close the file and stop the runner.
 
