@@ -292,7 +292,7 @@ def encoded(payloads: list[bytes], salt: int = 99) -> tuple[bytes, list[int]]:
     return data, ends
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload_lists, st.data())
 def test_any_cut_reads_as_a_prefix(payloads: list[bytes], data: st.DataObject) -> None:
     """Records written, then the file cut anywhere after its header: what is
@@ -306,7 +306,7 @@ def test_any_cut_reads_as_a_prefix(payloads: list[bytes], data: st.DataObject) -
     assert (contents.torn is None) == (contents.end == at)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload_lists.filter(lambda p: len(p) >= 2), st.data())
 def test_any_flip_before_the_last_record_refuses(payloads: list[bytes], data: st.DataObject) -> None:
     """A byte changed anywhere before the last record refuses."""
