@@ -1,0 +1,284 @@
+"""Record files: a checked header, then records framed as length + CRC32 + payload.
+
+Layout (all integers big-endian)::
+
+    header  magic "doozrec1" (8) | salt u32 | crc32(magic + salt) u32
+    record  length u32 | crc32(length + payload, start=salt) u32 | payload
+
+A crash while appending tears at most the last record (the writer never
+starts a record before the one before it is synced), so reading cuts a
+torn last record and refuses every other damage (:class:`DamagedStorage`).
+The salt, random per file, keeps a payload that happens to hold a whole
+record (a user's value can be anything) from passing as one.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol, Union
+
+import msgpack
+
+from doozer.storage.errors import DamagedStorage
+from doozer.storage.files import read_whole, write_atomically
+
+MAGIC = b"doozrec1"
+HEADER = struct.Struct(">8sII")  # magic, salt, crc32(magic + salt)
+FRAME = struct.Struct(">II")  # length, crc32(length + payload) started at the salt
+
+#: The largest payload: a bound on what one read may allocate, and on how
+#: far past a torn record reading looks for a good one.
+MAX_RECORD = 1 << 20
+
+
+@dataclass(frozen=True)
+class Torn:
+    """A torn last record, cut off when the file was read.
+
+    :param path: the file.
+    :param offset: where the torn record began (the file's new size).
+    :param size: how many bytes were cut.
+    :param problem: what was wrong with them.
+    """
+
+    path: str
+    offset: int
+    size: int
+    problem: str
+
+    def describe(self) -> str:
+        """One line for the start-up log."""
+        return (f"{self.path}: cut a torn last record at offset {self.offset} "
+                f"({self.size} bytes, {self.problem}), left by a crash while writing")
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a record file holds.
+
+    :param records: the good records' payloads, in order.
+    :param salt: the file's salt (appending needs it).
+    :param end: the offset just past the last good record.
+    :param torn: the torn last record that was cut, if there was one.
+    """
+
+    records: list[bytes]
+    salt: int
+    end: int
+    torn: Optional[Torn]
+
+
+def header(salt: int) -> bytes:
+    """A record file's header with ``salt``."""
+    return HEADER.pack(MAGIC, salt, zlib.crc32(MAGIC + salt.to_bytes(4, "big")))
+
+
+def frame(payload: bytes, salt: int) -> bytes:
+    """``payload`` framed as a record of a file with ``salt``."""
+    length = len(payload).to_bytes(4, "big")
+    return length + zlib.crc32(payload, zlib.crc32(length, salt)).to_bytes(4, "big") + payload
+
+
+def new_salt() -> int:
+    """A random salt for a new file."""
+    return int.from_bytes(os.urandom(4), "big")
+
+
+def pack(obj: Any) -> bytes:
+    """``obj`` (plain dicts, lists, str, bytes, ints) as a msgpack payload."""
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def unpack(payload: bytes) -> Any:
+    """The object :func:`pack` made ``payload`` from.
+
+    :raises ValueError: when ``payload`` is not one msgpack object.
+    """
+    try:
+        return msgpack.unpackb(payload, raw=False)
+    except (ValueError, msgpack.UnpackException) as e:  # ExtraData is a ValueError
+        raise ValueError(f"not a msgpack payload: {e}") from None
+
+
+def _check(data: bytes, offset: int, salt: int, max_record: int) -> Union[int, str]:
+    """The end of the good record at ``offset``, or what is wrong with it."""
+    left = len(data) - offset
+    if left < FRAME.size:
+        return f"a record header cut short ({left} of {FRAME.size} bytes)"
+    length: int
+    crc: int
+    length, crc = FRAME.unpack_from(data, offset)
+    if not 1 <= length <= max_record:
+        return f"a record length of {length} (records are 1 to {max_record} bytes)"
+    end = offset + FRAME.size + length
+    if end > len(data):
+        return f"a record of {length} bytes cut short ({left - FRAME.size} present)"
+    view = memoryview(data)
+    if zlib.crc32(view[offset + FRAME.size:end], zlib.crc32(view[offset:offset + 4], salt)) != crc:
+        return "a record whose CRC does not match"
+    return end
+
+
+def _good_record_after(data: bytes, offset: int, salt: int, max_record: int) -> Optional[int]:
+    """The first offset past ``offset`` where a good record starts, if any.
+
+    Every offset is tried, since a damaged length says nothing about where
+    the next record starts; callers bound the search to one record's size.
+    """
+    last = len(data) - FRAME.size
+    for start in range(offset + 1, last):
+        length = int.from_bytes(data[start:start + 4], "big")
+        if 1 <= length <= last - start and isinstance(_check(data, start, salt, max_record), int):
+            return start
+    return None
+
+
+def scan(data: bytes, path: str, torn_ok: bool = True, max_record: int = MAX_RECORD) -> Contents:
+    """The records of a record file's bytes ``data``.
+
+    A bad record is a torn last record when no good record follows it and
+    no more bytes follow its start than one record can take: it is left out
+    and reported in :attr:`Contents.torn`. Anything else is damage.
+
+    :param path: the file's name, for messages.
+    :param torn_ok: False for files written whole (:func:`write_atomically`),
+        which a crash cannot tear: a torn record is damage there too.
+    :param max_record: the largest payload the file's writer allowed.
+    :raises DamagedStorage: on a bad header or damage no crash explains.
+    """
+    if len(data) < HEADER.size:
+        raise DamagedStorage(path, f"file header cut short ({len(data)} of {HEADER.size} bytes)", 0)
+    magic, salt, crc = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise DamagedStorage(path, f"not a doozer record file (magic {magic!r}, expected {MAGIC!r})", 0)
+    if zlib.crc32(data[:12]) != crc:
+        raise DamagedStorage(path, "file header whose CRC does not match", 0)
+    records: list[bytes] = []
+    offset = HEADER.size
+    while offset < len(data):
+        checked = _check(data, offset, salt, max_record)
+        if isinstance(checked, int):
+            records.append(data[offset + FRAME.size:checked])
+            offset = checked
+            continue
+        left = len(data) - offset
+        if not torn_ok:
+            raise DamagedStorage(path, checked + " in a file written whole", offset)
+        if left > FRAME.size + max_record:
+            raise DamagedStorage(
+                path, f"{checked}, followed by {left} bytes, more than one torn write leaves", offset)
+        good = _good_record_after(data, offset, salt, max_record)
+        if good is not None:
+            raise DamagedStorage(path, f"{checked}, followed by a good record at offset {good}", offset)
+        return Contents(records, salt, offset, Torn(path, offset, left, checked))
+    return Contents(records, salt, offset, None)
+
+
+def create(path: str, fsync: bool = True) -> int:
+    """Make ``path`` an empty record file (atomically).
+
+    :returns: its salt.
+    """
+    salt = new_salt()
+    write_atomically(path, header(salt), fsync)
+    return salt
+
+
+def recover(path: str, fsync: bool = True, max_record: int = MAX_RECORD) -> Contents:
+    """The records of the file at ``path``, a torn last record cut off the
+    file itself (so appending goes on from the last good record).
+
+    :raises DamagedStorage: as :func:`scan`.
+    """
+    contents = scan(read_whole(path), path, True, max_record)
+    if contents.torn is not None:
+        with open(path, "r+b") as f:
+            f.truncate(contents.end)
+            if fsync:
+                os.fsync(f.fileno())
+    return contents
+
+
+def encode_whole(payload: bytes) -> bytes:
+    """A file of one record, to be written with :func:`write_atomically`."""
+    salt = new_salt()
+    return header(salt) + frame(payload, salt)
+
+
+def decode_whole(data: bytes, path: str) -> bytes:
+    """The one record of a file :func:`encode_whole` made.
+
+    :raises DamagedStorage: unless ``data`` is exactly one good record.
+    """
+    contents = scan(data, path, torn_ok=False)
+    if len(contents.records) != 1:
+        raise DamagedStorage(path, f"{len(contents.records)} records in a file of one")
+    return contents.records[0]
+
+
+class Writable(Protocol):
+    """The part of a raw (unbuffered) file an :class:`Appender` uses."""
+
+    def write(self, data: memoryview, /) -> Optional[int]: ...
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Appender:
+    """Appends records to a record file; :meth:`sync` makes them durable.
+
+    Blocking: run it off the reactor thread (:mod:`doozer.storage.writer`).
+
+    :param file: the file, open for appending, unbuffered.
+    :param path: its name, for messages.
+    :param salt: its salt (:attr:`Contents.salt`).
+    :param sync: called with the file descriptor to make writes durable;
+        None only in tests (``--unsafe-no-fsync``).
+    :param max_record: the largest payload.
+    """
+
+    def __init__(self, file: Writable, path: str, salt: int,
+                 sync: Optional[Callable[[int], None]] = os.fsync,
+                 max_record: int = MAX_RECORD) -> None:
+        self.file = file
+        self.path = path
+        self.salt = salt
+        self._sync = sync
+        self.max_record = max_record
+
+    @classmethod
+    def open(cls, path: str, contents: Contents, fsync: bool = True,
+             max_record: int = MAX_RECORD) -> Appender:
+        """An appender to ``path``, which :func:`recover` returned ``contents`` of."""
+        return cls(open(path, "ab", buffering=0), path, contents.salt,
+                   os.fsync if fsync else None, max_record)
+
+    def append(self, payload: bytes) -> None:
+        """Write ``payload`` as the next record (not yet durable).
+
+        :raises ValueError: when it is empty or larger than ``max_record``.
+        :raises OSError: when writing fails (e.g. ``ENOSPC``).
+        """
+        if not 1 <= len(payload) <= self.max_record:
+            raise ValueError(f"a record of {len(payload)} bytes (1 to {self.max_record} allowed)")
+        view = memoryview(frame(payload, self.salt))
+        while view:  # a raw file may write less than it was given
+            written = self.file.write(view)
+            if written is None:  # only a non-blocking file would say so
+                raise OSError(f"{self.path}: write would block")
+            view = view[written:]
+
+    def sync(self) -> None:
+        """Make every record appended so far durable."""
+        if self._sync is not None:
+            self._sync(self.file.fileno())
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()

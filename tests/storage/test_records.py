@@ -1,0 +1,319 @@
+"""Tests for doozer.storage.records: framing, torn tails cut, damage refused."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from doozer.storage import records
+from doozer.storage.errors import DamagedStorage
+
+
+def write(path: str, payloads: list[bytes]) -> list[int]:
+    """A record file at ``path`` holding ``payloads``; each record's offset."""
+    records.create(path, fsync=False)
+    appender = records.Appender.open(path, records.recover(path, fsync=False), fsync=False)
+    offsets = []
+    for payload in payloads:
+        offsets.append(os.path.getsize(path))
+        appender.append(payload)
+    appender.close()
+    return offsets
+
+
+def cut(path: str, size: int) -> None:
+    """Cut the file at ``path`` to ``size`` bytes."""
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def flip(path: str, offset: int) -> None:
+    """Flip every bit of the byte at ``offset``."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([byte ^ 0xFF]))
+
+
+PAYLOADS = [records.pack({"kind": "promise", "seqn": n, "ballot": [n, "n1"]}) for n in range(1, 5)]
+
+
+def test_records_read_back(tmp_path: Path) -> None:
+    """What was appended is read back in order, with nothing cut."""
+    path = str(tmp_path / "log")
+    write(path, PAYLOADS)
+    contents = records.recover(path)
+    assert contents.records == PAYLOADS
+    assert contents.torn is None
+    assert contents.end == os.path.getsize(path)
+    assert [records.unpack(p)["seqn"] for p in contents.records] == [1, 2, 3, 4]
+
+
+def test_empty_record_file(tmp_path: Path) -> None:
+    """A new record file holds no records."""
+    path = str(tmp_path / "log")
+    records.create(path)
+    assert records.recover(path).records == []
+    assert os.path.getsize(path) == records.HEADER.size
+
+
+def test_torn_last_record_cut_at_every_offset(tmp_path: Path) -> None:
+    """Cut anywhere inside the last record, the file reads as the records
+    before it, the torn bytes are reported and cut off the file itself, and
+    appending goes on from there."""
+    whole = str(tmp_path / "whole")
+    offsets = write(whole, PAYLOADS)
+    last, size = offsets[-1], os.path.getsize(whole)
+    for at in range(last, size):
+        path = str(tmp_path / "log")
+        shutil.copy(whole, path)
+        cut(path, at)
+        contents = records.recover(path, fsync=False)
+        assert contents.records == PAYLOADS[:-1], at
+        assert os.path.getsize(path) == last, at
+        if at == last:
+            assert contents.torn is None
+        else:
+            assert contents.torn is not None
+            assert (contents.torn.offset, contents.torn.size) == (last, at - last)
+            assert f"offset {last}" in contents.torn.describe()
+        appender = records.Appender.open(path, contents, fsync=False)
+        appender.append(b"after")
+        appender.close()
+        assert records.recover(path).records == PAYLOADS[:-1] + [b"after"], at
+
+
+def test_zeroed_tail_is_cut(tmp_path: Path) -> None:
+    """A last record whose blocks never reached the disk (zeros, as some
+    file systems leave after a crash) is cut, however its zeros fall."""
+    path = str(tmp_path / "log")
+    offsets = write(path, PAYLOADS)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(offsets[-1])
+        f.write(bytes(size - offsets[-1]))
+    contents = records.recover(path)
+    assert contents.records == PAYLOADS[:-1]
+    assert contents.torn is not None and "length of 0" in contents.torn.problem
+
+
+def test_damage_in_last_record_is_cut(tmp_path: Path) -> None:
+    """A bad byte in the last record cannot be told from a torn write: cut."""
+    path = str(tmp_path / "log")
+    offsets = write(path, PAYLOADS)
+    flip(path, offsets[-1] + records.FRAME.size + 2)
+    contents = records.recover(path)
+    assert contents.records == PAYLOADS[:-1]
+    assert contents.torn is not None and "CRC" in contents.torn.problem
+
+
+def test_flipped_byte_in_middle_record_refuses(tmp_path: Path) -> None:
+    """Any flipped byte of a record followed by good ones (length, CRC or
+    payload) refuses, naming the file, the offset and what to do; the file
+    is left as it was."""
+    whole = str(tmp_path / "whole")
+    offsets = write(whole, PAYLOADS)
+    middle, after = offsets[1], offsets[2]
+    for at in range(middle, after):
+        path = str(tmp_path / "log")
+        shutil.copy(whole, path)
+        flip(path, at)
+        with pytest.raises(DamagedStorage) as caught:
+            records.recover(path)
+        message = str(caught.value)
+        assert f"{path} at offset {middle}" in message, at
+        assert "wipe the data dir and rejoin the cluster as a new node" in message
+        assert "\n" not in message
+        assert os.path.getsize(path) == os.path.getsize(whole)
+
+
+def test_wrong_magic_refuses(tmp_path: Path) -> None:
+    """A file that is not a record file refuses, saying so."""
+    path = str(tmp_path / "log")
+    write(path, PAYLOADS)
+    flip(path, 0)
+    with pytest.raises(DamagedStorage, match="not a doozer record file"):
+        records.recover(path)
+
+
+def test_damaged_header_refuses(tmp_path: Path) -> None:
+    """A bad salt (which would make every record look bad) refuses."""
+    path = str(tmp_path / "log")
+    write(path, PAYLOADS)
+    flip(path, len(records.MAGIC))
+    with pytest.raises(DamagedStorage, match="file header whose CRC"):
+        records.recover(path)
+
+
+@pytest.mark.parametrize("size", [0, 5, records.HEADER.size - 1])
+def test_short_header_refuses(tmp_path: Path, size: int) -> None:
+    """A file cut inside its header refuses: record files are made whole."""
+    path = str(tmp_path / "log")
+    write(path, [])
+    cut(path, size)
+    with pytest.raises(DamagedStorage, match="file header cut short"):
+        records.recover(path)
+
+
+def test_absurd_length_is_damage_not_allocation(tmp_path: Path) -> None:
+    """A length of 4 GiB in the last record is a torn record (cut); with a
+    good record after it, damage. Neither allocates it."""
+    path = str(tmp_path / "log")
+    offsets = write(path, PAYLOADS)
+    with open(path, "r+b") as f:
+        f.seek(offsets[-1])
+        f.write(b"\xff\xff\xff\xff")
+    contents = records.recover(path)
+    assert contents.records == PAYLOADS[:-1]
+    assert contents.torn is not None and "length of 4294967295" in contents.torn.problem
+    with open(path, "r+b") as f:
+        f.seek(offsets[1])
+        f.write(b"\xff\xff\xff\xff")
+    with pytest.raises(DamagedStorage, match="length of 4294967295.*followed by a good record"):
+        records.recover(path)
+
+
+def test_more_than_one_record_after_damage_refuses(tmp_path: Path) -> None:
+    """Damage followed by more bytes than one record can hold is not a torn
+    write, even when nothing after it reads as a record; within one
+    record's size it cannot be told from one (and is cut)."""
+    path = str(tmp_path / "log")
+    offsets = write(path, [b"a" * 30, b"b" * 30, b"c" * 30])
+    flip(path, offsets[1] + records.FRAME.size)
+    flip(path, offsets[2] + records.FRAME.size)
+    data = Path(path).read_bytes()
+    with pytest.raises(DamagedStorage, match="followed by 76 bytes, more than one torn write leaves"):
+        records.scan(data, path, max_record=30)
+    assert records.scan(data, path, max_record=100).records == [b"a" * 30]
+
+
+def test_record_hidden_in_torn_payload_does_not_refuse(tmp_path: Path) -> None:
+    """A torn last record whose payload holds a whole record (a user's value
+    may be anything) is cut, not taken for a good record after damage: the
+    file's random salt is in every record's CRC."""
+    path = str(tmp_path / "log")
+    salt = records.create(path)
+    other_salt = (salt + 1) % 2**32
+    hidden = records.frame(b"a record of some other file", other_salt)
+    appender = records.Appender.open(path, records.recover(path))
+    appender.append(b"first")
+    appender.append(b"padding" + hidden + b"more")
+    appender.close()
+    cut(path, os.path.getsize(path) - 1)
+    contents = records.recover(path)
+    assert contents.records == [b"first"]
+    assert contents.torn is not None
+
+
+def test_whole_file_round_trip_and_refusals(tmp_path: Path) -> None:
+    """A file written whole holds one record; cut or padded, it refuses."""
+    data = records.encode_whole(b"payload")
+    assert records.decode_whole(data, "f") == b"payload"
+    with pytest.raises(DamagedStorage, match="cut short.*written whole"):
+        records.decode_whole(data[:-1], "f")
+    with pytest.raises(DamagedStorage, match="2 records"):
+        records.decode_whole(data + data[records.HEADER.size:], "f")
+
+
+class ChunkedFile:
+    """A raw file that writes at most a few bytes per call, or fails."""
+
+    def __init__(self, chunk: int = 3, error: Optional[OSError] = None) -> None:
+        self.data = bytearray()
+        self.chunk = chunk
+        self.error = error
+
+    def write(self, data: memoryview, /) -> Optional[int]:
+        if self.error is not None:
+            raise self.error
+        self.data += data[: self.chunk]
+        return min(self.chunk, len(data))
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        pass
+
+
+def test_appender_finishes_short_writes() -> None:
+    """A raw file may take fewer bytes than given: the rest is written too."""
+    file = ChunkedFile()
+    appender = records.Appender(file, "f", 7, sync=None)
+    appender.append(b"hello, world")
+    data = records.header(7) + bytes(file.data)
+    assert records.scan(data, "f").records == [b"hello, world"]
+
+
+def test_appender_refuses_empty_and_oversized_payloads() -> None:
+    """Records are 1 to max_record bytes: nothing else is written."""
+    file = ChunkedFile()
+    appender = records.Appender(file, "f", 7, sync=None, max_record=10)
+    for payload in (b"", b"x" * 11):
+        with pytest.raises(ValueError):
+            appender.append(payload)
+    assert file.data == b""
+
+
+def test_appender_passes_write_errors_on() -> None:
+    """ENOSPC from the file reaches the caller (the writer fails on it)."""
+    appender = records.Appender(ChunkedFile(error=OSError(errno.ENOSPC, "No space left")), "f", 7)
+    with pytest.raises(OSError) as caught:
+        appender.append(b"x")
+    assert caught.value.errno == errno.ENOSPC
+
+
+def test_unpack_refuses_what_is_not_msgpack() -> None:
+    """A payload that is not one msgpack object is a ValueError."""
+    assert records.unpack(records.pack({"a": [1, b"x"]})) == {"a": [1, b"x"]}
+    for bad in (b"\xc1", records.pack(1) + b"\x00", b"\x92\x01"):
+        with pytest.raises(ValueError):
+            records.unpack(bad)
+
+
+payload_lists = st.lists(st.binary(min_size=1, max_size=40), max_size=8)
+
+
+def encoded(payloads: list[bytes], salt: int = 99) -> tuple[bytes, list[int]]:
+    """A record file's bytes holding ``payloads``; where each record ends."""
+    data = records.header(salt)
+    ends = []
+    for payload in payloads:
+        data += records.frame(payload, salt)
+        ends.append(len(data))
+    return data, ends
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload_lists, st.data())
+def test_any_cut_reads_as_a_prefix(payloads: list[bytes], data: st.DataObject) -> None:
+    """Records written, then the file cut anywhere after its header: what is
+    read back is the records that ended before the cut, in order."""
+    whole, ends = encoded(payloads)
+    at = data.draw(st.integers(records.HEADER.size, len(whole)))
+    contents = records.scan(whole[:at], "f")
+    kept = sum(1 for end in ends if end <= at)
+    assert contents.records == payloads[:kept]
+    assert contents.end == (ends[kept - 1] if kept else records.HEADER.size)
+    assert (contents.torn is None) == (contents.end == at)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload_lists.filter(lambda p: len(p) >= 2), st.data())
+def test_any_flip_before_the_last_record_refuses(payloads: list[bytes], data: st.DataObject) -> None:
+    """A byte changed anywhere before the last record refuses."""
+    whole, ends = encoded(payloads)
+    at = data.draw(st.integers(0, ends[-2] - 1))
+    xor = data.draw(st.integers(1, 255))
+    damaged = bytearray(whole)
+    damaged[at] ^= xor
+    with pytest.raises(DamagedStorage):
+        records.scan(bytes(damaged), "f")

@@ -1,0 +1,342 @@
+"""Tests for doozer.storage.writer: group commit, durability before release, failure."""
+
+from __future__ import annotations
+
+import errno
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+import pytest_twisted
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from doozer.storage import records
+from doozer.storage.errors import StorageError, StorageFailed
+from doozer.storage.writer import (
+    State, SynchronousRunner, ThreadRunner, Writer, pack_batch, unpack_batch)
+
+
+class FakeSink:
+    """A sink that keeps records in memory and counts fsyncs."""
+
+    path = "fake-log"
+
+    def __init__(self, sync_error: Optional[OSError] = None) -> None:
+        self.records: list[bytes] = []
+        self.syncs = 0
+        self.closed = False
+        self.sync_error = sync_error
+
+    def append(self, payload: bytes) -> None:
+        self.records.append(payload)
+
+    def sync(self) -> None:
+        if self.sync_error is not None:
+            raise self.sync_error
+        self.syncs += 1
+
+    def close(self) -> None:
+        self.closed = True
+
+    def batches(self) -> list[list[bytes]]:
+        return [unpack_batch(r) for r in self.records]
+
+
+class ManualRunner:
+    """Holds each piece of work until the test finishes it: while it waits,
+    a write and fsync are in flight."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Callable[[], None], Deferred[None]]] = []
+        self.started = self.stopped = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def __call__(self, work: Callable[[], None]) -> Deferred[None]:
+        done: Deferred[None] = Deferred()
+        self.waiting.append((work, done))
+        return done
+
+    def finish(self) -> None:
+        """Run the oldest waiting work and report how it went."""
+        work, done = self.waiting.pop(0)
+        try:
+            work()
+        except Exception as e:
+            done.errback(e)
+        else:
+            done.callback(None)
+
+
+def outcome(d: Deferred[Any]) -> list[Any]:
+    """A list that gets ``d``'s result (or Failure) when it has one."""
+    out: list[Any] = []
+    d.addBoth(out.append)
+    return out
+
+
+class ENOSPCFile:
+    """A raw file on a full disk."""
+
+    def write(self, data: memoryview, /) -> Optional[int]:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        pass
+
+
+def make(sink: Any = None, runner: Any = None, **kwargs: Any) -> tuple[Writer, Any, Any, Clock]:
+    """A started writer on fakes (or the ones given), with its clock."""
+    sink = FakeSink() if sink is None else sink
+    runner = ManualRunner() if runner is None else runner
+    clock = Clock()
+    writer = Writer(sink, runner, clock, **kwargs)
+    writer.start()
+    return writer, sink, runner, clock
+
+
+def test_append_fires_only_after_its_fsync() -> None:
+    """The Deferred waits through the turn and the write; it fires once
+    the fsync covering the record returned."""
+    writer, sink, runner, clock = make()
+    assert runner.started
+    out = outcome(writer.append(b"a"))
+    assert out == [] and runner.waiting == []
+    clock.advance(0)
+    assert out == [] and len(runner.waiting) == 1 and writer.state is State.WRITING
+    runner.finish()
+    assert out == [None] and sink.syncs == 1 and sink.batches() == [[b"a"]]
+    assert writer.state is State.IDLE
+
+
+def test_appends_of_one_turn_share_one_fsync() -> None:
+    """Everything appended in one reactor turn is one record, one fsync."""
+    writer, sink, runner, clock = make(runner=SynchronousRunner())
+    outs = [outcome(writer.append(bytes([n]))) for n in range(5)]
+    clock.advance(0)
+    assert sink.syncs == 1 and sink.batches() == [[bytes([n]) for n in range(5)]]
+    assert all(out == [None] for out in outs)
+    assert (writer.synced_batches, writer.synced_payloads) == (1, 5)
+
+
+def test_appends_during_an_fsync_make_one_more_batch() -> None:
+    """N appends while one fsync is in flight: exactly 2 fsyncs, and every
+    Deferred fires only once the fsync covering its record returned."""
+    writer, sink, runner, clock = make()
+    fired_after: dict[bytes, int] = {}  # payload -> fsyncs done when it fired
+
+    def append(payload: bytes) -> None:
+        writer.append(payload).addCallback(lambda _: fired_after.setdefault(payload, sink.syncs))
+
+    append(b"first")
+    clock.advance(0)
+    later = [b"p%d" % n for n in range(10)]
+    for payload in later:
+        append(payload)
+        clock.advance(0)  # turns pass; the fsync is still in flight
+    assert len(runner.waiting) == 1 and fired_after == {}
+    runner.finish()
+    assert fired_after == {b"first": 1}
+    assert len(runner.waiting) == 1  # the next batch started at once
+    runner.finish()
+    assert sink.syncs == 2
+    assert sink.batches() == [[b"first"], later]
+    assert fired_after == {b"first": 1, **{p: 2 for p in later}}
+
+
+def test_callbacks_appending_join_the_next_batch() -> None:
+    """What a released append's callback appends goes into the next batch."""
+    writer, sink, runner, clock = make()
+    writer.append(b"a").addCallback(lambda _: writer.append(b"from-callback"))
+    writer.append(b"b")
+    clock.advance(0)
+    runner.finish()
+    runner.finish()
+    assert sink.batches() == [[b"a", b"b"], [b"from-callback"]]
+
+
+def test_batches_are_cut_at_the_record_size() -> None:
+    """A batch never exceeds max_record: the rest goes into the next one."""
+    writer, sink, runner, clock = make(runner=SynchronousRunner(), max_record=40)
+    outs = [outcome(writer.append(b"0123456789")) for _ in range(5)]
+    clock.advance(0)
+    assert [len(b) for b in sink.batches()] == [2, 2, 1]
+    assert all(len(r) <= 40 for r in sink.records)
+    assert all(out == [None] for out in outs)
+
+
+def test_oversized_payload_is_refused_at_once() -> None:
+    """A payload that cannot fit in a record is a ValueError for the caller."""
+    writer, sink, runner, clock = make(max_record=40)
+    with pytest.raises(ValueError):
+        writer.append(b"x" * 31)
+    writer.append(b"x" * 30)
+    clock.advance(0)
+    runner.finish()
+    assert len(sink.records[0]) <= 40
+
+
+def test_enospc_fails_every_pending_append_and_every_later_one() -> None:
+    """A full disk fails the batch in flight, the appends waiting behind it
+    and all later ones, with one clear error; the failure hook runs once and
+    nothing is written again."""
+    failures: list[StorageFailed] = []
+    sink = records.Appender(ENOSPCFile(), "/data/log", salt=1, sync=None)
+    writer, _, runner, clock = make(sink=sink, on_failure=failures.append)
+    in_flight = outcome(writer.append(b"a"))
+    clock.advance(0)
+    waiting = [outcome(writer.append(b"b")), outcome(writer.append(b"c"))]
+    runner.finish()
+    for out in [in_flight] + waiting:
+        assert isinstance(out[0], Failure) and out[0].check(StorageFailed)
+    error = in_flight[0].value
+    assert isinstance(error.cause, OSError) and error.cause.errno == errno.ENOSPC
+    assert str(error).startswith("storage failed: /data/log: [Errno 28] No space left on device;")
+    assert "stops voting and exits" in str(error)
+    assert failures == [error] and writer.state is State.FAILED
+    later = outcome(writer.append(b"d"))
+    clock.advance(0)
+    assert later[0].value is error and runner.waiting == []
+
+
+def test_failed_fsync_is_never_retried() -> None:
+    """An fsync error (EIO) fails the writer for good: after a failed fsync
+    the kernel may have dropped the pages, so a retry could lie."""
+    writer, sink, runner, clock = make(sink=FakeSink(OSError(errno.EIO, "Input/output error")))
+    out = outcome(writer.append(b"a"))
+    clock.advance(0)
+    runner.finish()
+    assert out[0].check(StorageFailed) and writer.state is State.FAILED
+    sink.sync_error = None
+    assert outcome(writer.append(b"b"))[0].check(StorageFailed)
+    clock.advance(0)
+    assert runner.waiting == [] and sink.syncs == 0
+
+
+@pytest.mark.logs_failures
+def test_failure_hook_that_raises_is_logged() -> None:
+    """A hook that raises does not stop the appends from being failed."""
+    def hook(error: StorageFailed) -> None:
+        raise RuntimeError("hook broke")
+
+    writer, sink, runner, clock = make(sink=FakeSink(OSError(errno.EIO, "EIO")), on_failure=hook)
+    out = outcome(writer.append(b"a"))
+    clock.advance(0)
+    runner.finish()
+    assert out[0].check(StorageFailed)
+
+
+def test_cancelled_append_is_still_written() -> None:
+    """Cancelling an append's Deferred stops nobody: the record is written
+    and the writer does not trip over the cancelled Deferred."""
+    writer, sink, runner, clock = make()
+    cancelled = writer.append(b"a")
+    other = outcome(writer.append(b"b"))
+    cancelled.cancel()
+    assert outcome(cancelled)[0].check(CancelledError)
+    clock.advance(0)
+    runner.finish()
+    assert other == [None] and sink.batches() == [[b"a", b"b"]]
+
+
+def test_stop_writes_what_was_appended_then_closes() -> None:
+    """stop waits for the batch in flight and the appends behind it, then
+    closes the file (on the runner) and stops the runner; later appends fail."""
+    writer, sink, runner, clock = make()
+    first = outcome(writer.append(b"a"))
+    clock.advance(0)
+    second = outcome(writer.append(b"b"))
+    stopped = outcome(writer.stop())
+    assert outcome(writer.append(b"c"))[0].check(StorageError)
+    runner.finish()
+    runner.finish()
+    assert first == second == [None] and stopped == [] and not sink.closed
+    runner.finish()  # the close
+    assert stopped == [None] and sink.closed and runner.stopped
+    assert writer.state is State.STOPPED
+    assert outcome(writer.stop()) == [None]
+    assert sink.batches() == [[b"a"], [b"b"]]
+
+
+def test_stop_after_failure_closes() -> None:
+    """A failed writer still closes its file and stops its runner."""
+    writer, sink, runner, clock = make(sink=FakeSink(OSError(errno.EIO, "EIO")))
+    outcome(writer.append(b"a"))
+    clock.advance(0)
+    runner.finish()
+    stopped = outcome(writer.stop())
+    runner.finish()
+    assert stopped == [None] and sink.closed and runner.stopped
+
+
+def test_batches_read_back_from_a_real_file(tmp_path: Path) -> None:
+    """Each batch is one record of the file; reading unpacks the payloads."""
+    path = str(tmp_path / "log")
+    records.create(path, fsync=False)
+    sink = records.Appender.open(path, records.recover(path), fsync=False)
+    writer, _, _, clock = make(sink=sink, runner=SynchronousRunner())
+    writer.append(b"a")
+    writer.append(b"b")
+    clock.advance(0)
+    writer.append(b"c")
+    clock.advance(0)
+    writer.stop()
+    contents = records.recover(path)
+    assert [unpack_batch(r) for r in contents.records] == [[b"a", b"b"], [b"c"]]
+
+
+def test_unpack_batch_refuses_other_records() -> None:
+    """A record that is not a list of byte strings is not a batch."""
+    assert unpack_batch(pack_batch([b"x", b"y"])) == [b"x", b"y"]
+    for other in ({"a": 1}, [b"x", "y"], 3):
+        with pytest.raises(ValueError):
+            unpack_batch(records.pack(other))
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_runner_writes_off_the_reactor_thread(tmp_path: Path) -> None:
+    """With the real reactor and one thread: writes and fsyncs run on the
+    storage thread, appends fire on the reactor thread, the file reads back."""
+    from twisted.internet import reactor
+
+    path = str(tmp_path / "log")
+    records.create(path)
+    appender = records.Appender.open(path, records.recover(path))
+    threads: list[str] = []
+
+    class Watched:
+        path = appender.path
+
+        def append(self, payload: bytes) -> None:
+            threads.append(threading.current_thread().name)
+            appender.append(payload)
+
+        def sync(self) -> None:
+            appender.sync()
+
+        def close(self) -> None:
+            appender.close()
+
+    fired_on: list[str] = []
+    writer = Writer(Watched(), ThreadRunner(reactor, name="storage-test"), reactor)
+    writer.start()
+    appends = [writer.append(b"%d" % n) for n in range(20)]
+    for d in appends:
+        d.addCallback(lambda _: fired_on.append(threading.current_thread().name))
+    await DeferredList(appends, fireOnOneErrback=True)
+    await writer.append(b"last")
+    await writer.stop()
+    assert set(threads) == {"PoolThread-storage-test-0"}
+    assert set(fired_on) == {threading.main_thread().name}
+    payloads = [p for r in records.recover(path).records for p in unpack_batch(r)]
+    assert payloads == [b"%d" % n for n in range(20)] + [b"last"]
