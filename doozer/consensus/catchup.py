@@ -182,7 +182,9 @@ class CatchUp:
         seq = self.seq
         return seq.last_heard.get(peer, float("-inf")) >= now - 3 * seq.ping_interval
 
-    def ahead(self, now: float, nxt: Optional[int] = None) -> tuple[list, list]:
+    def ahead(
+        self, now: float, nxt: Optional[int] = None
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         """The peers heard from lately that decided ``nxt`` (default: our
         next seqn) or beyond, as ``(decided, peer)``; and those of them whose
         log may still hold it (one that answered TOO_OLD above it cannot:
