@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from twisted.internet.interfaces import IDelayedCall
 
-from doozer.store import mutation
+from doozer.store import File, mutation
 from doozer.errors import DoozerError
 
 if TYPE_CHECKING:  # the node holds this collaborator; typing only
@@ -306,4 +306,7 @@ class Membership:
             base = f"/ctl/node/{node_id}"
             for name in node.store.getdir(base):
                 f = node.store.get(f"{base}/{name}")
-                node.writes.internal(mutation.DEL, f"{base}/{name}", b"", f.rev)
+                # Only files: a peer may write below its own record, and a
+                # directory there (no rev) once stopped the chores for good.
+                if isinstance(f, File):
+                    node.writes.internal(mutation.DEL, f"{base}/{name}", b"", f.rev)
