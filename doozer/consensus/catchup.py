@@ -11,7 +11,7 @@ A collaborator of :class:`~doozer.consensus.sequencer.Sequencer`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
@@ -238,7 +238,7 @@ class CatchUp:
                 seq._want_at = float("-inf")
                 self.catch_up(now)
 
-    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
+    def install(self, floor_seqn: int, members_by_seqn: Mapping[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``.
 
         Decisions and acceptor state at or below the floor are discarded (the

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
@@ -328,7 +328,7 @@ class Sequencer:
             return self._now
         return self._last_scan + self._scan_interval()
 
-    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
+    def install(self, floor_seqn: int, members_by_seqn: Mapping[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``
         (:meth:`CatchUp.install <doozer.consensus.catchup.CatchUp.install>`)."""
         return self.catchup.install(floor_seqn, members_by_seqn)
