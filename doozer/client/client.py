@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from functools import wraps
-from typing import Any, Awaitable, Callable, Optional, Sequence, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, Sequence, TypeVar, Union
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -43,18 +43,21 @@ from doozer.client.failover import Failover
 from doozer.client.uri import DEFAULT_URI, BadURI, parse_uri
 from doozer.client.watch import Watch
 
+if TYPE_CHECKING:  # typing only: Client imports it where it makes the pool
+    from twisted.web.client import HTTPConnectionPool
+
 T = TypeVar("T")
 
 #: A watch's long-poll length, in seconds (the server allows up to 300).
 POLL_TIMEOUT = 30.0
 
 
-def _deferred(f: Callable[..., Awaitable[T]]) -> Callable[..., "Deferred[T]"]:
+def _deferred(f: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., "Deferred[T]"]:
     """Make an ``async def`` method return a Deferred, as the API promises."""
 
     @wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> "Deferred[T]":
-        return ensureDeferred(f(*args, **kwargs))  # type: ignore[arg-type]
+        return ensureDeferred(f(*args, **kwargs))
 
     return wrapper
 
@@ -122,6 +125,9 @@ class Client:
     :param reconnect_timeout: how long a watch retries before giving up.
     """
 
+    #: the pool of the default ``http`` (None when one was given)
+    _pool: Optional[HTTPConnectionPool]
+
     def __init__(
         self,
         bases: Sequence[str],
@@ -138,13 +144,13 @@ class Client:
             from twisted.internet import reactor
 
             clock = reactor
-        self._pool: Any = None
+        self._pool = None
         if http is None:
             from treq.client import HTTPClient
             from twisted.web.client import Agent, HTTPConnectionPool
 
-            self._pool = HTTPConnectionPool(clock, persistent=True)  # type: ignore[no-untyped-call]
-            http = HTTPClient(Agent(clock, pool=self._pool))  # type: ignore[no-untyped-call,arg-type]
+            self._pool = HTTPConnectionPool(clock, persistent=True)
+            http = HTTPClient(Agent(clock, pool=self._pool))
         self._transport = Failover(bases, http, clock, secret=secret, timeout=timeout)
         self.bases = self._transport.bases
         self.secret = secret
@@ -160,7 +166,7 @@ class Client:
     def close(self) -> "Deferred[None]":
         """Close idle pooled connections (only those of the default ``http``)."""
         if self._pool is not None:
-            return self._pool.closeCachedConnections()  # type: ignore[no-any-return]
+            return self._pool.closeCachedConnections()
         return succeed(None)
 
     # ------------------------------------------------------------------

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from doozer.consensus.messages import Accept, Accepted, Learn, Nack, Prepare, Promise, Skip, TooOld
+from doozer.consensus.messages import (
+    Accept,
+    Accepted,
+    Learn,
+    Nack,
+    Prepare,
+    Promise,
+    PromiseEntry,
+    Skip,
+    TooOld,
+)
 from doozer.consensus.value import NOOP
 
 if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
@@ -113,9 +123,9 @@ class Acceptor:
             seq._count("bad_ballot")
             return
         me = seq.node_id
-        entries: list = []
+        entries: list[PromiseEntry] = []
         nack = None
-        beyond: list = []
+        beyond: list[int] = []
         for s in msg.seqns:
             if s < seq._next_out or s in seq._decided:
                 self.answer_decided(sender, s)
@@ -140,7 +150,7 @@ class Acceptor:
         if nack is not None:
             seq._send(sender, Nack(*nack))
         budget = seq.max_value // 2
-        chunk: list = []
+        chunk: list[PromiseEntry] = []
         size = 0
         for entry in entries:
             n = len(entry[2]) if entry[2] is not None else 0

@@ -11,7 +11,7 @@ A collaborator of :class:`~doozer.consensus.sequencer.Sequencer`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
@@ -182,7 +182,9 @@ class CatchUp:
         seq = self.seq
         return seq.last_heard.get(peer, float("-inf")) >= now - 3 * seq.ping_interval
 
-    def ahead(self, now: float, nxt: Optional[int] = None) -> tuple[list, list]:
+    def ahead(
+        self, now: float, nxt: Optional[int] = None
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
         """The peers heard from lately that decided ``nxt`` (default: our
         next seqn) or beyond, as ``(decided, peer)``; and those of them whose
         log may still hold it (one that answered TOO_OLD above it cannot:
@@ -236,7 +238,7 @@ class CatchUp:
                 seq._want_at = float("-inf")
                 self.catch_up(now)
 
-    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
+    def install(self, floor_seqn: int, members_by_seqn: Mapping[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``.
 
         Decisions and acceptor state at or below the floor are discarded (the

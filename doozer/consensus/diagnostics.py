@@ -4,7 +4,7 @@ simulators' failure reports."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from doozer.addr import format_addr
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # typing only: the objects it reads hold no reference to it
     from doozer.consensus.transport import UDPTransport
 
 
-def debug_state(seq: "Sequencer", instances: int = 8) -> dict:
+def debug_state(seq: "Sequencer", instances: int = 8) -> dict[str, Any]:
     """:meth:`stats` plus the owner's cursors and the first undecided
     instances of the window (who owns them, what was promised, accepted
     and voted): what one needs to see why a log does not move."""
@@ -30,12 +30,12 @@ def debug_state(seq: "Sequencer", instances: int = 8) -> dict:
         suspects=list(seq.suspects),
         peer_suspects={p: {"suspects": list(s), "at": t} for p, (s, t) in seq.peer_suspects.items()},
     )
-    open_ = []
+    open_: list[dict[str, Any]] = []
     s = seq._next_out
     while len(open_) < instances and s <= seq._known_upto:
         if s not in seq._decided:
             inst = seq._instances.get(s)
-            entry: dict = {"seqn": s, "owner": seq._owner(s)}
+            entry: dict[str, Any] = {"seqn": s, "owner": seq._owner(s)}
             if inst is not None:
                 entry.update(
                     promised=list(inst.promised),
@@ -54,7 +54,7 @@ def debug_state(seq: "Sequencer", instances: int = 8) -> dict:
     return state
 
 
-def transport_state(transport: "UDPTransport") -> dict:
+def transport_state(transport: "UDPTransport") -> dict[str, Any]:
     """What ``/_peer/consensus`` shows of the transport: the drop
     counters, and where each peer is sent to (from its node record, or
     learned from its datagrams). A peer missing from both is never sent
@@ -71,7 +71,7 @@ def transport_state(transport: "UDPTransport") -> dict:
     ``counter``). With the TEST-ONLY fault hook on, ``faults`` shows the
     rules this node holds and what they dropped.
     """
-    state = {
+    state: dict[str, Any] = {
         "stats": dict(transport.stats),
         "addresses": {p: format_addr(a) for p, a in transport.addresses.items()},
         "learned": {p: format_addr(a) for p, a in transport.learned.items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Optional
 
+from doozer.consensus.messages import Ballot
 from doozer.consensus.value import NOOP
 
 __all__ = ["NOOP", "Instance", "digest"]
@@ -65,26 +66,26 @@ class Instance:
         "revoke_after",
     )
 
-    def __init__(self, seqn: int, members: tuple) -> None:
+    def __init__(self, seqn: int, members: tuple[str, ...]) -> None:
         self.seqn = seqn
         self.members = members
         self.quorum = len(members) // 2 + 1
         self.owner: str = members[seqn % len(members)]
         # Every acceptor implicitly promised the owner's ballot (0, owner).
-        self.promised: tuple = (0, self.owner)
-        self.accepted_ballot: Optional[tuple] = None
+        self.promised: Ballot = (0, self.owner)
+        self.accepted_ballot: Optional[Ballot] = None
         self.accepted_value: Optional[bytes] = None
-        self.votes: dict[tuple, set] = {}
+        self.votes: dict[tuple[Ballot, bytes], set[str]] = {}
         self.values: dict[bytes, bytes] = {}
         self.chosen_digest: Optional[bytes] = None
         self.decided = False
         self.phase: Optional[str] = None
-        self.ballot: Optional[tuple] = None
+        self.ballot: Optional[Ballot] = None
         self.value: Optional[bytes] = None
         self.value_digest: Optional[bytes] = None
-        self.items: Optional[list] = None  # own proposal: the items it carries
+        self.items: Optional[list[bytes]] = None  # own proposal: the items it carries
         self.own_value: Optional[bytes] = None
-        self.promises: dict[str, tuple] = {}
+        self.promises: dict[str, tuple[Optional[Ballot], Optional[bytes]]] = {}
         self.sent_at = 0.0
         self.backoff = 0.0
         self.retry_at = 0.0
@@ -96,13 +97,13 @@ class Instance:
 
     # -- validity -------------------------------------------------------
 
-    def valid_ballot(self, ballot: tuple) -> bool:
+    def valid_ballot(self, ballot: Ballot) -> bool:
         """Rule 2: ``(0, x)`` is only valid for the owner of this instance."""
         return ballot[0] > 0 or ballot[1] == self.owner
 
     # -- acceptor (rules 1-3) -------------------------------------------
 
-    def prepare(self, ballot: tuple) -> bool:
+    def prepare(self, ballot: Ballot) -> bool:
         """Rule 1: promise ``ballot`` if it is at least the promised one.
 
         :returns: True to reply PROMISE (with the accepted pair), False to NACK.
@@ -114,7 +115,7 @@ class Instance:
             return True
         return ballot == self.promised
 
-    def accept(self, ballot: tuple, value: bytes) -> Optional[bool]:
+    def accept(self, ballot: Ballot, value: bytes) -> Optional[bool]:
         """Rule 2: accept ``(ballot, value)`` unless a higher ballot was promised.
 
         Accepting again at the same ballot is a repeat (the proposer proposes
@@ -154,7 +155,7 @@ class Instance:
         self.values[d] = value
         return d
 
-    def vote(self, sender: str, ballot: tuple, value_digest: bytes) -> bool:
+    def vote(self, sender: str, ballot: Ballot, value_digest: bytes) -> bool:
         """Count an ACCEPTED; True exactly when this vote makes a quorum.
 
         Votes count only per identical (ballot, digest) and only from
@@ -169,13 +170,13 @@ class Instance:
         voters.add(sender)
         return len(voters) == self.quorum
 
-    def voters(self, ballot: tuple, value_digest: bytes) -> set:
+    def voters(self, ballot: Ballot, value_digest: bytes) -> set[str]:
         """Members that sent ACCEPTED for exactly this ballot and digest."""
         return self.votes.get((ballot, value_digest), set())
 
     # -- coordinator (rule 7) ----------------------------------------------
 
-    def promise_from(self, sender: str, ballot: Optional[tuple], value: Optional[bytes]) -> bool:
+    def promise_from(self, sender: str, ballot: Optional[Ballot], value: Optional[bytes]) -> bool:
         """Count a PROMISE for our current ballot; True when it makes a quorum."""
         if sender in self.promises:
             return False
@@ -184,9 +185,10 @@ class Instance:
 
     def adopted_value(self) -> bytes:
         """The value of the highest accepted ballot among the promises, else a no-op."""
-        best: Optional[tuple] = None
+        best: Optional[Ballot] = None
         value = NOOP
         for ballot, accepted in self.promises.values():
-            if ballot is not None and (best is None or ballot > best):
-                best, value = ballot, accepted  # type: ignore[assignment]
+            # A ballot always comes with its value (checked on receipt).
+            if ballot is not None and accepted is not None and (best is None or ballot > best):
+                best, value = ballot, accepted
         return value

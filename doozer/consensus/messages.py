@@ -17,12 +17,16 @@ built, so the sequencer never sees a malformed message: anything else raises
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import msgpack
 
 #: A ballot: ``(k, node_id)``. ``(0, owner)`` is the owner's implicit ballot.
-Ballot = tuple  # tuple[int, str]; kept loose so msgpack tuples pass as-is
+Ballot = tuple[int, str]
+
+#: One instance of a :class:`Promise`: ``(seqn, accepted ballot, accepted
+#: value)``, the last two both None when nothing was accepted.
+PromiseEntry = tuple[int, Optional[Ballot], Optional[bytes]]
 
 
 #: Encoded overhead of one item in a batch (msgpack bin header), and a bound
@@ -63,7 +67,7 @@ class Skip(NamedTuple):
 class Prepare(NamedTuple):
     """Phase 1a for one or more instances, ``ballot[0] >= 1``."""
 
-    seqns: tuple
+    seqns: tuple[int, ...]
     ballot: Ballot
 
 
@@ -72,7 +76,7 @@ class Promise(NamedTuple):
     for exactly the instances promised."""
 
     ballot: Ballot
-    entries: tuple
+    entries: tuple[PromiseEntry, ...]
 
 
 class Nack(NamedTuple):
@@ -103,13 +107,13 @@ class Ping(NamedTuple):
 
     decided: int
     frontier: int
-    suspects: tuple = ()
+    suspects: tuple[str, ...] = ()
 
 
 class Forward(NamedTuple):
     """A non-member asks a member to propose these items for it."""
 
-    items: tuple
+    items: tuple[bytes, ...]
 
 
 class TooOld(NamedTuple):
@@ -151,7 +155,7 @@ class Bundle(NamedTuple):
     or holds more than :data:`MAX_BUNDLE` messages.
     """
 
-    messages: tuple
+    messages: tuple[Message, ...]
 
 
 #: The cluster id of a node that is in no cluster yet.
@@ -237,7 +241,7 @@ def _items(x: Any) -> bool:
     return type(x) is tuple and 0 < len(x) <= _MAX_LIST and all(_bytes(i) for i in x)
 
 
-_SCHEMA: dict[int, tuple[type, tuple[Callable[[Any], bool], ...]]] = {
+_SCHEMA: dict[int, tuple[type[Message], tuple[Callable[[Any], bool], ...]]] = {
     1: (Accept, (_int, _ballot, _bytes)),
     2: (Accepted, (_int, _ballot, _bytes)),
     3: (Skip, (_str, _int, _int)),
@@ -258,7 +262,8 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 def pack(cluster_name: str, cluster_id: str, sender: str, counter: int, message: Message) -> bytes:
     """Encode ``message`` with its envelope (cluster, sender, counter)."""
-    return _packer.pack((cluster_name, cluster_id, sender, counter, *_wire(message)))
+    data: bytes = _packer.pack((cluster_name, cluster_id, sender, counter, *_wire(message)))
+    return data
 
 
 class Envelope(NamedTuple):
@@ -280,7 +285,7 @@ def _load(data: bytes) -> Any:
         raise MalformedMessage(f"undecodable: {type(e).__name__}") from None
 
 
-def _bundle(fields: tuple) -> "Bundle":
+def _bundle(fields: tuple[Any, ...]) -> "Bundle":
     if len(fields) != 1 or type(fields[0]) is not tuple or not 0 < len(fields[0]) <= MAX_BUNDLE:
         raise MalformedMessage("bad fields for Bundle")
     out = []
@@ -295,14 +300,14 @@ def _bundle(fields: tuple) -> "Bundle":
 _NOT_BUNDLED = frozenset((CODES[Hello], CODES[Status], CODES[Bundle]))
 
 
-def _wire(message: Message) -> tuple:
+def _wire(message: Message) -> tuple[Any, ...]:
     """``(code, field, ...)``; a bundle's messages each become such a tuple."""
     if type(message) is Bundle:
         return (CODES[Bundle], tuple((CODES[type(m)], *m) for m in message.messages))
     return (CODES[type(message)], *message)
 
 
-def _build(code: Any, fields: tuple) -> Message:
+def _build(code: Any, fields: tuple[Any, ...]) -> Message:
     if code == 14 and type(code) is int:
         return _bundle(fields)
     schema = _SCHEMA.get(code) if type(code) is int else None
@@ -330,7 +335,8 @@ def unpack(data: bytes) -> Envelope:
 
 def encode(message: Message) -> bytes:
     """A message alone (no envelope), e.g. for size estimates and tests."""
-    return _packer.pack(_wire(message))
+    data: bytes = _packer.pack(_wire(message))
+    return data
 
 
 def decode(data: bytes) -> Message:

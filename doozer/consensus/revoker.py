@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from doozer.consensus.instance import ACCEPTING, BACKOFF, PREPARING, PROPOSING, Instance
-from doozer.consensus.messages import Accept, Nack, Prepare, Promise, Want
+from doozer.consensus.messages import Accept, Ballot, Nack, Prepare, Promise, Want
 
 if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
     from doozer.consensus.sequencer import Sequencer
@@ -52,7 +52,11 @@ class Revoker:
             return
         if msg.promised[0] > inst.max_k:
             inst.max_k = msg.promised[0]
-        if inst.phase in (PROPOSING, PREPARING, ACCEPTING) and inst.ballot < msg.promised:
+        if (
+            inst.phase in (PROPOSING, PREPARING, ACCEPTING)
+            and inst.ballot is not None  # always, in these phases
+            and inst.ballot < msg.promised
+        ):
             seq._count("nacked")
             # An owner NACKed is being revoked: give the revoker time to finish.
             first = seq.fill if inst.phase == PROPOSING else 0.001
@@ -123,7 +127,7 @@ class Revoker:
         seq = self.seq
         k = 1 + max(inst.max_k for inst in insts)
         ballot = (k, seq.node_id)
-        dests: set = set()
+        dests: set[str] = set()
         seqns = []
         for inst in insts:
             inst.phase = PREPARING
@@ -141,7 +145,7 @@ class Revoker:
         """Resend identical ACCEPT/PREPARE to those that have not answered."""
         seq = self.seq
         retry = []
-        prepares: dict[tuple, list] = {}
+        prepares: dict[Ballot, list[Instance]] = {}
         for inst in list(seq._coord.values()):
             if inst.phase == BACKOFF:
                 if now >= inst.retry_at:
@@ -151,11 +155,15 @@ class Revoker:
                 continue
             inst.sent_at = now
             seq._count("retransmit")
+            ballot = inst.ballot
+            assert ballot is not None  # set with every coordinating phase
             if inst.phase == PREPARING:
-                prepares.setdefault(inst.ballot, []).append(inst)
+                prepares.setdefault(ballot, []).append(inst)
                 continue
-            voted = inst.voters(inst.ballot, inst.value_digest)
-            msg = Accept(inst.seqn, inst.ballot, inst.value)
+            # Proposing or accepting: the value went out with the ballot.
+            assert inst.value is not None and inst.value_digest is not None
+            voted = inst.voters(ballot, inst.value_digest)
+            msg = Accept(inst.seqn, ballot, inst.value)
             for m in inst.members:
                 if m not in voted and m != seq.node_id:
                     seq._send(m, msg)

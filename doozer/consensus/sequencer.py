@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
@@ -107,7 +107,7 @@ class Sequencer:
         self.retain = retain
         self.retain_seconds = retain_seconds
         self.retain_bytes = retain_bytes
-        self._members: dict[int, tuple] = {}
+        self._members: dict[int, tuple[str, ...]] = {}
         self._known_upto = first_seqn - 1  # highest s whose M(s) is known
         if genesis:
             g = tuple(genesis)
@@ -119,7 +119,7 @@ class Sequencer:
         self._decided: dict[int, bytes] = {}  # decided, not yet handed out
         self._log: dict[int, bytes] = {}  # handed out, kept for catch-up
         self._log_oldest = first_seqn
-        self._log_at: deque = deque()  # when each value in _log was handed out
+        self._log_at: deque[float] = deque()  # when each value in _log was handed out
         self._log_bytes = 0
         self._queue: list[bytes] = []
         # Why queued items wait: "" (they don't), "window" (no own instance
@@ -131,7 +131,7 @@ class Sequencer:
         self._inflight = 0
         self._frontier = first_seqn - 1  # highest seqn seen proposed or decided
         self._outbox: list[tuple[str, Message]] = []
-        self._local: deque = deque()
+        self._local: deque[Message] = deque()
         self._now = now
         self._last_scan = now
         self._want_at = float("-inf")
@@ -141,14 +141,14 @@ class Sequencer:
         # Members this node has heard nothing from for --timeout (set by the
         # node's membership chores; sent in every PING), and each peer's
         # last such list with when it arrived.
-        self.suspects: tuple = ()
-        self.peer_suspects: dict[str, tuple[tuple, float]] = {}
+        self.suspects: tuple[str, ...] = ()
+        self.peer_suspects: dict[str, tuple[tuple[str, ...], float]] = {}
         # Peer -> the oldest seqn its log held when it answered TOO_OLD.
         self._peer_oldest: dict[str, int] = {}
         self._last_sent: dict[str, float] = {}
         self._last_ping: dict[str, float] = {}
         self._observers: dict[str, float] = {}
-        self._forwarded: dict[bytes, list] = {}  # item -> [first sent, last sent]
+        self._forwarded: dict[bytes, list[float]] = {}  # item -> [first sent, last sent]
         # ACCEPT/ACCEPTED for instances just beyond our window, handled once
         # the window reaches them: (seqn, sender, message), bounded.
         self._early: list[tuple[int, str, Message]] = []
@@ -328,7 +328,7 @@ class Sequencer:
             return self._now
         return self._last_scan + self._scan_interval()
 
-    def install(self, floor_seqn: int, members_by_seqn: dict[int, Sequence[str]]) -> list[bytes]:
+    def install(self, floor_seqn: int, members_by_seqn: Mapping[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``
         (:meth:`CatchUp.install <doozer.consensus.catchup.CatchUp.install>`)."""
         return self.catchup.install(floor_seqn, members_by_seqn)
@@ -337,7 +337,7 @@ class Sequencer:
         """Whether ``peer`` spoke within three PING intervals."""
         return self.catchup.heard_lately(peer, now)
 
-    def debug_state(self, instances: int = 8) -> dict:
+    def debug_state(self, instances: int = 8) -> dict[str, Any]:
         """The state one needs to see why a log does not move
         (:func:`doozer.consensus.diagnostics.debug_state`)."""
         return debug_state(self, instances)
@@ -347,7 +347,7 @@ class Sequencer:
         m = self._members.get(self._next_out if seqn is None else seqn)
         return m is not None and self.node_id in m
 
-    def members(self, seqn: int) -> Optional[tuple]:
+    def members(self, seqn: int) -> Optional[tuple[str, ...]]:
         """``M(seqn)`` if known (within the window), else None."""
         return self._members.get(seqn)
 
@@ -370,7 +370,7 @@ class Sequencer:
         """The highest seqn handed out by :meth:`take_decided`."""
         return self._next_out - 1
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Figures for the cluster endpoint and the WebView."""
         return {
             "decided": self._next_out - 1,
@@ -447,7 +447,7 @@ class Sequencer:
         ready = [e for e in self._early if e[0] <= known]
         self._early = [e for e in self._early if e[0] > known]
         self._early_bytes = sum(
-            len(m.value) for _, _, m in self._early if type(m) is Accept  # type: ignore[union-attr]
+            len(m.value) for _, _, m in self._early if type(m) is Accept
         )
         handlers = self._handlers
         for _, sender, msg in ready:
@@ -469,12 +469,12 @@ class Sequencer:
         v = self._decided.get(s)
         return self._log.get(s) if v is None else v
 
-    def window_members(self) -> set:
+    def window_members(self) -> set[str]:
         """Every node that votes somewhere in the window (members of the
         next instance and of the last one known)."""
         return self._window_peers()
 
-    def _window_peers(self) -> set:
+    def _window_peers(self) -> set[str]:
         peers = set(self._members.get(self._next_out, ()))
         peers.update(self._members.get(self._known_upto, ()))
         return peers

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import socket
 from collections import OrderedDict, deque
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
+
+from doozer.addr import Addr
 
 from doozer.consensus import messages
 from doozer.consensus.messages import Message
@@ -54,7 +56,15 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 #: with :meth:`UDPTransport.listen` or pass this to ``listenUDP``.
 MAX_PACKET = 65_536
 
-Address = tuple  # (host, port)
+Address = Addr  # (host, port)
+
+
+class FaultRules(Protocol):
+    """What the diagnostics show of the TEST-ONLY fault hook
+    (:class:`doozer.server.faults.FaultFile`) when it is installed."""
+
+    def debug_state(self) -> dict[str, Any]:
+        """The rules held and what they dropped."""
 
 _STAT_NAMES = (
     "received",
@@ -77,7 +87,7 @@ _STAT_NAMES = (
 )
 
 
-def _bundle(parts: tuple) -> Message:
+def _bundle(parts: tuple[Message, ...]) -> Message:
     return parts[0] if len(parts) == 1 else messages.Bundle(parts)
 
 
@@ -169,14 +179,14 @@ class UDPTransport(DatagramProtocol):
         self.stats: dict[str, int] = {name: 0 for name in _STAT_NAMES}
         self._windows: OrderedDict[str, _ReplayWindow] = OrderedDict()
         self._sent_to: dict[Address, int] = {}  # datagrams written, per address
-        self._pending: deque = deque(maxlen=max_queued)
+        self._pending: deque[tuple[bytes, Address]] = deque(maxlen=max_queued)
         # Microseconds of wall time: above any counter an earlier process
         # with this id used, unless it sent a million datagrams a second.
         self._counter = int(clock.seconds() * 1_000_000) if clock is not None else 0
         self.incarnation = self._counter if incarnation is None else incarnation
         #: the TEST-ONLY fault hook's rules, when the service installed it
         #: (:mod:`doozer.server.faults`); shown by the diagnostics
-        self.fault_file: Optional[Any] = None
+        self.fault_file: Optional[FaultRules] = None
 
     def listen(self, reactor: IReactorUDP, port: int, interface: str = "") -> IListeningPort:
         """Listen on ``port`` with a receive buffer large enough for any datagram.
@@ -277,8 +287,10 @@ class UDPTransport(DatagramProtocol):
         return self._write(data, addr)
 
     def _write(self, data: bytes, addr: Address) -> bool:
+        transport = self.transport
+        assert transport is not None  # only called once listening
         try:
-            self.transport.write(data, addr)
+            transport.write(data, addr)
         except OSError:
             # A full socket buffer or an unreachable peer: UDP may drop, and
             # the consensus core retransmits.
@@ -286,7 +298,7 @@ class UDPTransport(DatagramProtocol):
             return False
         self.stats["sent"] += 1
         sent_to = self._sent_to
-        key = tuple(addr[:2])
+        key = (addr[0], addr[1])  # an IPv6 address has two more fields
         sent_to[key] = sent_to.get(key, 0) + 1
         if len(sent_to) > self.max_peers:
             sent_to.pop(next(iter(sent_to)))
@@ -316,12 +328,13 @@ class UDPTransport(DatagramProtocol):
             return
         seal = self._seal
         to_address = False
+        sealed_by: Optional[str] = None  # the sender the seal names
         if seal is not None:
             opened = seal.open(data, self.node_id)
             if opened is None:  # unsealed, another key, forged, or not for us
                 stats["unauthenticated"] += 1
                 return
-            body, to_address = opened.body, opened.to_address
+            body, to_address, sealed_by = opened.body, opened.to_address, opened.sender
         elif data[0] == VERSION:
             body = data[1:]
         else:
@@ -333,7 +346,7 @@ class UDPTransport(DatagramProtocol):
             stats["malformed"] += 1
             return
         discovery = isinstance(env.message, messages.DISCOVERY)
-        if seal is not None and (env.sender != opened.sender or (to_address and not discovery)):
+        if sealed_by is not None and (env.sender != sealed_by or (to_address and not discovery)):
             # Only discovery may travel to an address instead of a node.
             stats["misaddressed"] += 1
             return

@@ -15,7 +15,8 @@ class MalformedValue(ValueError):
 
 def encode_batch(items: list[bytes]) -> bytes:
     """The value of one consensus instance: a list of encoded mutations."""
-    return msgpack.packb(items, use_bin_type=True)
+    data: bytes = msgpack.packb(items, use_bin_type=True)
+    return data
 
 
 def decode_batch(data: bytes) -> list[bytes]:

@@ -15,14 +15,19 @@ cluster of the same name: it needs every peer to answer "in no cluster".
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from doozer.addr import Addr, format_addr, parse_addr
-from doozer.consensus.messages import NO_CLUSTER, Hello, Status
+from doozer.consensus.messages import NO_CLUSTER, Hello, Message, Status
+from doozer.node.snapshot import Snapshot
+
+if TYPE_CHECKING:  # the service wires discovery to its node; typing only
+    from doozer.node.node import Node
 
 HELLO_INTERVAL = 0.5
 #: An answer older than this no longer counts as the peer's state.
@@ -64,10 +69,10 @@ class Discovery:
 
     def __init__(
         self,
-        node: Any,
+        node: "Node",
         peers: list[Addr],
-        send_to: Callable[[Addr, Any], Any],
-        fetch: Callable[[Addr], "defer.Deferred[Any]"],
+        send_to: Callable[[Addr, Message], object],
+        fetch: Callable[[Addr], "defer.Deferred[Snapshot]"],
         clock: IReactorTime,
     ) -> None:
         self.node = node
@@ -138,8 +143,8 @@ class Discovery:
         if action == "start":
             self.node.start_genesis(empty_slots=len(self.peers))
             return
-        if action == "attach" and not self._fetching:
-            self._attach(addr)  # type: ignore[arg-type]
+        if action == "attach" and addr is not None and not self._fetching:
+            self._attach(addr)
         elif action == "wait" and now - self._logged_at >= LOG_INTERVAL:
             self._logged_at = now
             self._log_waiting(fresh)
@@ -157,12 +162,12 @@ class Discovery:
             self._fetch_logged_at = now
             self.log.info("copying the cluster's state from {addr}", addr=format_addr(addr))
 
-        def fetched(snap: Any) -> None:
+        def fetched(snap: Snapshot) -> None:
             self._fetching = False
             if not self.node.running:
                 self.node.install(snap)
 
-        def failed(f: Any) -> None:
+        def failed(f: Failure) -> None:
             self._fetching = False
             if not loud:
                 return

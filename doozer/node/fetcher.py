@@ -10,14 +10,18 @@ so a node never copies a whole store every round of chores.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from doozer.addr import format_addr
-from doozer.node.snapshot import snapshot_sources
+from doozer.addr import Addr, format_addr
+from doozer.node.snapshot import Snapshot, snapshot_sources
+
+if TYPE_CHECKING:  # the service wires the fetcher to its node; typing only
+    from doozer.node.node import Node
 
 #: First and longest wait after a fetch that did not help (seconds).
 FIRST_BACKOFF = 0.5
@@ -38,9 +42,9 @@ class SnapshotFetcher:
 
     def __init__(
         self,
-        node: Any,
-        fetch: Callable[[Any], "defer.Deferred[Any]"],
-        address_of: Callable[[str], Optional[Any]],
+        node: "Node",
+        fetch: Callable[[Addr], "defer.Deferred[Snapshot]"],
+        address_of: Callable[[str], Optional[Addr]],
         clock: IReactorTime,
     ) -> None:
         self.node = node
@@ -87,7 +91,7 @@ class SnapshotFetcher:
         else:
             self._wait("the snapshot was not ahead of this node")
 
-    def _failed(self, failure: Any) -> None:
+    def _failed(self, failure: Failure) -> None:
         self.fetching = False
         self._wait(failure.getErrorMessage())
 

@@ -36,7 +36,7 @@ class ClusterInfo:
             "voting": node.voting,
         }
 
-    def voters(self) -> tuple:
+    def voters(self) -> tuple[str, ...]:
         """The voters of the next instance, as this node computes them."""
         node = self.node
         seq = node.sequencer
@@ -49,11 +49,12 @@ class ClusterInfo:
         voters of the next instance heard from within ``--timeout`` (this
         node included), minus their quorum; negative without a quorum."""
         node = self.node
+        seq = node.sequencer
         voters = self.voters()
-        if not voters:
+        if seq is None or not voters:
             return -1
         now = node.clock.seconds()
-        heard = node.sequencer.last_heard
+        heard = seq.last_heard
         alive = sum(
             1
             for v in voters

@@ -7,11 +7,12 @@ A collaborator of :class:`doozer.node.node.Node`, which holds it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 
-from doozer.store import mutation
+from doozer.store import Dir, File, Outcome, Store, mutation
 from doozer.errors import DoozerError
 
 if TYPE_CHECKING:  # the node holds this collaborator; typing only
@@ -69,7 +70,7 @@ class Membership:
             self.write_applied()
         self.schedule_pulse()
 
-    def write_applied(self) -> Any:
+    def write_applied(self) -> "defer.Deferred[Optional[Outcome]]":
         """Record this node's applied rev in ``/ctl/node/<id>/applied``."""
         node = self.node
         self._pulsed_rev = node.store.rev
@@ -115,7 +116,7 @@ class Membership:
             self._forget_gone_nodes()
             self._check_back()
         else:
-            node.sequencer.suspects = ()  # stale once out of the CAL
+            node.require_sequencer().suspects = ()  # stale once out of the CAL
             if not self._claiming:
                 self._claim_free_slot()
         self.schedule_chores()
@@ -155,7 +156,7 @@ class Membership:
         from the other members, or a peer suspects it."""
         node = self.node
         now = node.clock.seconds()
-        seq = node.sequencer
+        seq = node.require_sequencer()
         others = [h for _, h in node.info.slots() if h and h != node.id]
         if not others:
             return
@@ -176,7 +177,7 @@ class Membership:
         node = self.node
         for slot, holder in node.info.slots():
             if holder == "":
-                slot_rev = node.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
+                slot_rev = _file_rev(node.store, f"/ctl/cal/{slot}")
                 self._claiming = True
                 node.log.info("claiming free CAL slot {slot}", slot=slot)
                 d = node.writes.internal(mutation.SET, f"/ctl/cal/{slot}", node.id.encode(), slot_rev)
@@ -190,7 +191,7 @@ class Membership:
                 "`echo -n | doozer add /ctl/cal/N`",
             )
 
-    def _claim_done(self, result: Any) -> None:
+    def _claim_done(self, result: object) -> None:
         node = self.node
         self._claiming = False
         if node.member:
@@ -210,7 +211,8 @@ class Membership:
             # only look silent. Give them a full timeout from now.
             self._awake_since = now
         since = max(node._running_since, self._awake_since)
-        heard = node.sequencer.last_heard
+        seq = node.require_sequencer()
+        heard = seq.last_heard
         slots = node.info.slots()
         cal = [h for _, h in slots if h]
 
@@ -218,9 +220,9 @@ class Membership:
             return holder != node.id and now - max(heard.get(holder, float("-inf")), since) > node.timeout
 
         suspects = tuple(h for h in cal if is_silent(h))
-        node.sequencer.suspects = suspects  # sent in our PINGs
-        fresh = CONFIRM_PINGS * node.sequencer.ping_interval
-        told = node.sequencer.peer_suspects
+        seq.suspects = suspects  # sent in our PINGs
+        fresh = CONFIRM_PINGS * seq.ping_interval
+        told = seq.peer_suspects
 
         def confirms(member: str, holder: str) -> bool:
             """``member`` finds ``holder`` silent too, and said so lately (a
@@ -233,7 +235,7 @@ class Membership:
         for slot, holder in slots:
             if not holder or holder == node.id:
                 continue
-            slot_rev = node.store.get(f"/ctl/cal/{slot}").rev  # type: ignore[union-attr]
+            slot_rev = _file_rev(node.store, f"/ctl/cal/{slot}")
             if holder not in suspects or (slot, slot_rev) in self._removing:
                 continue
             # A quorum of the members that stay must find it silent too, and
@@ -258,7 +260,7 @@ class Membership:
             # a removal decided late, after the member returned, fails.
             record = f"/ctl/node/{holder}/applied"
             try:
-                record_rev = node.store.get(record).rev  # type: ignore[union-attr]
+                record_rev = _file_rev(node.store, record)
             except DoozerError:
                 record_rev = 0
             d = node.writes.internal(
@@ -269,7 +271,7 @@ class Membership:
             # round if the member is still silent. Kept for good, it would
             # leave a dead member in the CAL forever once every live member
             # had failed once at that slot's rev.
-            d.addBoth(lambda _, key=key: self._removing.discard(key))
+            d.addBoth(lambda _, k: self._removing.discard(k), key)
 
     def _forget_gone_nodes(self) -> None:
         """Delete the ``/ctl/node/<id>`` records of nodes that are neither in
@@ -285,7 +287,7 @@ class Membership:
             return
         now = node.clock.seconds()
         since = max(node._running_since, self._awake_since)
-        heard = node.sequencer.last_heard
+        heard = node.require_sequencer().last_heard
         try:
             known = node.store.getdir("/ctl/node")
         except DoozerError:
@@ -306,4 +308,18 @@ class Membership:
             base = f"/ctl/node/{node_id}"
             for name in node.store.getdir(base):
                 f = node.store.get(f"{base}/{name}")
-                node.writes.internal(mutation.DEL, f"{base}/{name}", b"", f.rev)
+                # Only files: a peer may write below its own record, and a
+                # directory there (no rev) once stopped the chores for good.
+                if isinstance(f, File):
+                    node.writes.internal(mutation.DEL, f"{base}/{name}", b"", f.rev)
+
+
+def _file_rev(store: Store, path: str) -> int:
+    """The rev of the file ``path``.
+
+    :raises DoozerError: ``NOENT``, or ``ISDIR`` when it is a directory.
+    """
+    f = store.get(path)
+    if isinstance(f, Dir):
+        raise DoozerError("ISDIR", f"{path} is a directory")
+    return f.rev

@@ -15,26 +15,30 @@ from __future__ import annotations
 
 import random
 import socket
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Hashable, NoReturn, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from doozer import __version__
-from doozer.addr import format_addr
+from doozer.addr import Addr, format_addr
 from doozer.store import mutation
 from doozer.node.admission import Admission
 from doozer.store.cal import client_may_write, slot_of_path
-from doozer.consensus.messages import Bundle, Forward
+from doozer.consensus.messages import Bundle, Forward, Message
 from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError, too_large
 from doozer.node.info import ClusterInfo
 from doozer.node.membership import Membership
 from doozer.store.path import validate_path
 from doozer.node.replica import Replica
+from doozer.node.snapshot import Snapshot
 from doozer.node.writes import Writes
 from doozer.store import Event, Outcome, Store
+
+if TYPE_CHECKING:  # build_node reads the server's options; typing only
+    from doozer.server.config import Config
 
 #: Seconds a write may wait for its decision before it answers UNAVAILABLE.
 WRITE_TIMEOUT = 10.0
@@ -56,7 +60,7 @@ ITEM_LIFETIME = 1000
 #: row). It also lets a member away for less than this catch up by WANT.
 RETAIN_SECONDS = 30.0
 
-Send = Callable[[str, Any], None]
+Send = Callable[[str, Message], object]
 
 
 def _client_may_write(path: str) -> None:
@@ -98,7 +102,7 @@ class Node:
         store: Store,
         clock: IReactorTime,
         *,
-        rng: Any,
+        rng: random.Random,
         alpha: int = 50,
         fill: float = 0.1,
         timeout: float = 60.0,
@@ -150,11 +154,11 @@ class Node:
         #: what the node refused or dropped, by reason (for /metrics)
         self.counters: dict[str, int] = {}
         #: the transport's side of ``/_peer/consensus`` (set by the service).
-        self.transport_state: Optional[Callable[[], dict]] = None
+        self.transport_state: Optional[Callable[[], dict[str, Any]]] = None
         self.running = False
         #: message type -> handler(sender, message, source address), for
         #: discovery messages (set by :class:`doozer.node.discovery.Discovery`)
-        self.discovery_handlers: dict[type, Callable[[str, Any, Any], None]] = {}
+        self.discovery_handlers: dict[type, Callable[[str, Any, Addr], None]] = {}
         #: the collaborators: the CAL side of the node, and what it says of
         #: itself and its cluster
         self.membership = Membership(self)
@@ -163,9 +167,19 @@ class Node:
         self.info = ClusterInfo(self)
 
     @property
-    def sequencer(self) -> Any:
+    def sequencer(self) -> Optional[Sequencer]:
         """The consensus core (None until this node is in a cluster)."""
         return None if self.replica is None else self.replica.sequencer
+
+    def require_sequencer(self) -> Sequencer:
+        """The consensus core, for what runs only once this node is in a
+        cluster (the pump, the chores, which start with it).
+
+        :raises RuntimeError: when it is in none (a bug in the caller).
+        """
+        if self.replica is None:
+            raise RuntimeError("this node is in no cluster yet")
+        return self.replica.sequencer
 
     @property
     def applied_seqn(self) -> int:
@@ -215,7 +229,7 @@ class Node:
         )
         self._become_running()
 
-    def install(self, snap: Any) -> bool:
+    def install(self, snap: Snapshot) -> bool:
         """Adopt a peer's snapshot: a new node attaching, or a laggard catching up.
 
         :param snap: a :class:`doozer.node.snapshot.Snapshot` of this node's cluster.
@@ -256,7 +270,7 @@ class Node:
         self.schedule_pump()
         return True
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> Snapshot:
         """This node's state at the current instance boundary, for a peer."""
         replica = self._in_cluster()
         try:
@@ -350,7 +364,7 @@ class Node:
     # writes
 
     def set(
-        self, path: str, value: bytes, rev: int = mutation.CLOBBER, client: Any = None
+        self, path: str, value: bytes, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
     ) -> "defer.Deferred[int]":
         """Write ``value`` to the file ``path`` under precondition ``rev``.
 
@@ -366,7 +380,7 @@ class Node:
         return self._write(mutation.SET, path, value, rev, client).addCallback(lambda o: o.rev)
 
     def delete(
-        self, path: str, rev: int = mutation.CLOBBER, client: Any = None
+        self, path: str, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
     ) -> "defer.Deferred[int]":
         """Delete the file ``path`` under precondition ``rev``.
 
@@ -378,15 +392,15 @@ class Node:
         _client_may_write(path)
         return self._write(mutation.DEL, path, b"", rev, client).addCallback(lambda o: o.rev)
 
-    def nop(self, client: Any = None) -> "defer.Deferred[int]":
+    def nop(self, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
         """Run one consensus round that changes nothing but takes a rev."""
         return self._write(mutation.NOP, "", b"", mutation.CLOBBER, client).addCallback(
             lambda o: o.rev
         )
 
     def _write(
-        self, kind: int, path: str, value: bytes, rev: int, client: Any
-    ) -> "defer.Deferred[Any]":
+        self, kind: int, path: str, value: bytes, rev: int, client: Optional[Hashable]
+    ) -> "defer.Deferred[Outcome]":
         self.check_writable()
         return self.writes.propose(
             kind, path, value, rev, timeout=self.write_timeout, client=client if client is not None else ""
@@ -396,7 +410,11 @@ class Node:
     # reads
 
     def read_rev(
-        self, rev: Optional[int], timeout: float, consistent: bool = False, client: Any = None
+        self,
+        rev: Optional[int],
+        timeout: float,
+        consistent: bool = False,
+        client: Optional[Hashable] = None,
     ) -> "defer.Deferred[int]":
         """The rev a read should use, once the node can answer at it.
 
@@ -421,7 +439,7 @@ class Node:
         if rev <= self.store.rev:
             return defer.succeed(rev)
 
-        def timed_out(result: Any, timeout: float) -> Any:
+        def timed_out(result: object, timeout: float) -> NoReturn:
             raise DoozerError(
                 "TIMEOUT",
                 f"rev {rev} was not reached within {timeout:g} s (this node is at "
@@ -447,7 +465,7 @@ class Node:
         def got(events: list[Event]) -> tuple[list[Event], int]:
             return events, events[-1].rev + 1
 
-        def timed_out(result: Any, timeout: float) -> tuple[list[Event], int]:
+        def timed_out(result: object, timeout: float) -> tuple[list[Event], int]:
             return [], max(start, self.store.rev + 1)
 
         d = self.store.watch(glob, start, limit).addCallback(got)
@@ -457,7 +475,7 @@ class Node:
     # ------------------------------------------------------------------
     # consensus plumbing
 
-    def receive(self, sender: str, message: Any) -> None:
+    def receive(self, sender: str, message: Message) -> None:
         """A consensus message from a peer (called by the transport).
 
         Without a cluster key (and without ``--insecure-peers``) only CAL
@@ -472,13 +490,14 @@ class Node:
             self._count("non_member_dropped")
             return
         if type(message) is Forward:
-            message = self._screen_forward(sender, message)
-            if message is None:
+            screened = self._screen_forward(sender, message)
+            if screened is None:
                 return
+            message = screened
         self.sequencer.receive(sender, message, self.clock.seconds())
         self.schedule_pump()
 
-    def receive_discovery(self, sender: str, message: Any, addr: Any) -> None:
+    def receive_discovery(self, sender: str, message: Message, addr: Addr) -> None:
         """A discovery message (Hello, Status) from the address ``addr``;
         answers go to that address only, never to one written inside."""
         handler = self.discovery_handlers.get(type(message))
@@ -492,7 +511,7 @@ class Node:
         seq = self.sequencer
         return seq is not None and node_id in seq.window_members()
 
-    def _screen_forward(self, sender: str, message: Any) -> Any:
+    def _screen_forward(self, sender: str, message: Forward) -> Optional[Forward]:
         """The forwarded items a member may propose for ``sender``."""
         member = self._is_member_id(sender)
         kept = []
@@ -563,14 +582,14 @@ class Node:
         for callback in self.on_fatal:
             callback(why)
 
-    def _send_outbox(self, outbox: list[tuple[str, Any]]) -> None:
+    def _send_outbox(self, outbox: list[tuple[str, Message]]) -> None:
         # Everything for one peer from this turn goes in one datagram (a
         # Bundle, in order): the ACCEPTED and SKIP an ACCEPT provokes, or
         # the many messages of a busy turn, cost one send, not several.
         if len(outbox) == 1:
             self._send(*outbox[0])
             return
-        by_dest: dict[str, list[Any]] = {}
+        by_dest: dict[str, list[Message]] = {}
         for dest, message in outbox:
             queue = by_dest.get(dest)
             if queue is None:
@@ -581,7 +600,7 @@ class Node:
             self._send(dest, queue[0] if len(queue) == 1 else Bundle(tuple(queue)))
 
     def _schedule_tick(self) -> None:
-        when = self.sequencer.next_wakeup()
+        when = self.require_sequencer().next_wakeup()
         if when is None or not self.running:
             return
         if self._tick_call is not None and self._tick_call.active():
@@ -608,11 +627,13 @@ def _joiner_may_write(sender: str, m: mutation.Mutation) -> bool:
     return slot_of_path(m.path) is not None and m.kind == mutation.SET and m.value == sender.encode()
 
 
-def _random_id(rng: Any) -> str:
+def _random_id(rng: random.Random) -> str:
     return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
 
 
-def build_node(config: Any, clock: IReactorTime, node_id: str, rng: Any = None) -> Node:
+def build_node(
+    config: "Config", clock: IReactorTime, node_id: str, rng: Optional[random.Random] = None
+) -> Node:
     """Wire a store and a sequencer into a node from a :class:`~doozer.server.config.Config`.
 
     :param rng: the node's randomness (a seeded ``random.Random`` in tests).

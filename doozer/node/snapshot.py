@@ -10,9 +10,14 @@ authenticated with the cluster key (:mod:`doozer.server.auth`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import msgpack
+
+from doozer.addr import Addr
+
+if TYPE_CHECKING:  # the node uses snapshots; typing only
+    from doozer.node.node import Node
 
 
 @dataclass
@@ -57,7 +62,7 @@ class Snapshot:
             raise ValueError(f"not a node snapshot: {e}") from None
 
 
-def snapshot_sources(node: Any, address_of: Callable[[str], Optional[Any]]) -> list[Any]:
+def snapshot_sources(node: "Node", address_of: Callable[[str], Optional[Addr]]) -> list[Addr]:
     """Where a node left behind the log can copy a snapshot: the other
     members of its CAL, at the address its transport knows for each (from
     their ``/ctl/node`` record, else where their datagrams came from: the
@@ -69,7 +74,8 @@ def snapshot_sources(node: Any, address_of: Callable[[str], Optional[Any]]) -> l
     """
     seq = node.sequencer
     now = node.clock.seconds()
-    lately, others = [], []
+    lately: list[Addr] = []
+    others: list[Addr] = []
     for member in node.store.cal():
         if member != node.id:
             addr = address_of(member)

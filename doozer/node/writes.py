@@ -10,7 +10,7 @@ node stops.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Hashable, Iterable, Optional
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -48,7 +48,7 @@ class Writes:
         rev: int,
         timeout: Optional[float],
         compare: tuple[tuple[str, int], ...] = (),
-        client: Any = None,
+        client: Optional[Hashable] = None,
     ) -> "defer.Deferred[Outcome]":
         """Propose one mutation; its Deferred fires with the store's outcome.
 
@@ -163,7 +163,7 @@ class Writes:
             d.errback(DoozerError("UNAVAILABLE", why, indeterminate=True))
 
 
-def _undecided(result: Any, timeout: float) -> Failure:
+def _undecided(result: object, timeout: float) -> Failure:
     """``addTimeout``'s answer for a write not decided in time."""
     return Failure(
         DoozerError(

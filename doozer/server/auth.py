@@ -17,11 +17,14 @@ import hashlib
 import hmac
 import os
 from collections import OrderedDict
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from twisted.web.iweb import IRequest
 
 from doozer.errors import DoozerError
+
+if TYPE_CHECKING:  # the site's requests carry the grant; typing only
+    from doozer.server.http.site import CappedRequest
 
 #: The peers' endpoints (not part of the public API).
 PEER_SNAPSHOT = b"/_peer/snapshot"
@@ -68,7 +71,7 @@ class Secrets:
         ro_ok = self.ro is not None and hmac.compare_digest(token, self.ro)
         return "rw" if rw_ok else "ro" if ro_ok else None
 
-    def check_read(self, request: IRequest) -> None:
+    def check_read(self, request: "CappedRequest") -> None:
         """Refuse a request without a valid secret (401)."""
         if self.rw is None:
             return  # an open node: every request may read and write
@@ -79,7 +82,7 @@ class Secrets:
                 "UNAUTHORIZED",
                 "this node needs a secret: send 'Authorization: Bearer <secret>'",
             )
-        request.doozer_access = access  # type: ignore[attr-defined]
+        request.doozer_access = access
 
     def check_write(self, request: IRequest) -> None:
         """Refuse a write made with the read-only secret (403)."""

@@ -27,6 +27,8 @@ import os
 import time
 from typing import Any, Callable, Mapping, Optional
 
+from twisted.internet.interfaces import IReactorTime
+
 from doozer.addr import format_addr
 
 #: The environment variable naming the fault file.
@@ -121,7 +123,9 @@ class FaultFile:
         }
 
 
-def install(transport: Any, clock: Any = None, environ: Optional[Mapping[str, str]] = None) -> Optional[FaultFile]:
+def install(
+    transport: Any, clock: Optional[IReactorTime] = None, environ: Optional[Mapping[str, str]] = None
+) -> Optional[FaultFile]:
     """Wrap ``transport`` when ``DOOZER_TEST_FAULTS`` is set (TEST-ONLY).
 
     :returns: the :class:`FaultFile`, or ``None`` (and no change) when the

@@ -26,11 +26,16 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence, Union
 
 from twisted.web.iweb import IRequest
 
 from doozer.errors import DoozerError
+
+if TYPE_CHECKING:  # the site's requests ask the policy; typing only
+    from twisted.web.server import Request
+
+    from doozer.server.http.site import CappedRequest
 
 #: Host names every port answers to (with its own port).
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -177,7 +182,7 @@ class HostPolicy:
                 self._host_cache[value] = known
         return known
 
-    def check(self, request: IRequest) -> Union[None, str, DoozerError]:
+    def check(self, request: Request) -> Union[None, str, DoozerError]:
         """None to serve ``request``, :data:`PREFLIGHT` for an allowed CORS
         preflight, else the error to answer.
 
@@ -198,7 +203,7 @@ class HostPolicy:
             return None
         return self._check_origin(request, origins)
 
-    def _check_origin(self, request: IRequest, origins: list[bytes]) -> Union[None, str, DoozerError]:
+    def _check_origin(self, request: IRequest, origins: Sequence[bytes]) -> Union[None, str, DoozerError]:
         text = origins[0].decode("ascii", "replace") if len(origins) == 1 else ""
         parsed = parse_origin(text)
         # Same origin, or one of the names allowed by name: "*" in
@@ -230,12 +235,12 @@ class HostPolicy:
         _cors_headers(request, text)
         return None
 
-    def refused(self, request: IRequest) -> bool:
+    def refused(self, request: "CappedRequest") -> bool:
         """Answer ``request`` here if it is refused (or a preflight): True when answered."""
         verdict = self.check(request)
         if verdict is None:
             return False
-        request.site = request.channel.site  # type: ignore[attr-defined]
+        request.site = request.channel.site
         if isinstance(verdict, DoozerError):
             # Twisted knows no reason phrase for 421.
             request.setResponseCode(verdict.status, _REASONS.get(verdict.status))

@@ -24,11 +24,22 @@ doozerd's protocol, and the WebView):
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IConsumer, IPushProducer, ITCPTransport
+
+    from doozer.server.config import Config
+
+    class IConnection(ITCPTransport, IConsumer, IPushProducer):
+        """What the client ports' protocols use of their transport: a TCP
+        connection, or TLS over one, which also takes and drives a
+        producer. For the type checker only (Twisted types
+        ``Protocol.transport`` as a bare ``ITransport``)."""
 
 #: Defaults of the options (``twistd doozer --help`` shows them).
 MAX_CONNS = 10_000
@@ -151,7 +162,7 @@ class Limits:
         self._last_refusal_log = -1e18
 
     @classmethod
-    def from_config(cls, config: Any, clock: IReactorTime) -> "Limits":
+    def from_config(cls, config: "Config", clock: IReactorTime) -> "Limits":
         """The limits a node's options ask for (:class:`doozer.server.config.Config`)."""
         return cls(
             clock,
@@ -169,14 +180,16 @@ class Limits:
         """A ticket for a new connection from ``addr``, or None over a limit."""
         ip = client_key(str(getattr(addr, "host", "")))
         if self.open >= self.max_conns:
-            return self._refuse(ip, f"{self.open} connections are open (--max-conns {self.max_conns})")
+            self._refuse(ip, f"{self.open} connections are open (--max-conns {self.max_conns})")
+            return None
         count = self.per_ip.get(ip, 0)
         if count >= self.max_conns_per_ip:
             self.counters["conns_refused_per_ip"] += 1
-            return self._refuse(
+            self._refuse(
                 ip, f"{count} connections from {ip} are open "
                 f"(--max-conns-per-ip {self.max_conns_per_ip})"
             )
+            return None
         self.per_ip[ip] = count + 1
         self.open += 1
         ticket = Ticket(self, ip)

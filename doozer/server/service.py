@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from doozer.server.http.api import API
@@ -23,7 +24,7 @@ from doozer.server.auth import Secrets
 from doozer.server.http.peerhttp import SnapshotClient
 from doozer.server.http.site import Site
 from doozer.server.doozerd.protocol import NativeFactory
-from doozer.node import build_node
+from doozer.node import Node, build_node
 from doozer.server.hosts import HostPolicy
 from doozer.server.limits import Limits
 from doozer.server.sniff import SniffingFactory, TLSFactory
@@ -51,8 +52,8 @@ class NodeService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self.reactor = reactor
-        self.node: Optional[Any] = None
-        self.ports: list[Any] = []
+        self.node: Optional[Node] = None
+        self.ports: list[IListeningPort] = []
 
     def startService(self) -> None:
         super().startService()
@@ -175,13 +176,15 @@ class NodeService(Service):
         if self.reactor.running:
             self.reactor.stop()
 
-    def _listen_tcp(self, port: int, factory: Any, host: str) -> Any:
+    def _listen_tcp(self, port: int, factory: SniffingFactory, host: str) -> IListeningPort:
         if self.config.tls_cert:
             from twisted.internet import ssl
 
             with open(self.config.tls_cert, "rb") as f:
                 cert_pem = f.read()
-            with open(self.config.tls_key, "rb") as f:  # type: ignore[arg-type]
+            key_file = self.config.tls_key
+            assert key_file is not None  # the options give both or neither
+            with open(key_file, "rb") as f:
                 key_pem = f.read()
             cert = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
             # ALPN: a client offering h2 and http/1.1 (curl, browsers) gets

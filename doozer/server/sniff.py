@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory
+from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -72,7 +72,7 @@ class SniffingFactory(Factory):
         if self.native is not None:
             self.native.doStop()
 
-    def buildProtocol(self, addr: IAddress) -> Optional["SniffingProtocol"]:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Optional["SniffingProtocol"]:
         ticket = None
         if self.limits is not None:
             ticket = self.limits.admit(addr)
@@ -89,8 +89,12 @@ class SniffingProtocol(Protocol):
     :param ticket: the connection's place under the limits, if any.
     """
 
+    #: Set by ``makeConnection`` before any other method runs: a TCP
+    #: connection, or TLS over one.
+    transport: ITCPTransport
+
     def __init__(
-        self, factory: SniffingFactory, addr: IAddress, ticket: Optional[Ticket] = None
+        self, factory: SniffingFactory, addr: Optional[IAddress], ticket: Optional[Ticket] = None
     ) -> None:
         self.factory = factory
         self.addr = addr
@@ -129,7 +133,7 @@ class SniffingProtocol(Protocol):
             return
         # The chosen protocol keeps the ticket and its deadline (the first
         # request is due by the request timeout from connecting).
-        chosen.ticket = self.ticket  # type: ignore[attr-defined]
+        chosen.ticket = self.ticket
         if not _repoint(self.transport, self, chosen):
             self.chosen = chosen
         chosen.makeConnection(self.transport)
@@ -154,7 +158,7 @@ class TLSFactory(TLSMemoryBIOFactory):
 
     noisy = False
 
-    def buildProtocol(self, addr: IAddress) -> Any:
+    def buildProtocol(self, addr: Optional[IAddress]) -> Any:
         inner = self.wrappedFactory.buildProtocol(addr)
         if inner is None:
             return None

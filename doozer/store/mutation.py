@@ -70,7 +70,7 @@ class Mutation:
 
     def encode(self) -> bytes:
         """The mutation's bytes, as proposed to consensus."""
-        return msgpack.packb(
+        data: bytes = msgpack.packb(
             [
                 self.kind,
                 self.origin,
@@ -83,6 +83,7 @@ class Mutation:
             ],
             use_bin_type=True,
         )
+        return data
 
     @classmethod
     def decode(cls, data: bytes) -> "Mutation":

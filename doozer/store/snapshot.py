@@ -37,7 +37,8 @@ def dump(store: Store) -> bytes:
         keys.append([key[0], key[1], o.rev, error, until])
     doc = {"version": 3, "base": base, "rev": store.rev, "seqn": store.seqn,
            "files": files, "events": events, "keys": keys}
-    return msgpack.packb(doc, use_bin_type=True)
+    data: bytes = msgpack.packb(doc, use_bin_type=True)
+    return data
 
 
 def load(data: bytes, hist: int = 2000) -> Store:

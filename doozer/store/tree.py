@@ -152,6 +152,7 @@ class Store:
         if m.kind == mut.SET:
             self._set(path, m.value, rev, current)
         else:
+            assert current is not None  # NOENT was returned above
             self._delete(path, rev, current)
         return None
 

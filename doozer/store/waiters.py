@@ -27,8 +27,8 @@ class Waiters:
     def __init__(self) -> None:
         # glob prefix -> {Deferred: (glob, from_rev, limit)}; the glob, not its
         # matcher, so that 10,000 distinct watches hold no compiled matchers.
-        self._watchers: dict[str, dict[Deferred, tuple[str, int, int]]] = {}
-        self._revs: dict[int, list[Deferred]] = {}
+        self._watchers: dict[str, dict[Deferred[list[Event]], tuple[str, int, int]]] = {}
+        self._revs: dict[int, list[Deferred[int]]] = {}
         self._heap: list[int] = []
 
     # -- watches -------------------------------------------------------------
@@ -40,7 +40,7 @@ class Waiters:
         self._watchers.setdefault(prefix, {})[d] = (glob, from_rev, limit)
         return d
 
-    def _forget_watch(self, prefix: str, d: Deferred) -> None:
+    def _forget_watch(self, prefix: str, d: Deferred[list[Event]]) -> None:
         """The canceller of a watch: drop its waiter from the index."""
         bucket = self._watchers.get(prefix)
         if bucket is not None:
@@ -56,7 +56,7 @@ class Waiters:
         """Fire every watch that one of ``new_events`` matches."""
         if not new_events or not self._watchers:
             return
-        ready: list[tuple[Deferred, str, int, int]] = []
+        ready: list[tuple[Deferred[list[Event]], str, int, int]] = []
         for event in new_events:
             # Only waiters indexed under the path or one of its ancestors can
             # match it: look those up instead of scanning every waiter.
@@ -107,7 +107,7 @@ class Waiters:
         waiters.append(d)
         return d
 
-    def _forget_rev(self, rev: int, d: Deferred) -> None:
+    def _forget_rev(self, rev: int, d: Deferred[int]) -> None:
         """The canceller of :meth:`wait_rev` (the heap entry goes stale)."""
         waiters = self._revs.get(rev)
         if waiters is not None and d in waiters:
@@ -122,7 +122,7 @@ class Waiters:
     def wake_revs(self, rev: int) -> None:
         """Fire the rev waiters that ``rev`` has reached."""
         heap = self._heap
-        ready: list[Deferred] = []
+        ready: list[Deferred[int]] = []
         while heap and heap[0] <= rev:
             ready.extend(self._revs.pop(heapq.heappop(heap), ()))
         for d in ready:

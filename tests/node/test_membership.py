@@ -181,6 +181,23 @@ def test_records_of_gone_nodes_are_deleted() -> None:
     assert node.store.getdir("/ctl/node") == sorted(["ALIVE", node.id])
 
 
+def test_a_directory_in_a_gone_nodes_record_does_not_stop_the_chores() -> None:
+    """A peer may write below its own record (``/ctl/node/<id>/x/y``): the
+    chores read the ``rev`` of a directory there, raised, and never ran
+    again (no more removals of silent members, no more records kept)."""
+    from doozer.store import mutation
+
+    clock = Clock()
+    node = single_node(clock, timeout=TIMEOUT)
+    node.writes.internal(mutation.SET, "/ctl/node/GONE/addr", b"127.0.0.1:1")
+    node.writes.internal(mutation.SET, "/ctl/node/GONE/odd/file", b"x")
+    clock.advance(0)
+    for _ in range(int((TIMEOUT + 2) / CHORES_INTERVAL) * 2):
+        clock.advance(CHORES_INTERVAL / 2)
+    assert node.store.getdir("/ctl/node/GONE") == ["odd"]  # its files are deleted
+    assert node.membership._chores_call is not None  # and the chores go on
+
+
 def test_a_node_forgotten_then_back_then_gone_is_forgotten_again() -> None:
     """The member in the lowest slot once kept, for good, the ids whose
     records it had deleted, and never deleted them again: a node that came

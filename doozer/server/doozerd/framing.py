@@ -30,7 +30,7 @@ Limits:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol, connectionDone
@@ -40,6 +40,9 @@ from zope.interface import implementer
 
 from doozer.server.doozerd import proto
 from doozer.server.limits import STALL_FACTOR, OutputGauge, Ticket
+
+if TYPE_CHECKING:
+    from doozer.server.limits import IConnection
 
 
 @implementer(IPushProducer)
@@ -54,6 +57,8 @@ class FrameProtocol(Protocol):
     log = Logger()
     #: Set by the sniffer before the connection is made (None: no deadline).
     ticket: Optional[Ticket] = None
+    #: Set by ``makeConnection`` before any other method runs.
+    transport: IConnection
 
     def __init__(self, max_frame: int, max_output: int, counters: dict[str, int]) -> None:
         self.max_frame = max_frame

@@ -21,6 +21,7 @@ import struct
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 
 PACKAGE = "server"
 FILE_NAME = "doozer/server/msg.proto"
@@ -114,7 +115,7 @@ def file_descriptor() -> descriptor_pb2.FileDescriptorProto:
     return fdp
 
 
-def _build() -> tuple[type, type]:
+def _build() -> tuple[type[Message], type[Message]]:
     # A private pool: a process that also loads doozerd's generated code (a
     # test client, say) into the default pool does not clash with us.
     pool = descriptor_pool.DescriptorPool()

@@ -121,7 +121,7 @@ class NativeFactory(Factory):
         self.counters = limits.counters if limits is not None else dict.fromkeys(COUNTERS, 0)
         self.connections: set[NativeProtocol] = set()
 
-    def buildProtocol(self, addr: IAddress) -> "NativeProtocol":
+    def buildProtocol(self, addr: Optional[IAddress]) -> "NativeProtocol":
         return NativeProtocol(self)
 
 
@@ -189,7 +189,7 @@ class NativeProtocol(FrameProtocol):
             answer = error_response(DoozerError("OTHER", "internal error; see the node's log"))
         if isinstance(answer, defer.Deferred):
             self.pending[tag] = answer
-            answer.addCallbacks(self._done, self._failed, (tag,), None, (tag,))
+            answer.addCallbacks(self._done, self._failed, callbackArgs=(tag,), errbackArgs=(tag,))
         else:
             self._send(tag, answer)
 
@@ -199,7 +199,7 @@ class NativeProtocol(FrameProtocol):
 
     def _failed(self, failure: Failure, tag: int) -> None:
         self.pending.pop(tag, None)
-        if failure.check(DoozerError):
+        if isinstance(failure.value, DoozerError):
             return self._send(tag, error_response(failure.value))
         if failure.check(defer.CancelledError) and self._closed:
             return None  # the client went away; nobody to answer

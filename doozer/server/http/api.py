@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
+from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from doozer.errors import DoozerError
@@ -112,7 +113,7 @@ class API:
             self.secrets.check_write(request)
         return method
 
-    def _read_rev(self, request: IRequest) -> "Deferred[int]":
+    def _read_rev(self, request: Request) -> "Deferred[int]":
         """The rev to read at, from ``rev``, ``timeout`` and ``consistent``."""
         rev = arg_int(request, "rev", minimum=1)
         timeout = arg_number(request, "timeout", READ_TIMEOUT, MAX_TIMEOUT)
@@ -142,7 +143,7 @@ class API:
 
     @app.route("/v1/store/", branch=True)
     @endpoint
-    async def store(self, request: IRequest) -> Any:
+    async def store(self, request: Request) -> Any:
         method = self._method(request, "GET", "HEAD", "PUT", "DELETE")
         path = store_path(request, b"/v1/store")
         if method == "PUT":
@@ -173,7 +174,7 @@ class API:
 
     @app.route("/v1/stat/", branch=True)
     @endpoint
-    async def stat(self, request: IRequest) -> Any:
+    async def stat(self, request: Request) -> Any:
         self._method(request, *READ)
         path = store_path(request, b"/v1/stat")
         entry = self.node.store.get(path, await self._read_rev(request))
@@ -183,7 +184,7 @@ class API:
 
     @app.route("/v1/getdir/", branch=True)
     @endpoint
-    async def getdir(self, request: IRequest) -> Any:
+    async def getdir(self, request: Request) -> Any:
         self._method(request, *READ)
         path = store_path(request, b"/v1/getdir")
         offset = arg_int(request, "offset", minimum=0, default=0)
@@ -195,7 +196,7 @@ class API:
 
     @app.route("/v1/walk")
     @endpoint
-    async def walk(self, request: IRequest) -> Any:
+    async def walk(self, request: Request) -> Any:
         self._method(request, *READ)
         glob = arg_str(request, "glob", required=True)
         offset = arg_int(request, "offset", minimum=0, default=0)
@@ -229,7 +230,7 @@ class API:
 
     @app.route("/v1/nop")
     @endpoint
-    async def nop(self, request: IRequest) -> Any:
+    async def nop(self, request: Request) -> Any:
         self._method(request, "POST")
         return {"rev": await self.node.nop(client=request.channel)}
 

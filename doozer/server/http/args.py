@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, overload
 from urllib.parse import unquote_to_bytes
 
 from twisted.web.iweb import IRequest
@@ -31,6 +31,16 @@ def _one(request: IRequest, name: str) -> Optional[bytes]:
     if len(values) > 1:
         raise DoozerError("BAD_ARG", f"{name} is given {len(values)} times; give it once")
     return values[0]
+
+
+@overload
+def arg_int(request: IRequest, name: str, minimum: int, default: int) -> int: ...
+
+
+@overload
+def arg_int(
+    request: IRequest, name: str, minimum: int, default: None = None
+) -> Optional[int]: ...
 
 
 def arg_int(

@@ -30,12 +30,17 @@ accepted it (:mod:`doozer.server.sniff`) and given back when the connection ends
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
+from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from doozer.server.limits import MAX_OUTPUT, OutputGauge, Ticket
+
+if TYPE_CHECKING:  # the site builds its channels; typing only
+    from doozer.server.http.site import Site
 
 
 class Channel(HTTPChannel):
@@ -44,6 +49,10 @@ class Channel(HTTPChannel):
     #: Set by the sniffer before the connection is made; None when the
     #: channel was built without limits (tests, library use).
     ticket: Optional[Ticket] = None
+    #: Set by the site that builds the channel.
+    site: Site
+    #: A TCP connection, or TLS over one (None until connected).
+    transport: Optional[ITCPTransport]
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,7 +69,7 @@ class Channel(HTTPChannel):
             if ticket.deadline is None:
                 ticket.expire_in()
 
-    def connectionLost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.ticket is not None:
             self.ticket.release()
         super().connectionLost(reason)

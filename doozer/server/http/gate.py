@@ -3,7 +3,7 @@ secrets, then the routes (SPEC §3's order of errors)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.web.iweb import IRequest
@@ -12,6 +12,10 @@ from twisted.web.resource import IResource, Resource
 from doozer.errors import DoozerError
 from doozer.server.auth import PEER_CONSENSUS, PEER_SNAPSHOT, body_mac, check_peer
 from doozer.server.http.render import _finish, json_response, serve
+
+if TYPE_CHECKING:  # the API puts the gate in front of its routes; typing only
+    from doozer.server.http.api import API
+    from doozer.server.http.site import CappedRequest
 
 
 class Gate(Resource):
@@ -30,12 +34,12 @@ class Gate(Resource):
 
     isLeaf = True
 
-    def __init__(self, routes: IResource, api: Any) -> None:
+    def __init__(self, routes: IResource, api: "API") -> None:
         super().__init__()
         self._routes = routes
         self._api = api
 
-    def render(self, request: IRequest) -> Any:
+    def render(self, request: "CappedRequest") -> Any:
         if request.path == PEER_SNAPSHOT and not self._api.readonly:
             return self._render_snapshot(request)
         if request.path == PEER_CONSENSUS and not self._api.readonly:

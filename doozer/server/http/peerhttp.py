@@ -87,6 +87,10 @@ def peer_tls_policy() -> Any:
             # Older Twisted: the private ClientTLSOptions(hostname, context).
             from twisted.internet._sslverify import ClientTLSOptions
 
-            return ClientTLSOptions(hostname.decode("ascii"), options.getContext())
+            # Typed after the installed Twisted, whose ClientTLSOptions
+            # takes other arguments (and is not used: see above).
+            return ClientTLSOptions(
+                hostname.decode("ascii"), options.getContext()  # type: ignore[arg-type]
+            )
 
     return _PeerPolicy()

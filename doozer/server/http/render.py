@@ -121,7 +121,7 @@ def _write_and_finish(request: IRequest, body: bytes) -> None:
     request.finish()
 
 
-def serve(request: IRequest, result: Union[bytes, "Deferred[bytes]"]) -> object:
+def serve(request: server.Request, result: Union[bytes, "Deferred[bytes]"]) -> object:
     """Send an endpoint's result, as Klein would, without Klein's routing.
 
     :returns: ``NOT_DONE_YET`` for :meth:`Resource.render`.
@@ -140,7 +140,7 @@ def serve(request: IRequest, result: Union[bytes, "Deferred[bytes]"]) -> object:
             if not failure.check(CancelledError):
                 log.failure("bug while serving {path}", failure, path=request.path)
             return
-        request.processingFailed(failure)  # type: ignore[attr-defined]
+        request.processingFailed(failure)
 
     def done(body: bytes) -> None:
         if not lost.called:

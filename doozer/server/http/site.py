@@ -25,7 +25,10 @@ class CappedRequest(server.Request):
     """
 
     doozer_too_large = False
+    #: what the request's secret grants (:meth:`doozer.server.auth.Secrets.check_read`)
+    doozer_access = "rw"
     _discarded = 0
+    channel: Channel
 
     def _cap(self) -> int:
         return getattr(self.channel.site, "max_body", 1 << 20)
@@ -38,11 +41,13 @@ class CappedRequest(server.Request):
 
     def handleContentChunk(self, data: bytes) -> None:
         cap = self._cap()
-        if not self.doozer_too_large and self.content.tell() + len(data) > cap:
+        content = self.content
+        assert content is not None  # made by gotLength, before any chunk
+        if not self.doozer_too_large and content.tell() + len(data) > cap:
             self.doozer_too_large = True
-            self.content = BytesIO()
+            self.content = content = BytesIO()
         if not self.doozer_too_large:
-            self.content.write(data)
+            content.write(data)
             return
         self._discarded += len(data)
         if self._discarded > 16 * cap + (1 << 20):
@@ -85,7 +90,9 @@ class Site(server.Site):
         gives itself (421, 403).
     """
 
-    protocol = Channel
+    # Twisted types this as its HTTP/2-negotiating wrapper's factory; any
+    # HTTPChannel serves (the wrapper only picks between two of them).
+    protocol = Channel  # type: ignore[assignment]
 
     def __init__(
         self,
