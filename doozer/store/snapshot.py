@@ -31,11 +31,12 @@ def dump(store: Store, *, keys: bool = True) -> bytes:
         backup, restored as a new cluster, does not).
     """
     head, files, events, dedup = _capture(store, keys)
-    doc = dict(head)
+    doc: dict[str, Any] = dict(head)
     doc["files"] = [[f.path, f.rev, f.value] for f in files]
     doc["events"] = [[e.rev, e.path, e.op, e.value] for e in events]
     doc["keys"] = dedup
-    return msgpack.packb(doc, use_bin_type=True)
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
 
 
 def dump_chunks(store: Store, *, keys: bool = True) -> Iterator[bytes]:

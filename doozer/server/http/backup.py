@@ -19,6 +19,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
+from twisted.web.server import Request
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
@@ -80,7 +81,7 @@ class _Response(Resource):
         request.setHeader(b"Cache-Control", b"no-store")
         # The backup's rev: the node's rev when it answered, as on every answer.
         request.setHeader(b"X-Doozer-Rev", b"%d" % self._rev)
-        sender = _Sender(self._backups, request, self._pieces)
+        sender = _Sender(self._backups, request, self._pieces)  # type: ignore[arg-type]
         self._backups.sending = sender
         sender.start()
         return server.NOT_DONE_YET
@@ -91,9 +92,9 @@ class _Sender:
     """Writes the pieces while the connection takes them (a push producer:
     the transport pauses it when its buffer is full, resumes it when sent)."""
 
-    def __init__(self, backups: Backups, request: IRequest, pieces: Iterator[bytes]) -> None:
+    def __init__(self, backups: Backups, request: Request, pieces: Iterator[bytes]) -> None:
         self._backups = backups
-        self._request: Optional[IRequest] = request
+        self._request: Optional[Request] = request
         self._pieces = pieces
         self._paused = False
         self._writing = False
