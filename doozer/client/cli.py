@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, BinaryIO, Callable, NoReturn, Optional, Sequence
 
@@ -41,6 +42,11 @@ Run 'doozer help COMMAND' for one command's details.
 
 class UsageError(Exception):
     """The command line is wrong; the message says how."""
+
+
+class CommandError(Exception):
+    """A command failed on this side (a damaged backup, a file it cannot
+    write); the message says what and where."""
 
 
 @dataclass
@@ -334,6 +340,54 @@ async def _nop(ctx: Context) -> None:
     await ctx.client.nop()
 
 
+@command("backup", "FILE", "save a backup of the store to FILE, print its rev",
+         "Saves one consistent backup of the answering node's store at one rev (every\n"
+         "file with its rev, and the history window; see docs/operations.md) and\n"
+         "prints that rev. The backup's checksum is verified before FILE is written,\n"
+         "and FILE is replaced whole (a temporary file renamed) or not at all; it is\n"
+         "readable by its owner only. Needs the read-write secret when the node has\n"
+         "secrets (sk= in the URI).")
+async def _backup(ctx: Context, path: str) -> None:
+    from doozer.store.backup import BackupError, decode
+
+    data = await ctx.client.backup()
+    try:
+        contents = decode(data)
+    except BackupError as error:
+        raise CommandError(
+            f"the backup from {ctx.client.current} is unusable, nothing saved: {error}"
+        ) from None
+    try:
+        save_atomically(path, data)
+    except OSError as error:
+        raise CommandError(f"cannot save the backup to {path}: {error.strerror or error}") from None
+    ctx.line(contents.rev)
+
+
+def save_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` whole or not at all (a temporary file
+    beside it, fsynced, renamed over it, the directory fsynced)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 @command("help", "[COMMAND]", "print this help, or a command's",
          "Without COMMAND lists the commands; with one, documents it.")
 async def _help(ctx: Context, name: str = "") -> None:
@@ -372,7 +426,7 @@ async def run(options: Options, client: Any, out: BinaryIO, err: BinaryIO,
     ctx = Context(client, options, out, stdin, reactor)
     try:
         await COMMANDS[options.command].run(ctx, *options.args)
-    except (DoozerError, UsageError, BadURI) as error:
+    except (DoozerError, UsageError, CommandError, BadURI) as error:
         err.write(f"doozer: {describe(error)}\n".encode("utf-8"))
         err.flush()
         return exit_status(error)

@@ -50,6 +50,8 @@ T = TypeVar("T")
 
 #: A watch's long-poll length, in seconds (the server allows up to 300).
 POLL_TIMEOUT = 30.0
+#: Seconds a backup may take to arrive (a store at its quota is large).
+BACKUP_TIMEOUT = 600.0
 
 
 def _deferred(f: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., "Deferred[T]"]:
@@ -313,6 +315,22 @@ class Client:
     async def cluster(self) -> dict[str, Any]:
         """CLUSTER: the cluster's name, rev, members and known nodes (the JSON)."""
         return await self._json("GET", "/v1/cluster")
+
+    @_deferred
+    async def backup(self, timeout: float = BACKUP_TIMEOUT) -> bytes:
+        """BACKUP: one backup of the answering node's store at one rev (SPEC §8).
+
+        Needs the read-write secret when the node has secrets. The bytes are
+        as the node sent them: :func:`doozer.store.backup.decode` checks them
+        and reads their rev (``doozer backup FILE`` does both).
+
+        :param timeout: seconds the whole backup may take to arrive.
+        :raises Busy: every node tried was sending another backup.
+        """
+        reply = await self._transport.call("GET", "/v1/backup", wait=timeout)
+        if reply.status != 200:
+            raise error_from_response(reply.status, reply.body, reply.base)
+        return reply.body
 
     # ------------------------------------------------------------------
     # writes

@@ -162,7 +162,7 @@ class MethodNotAllowed(ClientError):
 class Busy(ClientError):
     """The node holds as many pending writes as it takes (or this client its
     fair share of them); the write was **not** proposed: retry later or at
-    another member."""
+    another member. Also: the node is sending another backup."""
 
     CODE = "BUSY"
 

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import random
 import socket
+<<<<<<< HEAD
 from typing import TYPE_CHECKING, Any, Callable, Hashable, NoReturn, Optional
+=======
+from typing import Any, Callable, Iterator, Optional
+>>>>>>> backup
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -24,6 +28,7 @@ from twisted.logger import Logger
 from doozer import __version__
 from doozer.addr import Addr, format_addr
 from doozer.store import mutation
+from doozer.store import backup as store_backup
 from doozer.node.admission import Admission
 from doozer.store.cal import client_may_write, slot_of_path
 from doozer.consensus.messages import Bundle, Forward, Message
@@ -277,6 +282,19 @@ class Node:
             return replica.snapshot()
         except LookupError as e:
             raise DoozerError("OTHER", str(e)) from None
+
+    def backup(self) -> Iterator[bytes]:
+        """A backup of the store as it is now, at one rev, in pieces
+        (:mod:`doozer.store.backup`); any node in a cluster, member or not.
+
+        :raises DoozerError: ``READONLY`` when this node is in no cluster yet
+            (its empty store is nobody's data).
+        """
+        self._in_cluster()
+        return store_backup.chunks(
+            self.store, cluster=self.cluster, cluster_id=self.cluster_id or "",
+            node=self.id, created=self.clock.seconds(),
+        )
 
     def _become_running(self) -> None:
         self.running = True

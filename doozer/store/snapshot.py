@@ -1,5 +1,6 @@
 """Store snapshots as plain functions: the tree with its kept history as
-msgpack (:func:`dump`), and a store made from one (:func:`load`).
+msgpack (:func:`dump`, or in pieces: :func:`dump_chunks`), and a store made
+from one (:func:`load`).
 
 A snapshot holds the tree at the store's oldest kept rev plus every change
 since, the instance (seqn) that produced it, and the de-duplication record,
@@ -9,39 +10,81 @@ exactly as the one that made it, and de-duplicates the same requests.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import msgpack
 
 from doozer.errors import DoozerError
 from doozer.store.path import validate_path
 from doozer.store.tree import Store
-from doozer.store.types import Event, Outcome
+from doozer.store.types import Event, File, Outcome
 
 
-def dump(store: Store) -> bytes:
+def dump(store: Store, *, keys: bool = True) -> bytes:
     """``store`` with its kept history, as msgpack.
 
     It holds the tree at the oldest kept rev plus every change since, so a
     node built from it answers reads at old revs and watches from them
     exactly as this one does (a watch may move to it without TOO_LATE).
+
+    :param keys: include the de-duplication record (a peer needs it; a
+        backup, restored as a new cluster, does not).
     """
+    head, files, events, dedup = _capture(store, keys)
+    doc: dict[str, Any] = dict(head)
+    doc["files"] = [[f.path, f.rev, f.value] for f in files]
+    doc["events"] = [[e.rev, e.path, e.op, e.value] for e in events]
+    doc["keys"] = dedup
+    packed: bytes = msgpack.packb(doc, use_bin_type=True)
+    return packed
+
+
+def dump_chunks(store: Store, *, keys: bool = True) -> Iterator[bytes]:
+    """:func:`dump`'s bytes, in pieces made as they are asked for.
+
+    What goes in is taken from ``store`` now, at one rev (references to its
+    immutable files and events, no copy of their values); the packing
+    happens as the pieces are asked for, so a caller can spread it over
+    many reactor turns while the store moves on. Joined, the pieces are
+    exactly :func:`dump`'s bytes.
+    """
+    return _pack_pieces(*_capture(store, keys))
+
+
+def _capture(store: Store, keys: bool) -> tuple[dict[str, int], list[File], list[Event], list[Any]]:
+    """What a snapshot of ``store`` holds, as it is now (one rev)."""
     base = store.oldest
-    files = [[f.path, f.rev, f.value] for f in store.walk("/**", base)] if base >= 1 else []
+    files = store.walk("/**", base) if base >= 1 else []
     # The change at ``base`` itself is in the base tree, but a watch from
     # ``base`` must still see it as an event.
-    events = [[e.rev, e.path, e.op, e.value] for e in store._events if e.rev >= base]
-    keys = []
-    for key, o, until in store._dedup.entries():
-        error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
-        keys.append([key[0], key[1], o.rev, error, until])
-    doc = {"version": 3, "base": base, "rev": store.rev, "seqn": store.seqn,
-           "files": files, "events": events, "keys": keys}
-    data: bytes = msgpack.packb(doc, use_bin_type=True)
-    return data
+    events = [e for e in store._events if e.rev >= base]
+    dedup = []
+    if keys:
+        for key, o, until in store._dedup.entries():
+            error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
+            dedup.append([key[0], key[1], o.rev, error, until])
+    head = {"version": 3, "base": base, "rev": store.rev, "seqn": store.seqn}
+    return head, files, events, dedup
 
 
-def load(data: bytes, hist: int = 2000) -> Store:
+def _pack_pieces(head: dict[str, int], files: list[File], events: list[Event],
+                 dedup: list[Any]) -> Iterator[bytes]:
+    # The same map, in the same order, as msgpack.packb(doc) in dump().
+    packer = msgpack.Packer(use_bin_type=True)
+    opening = [packer.pack_map_header(len(head) + 3)]
+    for name, value in head.items():
+        opening += [packer.pack(name), packer.pack(value)]
+    opening += [packer.pack("files"), packer.pack_array_header(len(files))]
+    yield b"".join(opening)
+    for f in files:
+        yield packer.pack([f.path, f.rev, f.value])
+    yield packer.pack("events") + packer.pack_array_header(len(events))
+    for e in events:
+        yield packer.pack([e.rev, e.path, e.op, e.value])
+    yield packer.pack("keys") + packer.pack(dedup)
+
+
+def load(data: bytes | memoryview, hist: int = 2000) -> Store:
     """A store holding what :func:`dump` saved, history included.
 
     :raises ValueError: when ``data`` is not a snapshot.

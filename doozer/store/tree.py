@@ -494,6 +494,11 @@ class Store:
         return self._live_bytes + self._history_bytes
 
     @property
+    def file_count(self) -> int:
+        """How many files the store holds at its head."""
+        return len(self._files)
+
+    @property
     def hist(self) -> int:
         """Revs of history kept (``--hist``)."""
         return self._hist_revs

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from doozer.client import (
     BadPath,
     BadURI,
+    Busy,
     Client,
     Dir,
     DoozerError,
@@ -751,3 +752,38 @@ async def test_real_watch_survives_its_node_being_replaced_behind_a_second_addre
             n.stop()
         for client in clients:
             await client.close()
+
+
+# ----------------------------------------------------------------------
+# backup
+
+
+def test_backup_returns_the_nodes_backup_and_needs_the_read_write_secret() -> None:
+    from doozer.store.backup import decode
+
+    w = World(stub_options={"rw": b"rw-secret", "ro": b"ro-secret"})
+    c = w.client(secret="rw-secret")
+    w.resolve(c.set("/a", b"\xff"))
+    got = decode(w.resolve(c.backup()))
+    assert got.rev == w.node.store.rev
+    assert got.store.walk("/**") == w.node.store.walk("/**")
+    with pytest.raises(Forbidden):
+        w.resolve(w.client(secret="ro-secret").backup())
+
+
+def test_a_node_busy_with_another_backup_sends_the_client_to_the_next() -> None:
+    from treq.testing import StubTreq
+
+    from doozer.server.http.api import API
+    from doozer.store.backup import decode
+
+    w = World("a:1")
+    busy = API(w.node)
+    busy.backups.sending = object()  # as if a slow client were taking one
+    w.net.serve("a:1", StubTreq(busy.resource()))
+    w.net.serve("b:1", StubTreq(API(w.node).resource()))
+    c = w.client("a:1", "b:1")
+    assert decode(w.resolve(c.backup())).rev == w.node.store.rev
+    assert c.current == "http://b:1"
+    with pytest.raises(Busy):
+        w.resolve(w.client("a:1").backup())

@@ -168,7 +168,12 @@ def _random_request(rng: random.Random, port: int) -> tuple[bytes, tuple]:
     if kind < 0.05:
         return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200))) + b"\r\n\r\n", ("junk",)
     if kind < 0.1:
-        return b"GET /v1/" + rng.choice([b"store", b"x", b"watch"]) + b" HTTP/1.1\r\n", ("junk",)
+        return b"GET /v1/" + rng.choice([b"store", b"x", b"watch", b"backup"]) + b" HTTP/1.1\r\n", ("junk",)
+    if kind < 0.12:
+        method = rng.choice(["GET", "GET", "GET", "POST", "HEAD", "DELETE"])
+        query = rng.choice(["", "", "?rev=5", "?x=%ff", "?consistent=1&consistent=0"])
+        head = f"{method} /v1/backup{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        return head.encode(), ("backup", method)
     method = rng.choice(["PUT", "PUT", "PUT", "DELETE", "GET", "POST", "PATCH"])
     query = rng.choice(["", "?rev=0", "?rev=-1", "?rev=abc", "?rev=5", "?rev=1&rev=2", "?offset=-1"])
     size = rng.choice([0, 1, 10, 100, 40000])
@@ -179,6 +184,19 @@ def _random_request(rng: random.Random, port: int) -> tuple[bytes, tuple]:
         chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
         return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunked, (method, path, body)
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body, (method, path, body)
+
+
+def _backup_rev(reply: bytes) -> int:
+    """The rev of the backup in a chunked HTTP answer (checked whole)."""
+    from doozer.store.backup import decode
+
+    body, data = reply.split(b"\r\n\r\n", 1)[1], b""
+    while True:
+        size_line, body = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            return decode(data).rev
+        data, body = data + body[:size], body[size + 2:]
 
 
 def test_fuzz_keeps_exactly_the_acknowledged_writes(node: NodeProcess) -> None:
@@ -193,6 +211,9 @@ def test_fuzz_keeps_exactly_the_acknowledged_writes(node: NodeProcess) -> None:
         reply = raw_http(node.port, data, timeout=5, half_close=meaning[0] == "junk")
         status = reply[9:12]
         assert status != b"500", (seed, data[:200], reply[:500])
+        if meaning[0] == "backup" and meaning[1] == "GET":
+            assert status == b"200", (seed, reply[:500])
+            assert _backup_rev(reply) >= max((a[0] for a in acked), default=0)
         if meaning[0] in ("PUT", "DELETE") and status == b"200":
             body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
             acked.append((body["rev"], meaning[0], body["path"], meaning[2]))

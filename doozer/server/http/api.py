@@ -18,6 +18,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from doozer.errors import DoozerError
+from doozer.server.http.backup import Backups
 from doozer.server.http.gate import Gate
 from doozer.server.auth import Secrets
 from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
@@ -67,6 +68,7 @@ class API:
         self.insecure_peers = insecure_peers
         self.secrets = secrets or Secrets()
         self.readonly = readonly
+        self.backups = Backups(node.clock)
 
     def resource(self) -> IResource:
         """The resource to serve: authentication and errors in front of the routes."""
@@ -233,6 +235,19 @@ class API:
     async def nop(self, request: Request) -> Any:
         self._method(request, "POST")
         return {"rev": await self.node.nop(client=request.channel)}
+
+    @app.route("/v1/backup")
+    @endpoint
+    def backup(self, request: IRequest) -> Any:
+        # Every file, /ctl included: the read-write secret (SPEC §8), and
+        # its 403 before the method's 405 (SPEC §3's order).
+        self.secrets.check_write(request)
+        if self.readonly:
+            raise DoozerError(
+                "NOT_FOUND", "backups are served on the node's API address, not the WebView's"
+            )
+        self._method(request, "GET")
+        return self.backups.start(self.node)
 
     @app.route("/v1/cluster")
     @endpoint

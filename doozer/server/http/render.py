@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 
 from doozer.errors import DoozerError
 
@@ -72,6 +73,7 @@ def endpoint(f: Callable[..., Any]) -> Callable[..., Union[bytes, "Deferred[byte
     """Turn a route returning a dict (or raw bytes) into a JSON endpoint.
 
     The route may return its result, a Deferred of it, or be a coroutine.
+    A result that is a resource is Klein's to render (it streams itself).
     Every :class:`DoozerError` becomes its JSON error; anything else is a
     bug, logged and answered ``OTHER`` while the node keeps serving. The
     endpoint returns the response body at once when the route did not wait
@@ -99,9 +101,11 @@ def endpoint(f: Callable[..., Any]) -> Callable[..., Union[bytes, "Deferred[byte
     return route
 
 
-def _render_result(result: Any, node: Any, request: IRequest) -> bytes:
+def _render_result(result: Any, node: Any, request: IRequest) -> Any:
     if isinstance(result, bytes):
         return _finish(request, node, result)
+    if not isinstance(result, dict) and IResource.providedBy(result):
+        return result  # it answers for itself (a backup's stream); Klein renders it
     return json_response(request, node, result)
 
 
