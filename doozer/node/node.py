@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import random
 import socket
-<<<<<<< HEAD
-from typing import TYPE_CHECKING, Any, Callable, Hashable, NoReturn, Optional
-=======
-from typing import Any, Callable, Iterator, Optional
->>>>>>> backup
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, NoReturn, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
