@@ -116,6 +116,11 @@ class Sim:
         self.fsync = fsync
         self.unsafe = frozenset(unsafe)
         self.restarts = 0
+        #: node -> (message type, downtime): crash it right after it next
+        #: sends such a message, and restart it after the downtime
+        self.crash_after: dict[str, tuple[type, float]] = {}
+        #: called at each such restart (a schedule may heal a cut there)
+        self.on_restart: Any = None
         self.request_items: dict[tuple, bytes] = {}  # (origin, request) -> item decided
         # As the node does: everything one pump sends to a peer goes in one
         # Bundle datagram (lost, duplicated or delayed as a whole).
@@ -232,6 +237,8 @@ class Sim:
         self.restarts += 1
         self.checker.window(node_id, node.seq)
         self._mark(node)
+        if self.on_restart is not None:
+            self.on_restart(node_id)
 
     def snapshot_and_collect(self, node_id: str) -> None:
         """A durable node saves a snapshot of its store and raises its floor
@@ -456,7 +463,13 @@ class Sim:
         for one in msg.messages if isinstance(msg, messages.Bundle) else (msg,):
             if type(one) is messages.Forward:
                 self.forwarded.update(one.items)
-            elif type(one) is messages.Accepted and self.durable:
+            trigger = self.crash_after.get(src)
+            if trigger is not None and type(one) is trigger[0]:
+                del self.crash_after[src]
+                now = self.clock.seconds()
+                self.at(now, self.crash, src)
+                self.at(now + trigger[1], _restart_if_down, self, src)
+            if type(one) is messages.Accepted and self.durable:
                 # Revealed: this vote counts whatever happens to the sender.
                 members = self.checker.members.get(one.seqn)
                 self.checker.vote(src, one.seqn, one.ballot, one.digest, members)
@@ -798,6 +811,16 @@ def durable_scenario(
             sim.at(when + down, _restart_if_down, sim, victim)
     for _ in range(rng.randint(0, 4)):
         sim.at(rng.uniform(0, duration), sim.snapshot_and_collect, rng.choice(ids))
+    if rng.random() < 0.3:  # a crash right after a send (what was sent must be durable)
+        kind = rng.choice([messages.Promise, messages.Accepted, messages.Accept, messages.Skip, messages.Nack])
+        sim.at(rng.uniform(0, duration), _arm, sim, rng.choice(ids), kind, rng.uniform(0.001, 0.2))
+    if rng.random() < 0.5:  # periodic snapshots, as a node with a data dir takes them
+        period = rng.uniform(0.05, 0.3)
+        for node_id in ids:
+            t = rng.uniform(0, period)
+            while t < duration:
+                sim.at(t, sim.snapshot_and_collect, node_id)
+                t += period
     sim.run_until(duration + 0.6)
     for node_id in ids:
         _restart_if_down(sim, node_id)
@@ -820,6 +843,44 @@ def durable_scenario(
     return sim
 
 
+def _arm(sim: Sim, node_id: str, kind: type, down: float) -> None:
+    sim.crash_after[node_id] = (kind, down)
+
+
 def _restart_if_down(sim: Sim, node_id: str) -> None:
     if not sim.nodes[node_id].alive:
         sim.restart(node_id)
+
+
+def promise_amnesia(seed: int, unsafe: frozenset = frozenset()) -> Sim:
+    """D1's counterexample as a schedule: the owner n0 proposes while its
+    messages reach nobody (one way: it still hears); the others decide
+    later instances and revoke its turn; the acceptor that sends its PROMISE
+    over the network crashes right after, and restarts 1-50 ms later, when
+    the cut heals. Without D1 it forgot the promise, and the owner's
+    retransmitted ACCEPT may reach it before the revoker's: the owner's
+    value is chosen at ballot 0 and the revoker's no-op at ballot 1."""
+    rng = random.Random(seed ^ 0xD1)
+    sim = Sim(seed, n=3, alpha=4, retain=1000, durable=True, unsafe=unsafe,
+              fsync=(0.0002, rng.choice([0.001, 0.005])))
+    sim.net.delay = (0.0002, rng.choice([0.002, 0.01, 0.03]))
+    sim.net.blocked = {("n0", "n1"), ("n0", "n2")}
+    down = rng.uniform(0.001, 0.05)
+    for node_id in ("n1", "n2"):
+        sim.crash_after[node_id] = (messages.Promise, down)
+
+    def healed(node_id: str) -> None:
+        sim.crash_after.clear()
+        sim.heal()
+
+    sim.on_restart = healed
+    sim.write("n0")
+    for i in range(6):
+        sim.at(0.01 + 0.05 * i, _write_if_alive, sim, rng.choice(["n1", "n2"]))
+    sim.run_until(3.0)
+    sim.heal()
+    end = sim.clock.seconds() + 10
+    while sim.clock.seconds() < end and not sim.settled():
+        sim.run_until(sim.clock.seconds() + 0.5)
+    sim.check()
+    return sim

@@ -200,7 +200,7 @@ def compact(records: Iterable[Record], floor: int) -> list[Record]:
     everything but acceptor records at or below it, and one skip horizon."""
     kept: list[Record] = []
     horizon = 0
-    top_floor = floor
+    top_floor = 0  # only a floor that was written: never invent one here
     for record in records:
         t = type(record)
         if t is SkipRec:
