@@ -37,13 +37,16 @@ from typing import Any, Optional
 from twisted.internet.task import Clock
 
 from doozer.store import mutation as mut
+from doozer.consensus import durable as dur
 from doozer.consensus import messages
+from doozer.consensus.instance import digest
 from doozer.consensus.sequencer import Sequencer
 from doozer.node.snapshot import Snapshot
 from doozer.node.replica import Replica
 from doozer.store import Store
 from doozer.store import snapshot as store_snapshot
 from simcheck import Checker
+from simdisk import SimDisk
 from simnet import SimNet
 
 NAME = "sim"
@@ -70,6 +73,7 @@ class SimNode:
         self.call = None
         self.call_at: Optional[float] = None
         self.paused_until = 0.0  # a SIGSTOPped process: no input handled
+        self.disk: Optional[SimDisk] = None  # durable nodes: the data dir
 
     @property
     def last(self) -> int:
@@ -99,8 +103,25 @@ class Sim:
         retain: int = 40,
         bundle: bool = False,
         item_lifetime: int = 1000,
+        durable: bool = False,
+        fsync: tuple[float, float] = (0.0002, 0.005),
+        unsafe: frozenset = frozenset(),
     ) -> None:
         self.seed = seed
+        # Durable nodes (CONSENSUS.md §D): records written with group commit
+        # to a SimDisk, messages held until synced, crashes that restart the
+        # node under its id from what was durable. ``unsafe`` names §D rules
+        # to drop (tests that show the checks catch each one).
+        self.durable = durable
+        self.fsync = fsync
+        self.unsafe = frozenset(unsafe)
+        self.restarts = 0
+        #: node -> (message type, downtime): crash it right after it next
+        #: sends such a message, and restart it after the downtime
+        self.crash_after: dict[str, tuple[type, float]] = {}
+        #: called at each such restart (a schedule may heal a cut there)
+        self.on_restart: Any = None
+        self.request_items: dict[tuple, bytes] = {}  # (origin, request) -> item decided
         # As the node does: everything one pump sends to a peer goes in one
         # Bundle datagram (lost, duplicated or delayed as a whole).
         self.bundle = bundle
@@ -130,7 +151,14 @@ class Sim:
 
     # -- nodes -----------------------------------------------------------
 
-    def _sequencer(self, node_id: str, genesis: list, first_seqn: int = 1) -> Sequencer:
+    def _sequencer(
+        self, node_id: str, genesis: list, first_seqn: int = 1,
+        recovered: Optional[dur.Recovered] = None, incarnation: int = 1,
+    ) -> Sequencer:
+        durable = None
+        if self.durable:
+            durable = dur.Durability(incarnation, recovered)
+            durable.unsafe = self.unsafe
         return Sequencer(
             node_id,
             genesis=genesis,
@@ -140,15 +168,23 @@ class Sim:
             retain=self.retain,
             first_seqn=first_seqn,
             now=self.clock.seconds(),
+            durable=durable,
         )
 
     def _add_node(self, node_id: str, genesis: list) -> SimNode:
         store = store_snapshot.load(self._genesis_store, hist=10_000)
         replica = Replica(store, self._sequencer(node_id, genesis), NAME, CLUSTER_ID)
         node = self.nodes[node_id] = SimNode(node_id, replica)
+        if self.durable:
+            node.disk = SimDisk(self.fsync)
+            node.requests = self._first_request(1)
         self.checker.window(node_id, node.seq)
         self._schedule(node)
         return node
+
+    def _first_request(self, incarnation: int) -> int:
+        # D6: the request ids of an incarnation (the product's rule).
+        return 0 if "D6" in self.unsafe else dur.first_request_id(incarnation)
 
     def fail(self, why: str) -> None:
         """Raise a :class:`Violation` naming the seed."""
@@ -161,10 +197,98 @@ class Sim:
     def crash(self, node_id: str) -> None:
         """Stop a node for good; its in-memory state is lost."""
         node = self.nodes[node_id]
+        if not node.alive:
+            return
         node.alive = False
         if node.call is not None and node.call.active():
             node.call.cancel()
+        if node.disk is not None:
+            for record in node.disk.crash(self.rng):
+                self._durable_vote(node, record)
+            node.unknown.update(node.pending)  # its writers saw the connection drop
         node.pending.clear()
+
+    def restart(self, node_id: str) -> None:
+        """A crashed durable node starts again under its id, from what its
+        data dir holds: the synced records (:class:`Recovered
+        <doozer.consensus.durable.Recovered>`), the snapshot at its floor,
+        and a new incarnation. Its decided log and store are not kept (they
+        are for fast restarts, not safety): it catches up from its peers."""
+        node = self.nodes[node_id]
+        disk = node.disk
+        assert disk is not None and not node.alive
+        disk.incarnation += 1
+        recovered = dur.Recovered.replay(node_id, disk.incarnation, disk.synced)
+        floor = recovered.floor
+        if floor == 0:
+            store = store_snapshot.load(self._genesis_store, hist=10_000)
+            seq = self._sequencer(node_id, self.genesis, 1, recovered, disk.incarnation)
+            replica = Replica(store, seq, NAME, CLUSTER_ID)
+        else:
+            replica = Replica.from_snapshot(
+                disk.snapshots[floor], Store(hist=10_000),
+                lambda alpha, first: self._sequencer(node_id, [], first, recovered, disk.incarnation),
+            )
+        node.replica = replica
+        node.seq = replica.sequencer
+        node.alive = True
+        node.paused_until = 0.0
+        node.requests = self._first_request(disk.incarnation)
+        self.restarts += 1
+        self.checker.window(node_id, node.seq)
+        self._mark(node)
+        if self.on_restart is not None:
+            self.on_restart(node_id)
+
+    def snapshot_and_collect(self, node_id: str) -> None:
+        """A durable node saves a snapshot of its store and raises its floor
+        there, so that the acceptor records below it may go (D7)."""
+        node = self.nodes[node_id]
+        if not node.alive or node.disk is None or node.last == 0:
+            return
+        snap = self._snapshot(node)
+        node.disk.snapshots[snap.seqn] = snap  # a file written whole first
+        node.seq.raise_floor(snap.seqn)
+        self._mark(node)
+
+    # -- durable nodes: the writer ------------------------------------------
+
+    def _write(self, node: SimNode) -> None:
+        """Hand the node's new records to its writer (group commit)."""
+        disk = node.disk
+        assert disk is not None
+        disk.append(*node.seq.take_records())
+        self._start_batch(node)
+        durable = node.seq.durable
+        assert durable is not None
+        if durable.collectable > disk.collected:
+            disk.collect(durable.collectable)
+
+    def _start_batch(self, node: SimNode) -> None:
+        disk = node.disk
+        assert disk is not None
+        latency = disk.start(self.rng)
+        if latency is not None:
+            self.clock.callLater(latency, self._on_synced, node, disk.generation)
+
+    def _on_synced(self, node: SimNode, generation: int) -> None:
+        disk = node.disk
+        assert disk is not None
+        if disk.generation != generation:
+            return  # the node crashed meanwhile: SimDisk.crash decided
+        token, records = disk.complete()
+        for record in records:
+            self._durable_vote(node, record)
+        node.seq.synced(token, self.clock.seconds())
+        self._start_batch(node)
+        self._mark(node)
+        self._flush_dirty()
+
+    def _durable_vote(self, node: SimNode, record: dur.Record) -> None:
+        """A durable accept counts as a vote (it survives any crash)."""
+        if type(record) is dur.AcceptRec:
+            members = self.checker.members.get(record.seqn)
+            self.checker.vote(node.id, record.seqn, record.ballot, digest(record.value), members)
 
     def pause(self, node_id: str, duration: float) -> None:
         """Freeze a node (like SIGSTOP): it keeps its state, handles nothing,
@@ -211,6 +335,10 @@ class Sim:
             snap, Store(hist=10_000), lambda alpha, first: self._sequencer(node_id, [], first)
         )
         node = self.nodes[node_id] = SimNode(node_id, replica)
+        if self.durable:
+            node.disk = SimDisk(self.fsync)
+            node.disk.snapshots[snap.seqn] = snap
+            node.requests = self._first_request(1)
         self.checker.window(node_id, node.seq)
         self._mark(node)
         return node
@@ -223,7 +351,10 @@ class Sim:
 
     def install(self, node: SimNode, source: SimNode) -> None:
         """Give ``node`` the snapshot of ``source``, as a node fetches one."""
-        settled = node.replica.install(self._snapshot(source))
+        snap = self._snapshot(source)
+        if node.disk is not None and snap.seqn > node.last:
+            node.disk.snapshots[snap.seqn] = snap  # on disk before its floor record
+        settled = node.replica.install(snap)
         if settled is None:
             return
         self.installs += 1
@@ -251,6 +382,9 @@ class Sim:
                 first = self.own_seqn.setdefault(item, seqn)
                 if first != seqn and item not in self.forwarded:
                     self.fail(f"{item!r} decided at {first} and at {seqn}, never forwarded")
+                key = mut.Mutation.decode(item).key
+                if self.request_items.setdefault(key, item) != item:
+                    self.fail(f"request id {key} decided for two different requests (at {seqn})")
             target = seqn + self.alpha
             checker.membership(node.id, target, node.seq.members(target))
             for outcome in outcomes:
@@ -278,9 +412,10 @@ class Sim:
             return
         now = self.clock.seconds()
         seq = node.seq
-        self.checker.observe(node.id, seq)
+        votes = node.disk is None
+        self.checker.observe(node.id, seq, votes)
         seq.tick(now)
-        self.checker.observe(node.id, seq)
+        self.checker.observe(node.id, seq, votes)
         outbox = seq.take_outbox()
         if self.bundle:
             by_dest: dict[str, list] = {}
@@ -297,6 +432,8 @@ class Sim:
             best = max(self.live(), key=lambda n: (n.last, n.id))
             if best.last > node.last:
                 self.install(node, best)
+        if node.disk is not None:
+            self._write(node)
         self._schedule(node)
 
     def _schedule(self, node: SimNode) -> None:
@@ -326,6 +463,16 @@ class Sim:
         for one in msg.messages if isinstance(msg, messages.Bundle) else (msg,):
             if type(one) is messages.Forward:
                 self.forwarded.update(one.items)
+            trigger = self.crash_after.get(src)
+            if trigger is not None and type(one) is trigger[0]:
+                del self.crash_after[src]
+                now = self.clock.seconds()
+                self.at(now, self.crash, src)
+                self.at(now + trigger[1], _restart_if_down, self, src)
+            if type(one) is messages.Accepted and self.durable:
+                # Revealed: this vote counts whatever happens to the sender.
+                members = self.checker.members.get(one.seqn)
+                self.checker.vote(src, one.seqn, one.ballot, one.digest, members)
         data = messages.pack(NAME, CLUSTER_ID, src, self.net.sent + 1, msg)
         self.net.send(src, dst, data, self.clock.seconds())
 
@@ -608,3 +755,132 @@ def _run_while(sim: Sim, condition: Any, seconds: float) -> None:
         sim.run_until(sim.clock.seconds() + 0.05)
     if condition():
         sim.fail("a scripted step did not happen in time")
+
+
+def durable_scenario(
+    seed: int, n: int, duration: float = 2.0, recover: float = 20.0,
+    unsafe: frozenset = frozenset(), bundle: bool = False,
+) -> Sim:
+    """Durable nodes (CONSENSUS.md §D) that crash and restart under their id.
+
+    Writes go on under loss, duplication, reordering and a partition or
+    none, while one to five crashes hit one node, a majority or the whole
+    cluster at once; each victim restarts 1 ms-0.5 s later from its
+    durable records only (what was not fsynced is lost; a batch being
+    written is kept or lost whole), with its incarnation bumped. fsync
+    takes a random time (group commit: what arrives meanwhile goes in the
+    next batch). Nodes now and then snapshot their store and raise their
+    floor, dropping acceptor records below it (D7); small logs (``retain``)
+    make restarted nodes install snapshots. After the faults, writes go on
+    until every live node has applied past the last acknowledged write, so
+    that instances decided before a whole-cluster crash are decided again
+    from the durable votes, and the checks compare them with the first
+    decisions: agreement on chosen values, every acknowledged write still in
+    the log at its seqn, no request in two instances, no request id for two
+    requests.
+    """
+    rng = random.Random(seed ^ 0xD15C)
+    alpha = rng.choice([2, 3, 4, 8, 50])
+    sim = Sim(
+        seed, n=n, alpha=alpha, retain=rng.choice([8, 40, 1000]), bundle=bundle,
+        durable=True, unsafe=unsafe,
+        fsync=(0.0002, rng.choice([0.001, 0.005, 0.02, 0.05])),
+    )
+    sim.net.loss = rng.choice([0.0, 0.0, 0.05, 0.2])
+    sim.net.dup = rng.choice([0.0, 0.05, 0.2])
+    sim.net.delay = (0.0002, rng.choice([0.002, 0.01, 0.05]))
+    ids = list(sim.genesis)
+    for _ in range(rng.randint(10, 40)):
+        sim.at(rng.uniform(0, duration), _write_if_alive, sim, rng.choice(ids))
+    if rng.random() < 0.3:
+        start = rng.uniform(0, duration)
+        sim.at(start, sim.partition, _random_groups(rng, ids) if n > 1 else [ids])
+        sim.at(start + rng.uniform(0.05, 1.0), sim.heal)
+    for _ in range(rng.randint(1, 5)):
+        when = rng.uniform(0, duration)
+        r = rng.random()
+        if r < 0.3:
+            victims = ids  # the whole cluster
+        elif r < 0.5:
+            victims = rng.sample(ids, n // 2 + 1)  # a majority
+        else:
+            victims = [rng.choice(ids)]
+        down = rng.choice([0.001, 0.02, 0.2, 0.5]) * rng.random()
+        for victim in victims:
+            sim.at(when, sim.crash, victim)
+            sim.at(when + down, _restart_if_down, sim, victim)
+    for _ in range(rng.randint(0, 4)):
+        sim.at(rng.uniform(0, duration), sim.snapshot_and_collect, rng.choice(ids))
+    if rng.random() < 0.3:  # a crash right after a send (what was sent must be durable)
+        kind = rng.choice([messages.Promise, messages.Accepted, messages.Accept, messages.Skip, messages.Nack])
+        sim.at(rng.uniform(0, duration), _arm, sim, rng.choice(ids), kind, rng.uniform(0.001, 0.2))
+    if rng.random() < 0.5:  # periodic snapshots, as a node with a data dir takes them
+        period = rng.uniform(0.05, 0.3)
+        for node_id in ids:
+            t = rng.uniform(0, period)
+            while t < duration:
+                sim.at(t, sim.snapshot_and_collect, node_id)
+                t += period
+    sim.run_until(duration + 0.6)
+    for node_id in ids:
+        _restart_if_down(sim, node_id)
+    sim.heal()
+    sim.net.loss = min(sim.net.loss, 0.05)
+    end = duration + recover
+    acked = max((s for node in sim.nodes.values() for s in node.acked.values()), default=0)
+    for node_id in ids:
+        sim.write(node_id)  # move the log on past everything accepted before
+    while sim.clock.seconds() < end and (
+        not sim.settled() or min(node.last for node in sim.live()) < acked
+    ):
+        sim.run_until(sim.clock.seconds() + 0.5)
+        if sim.settled() and min(node.last for node in sim.live()) < acked:
+            sim.write(rng.choice(ids))
+    low = {node.id: node.last for node in sim.live() if node.last < acked}
+    if low:
+        sim.fail(f"live nodes never applied up to the last acknowledged write at {acked}: {low}")
+    sim.check()
+    return sim
+
+
+def _arm(sim: Sim, node_id: str, kind: type, down: float) -> None:
+    sim.crash_after[node_id] = (kind, down)
+
+
+def _restart_if_down(sim: Sim, node_id: str) -> None:
+    if not sim.nodes[node_id].alive:
+        sim.restart(node_id)
+
+
+def promise_amnesia(seed: int, unsafe: frozenset = frozenset()) -> Sim:
+    """D1's counterexample as a schedule: the owner n0 proposes while its
+    messages reach nobody (one way: it still hears); the others decide
+    later instances and revoke its turn; the acceptor that sends its PROMISE
+    over the network crashes right after, and restarts 1-50 ms later, when
+    the cut heals. Without D1 it forgot the promise, and the owner's
+    retransmitted ACCEPT may reach it before the revoker's: the owner's
+    value is chosen at ballot 0 and the revoker's no-op at ballot 1."""
+    rng = random.Random(seed ^ 0xD1)
+    sim = Sim(seed, n=3, alpha=4, retain=1000, durable=True, unsafe=unsafe,
+              fsync=(0.0002, rng.choice([0.001, 0.005])))
+    sim.net.delay = (0.0002, rng.choice([0.002, 0.01, 0.03]))
+    sim.net.blocked = {("n0", "n1"), ("n0", "n2")}
+    down = rng.uniform(0.001, 0.05)
+    for node_id in ("n1", "n2"):
+        sim.crash_after[node_id] = (messages.Promise, down)
+
+    def healed(node_id: str) -> None:
+        sim.crash_after.clear()
+        sim.heal()
+
+    sim.on_restart = healed
+    sim.write("n0")
+    for i in range(6):
+        sim.at(0.01 + 0.05 * i, _write_if_alive, sim, rng.choice(["n1", "n2"]))
+    sim.run_until(3.0)
+    sim.heal()
+    end = sim.clock.seconds() + 10
+    while sim.clock.seconds() < end and not sim.settled():
+        sim.run_until(sim.clock.seconds() + 0.5)
+    sim.check()
+    return sim

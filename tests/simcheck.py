@@ -43,27 +43,36 @@ class Checker:
         self.applied_at: dict[tuple[str, int], int] = {}  # key -> seqn where it took a rev
         self.members: dict[int, tuple] = {}  # seqn -> M(s)
 
-    def observe(self, node_id: str, seq: Any) -> None:
-        """Read the acceptor state of every open instance of ``seq``."""
+    def observe(self, node_id: str, seq: Any, votes: bool = True) -> None:
+        """Read the acceptor state of every open instance of ``seq``.
+
+        :param votes: count its accepts as votes. A durable node's accepts
+            count only once they are revealed (an ACCEPTED sent) or durable
+            (their record synced): one in memory only is forgotten by a
+            crash exactly as if it never happened (:meth:`vote`).
+        """
         for inst in seq._instances.values():
             ballot = inst.accepted_ballot
             if ballot is None:
                 continue
             if inst.promised < ballot:
                 self.fail(f"{node_id} promised {inst.promised} below its accepted {ballot} at {inst.seqn}")
-            d = digest(inst.accepted_value)
-            votes = self.accepted.setdefault((inst.seqn, ballot), {})
-            old = votes.get(node_id)
-            if old is not None:
-                if old != d:
-                    self.fail(f"{node_id} accepted two values at ballot {ballot} of {inst.seqn}")
-                continue
-            if votes and d not in votes.values():
-                self.fail(f"two values accepted at ballot {ballot} of {inst.seqn}")
-            votes[node_id] = d
-            members = inst.members
-            if node_id in members and sum(1 for a in votes if a in members) >= len(members) // 2 + 1:
-                self._chose(inst.seqn, d)
+            if votes:
+                self.vote(node_id, inst.seqn, ballot, digest(inst.accepted_value), inst.members)
+
+    def vote(self, node_id: str, seqn: int, ballot: tuple, d: bytes, members: Any) -> None:
+        """``node_id`` accepted the value of digest ``d`` at ``ballot`` in ``seqn``."""
+        votes = self.accepted.setdefault((seqn, ballot), {})
+        old = votes.get(node_id)
+        if old is not None:
+            if old != d:
+                self.fail(f"{node_id} accepted two values at ballot {ballot} of {seqn}")
+            return
+        if votes and d not in votes.values():
+            self.fail(f"two values accepted at ballot {ballot} of {seqn}")
+        votes[node_id] = d
+        if members and node_id in members and sum(1 for a in votes if a in members) >= len(members) // 2 + 1:
+            self._chose(seqn, d)
 
     def _chose(self, seqn: int, d: bytes) -> None:
         known = self.chosen.setdefault(seqn, d)

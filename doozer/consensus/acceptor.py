@@ -8,8 +8,9 @@ on the sequencer's window, instances and send helpers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from doozer.consensus.durable import AcceptRec, PromiseRec
 from doozer.consensus.messages import (
     Accept,
     Accepted,
@@ -65,7 +66,10 @@ class Acceptor:
             seq._proposed_at = now  # an owner proposed: the cluster is busy
         me = seq.node_id
         if me in inst.members:
+            was = inst.accepted_ballot
             verdict = inst.accept(ballot, msg.value)
+            if verdict and was != ballot and seq.durable is not None:
+                self._record_accept(s, ballot, msg.value)
             if verdict:
                 seq._bcast(inst.members, Accepted(s, ballot, value_digest))
             elif verdict is False:
@@ -77,6 +81,15 @@ class Acceptor:
             seq._skip_upto = s + 1  # rule 6: a revoker took our unused instance
         if inst.chosen_digest == value_digest:
             seq._decide(s, msg.value)
+
+    def _record_accept(self, s: int, ballot: tuple[Any, ...], value: bytes) -> None:
+        """D2 (D3 for our own ballot 0): the accept is durable before the
+        ACCEPTED (and our own ACCEPT) produced after it leaves."""
+        durable = self.seq.durable
+        assert durable is not None
+        if "D2" in durable.unsafe and ballot != (0, self.seq.node_id):
+            return
+        durable.record(AcceptRec(s, ballot, value))
 
     def answer_decided(self, sender: str, s: int) -> None:
         """A message about a decided instance: answer with the decision, or
@@ -136,7 +149,10 @@ class Acceptor:
                     seq.catchup.beyond(sender, s)
                     beyond.append(s)
                 continue  # never promised implicitly (nor to a non-member): left out
+            was = inst.promised
             if inst.prepare(ballot):
+                if inst.promised != was and seq.durable is not None and "D1" not in seq.durable.unsafe:
+                    seq.durable.record(PromiseRec(s, ballot))  # D1: before the PROMISE
                 entries.append((s, inst.accepted_ballot, inst.accepted_value))
                 if inst.owner == me and s >= seq._cursor and s + 1 > seq._skip_upto:
                     seq._skip_upto = s + 1

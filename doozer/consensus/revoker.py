@@ -126,6 +126,11 @@ class Revoker:
     def start_prepare(self, insts: list[Instance], now: float) -> None:
         seq = self.seq
         k = 1 + max(inst.max_k for inst in insts)
+        if seq.durable is not None:
+            # D5: this incarnation's own range of k, so a restarted node
+            # never reuses a ballot it sent before (what it has seen since
+            # the restart says nothing of what it sent before).
+            k = max(k, seq.durable.ballot_floor() + 1)
         ballot = (k, seq.node_id)
         dests: set[str] = set()
         seqns = []

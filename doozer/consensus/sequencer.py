@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
 from doozer.consensus.diagnostics import debug_state
+from doozer.consensus.durable import NEVER_WAIT, Durability, Record, SkipRec
 from doozer.consensus.instance import PROPOSING, Instance
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
@@ -76,6 +77,10 @@ class Sequencer:
     :param retain_bytes: but never more than about this many bytes of
         values: the log's memory bound, whatever peers send or the rate.
     :param now: the time of creation (peers count as heard at this time).
+    :param durable: the durable mode (CONSENSUS.md §D, :mod:`durable
+        <doozer.consensus.durable>`): records to write, messages held until
+        they are synced, ballots and the owner's cursor of this
+        incarnation. None (the default) is the memory-only mode, unchanged.
     """
 
     def __init__(
@@ -94,6 +99,7 @@ class Sequencer:
         retain_seconds: float = 0.0,
         retain_bytes: int = RETAIN_BYTES,
         now: float = 0.0,
+        durable: Optional[Durability] = None,
     ) -> None:
         if alpha < 1 or first_seqn < 1:
             raise ValueError("alpha and first_seqn must be >= 1")
@@ -166,6 +172,13 @@ class Sequencer:
         self.revoker = Revoker(self)
         self.catchup = CatchUp(self)
         self._handlers = self._make_handlers()
+        self.durable = durable
+        if durable is not None:
+            self._send = self._send_durable  # type: ignore[method-assign]
+            if durable.recovered is not None:
+                # D3: every own instance up to the highest durable own
+                # accept, the SKIP horizon or the floor counts as used.
+                self._cursor = max(self._cursor, durable.recovered.used_below())
 
     # ------------------------------------------------------------------
     # public interface
@@ -330,8 +343,67 @@ class Sequencer:
 
     def install(self, floor_seqn: int, members_by_seqn: Mapping[int, Sequence[str]]) -> list[bytes]:
         """Adopt a snapshot made by applying instances up to ``floor_seqn``
-        (:meth:`CatchUp.install <doozer.consensus.catchup.CatchUp.install>`)."""
+        (:meth:`CatchUp.install <doozer.consensus.catchup.CatchUp.install>`).
+
+        In durable mode the new floor is a record (D7): the node deletes
+        acceptor records at or below it only once that record is synced
+        (``durable.collectable``), and must have the snapshot on disk first."""
+        if self.durable is not None:
+            self.durable.raise_floor(floor_seqn)
         return self.catchup.install(floor_seqn, members_by_seqn)
+
+    # -- durable mode (CONSENSUS.md §D; docs/consensus.md "Durability") --
+
+    def take_records(self) -> tuple[int, list[Record]]:
+        """Durable mode: the records to append, and the token to pass to
+        :meth:`synced` once they and every earlier one are fsynced. Drain it
+        after every call that may send (like :meth:`take_outbox`)."""
+        assert self.durable is not None, "take_records is for the durable mode"
+        return self.durable.take_records()
+
+    def synced(self, token: int, now: float) -> None:
+        """Durable mode: every record up to ``token`` is on disk. The
+        messages held for them go to the outbox (or, when addressed to this
+        node, to its own handlers: its own vote counts only now)."""
+        assert self.durable is not None, "synced is for the durable mode"
+        self._now = now
+        for dest, message in self.durable.released(token):
+            if dest == self.node_id:
+                self._local.append(message)
+            else:
+                self._outbox.append((dest, message))
+                self._last_sent[dest] = now
+        self._drain_local(now)
+
+    def raise_floor(self, floor_seqn: int) -> None:
+        """Durable mode: the node saved a snapshot of its store at
+        ``floor_seqn`` (at most :attr:`decided_seqn`) and wants to drop the
+        acceptor records at or below it (D7): it may once
+        ``durable.collectable`` reaches it."""
+        assert self.durable is not None, "raise_floor is for the durable mode"
+        self.durable.raise_floor(min(floor_seqn, self._next_out - 1))
+
+    def _send_durable(self, dest: str, message: Message) -> None:
+        """``_send`` in durable mode: a message produced while records are
+        unsynced waits for them, in order; decided values, heartbeats and
+        questions never wait. So does a message to this node itself: its
+        own PROMISE or ACCEPTED counted before its record is durable could
+        decide a value that a crash then forgets."""
+        durable = self.durable
+        assert durable is not None
+        if durable.unsynced and type(message) not in NEVER_WAIT:
+            unsafe = durable.unsafe
+            if not unsafe or not (
+                (dest == self.node_id and "own-vote" in unsafe)
+                or ("D3" in unsafe and type(message) is Accept and message.ballot[0] == 0)
+            ):
+                durable.hold(dest, message)
+                return
+        if dest == self.node_id:
+            self._local.append(message)
+        else:
+            self._outbox.append((dest, message))
+            self._last_sent[dest] = self._now
 
     def heard_lately(self, peer: str, now: float) -> bool:
         """Whether ``peer`` spoke within three PING intervals."""
@@ -459,6 +531,9 @@ class Sequencer:
         inst = self._instances.get(s)
         if inst is None and self._next_out <= s <= self._known_upto:
             inst = self._instances[s] = Instance(s, self._members[s])
+            durable = self.durable
+            if durable is not None and durable.recovered is not None:
+                durable.recovered.restore(inst)  # its acceptor state from before a restart
         return inst
 
     def _owner(self, s: int) -> Optional[str]:
@@ -513,9 +588,18 @@ class Sequencer:
             inst = self._inst(t)
             if inst is not None:
                 inst.skip()
-            self._decide(t, NOOP)
+            if self.durable is None:
+                self._decide(t, NOOP)
         self._cursor = upto
         if owned:
+            if self.durable is not None:
+                if "D4" not in self.durable.unsafe:
+                    self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
+                # We decide our range only once the horizon is durable, as
+                # everyone else does: deciding it at once let this node
+                # apply later instances past it, then forget the SKIP in a
+                # crash and propose there (5-node simulation, seed 9).
+                self._send(me, Skip(me, start, upto))
             dests = self._window_peers()
             dests.update(self._observers)
             dests.discard(me)
@@ -527,7 +611,9 @@ class Sequencer:
         while s <= self._known_upto:
             m = self._members[s]
             if m[s % len(m)] == me and s not in self._decided:
-                inst = self._instances.get(s)
+                # Durable: restore (create) it, a revoker may have prepared it
+                # before our restart.
+                inst = self._instances.get(s) if self.durable is None else self._inst(s)
                 # Rule 6: an instance a revoker prepared is passed over.
                 if inst is None or (inst.promised == (0, me) and inst.accepted_ballot is None):
                     return s
@@ -563,7 +649,15 @@ class Sequencer:
             self._cursor = s + 1
             self._proposed_at = now
             self._count("proposed")
-            self._bcast(inst.members, Accept(s, inst.ballot, value))
+            msg = Accept(s, inst.ballot, value)
+            if self.durable is None:
+                self._bcast(inst.members, msg)
+            else:
+                # D3: our own acceptor accepts first, which records it; the
+                # ACCEPT to the others is produced after that record, so it
+                # waits for its fsync.
+                self.acceptor.on_accept(me, msg, now)
+                self._bcast([m for m in inst.members if m != me], msg)
         self._blocked = ""
 
     def _take_batch(self) -> list[bytes]:

@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from doozer.consensus.durable import first_request_id
 from doozer.errors import DoozerError
 from doozer.store import Outcome, mutation
 
@@ -32,9 +33,13 @@ class Writes:
 
     log = Logger()
 
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: "Node", incarnation: int = 0) -> None:
         self._node = node
-        self._next_request = 0
+        # D6 (CONSENSUS.md): ids of an incarnation never repeat those of an
+        # earlier one, so a restarted node's new write is never taken for an
+        # old one by the de-duplication record. 0 is the memory-only mode
+        # (a restart there is a new node id).
+        self._next_request = first_request_id(incarnation)
         self._pending: dict[int, defer.Deferred[Outcome]] = {}
 
     def __len__(self) -> int:

@@ -1,0 +1,305 @@
+"""Durability (CONSENSUS.md §D): what must be on disk before which message.
+
+A node that restarts under its old id answers for every promise and vote it
+ever sent, so in durable mode the sequencer names the records that must be
+written and fsynced first, and holds every message produced while such
+records are unsynced until the node says they are safe. The sequencer stays
+sans-I/O: the node drains :meth:`Durability.take_records`, writes them with
+group commit, and calls ``Sequencer.synced(token, now)`` once they are
+fsynced; only then do the held messages reach the outbox (or, addressed to
+the node itself, its own handlers).
+
+Records (each one small msgpack-able tuple, see :func:`encode_record`):
+
+- :class:`PromiseRec` (D1): the acceptor promised ``ballot`` (``k >= 1``) in
+  ``seqn``, before the PROMISE or a NACK that carries it.
+- :class:`AcceptRec` (D2, D3): the acceptor accepted ``(ballot, value)`` in
+  ``seqn``, before its ACCEPTED; for the owner's own ballot ``(0, self)``
+  also before its ACCEPT leaves. A no-op accepted from the owner's SKIP is
+  not recorded (D4 makes every value of that instance a no-op).
+- :class:`SkipRec` (D4): the owner gave up its unused instances below
+  ``upto``, before the SKIP that says so.
+- :class:`FloorRec` (D7): acceptor records at or below ``floor`` may be
+  dropped once this record is synced (snapshot install, garbage collection).
+
+D5 needs no record: ballots ``(k, self)`` of incarnation ``i`` take ``k`` in
+``((i - 1) * BALLOT_SPAN, i * BALLOT_SPAN]`` (:meth:`Durability.ballot_floor`).
+D6 likewise: request ids of incarnation ``i`` start above
+:func:`first_request_id` ``(i)``; the incarnation itself is the node's
+identity file, bumped and fsynced before it sends anything.
+
+:class:`Recovered` is what a restart rebuilds from the synced records.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Iterable, NamedTuple, Optional, Union
+
+from doozer.consensus.instance import Instance
+from doozer.consensus.messages import Learn, Message, Ping, TooOld, Want
+
+__all__ = [
+    "AcceptRec",
+    "BALLOT_SPAN",
+    "Durability",
+    "FloorRec",
+    "PromiseRec",
+    "Record",
+    "Recovered",
+    "SkipRec",
+    "compact",
+    "decode_record",
+    "encode_record",
+    "first_request_id",
+]
+
+#: D5: the ballots ``k`` one incarnation may use (2**32 prepares each).
+BALLOT_SPAN = 2**32
+#: D6: the request ids one incarnation may use.
+REQUEST_SPAN = 2**32
+
+
+class PromiseRec(NamedTuple):
+    """D1: promised ``ballot`` (``k >= 1``) in ``seqn``."""
+
+    seqn: int
+    ballot: tuple[Any, ...]
+
+
+class AcceptRec(NamedTuple):
+    """D2/D3: accepted ``(ballot, value)`` in ``seqn``."""
+
+    seqn: int
+    ballot: tuple[Any, ...]
+    value: bytes
+
+
+class SkipRec(NamedTuple):
+    """D4: the owner's instances below ``upto`` are used or given up."""
+
+    upto: int
+
+
+class FloorRec(NamedTuple):
+    """D7: acceptor state at or below ``floor`` is gone for good."""
+
+    floor: int
+
+
+Record = Union[PromiseRec, AcceptRec, SkipRec, FloorRec]
+
+_CODES: dict[type, int] = {PromiseRec: 1, AcceptRec: 2, SkipRec: 3, FloorRec: 4}
+_TYPES = {code: cls for cls, code in _CODES.items()}
+
+#: Messages that reveal nothing an acceptor or owner must answer for later
+#: (decided values, heartbeats, questions): they never wait for an fsync.
+NEVER_WAIT: frozenset[type] = frozenset((Ping, Want, Learn, TooOld))
+
+
+def encode_record(record: Record) -> tuple[Any, ...]:
+    """A record as a plain tuple (code first) for msgpack."""
+    return (_CODES[type(record)], *record)
+
+
+def decode_record(data: Iterable[Any]) -> Record:
+    """Inverse of :func:`encode_record` (msgpack gives lists or tuples)."""
+    code, *fields = data
+    cls = _TYPES[code]
+    if cls in (PromiseRec, AcceptRec):
+        fields[1] = tuple(fields[1])
+    return cls(*fields)  # type: ignore[no-any-return]
+
+
+def first_request_id(incarnation: int) -> int:
+    """D6: request ids of ``incarnation`` are above this (incarnation 0, the
+    memory-only mode, starts at 0 as before). A restarted node never reuses an
+    id of an earlier incarnation, so the de-duplication record never takes a
+    new request for an old one (and answers its writer with the old outcome)."""
+    return incarnation * REQUEST_SPAN
+
+
+class Recovered:
+    """The durable consensus state a restart rebuilds from synced records.
+
+    :param node_id: this node's id (its own accepts are those at ``(0, id)``).
+    :param incarnation: the new incarnation (already bumped on disk).
+    """
+
+    def __init__(self, node_id: str, incarnation: int) -> None:
+        self.node_id = node_id
+        self.incarnation = incarnation
+        self.floor = 0
+        self.skip_horizon = 0
+        self.own_accepted_upto = 0
+        #: seqn -> [promised or None, accepted ballot or None, accepted value]
+        self.acceptors: dict[int, list[Any]] = {}
+
+    @classmethod
+    def replay(cls, node_id: str, incarnation: int, records: Iterable[Record]) -> "Recovered":
+        """Fold ``records`` (in the order they were written) into one state."""
+        out = cls(node_id, incarnation)
+        for record in records:
+            out.add(record)
+        return out
+
+    def add(self, record: Record) -> None:
+        """Fold one record in (idempotent, order-insensitive but for values:
+        a higher accepted ballot replaces a lower one)."""
+        t = type(record)
+        if t is FloorRec:
+            floor = record.floor  # type: ignore[union-attr]
+            if floor > self.floor:
+                self.floor = floor
+                self.acceptors = {s: a for s, a in self.acceptors.items() if s > floor}
+            return
+        if t is SkipRec:
+            self.skip_horizon = max(self.skip_horizon, record.upto)  # type: ignore[union-attr]
+            return
+        s = record.seqn  # type: ignore[union-attr]
+        if s <= self.floor:
+            return
+        ballot = record.ballot  # type: ignore[union-attr]
+        entry = self.acceptors.setdefault(s, [None, None, None])
+        if entry[0] is None or ballot > entry[0]:
+            entry[0] = ballot
+        if t is AcceptRec and (entry[1] is None or ballot > entry[1]):
+            entry[1] = ballot
+            entry[2] = record.value  # type: ignore[union-attr]
+            if ballot == (0, self.node_id) and s > self.own_accepted_upto:
+                self.own_accepted_upto = s
+
+    def used_below(self) -> int:
+        """D3: the owner's own instances below this count as used: up to the
+        highest with a durable own accept, its SKIP horizon, its floor."""
+        return max(self.own_accepted_upto + 1, self.skip_horizon, self.floor + 1)
+
+    def restore(self, inst: Instance) -> None:
+        """Give a new instance of the window its durable acceptor state."""
+        entry = self.acceptors.pop(inst.seqn, None)
+        if entry is None:
+            return
+        promised, accepted, value = entry
+        if promised is not None and promised > inst.promised:
+            inst.promised = promised
+        if accepted is not None:
+            inst.accepted_ballot = accepted
+            inst.accepted_value = value
+            inst.note_value(value)
+        inst.max_k = max(inst.max_k, inst.promised[0])
+
+    def forget_upto(self, floor: int) -> None:
+        """Acceptor state at or below ``floor`` is never needed (an install)."""
+        if floor > self.floor:
+            self.floor = floor
+            self.acceptors = {s: a for s, a in self.acceptors.items() if s > floor}
+
+
+def compact(records: Iterable[Record], floor: int) -> list[Record]:
+    """The records a node must keep once a floor of ``floor`` is synced (D7):
+    everything but acceptor records at or below it, and one skip horizon."""
+    kept: list[Record] = []
+    horizon = 0
+    top_floor = 0  # only a floor that was written: never invent one here
+    for record in records:
+        t = type(record)
+        if t is SkipRec:
+            horizon = max(horizon, record.upto)  # type: ignore[union-attr]
+        elif t is FloorRec:
+            top_floor = max(top_floor, record.floor)  # type: ignore[union-attr]
+        elif record.seqn > floor:  # type: ignore[union-attr]
+            kept.append(record)
+    if horizon:
+        kept.append(SkipRec(horizon))
+    if top_floor:
+        kept.append(FloorRec(top_floor))
+    return kept
+
+
+class Durability:
+    """The durable mode of one sequencer: records out, held messages, tokens.
+
+    Tokens count records: ``take_records`` returns the token of the last
+    record it gives, and ``released(token)`` frees every message produced
+    while records up to that token were unsynced, in the order they were
+    produced. A message is tagged with the newest record's token when it is
+    produced: it may reveal any record of its turn or an earlier one (a
+    retransmitted ACCEPTED reveals an accept of an earlier turn), and order
+    is kept because tags only grow.
+
+    :param incarnation: this process's incarnation (D5, D6), >= 1.
+    :param recovered: the state rebuilt at a restart, or None for a new node.
+    """
+
+    def __init__(self, incarnation: int = 1, recovered: Optional[Recovered] = None) -> None:
+        if incarnation < 1:
+            raise ValueError("a durable node's incarnation is >= 1")
+        self.incarnation = incarnation
+        self.recovered = recovered
+        self._records: list[Record] = []
+        self._emitted = 0  # token of the newest record
+        self._synced = 0  # token up to which everything is durable
+        self.held: deque[tuple[int, str, Message]] = deque()
+        self.floor = 0 if recovered is None else recovered.floor
+        #: the floor whose record is synced: acceptor records at or below it
+        #: may be deleted (D7)
+        self.collectable = self.floor
+        self._floors: deque[tuple[int, int]] = deque()  # (token, floor) not yet synced
+        #: Test-only: names of §D rules to break ("D1" ... "D7", "own-vote"),
+        #: so the simulation can show it catches each one dropped.
+        self.unsafe: frozenset[str] = frozenset()
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether records exist that are not yet durable."""
+        return self._emitted > self._synced
+
+    def record(self, record: Record) -> None:
+        """A record that must be durable before what is produced next leaves."""
+        self._records.append(record)
+        self._emitted += 1
+
+    def take_records(self) -> tuple[int, list[Record]]:
+        """The records to write, and the token to call ``synced`` with once
+        they (and all earlier ones) are fsynced."""
+        out, self._records = self._records, []
+        return self._emitted, out
+
+    def hold(self, dest: str, message: Message) -> None:
+        self.held.append((self._emitted, dest, message))
+
+    def released(self, token: int) -> list[tuple[str, Message]]:
+        """Records up to ``token`` are durable: the messages that may go now."""
+        if token > self._emitted:
+            raise ValueError(f"token {token} was never given out")
+        if token <= self._synced:
+            return []
+        self._synced = token
+        floors = self._floors
+        while floors and floors[0][0] <= token:
+            self.collectable = max(self.collectable, floors.popleft()[1])
+        held = self.held
+        out = []
+        while held and held[0][0] <= token:
+            _, dest, message = held.popleft()
+            out.append((dest, message))
+        return out
+
+    def raise_floor(self, floor: int) -> None:
+        """D7: acceptor state at or below ``floor`` will be dropped."""
+        if floor <= self.floor:
+            return
+        self.floor = floor
+        if self.recovered is not None:
+            self.recovered.forget_upto(floor)
+        if "D7" in self.unsafe:
+            self.collectable = floor  # records dropped, the floor never written
+            return
+        self.record(FloorRec(floor))
+        self._floors.append((self._emitted, floor))
+
+    def ballot_floor(self) -> int:
+        """D5: the lowest ``k - 1`` this incarnation may use in ``(k, self)``."""
+        if "D5" in self.unsafe:
+            return 0
+        return (self.incarnation - 1) * BALLOT_SPAN
