@@ -137,7 +137,10 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.watches + 100:
         raise SystemExit(f"raise the open-files limit (ulimit -n) above {args.watches + 100}")
-    with procs.doozer_node() as (port, proc):
+    # Every watch comes from 127.0.0.1, over the default --max-conns-per-ip
+    # (1,000): allow them all, as an operator of such a node would.
+    conns = str(args.watches + 100)
+    with procs.doozer_node("--max-conns", conns, "--max-conns-per-ip", conns) as (port, proc):
         asyncio.run(run(port, proc.pid, args.watches))
 
 
