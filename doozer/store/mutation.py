@@ -134,8 +134,3 @@ def set_(
 def delete(origin: str, request: int, path: str, rev: int = CLOBBER, *, until: int) -> Mutation:
     """A DEL of ``path`` under precondition ``rev``, decided by ``until``."""
     return Mutation(DEL, origin, request, path, b"", rev, until=until)
-
-
-def nop(origin: str, request: int, *, until: int) -> Mutation:
-    """A no-op that still takes a rev (SPEC's ``POST /v1/nop``)."""
-    return Mutation(NOP, origin, request, until=until)

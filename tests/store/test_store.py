@@ -33,7 +33,7 @@ def D(path: str, rev: int = -1, until: int = FAR) -> bytes:
 
 def N(until: int = FAR) -> bytes:
     """An encoded NOP with a fresh key."""
-    return mut.nop("t", next(_requests), until=until).encode()
+    return mut.Mutation(mut.NOP, "t", next(_requests), until=until).encode()
 
 
 def code(outcome: Outcome) -> str | None:
@@ -552,7 +552,7 @@ def encode(spec: tuple, request: int) -> bytes:
         return mut.set_("p", request, spec[1], spec[2], spec[3], until=FAR).encode()
     if spec[0] == "del":
         return mut.delete("p", request, spec[1], spec[2], until=FAR).encode()
-    return mut.nop("p", request, until=FAR).encode()
+    return mut.Mutation(mut.NOP, "p", request, until=FAR).encode()
 
 
 def view(store: Store, rev: int) -> dict:
