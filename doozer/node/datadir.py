@@ -278,9 +278,9 @@ class DataDir:
         self.collected = floor
         self._live = compact(self._live, floor)
         log = self._log
-        if log.current <= log.first:
-            return  # one segment: nothing to delete yet (records stay until it rotates)
-        kept = list(self._live)
+        # With one segment nothing is rewritten (its records stay until it
+        # rotates); the snapshots below the floor go in any case.
+        kept = list(self._live) if log.current > log.first else []
         payloads: list[bytes] = []
         chunk: list[Record] = []
         size = 0

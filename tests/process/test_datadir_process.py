@@ -1,0 +1,139 @@
+"""``--data-dir`` with real processes (SPEC §8, issue 18): kill -9 and restart.
+
+Each node runs in its own work dir with ``--data-dir data`` (relative to
+it), so a restart with the same arguments finds its own dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Any
+
+import pytest
+
+from procutil import TWISTD, NodeProcess
+from process.test_cluster_process import (
+    Cluster,
+    get_value,
+    node_id,
+    put,
+    rev,
+    same_store,
+    slots,
+    tree,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cluster(tmp_path: Any) -> Any:
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def kill9(node: NodeProcess) -> None:
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait(10)
+    node.log.close()
+
+
+def test_a_killed_member_restarts_under_its_id_and_slot(cluster: Any) -> None:
+    """kill -9 one member of three; restarted with the same arguments it is
+    the same node (id, slot, no new claim), catches up, votes, and its new
+    writes are not taken for the ones it made before (request ids carry the
+    incarnation, CONSENSUS D6)."""
+    # --timeout 30: the slot must not be emptied while the node is down.
+    a, b, c = nodes = cluster.start(3, "--data-dir", "data", "--timeout", "30")
+    assert os.path.exists(os.path.join(b.workdir, "data", "identity"))
+    before_slots = slots(a)
+    b_id = node_id(b)
+    assert put(b, "/same", b"old")[0] == 200
+    for i in range(20):
+        assert put(nodes[i % 3], f"/before/{i}", str(i).encode())[0] == 200
+
+    kill9(b)
+    for i in range(20):  # the other two go on
+        assert put(a, f"/while-down/{i}", b"x", timeout=10)[0] == 200
+    log_before = len(b.read_log())
+
+    b.start(wait=True)
+    restart_log = lambda: b.read_log()[log_before:]  # noqa: E731
+    wait_for("the restarted node to vote", b.votes, 30)
+    assert node_id(b) == b_id
+    assert slots(a) == before_slots
+    assert "restarts in cluster 'local' (incarnation 2)" in restart_log()
+    assert "claiming free CAL slot" not in restart_log()
+    assert "started cluster" not in restart_log()
+    wait_for("the restarted node to catch up", lambda: get_value(b, "/while-down/19") == "x", 30)
+
+    # A new write from the restarted node is applied (not answered as a
+    # duplicate of its first-incarnation write of the same path).
+    old_rev = tree(a, rev(a))["/same"][0]
+    status, body = put(b, "/same", b"new")
+    assert status == 200, body
+    for n in nodes:
+        wait_for(f"/same=new on {n.addr}", lambda: get_value(n, "/same") == "new", 10)
+    assert tree(a, rev(a))["/same"][0] > old_rev
+    # It votes: with the third member down, a and b decide alone.
+    kill9(c)
+    assert put(a, "/with-b-voting", b"y", timeout=10)[0] == 200
+    assert put(b, "/with-b-voting-2", b"y", timeout=10)[0] == 200
+    same_store([a, b])
+
+
+def test_the_whole_cluster_killed_keeps_every_acknowledged_write(cluster: Any) -> None:
+    """kill -9 all three at once, restart them: every acknowledged write is
+    there at its rev on every node, and revs go on upwards. Snapshots every
+    100 instances, so the restart goes through snapshots on disk and a log
+    cut behind them."""
+    args = ("--data-dir", "data", "--timeout", "30", "--snapshot-every", "100",
+            "--unsafe-no-fsync")
+    nodes = cluster.start(3, *args)
+    acked: dict[str, int] = {}
+    for i in range(1000):
+        path = f"/w/{i}"
+        status, body = put(nodes[i % 3], path, str(i).encode(), timeout=10)
+        assert status == 200, body
+        acked[path] = int(body["rev"])
+    top = max(acked.values())
+    for n in nodes:
+        snapshots = [f for f in os.listdir(os.path.join(n.workdir, "data")) if f.startswith("snapshot-")]
+        # one every 100 instances, the older ones deleted once the floor is on disk
+        assert 1 <= len(snapshots) <= 3, snapshots
+    for n in nodes:
+        kill9(n)
+    for n in nodes:
+        n.start(wait=False)
+    for n in nodes:
+        n.wait_up()
+    wait_for("a write after the restart", lambda: put(nodes[0], "/after", b"z", timeout=5)[0] == 200, 60)
+    for n in nodes:
+        wait_for(f"{n.addr} past rev {top}", lambda: rev(n) > top, 30)
+        files = tree(n, rev(n))
+        missing = {p: r for p, r in acked.items() if files.get(p, (None,))[0] != r}
+        assert not missing, f"{n.addr}: {len(missing)} acknowledged writes lost or moved"
+        assert "restarts in cluster" in n.read_log()
+    assert put(nodes[1], "/after2", b"z")[1]["rev"] > top
+    same_store(nodes)
+
+
+def test_a_data_dir_of_another_cluster_refuses_to_start(tmp_path: Any) -> None:
+    """One clear line, and the process ends (SPEC §8)."""
+    first = NodeProcess(str(tmp_path / "n"), "--data-dir", "data")
+    first.start()
+    assert put(first, "/x", b"1")[0] == 200
+    kill9(first)
+    out = subprocess.run(
+        [*TWISTD, "-n", "--pidfile=", "doozer", "--listen", first.addr, "--web", "false",
+         "--data-dir", "data", "--cluster", "other"],
+        cwd=first.workdir, env=first.env, capture_output=True, timeout=60,
+    )
+    assert out.returncode != 0
+    text = (out.stdout + out.stderr).decode()
+    assert "is not this node's" in text and "wipe the data dir" in text, text
