@@ -225,7 +225,9 @@ class DataDir:
 
     def _start_writer(self) -> None:
         assert self._log is not None and self._runner is not None
-        self.writer = Writer(self._log, self._runner, self._reactor, on_failure=self._failed)
+        # (SegmentedLog's path is a property; the Sink protocol only reads it)
+        self.writer = Writer(self._log, self._runner, self._reactor,  # type: ignore[arg-type]
+                             on_failure=self._failed)
         self.writer.start()
 
     def _failed(self, error: StorageFailed) -> None:
@@ -267,7 +269,10 @@ class DataDir:
             self.snapshotting = False
             return result
 
-        return self.writer.call(lambda: write_snapshot(directory, snap, fsync) and None).addBoth(done)
+        def work() -> None:
+            write_snapshot(directory, snap, fsync)
+
+        return self.writer.call(work).addBoth(done)
 
     def collect(self, floor: int) -> None:
         """The floor record of ``floor`` is synced (``durable.collectable``):

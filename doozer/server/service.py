@@ -262,7 +262,7 @@ class NodeService(Service):
         if self.node is not None:
             self.node.stop()
         ports, self.ports = self.ports, []
-        stopping = [defer.maybeDeferred(p.stopListening) for p in ports]
+        stopping: list[defer.Deferred[Any]] = [defer.maybeDeferred(p.stopListening) for p in ports]
         if self.data is not None:
             stopping.append(self.data.stop())
         return defer.gatherResults(stopping)
