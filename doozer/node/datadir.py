@@ -146,6 +146,8 @@ class DataDir:
         self.collected = 0  # the floor up to which records were compacted away
         self.snapshot_seqn = 0  # the newest snapshot on disk
         self.snapshotting = False
+        #: the CAL of the newest snapshot on disk (None: not known yet)
+        self.snapshot_cal: Optional[list[str]] = None
         self.on_failure: Callable[[StorageFailed], None] = lambda error: None
         self._runner: Optional[Runner] = None
         self._reactor: Any = None

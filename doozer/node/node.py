@@ -240,6 +240,7 @@ class Node:
             self.data.attach(self.cluster_id, self.id, Snapshot(
                 cluster=self.cluster, cluster_id=self.cluster_id, alpha=self.alpha, seqn=0,
                 members=members, store=store_snapshot.dump(self.store)))
+            self.data.snapshot_cal = self.store.cal()
         sequencer = self._new_sequencer([self.id], self.alpha, 1)
         self.replica = Replica(self.store, sequencer, self.cluster, self.cluster_id)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
@@ -294,6 +295,8 @@ class Node:
                 return False
             settled = given_up
         self.writes.settle_from_store(settled)
+        if self.data is not None:
+            self.data.snapshot_cal = self.store.cal()
         self.log.info(
             "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
             id=self.id,
@@ -322,6 +325,7 @@ class Node:
         self.cluster_id = snap.cluster_id
         self.alpha = snap.alpha
         self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+        data.snapshot_cal = self.store.cal()
         self.log.info(
             "doozer node {id} restarts in cluster {cluster!r} (incarnation {inc}) from its data "
             "dir at rev {rev} (seqn {seqn}); catching up from its peers",
@@ -678,9 +682,12 @@ class Node:
         assert durable is not None
         if durable.collectable > data.collected:
             data.collect(durable.collectable)
-        if (
-            not data.snapshotting
-            and self.applied_seqn - data.snapshot_seqn >= self.snapshot_every
+        if not data.snapshotting and self.applied_seqn > data.snapshot_seqn and (
+            self.applied_seqn - data.snapshot_seqn >= self.snapshot_every
+            # A CAL change is saved at once: a node restarted from a
+            # snapshot that lacks its peers (the genesis one, or one from
+            # before its own claim) knows no member to copy state from.
+            or self.store.cal() != data.snapshot_cal
         ):
             self._save_snapshot()
 
@@ -701,9 +708,12 @@ class Node:
             return
         if snap.seqn <= data.snapshot_seqn:
             return
+        cal = self.store.cal()
 
         def saved(_: object) -> None:
-            data.snapshot_seqn = max(data.snapshot_seqn, snap.seqn)
+            if snap.seqn > data.snapshot_seqn:
+                data.snapshot_seqn = snap.seqn
+                data.snapshot_cal = cal
             if self.failed is None and self.replica is not None:
                 self.replica.sequencer.raise_floor(snap.seqn)
                 self.schedule_pump()
