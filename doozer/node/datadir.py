@@ -41,6 +41,10 @@ __all__ = ["DataDir", "SNAPSHOT_EVERY"]
 
 #: Instances applied between two snapshots written to the data dir.
 SNAPSHOT_EVERY = 10_000
+#: Bytes of records appended after which a snapshot is written anyway: the
+#: records since the last compaction are also held in memory (to rewrite
+#: what must be kept), so this bounds that memory whatever the values' size.
+SNAPSHOT_BYTES = 32 << 20
 
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d{16})$")
 #: Bytes of a snapshot in one record of its file (records hold up to 1 MiB).
@@ -146,6 +150,8 @@ class DataDir:
         self.collected = 0  # the floor up to which records were compacted away
         self.snapshot_seqn = 0  # the newest snapshot on disk
         self.snapshotting = False
+        #: bytes of records appended since the newest snapshot was started
+        self.appended = 0
         #: the CAL of the newest snapshot on disk (None: not known yet)
         self.snapshot_cal: Optional[list[str]] = None
         self.on_failure: Callable[[StorageFailed], None] = lambda error: None
@@ -253,7 +259,9 @@ class DataDir:
         """Write the records of one pump; fires once they are fsynced."""
         assert self.writer is not None
         self._live.extend(recs)
-        return self.writer.append(encode_records(recs))
+        payload = encode_records(recs)
+        self.appended += len(payload)
+        return self.writer.append(payload)
 
     def save_snapshot_now(self, snap: Snapshot) -> None:
         """Write ``snap`` at once (blocking): a snapshot installed from a peer
@@ -266,6 +274,7 @@ class DataDir:
         assert self.writer is not None
         directory, fsync = self.directory, self.fsync
         self.snapshotting = True
+        self.appended = 0
 
         def done(result: Any) -> Any:
             self.snapshotting = False

@@ -34,6 +34,7 @@ from doozer.errors import DoozerError, too_large
 from doozer.node.info import ClusterInfo
 from doozer.node.membership import Membership
 from doozer.store.path import validate_path
+from doozer.node.datadir import SNAPSHOT_BYTES
 from doozer.node.replica import Replica
 from doozer.node.snapshot import Snapshot
 from doozer.node.writes import Writes
@@ -684,6 +685,7 @@ class Node:
             data.collect(durable.collectable)
         if not data.snapshotting and self.applied_seqn > data.snapshot_seqn and (
             self.applied_seqn - data.snapshot_seqn >= self.snapshot_every
+            or data.appended >= SNAPSHOT_BYTES
             # A CAL change is saved at once: a node restarted from a
             # snapshot that lacks its peers (the genesis one, or one from
             # before its own claim) knows no member to copy state from.

@@ -191,3 +191,24 @@ def test_records_are_what_the_sequencer_names(tmp_path: Any) -> None:
     node.set("/x", b"1")
     settle(clock)
     assert any(type(r) is AcceptRec and r.ballot == (0, "NODEA") for r in node.data._live)
+
+
+def test_a_snapshot_is_written_after_enough_bytes_of_records(tmp_path: Any, monkeypatch: Any) -> None:
+    """The records since the last compaction are held in memory: a byte
+    bound on them triggers a snapshot even when few instances passed."""
+    import doozer.node.node as node_module
+
+    monkeypatch.setattr(node_module, "SNAPSHOT_BYTES", 4000)
+    clock = Clock()
+    data = DataDir(str(tmp_path), "local", fsync=False)
+    data.open()
+    data.start(clock, SynchronousRunner())
+    node = build_node(Config(pulse=0, snapshot_every=1_000_000), clock, "NODEA",
+                      rng=random.Random(1), data=data)
+    node.start_genesis()
+    settle(clock)
+    first = data.snapshot_seqn
+    for i in range(10):
+        node.set(f"/big{i}", b"y" * 1000)
+        settle(clock, rounds=3)
+    assert data.snapshot_seqn > first and data.appended < 4000 + 2000
