@@ -95,21 +95,28 @@ def test_a_killed_member_restarts_under_its_id_and_slot(cluster: Any) -> None:
     same_store([a, b])
 
 
-def test_the_whole_cluster_killed_keeps_every_acknowledged_write(cluster: Any) -> None:
+@pytest.mark.parametrize("fsync,writes", [(False, 1000), (True, 300)], ids=["no-fsync", "fsync"])
+def test_the_whole_cluster_killed_keeps_every_acknowledged_write(
+    cluster: Any, fsync: bool, writes: int
+) -> None:
     """kill -9 all three at once, restart them: every acknowledged write is
     there at its rev on every node, and revs go on upwards. Snapshots every
     100 instances, so the restart goes through snapshots on disk and a log
     cut behind them."""
     args = ("--data-dir", "data", "--timeout", "30", "--snapshot-every", "100",
-            "--unsafe-no-fsync")
+            *(() if fsync else ("--unsafe-no-fsync",)))
     nodes = cluster.start(3, *args)
     acked: dict[str, int] = {}
-    for i in range(1000):
+    for i in range(writes):
         path = f"/w/{i}"
         status, body = put(nodes[i % 3], path, str(i).encode(), timeout=10)
         assert status == 200, body
         acked[path] = int(body["rev"])
     top = max(acked.values())
+    # A watcher of /w/ saw everything up to `top`; its next is top + 1.
+    status, body = nodes[0].request("GET", f"/v1/watch?glob=/w/*&rev={top}&timeout=5")
+    assert status == 200 and body["events"][0]["rev"] == top, body
+    watch_next = body["next"]
     for n in nodes:
         snapshots = [f for f in os.listdir(os.path.join(n.workdir, "data")) if f.startswith("snapshot-")]
         # one every 100 instances, the older ones deleted once the floor is on disk
@@ -131,6 +138,14 @@ def test_the_whole_cluster_killed_keeps_every_acknowledged_write(cluster: Any) -
             + ", ".join(f"{p} acked at {r}, found {files.get(p)}" for p, r in list(missing.items())[:5]))
         assert "restarts in cluster" in n.read_log()
     assert put(nodes[1], "/after2", b"z")[1]["rev"] > top
+    # It resumes from its next on any node: no TOO_LATE, no event missed.
+    status, body = put(nodes[2], "/w/after-restart", b"n")
+    assert status == 200
+    new_rev = body["rev"]
+    for n in nodes:
+        status, body = n.request("GET", f"/v1/watch?glob=/w/*&rev={watch_next}&timeout=10")
+        assert status == 200, body
+        assert [e["rev"] for e in body["events"]][:1] == [new_rev], body
     same_store(nodes)
 
 
