@@ -58,6 +58,16 @@ def open_data_dir(config: Config) -> Optional[DataDir]:
     return data
 
 
+def _exit_failed() -> None:
+    """End the process with status 1 once the reactor has shut down."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    os._exit(1)
+
+
 def new_node_id() -> str:
     """A fresh id: a restarted process never reuses one (CONSENSUS.md)."""
     return base64.b32encode(os.urandom(10)).decode("ascii")
@@ -226,6 +236,11 @@ class NodeService(Service):
         """The node stopped after a bug: end the process (a supervisor
         restarts it, as a new node that copies the cluster's state)."""
         self.log.critical("stopping the process: {why}", why=why)
+        if why.startswith("storage failed"):
+            # Exit with status 1, so that a supervisor sees a failure (and,
+            # once space is freed, a restart picks up from the data dir).
+            # twistd itself has no exit status of its own to give.
+            self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
         if self.reactor.running:
             self.reactor.stop()
 

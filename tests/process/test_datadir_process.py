@@ -183,3 +183,53 @@ def test_two_of_three_restarted_back_to_back_keep_the_cluster(cluster: Any) -> N
     wait_for("every node to hold every write",
              lambda: all(get_value(n, "/after/2") == "w" for n in nodes), 20)
     same_store(nodes)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Any) -> Any:
+    """A 1 MiB tmpfs (needs root and mount; skipped otherwise), unmounted after."""
+    where = tmp_path / "fs"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {done.stderr.decode().strip()}")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_node_and_a_restart_loses_nothing(tmp_path: Any, small_fs: Any) -> None:
+    """SPEC §8: ENOSPC stops the node (no more acknowledged writes) and the
+    process exits with status 1 and a clear line; after space is freed a
+    restart has every acknowledged write."""
+    node = NodeProcess(str(tmp_path / "n"), "--data-dir", str(small_fs / "data"),
+                       "--max-value", "60000", "--write-timeout", "3")
+    node.start()
+    acked: dict[str, int] = {}
+    value = os.urandom(20000).hex()[:30000].encode()
+    for i in range(200):  # 200 x 30 kB: well past 1 MiB
+        try:
+            status, body = put(node, f"/f/{i}", value, timeout=5)
+        except OSError:
+            break
+        if status != 200:
+            break
+        acked[f"/f/{i}"] = body["rev"]
+    assert node.proc is not None
+    assert node.proc.wait(30) == 1
+    text = node.read_log()
+    assert "storage failed" in text and "No space left on device" in text, text[-2000:]
+    assert "free space or fix the disk" in text
+    assert 5 < len(acked) < 200
+    node.log.close()
+    # free space: a bigger file system, same files
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_fs)], check=True)
+    node.start()
+    # A write first: its rev is above every acknowledged one, so the
+    # instances recovered from the log are decided (again) by then.
+    status, body = put(node, "/after", b"ok")
+    assert status == 200 and body["rev"] > max(acked.values()), body
+    files = all_files(node, rev(node))
+    lost = {p: r for p, r in acked.items() if files.get(p, (None,))[0] != r}
+    assert not lost, f"{len(lost)} acknowledged writes lost"
+    assert "restarts in cluster" in node.read_log()
