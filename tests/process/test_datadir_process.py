@@ -204,6 +204,13 @@ def test_a_full_disk_stops_the_node_and_a_restart_loses_nothing(tmp_path: Any, s
     restart has every acknowledged write."""
     node = NodeProcess(str(tmp_path / "n"), "--data-dir", str(small_fs / "data"),
                        "--max-value", "60000", "--write-timeout", "3")
+    try:
+        fill_then_restart(node, small_fs)
+    finally:
+        node.stop()
+
+
+def fill_then_restart(node: NodeProcess, small_fs: Any) -> None:
     node.start()
     acked: dict[str, int] = {}
     value = os.urandom(20000).hex()[:30000].encode()
