@@ -179,6 +179,15 @@ class Sequencer:
                 # D3: every own instance up to the highest durable own
                 # accept, the SKIP horizon or the floor counts as used.
                 self._cursor = max(self._cursor, durable.recovered.used_below())
+                if durable.recovered.acceptors:
+                    # Instances with durable acceptor state were proposed
+                    # before the restart, and nobody may be proposing them
+                    # now (a one-member cluster, or a whole cluster
+                    # restarted): wait on them, and revoke them if need be,
+                    # as if a later instance had been seen proposed.
+                    # Otherwise they stay open until the next new write.
+                    top = max(durable.recovered.acceptors) + 1
+                    self._frontier = max(self._frontier, top)
 
     # ------------------------------------------------------------------
     # public interface

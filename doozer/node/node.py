@@ -29,18 +29,23 @@ from doozer.store import backup as store_backup
 from doozer.node.admission import Admission
 from doozer.store.cal import client_may_write, slot_of_path
 from doozer.consensus.messages import Bundle, Forward, Message
+from doozer.consensus.durable import Durability, Recovered
 from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError, too_large
 from doozer.node.info import ClusterInfo
 from doozer.node.membership import Membership
 from doozer.store.path import validate_path
+from doozer.node.datadir import SNAPSHOT_BYTES
 from doozer.node.replica import Replica
 from doozer.node.snapshot import Snapshot
 from doozer.node.writes import Writes
 from doozer.store import Event, Outcome, Store
+from doozer.store import snapshot as store_snapshot
 
 if TYPE_CHECKING:  # build_node reads the server's options; typing only
+    from doozer.node.datadir import DataDir
     from doozer.server.config import Config
+    from doozer.storage.errors import StorageFailed
 
 #: Seconds a write may wait for its decision before it answers UNAVAILABLE.
 WRITE_TIMEOUT = 10.0
@@ -115,6 +120,8 @@ class Node:
         retain_seconds: float = RETAIN_SECONDS,
         admission: Optional[Admission] = None,
         send: Optional[Send] = None,
+        data: Optional["DataDir"] = None,
+        snapshot_every: int = 10_000,
     ) -> None:
         self.id = node_id
         self.addr = addr
@@ -164,8 +171,15 @@ class Node:
         #: the collaborators: the CAL side of the node, and what it says of
         #: itself and its cluster
         self.membership = Membership(self)
-        #: the writes proposed here and not answered yet
-        self.writes = Writes(self)
+        #: the data dir (--data-dir), or None: memory only
+        self.data = data
+        #: instances applied between two snapshots written to the data dir
+        self.snapshot_every = snapshot_every
+        if data is not None:
+            data.on_failure = self.storage_failed
+        #: the writes proposed here and not answered yet (D6: request ids of
+        #: this incarnation; 0 in memory-only mode)
+        self.writes = Writes(self, data.incarnation if data is not None else 0)
         self.info = ClusterInfo(self)
 
     @property
@@ -188,7 +202,12 @@ class Node:
         """The last consensus instance applied to the store."""
         return self.store.seqn
 
-    def _new_sequencer(self, genesis: list[str], alpha: int, first_seqn: int) -> Sequencer:
+    def _new_sequencer(
+        self, genesis: list[str], alpha: int, first_seqn: int, recovered: Optional[Recovered] = None
+    ) -> Sequencer:
+        durable = None
+        if self.data is not None:
+            durable = Durability(self.data.incarnation, recovered)
         return Sequencer(
             self.id,
             genesis=genesis,
@@ -198,6 +217,7 @@ class Node:
             first_seqn=first_seqn,
             retain_seconds=self.retain_seconds,
             now=self.clock.seconds(),
+            durable=durable,
         )
 
     # ------------------------------------------------------------------
@@ -214,6 +234,15 @@ class Node:
         :param cluster_id: the new cluster's id (random when not given).
         """
         self.cluster_id = cluster_id or _random_id(self.rng)
+        if self.data is not None:
+            # The identity and the state it starts from (instance 0: the
+            # empty store, this node the only member) are on disk before
+            # the sequencer exists.
+            members = {s: [self.id] for s in range(1, self.alpha + 1)}
+            self.data.attach(self.cluster_id, self.id, Snapshot(
+                cluster=self.cluster, cluster_id=self.cluster_id, alpha=self.alpha, seqn=0,
+                members=members, store=store_snapshot.dump(self.store)))
+            self.data.snapshot_cal = self.store.cal()
         sequencer = self._new_sequencer([self.id], self.alpha, 1)
         self.replica = Replica(self.store, sequencer, self.cluster, self.cluster_id)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
@@ -243,6 +272,15 @@ class Node:
             raise ValueError(f"snapshot of cluster {snap.cluster!r}, not {self.cluster!r}")
         if self.failed is not None:
             return False
+        if self.cluster_id is not None and snap.cluster_id != self.cluster_id:
+            raise ValueError(f"snapshot of cluster id {snap.cluster_id}, not {self.cluster_id}")
+        if self.data is not None and snap.seqn > self.store.seqn:
+            # D7: the snapshot is on disk before the floor record that
+            # refers to it (blocking, but only at a copy from a peer).
+            if self.replica is None:
+                self.data.attach(snap.cluster_id, self.id, snap)
+            else:
+                self.data.save_snapshot_now(snap)
         if self.replica is None:
             self.replica = Replica.from_snapshot(
                 snap,
@@ -259,6 +297,8 @@ class Node:
                 return False
             settled = given_up
         self.writes.settle_from_store(settled)
+        if self.data is not None:
+            self.data.snapshot_cal = self.store.cal()
         self.log.info(
             "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
             id=self.id,
@@ -271,6 +311,34 @@ class Node:
             self._become_running()
         self.schedule_pump()
         return True
+
+    def resume(self) -> None:
+        """Start again from the data dir, under the same id: from its newest
+        snapshot, with the acceptor state its records hold (CONSENSUS §D),
+        then catch up from the peers as any laggard does."""
+        data = self.data
+        assert data is not None and data.snapshot is not None and data.recovered is not None
+        snap, recovered = data.snapshot, data.recovered
+        self.replica = Replica.from_snapshot(
+            snap,
+            self.store,
+            lambda alpha, first: self._new_sequencer([], alpha, first, recovered),
+        )
+        self.cluster_id = snap.cluster_id
+        self.alpha = snap.alpha
+        self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+        data.snapshot_cal = self.store.cal()
+        self.log.info(
+            "doozer node {id} restarts in cluster {cluster!r} (incarnation {inc}) from its data "
+            "dir at rev {rev} (seqn {seqn}); catching up from its peers",
+            id=self.id,
+            cluster=self.cluster,
+            inc=data.incarnation,
+            rev=self.store.rev,
+            seqn=snap.seqn,
+        )
+        self._become_running()
+        self.schedule_pump()
 
     def snapshot(self) -> Snapshot:
         """This node's state at the current instance boundary, for a peer."""
@@ -582,6 +650,8 @@ class Node:
             self.log.failure("applying instance {seqn} failed", seqn=self.store.seqn)
             self._fail(f"applying instance {self.store.seqn} failed (a bug)")
             return
+        if self.data is not None:
+            self._write_records(sequencer)
         if sequencer.is_member() != self._voting:
             self._voting = not self._voting
             if self._voting:
@@ -593,20 +663,89 @@ class Node:
                 )
         self._schedule_tick()
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str, advice: Optional[str] = None) -> None:
         """Stop for good after a bug in applying: the instances handed out
         after the failed one will never be applied here, so this node must
         neither vote nor serve from a store that may differ from its peers'."""
         self.failed = why
         self.log.critical(
-            "doozer node {id} stops: {why}; its store may differ from the cluster's. "
-            "Restart it: it rejoins as a new node and copies the cluster's state",
+            "doozer node {id} stops: {why}; {advice}",
             id=self.id,
             why=why,
+            advice=advice or "its store may differ from the cluster's. Restart it: it rejoins "
+            "as a new node and copies the cluster's state",
         )
         self.stop()
         for callback in self.on_fatal:
             callback(why)
+
+    # ------------------------------------------------------------------
+    # the data dir (durable mode only)
+
+    def _write_records(self, sequencer: Sequencer) -> None:
+        """Hand this turn's records to the writer; the messages held for
+        them are released once they are fsynced."""
+        data = self.data
+        assert data is not None
+        token, records = sequencer.take_records()
+        if records:
+            d = data.append(records)
+            d.addCallbacks(self._synced, _ignore, callbackArgs=(token,))
+        durable = sequencer.durable
+        assert durable is not None
+        if durable.collectable > data.collected:
+            data.collect(durable.collectable)
+        if not data.snapshotting and self.applied_seqn > data.snapshot_seqn and (
+            self.applied_seqn - data.snapshot_seqn >= self.snapshot_every
+            or data.appended >= SNAPSHOT_BYTES
+            # A CAL change is saved at once: a node restarted from a
+            # snapshot that lacks its peers (the genesis one, or one from
+            # before its own claim) knows no member to copy state from.
+            or self.store.cal() != data.snapshot_cal
+        ):
+            self._save_snapshot()
+
+    def _synced(self, _: object, token: int) -> None:
+        if self.failed is not None or self.replica is None:
+            return
+        self.replica.sequencer.synced(token, self.clock.seconds())
+        self.schedule_pump()
+
+    def _save_snapshot(self) -> None:
+        """Write a snapshot of the store to the data dir, then raise the
+        floor there (D7), so that older records and segments may go."""
+        data = self.data
+        assert data is not None and self.replica is not None
+        try:
+            snap = self.replica.snapshot()
+        except LookupError:
+            return
+        if snap.seqn <= data.snapshot_seqn:
+            return
+        cal = self.store.cal()
+
+        def saved(_: object) -> None:
+            if snap.seqn > data.snapshot_seqn:
+                data.snapshot_seqn = snap.seqn
+                data.snapshot_cal = cal
+            if self.failed is None and self.replica is not None:
+                self.replica.sequencer.raise_floor(snap.seqn)
+                self.schedule_pump()
+
+        def failed(f: Any) -> None:
+            from doozer.storage.errors import StorageFailed
+
+            self.storage_failed(StorageFailed(data.directory, f.value))
+
+        data.save_snapshot(snap).addCallbacks(saved, failed)
+
+    def storage_failed(self, error: "StorageFailed") -> None:
+        """Writing the data dir failed (ENOSPC, EIO): what the rules need on
+        disk may not be, so stop voting at once and exit (SPEC §8)."""
+        if self.failed is not None:
+            return
+        self._fail(str(error), "it no longer votes or serves; free space or fix the disk, then "
+                   "restart it with the same --data-dir")
 
     def _send_outbox(self, outbox: list[tuple[str, Message]]) -> None:
         # Everything for one peer from this turn goes in one datagram (a
@@ -643,6 +782,10 @@ class Node:
         self._pump()
 
 
+def _ignore(_: object) -> None:
+    """A failed append: the writer's on_failure hook has stopped the node."""
+
+
 def _joiner_may_write(sender: str, m: mutation.Mutation) -> bool:
     """What a non-member writes for itself: its own ``/ctl/node`` record,
     claiming a CAL slot for itself, and no-ops."""
@@ -658,7 +801,11 @@ def _random_id(rng: random.Random) -> str:
 
 
 def build_node(
-    config: "Config", clock: IReactorTime, node_id: str, rng: Optional[random.Random] = None
+    config: "Config",
+    clock: IReactorTime,
+    node_id: str,
+    rng: Optional[random.Random] = None,
+    data: Optional["DataDir"] = None,
 ) -> Node:
     """Wire a store and a sequencer into a node from a :class:`~doozer.server.config.Config`.
 
@@ -678,5 +825,7 @@ def build_node(
         write_timeout=config.write_timeout,
         max_value=config.max_value,
         admission=Admission(config.max_pending, config.max_pending_bytes, config.quota_bytes),
+        data=data,
+        snapshot_every=config.snapshot_every,
     )
 

@@ -43,3 +43,9 @@ class Config:
     cors_origins: list[str] = field(default_factory=list)
     access_log: bool = False
     alpha: int = 50
+    #: --data-dir: keep the node's state on disk (SPEC §8); None: memory only
+    data_dir: Optional[str] = None
+    #: False only with --unsafe-no-fsync (tests)
+    fsync: bool = True
+    #: instances applied between two snapshots written to the data dir
+    snapshot_every: int = 10_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
+import sys
 from typing import Any, Optional
 
 from twisted.application.service import Service
@@ -25,6 +26,8 @@ from doozer.server.http.peerhttp import SnapshotClient
 from doozer.server.http.site import Site
 from doozer.server.doozerd.protocol import NativeFactory
 from doozer.node import Node, build_node
+from doozer.node.datadir import DataDir
+from doozer.storage.errors import StorageError
 from doozer.server.hosts import HostPolicy
 from doozer.server.limits import Limits
 from doozer.server.sniff import SniffingFactory, TLSFactory
@@ -33,6 +36,36 @@ from doozer.server.sniff import SniffingFactory, TLSFactory
 #: Pending connections the kernel may queue: thousands of watchers
 #: reconnecting at once (after a restart) must not wait for SYN retries.
 BACKLOG = 1024
+
+
+def open_data_dir(config: Config) -> Optional[DataDir]:
+    """The node's data dir, read (and its incarnation bumped) before the
+    reactor runs; None without --data-dir.
+
+    A dir that cannot be used ends the process with one line on stderr and
+    in the log: what is wrong and what to do (SPEC §8).
+    """
+    if config.data_dir is None:
+        return None
+    data = DataDir(config.data_dir, config.cluster, fsync=config.fsync)
+    try:
+        data.open()
+    except (StorageError, OSError) as e:
+        line = f"doozer: cannot start from --data-dir {config.data_dir}: {e}"
+        Logger().critical("{line}", line=line)
+        sys.stderr.write(line + "\n")
+        raise SystemExit(1) from None
+    return data
+
+
+def _exit_failed() -> None:
+    """End the process with status 1 once the reactor has shut down."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+    os._exit(1)
 
 
 def new_node_id() -> str:
@@ -49,9 +82,11 @@ class NodeService(Service):
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, data: Optional[DataDir] = None) -> None:
         self.config = config
         self.reactor = reactor
+        #: the data dir, opened (tap.makeService opens it before the reactor runs)
+        self.data = data if data is not None else open_data_dir(config)
         self.node: Optional[Node] = None
         self.ports: list[IListeningPort] = []
 
@@ -63,7 +98,30 @@ class NodeService(Service):
         gc.freeze()
         gc.set_threshold(20000, 20, 100)
         config = self.config
-        self.node = node = build_node(config, clock=self.reactor, node_id=new_node_id())
+        data = self.data
+        if data is not None:
+            data.start(self.reactor)
+            node_id = data.identity.node_id if data.identity is not None else new_node_id()
+        else:
+            node_id = new_node_id()
+        self.node = node = build_node(config, clock=self.reactor, node_id=node_id, data=data)
+        if data is None:
+            self.log.info(
+                "no --data-dir: node {id} keeps everything in memory, as doozerd; if every "
+                "member stops at once, the store is gone",
+                id=node_id,
+            )
+        elif data.restarting:
+            self.log.info(
+                "data dir {dir}: node {id} of cluster {cluster!r}, incarnation {inc}",
+                dir=data.directory, id=node_id, cluster=config.cluster, inc=data.incarnation,
+            )
+        else:
+            self.log.info(
+                "data dir {dir} is new: node {id} keeps its state there once in a cluster{nosync}",
+                dir=data.directory, id=node_id,
+                nosync=" (--unsafe-no-fsync: NOT durable, tests only)" if not config.fsync else "",
+            )
         self.transport = UDPTransport(
             cluster_name=config.cluster,
             cluster_id=None,
@@ -139,7 +197,12 @@ class NodeService(Service):
         self.discovery = Discovery(
             node, config.peers, self.transport.send_to, fetch, self.reactor
         )
-        self.discovery.start()
+        if data is not None and data.restarting:
+            # A data dir with state never starts or looks for a cluster: it
+            # rejoins its own under its id (discovery still answers Hellos).
+            node.resume()
+        else:
+            self.discovery.start()
 
     def _joined(self) -> None:
         """The node is in a cluster: datagrams now carry its id."""
@@ -173,6 +236,11 @@ class NodeService(Service):
         """The node stopped after a bug: end the process (a supervisor
         restarts it, as a new node that copies the cluster's state)."""
         self.log.critical("stopping the process: {why}", why=why)
+        if why.startswith("storage failed"):
+            # Exit with status 1, so that a supervisor sees a failure (and,
+            # once space is freed, a restart picks up from the data dir).
+            # twistd itself has no exit status of its own to give.
+            self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
         if self.reactor.running:
             self.reactor.stop()
 
@@ -209,4 +277,7 @@ class NodeService(Service):
         if self.node is not None:
             self.node.stop()
         ports, self.ports = self.ports, []
-        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+        stopping: list[defer.Deferred[Any]] = [defer.maybeDeferred(p.stopListening) for p in ports]
+        if self.data is not None:
+            stopping.append(self.data.stop())
+        return defer.gatherResults(stopping)

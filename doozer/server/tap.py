@@ -59,11 +59,17 @@ class Options(usage.Options):
          "connection (WAITs, writes...); past it a request is answered BUSY at once"],
         ["allowed-hosts", None, None, "comma-separated names (NAME or NAME:PORT, or *) the client ports "
          "answer to besides their own address and localhost; other Host headers get 421"],
+        ["data-dir", None, None, "keep the node's state in this dir (made when missing): it restarts "
+         "under the same id with the same store; without it everything is in memory"],
+        ["snapshot-every", None, "10000", "with --data-dir: instances applied between two snapshots "
+         "of the store written to the data dir (the log before one is deleted)"],
         ["cors-origin", None, None, "comma-separated origins (https://app.example or *) allowed to read "
          "cross-origin; every other Origin gets 403, and no origin may write cross-origin"],
     ]
     optFlags = [
         ["access-log", None, "log one line per HTTP request (off by default: it costs throughput)"],
+        ["unsafe-no-fsync", None, "TESTS ONLY: with --data-dir, never fsync (a power loss then "
+         "loses what the node promised to keep)"],
         ["insecure-peers", None, "allow --peers or a non-loopback --listen without a cluster key "
          "(anyone who can send UDP to the port can then act as a peer)"],
     ]
@@ -223,7 +229,22 @@ def build_config(opts: Any, environ: Any) -> Config:
         max_pending_bytes=_number(opts, "max-pending-bytes", int, 1),
         quota_bytes=_number(opts, "quota-bytes", int, 1),
         access_log=bool(opts["access-log"]),
+        **_data_dir(opts),
         **_client_limits(opts),
+    )
+
+
+def _data_dir(opts: Any) -> dict[str, Any]:
+    """--data-dir and what goes with it (SPEC §8)."""
+    data_dir = opts["data-dir"] or None
+    if opts["unsafe-no-fsync"] and not data_dir:
+        raise usage.UsageError("--unsafe-no-fsync goes with --data-dir")
+    if data_dir is not None and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise usage.UsageError(f"--data-dir {data_dir} is not a directory")
+    return dict(
+        data_dir=data_dir,
+        fsync=not opts["unsafe-no-fsync"],
+        snapshot_every=_number(opts, "snapshot-every", int, 1),
     )
 
 
@@ -256,6 +277,10 @@ def makeService(options: Options) -> IService:
     """The twistd entry point: one node as a service."""
     from twisted.internet import reactor
 
-    from doozer.server.service import NodeService
+    from doozer.server.service import NodeService, open_data_dir
 
-    return NodeService(options["config"], reactor)
+    config = options["config"]
+    # Before the reactor runs: a damaged or foreign data dir refuses to
+    # start with one line, and a node's incarnation is bumped on disk before
+    # anything is sent (CONSENSUS D6).
+    return NodeService(config, reactor, data=open_data_dir(config))

@@ -1,0 +1,348 @@
+"""A node's data dir (``--data-dir``, SPEC §8; CONSENSUS.md §D).
+
+What the node keeps on disk, on top of :mod:`doozer.storage`:
+
+- ``identity``: cluster name and id, node id, incarnation (bumped and
+  fsynced at every start, before anything is sent: D6);
+- ``log-NNNNNNNN``: the sequencer's records (D1-D7), appended by the one
+  group-commit :class:`~doozer.storage.writer.Writer`; one payload is the
+  records of one pump, a msgpack list of
+  :func:`~doozer.consensus.durable.encode_record` tuples;
+- ``snapshot-SSSSSSSSSSSSSSSS``: the store (with its history window) at
+  instance ``S``, written whole (temp file, fsync, rename, fsync dir) before
+  the floor record that refers to it (D7). A record file of chunks, so a
+  store larger than one record fits.
+
+Everything here that blocks runs either before the reactor runs
+(:meth:`DataDir.open`), once when the node first joins a cluster
+(:meth:`DataDir.attach`, and a snapshot installed from a peer), or on the
+writer's thread (appends, periodic snapshots, compaction).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from doozer.consensus.durable import Record, Recovered, compact, decode_record, encode_record
+from doozer.node.snapshot import Snapshot
+from doozer.storage import identity as identity_file
+from doozer.storage import records, segments
+from doozer.storage.errors import DamagedStorage, ForeignDataDir, StorageError, StorageFailed
+from doozer.storage.files import fsync_directory, read_whole, remove_temps, write_atomically
+from doozer.storage.identity import Identity
+from doozer.storage.writer import Runner, ThreadRunner, Writer, pack_batch, unpack_batch
+
+__all__ = ["DataDir", "SNAPSHOT_EVERY"]
+
+#: Instances applied between two snapshots written to the data dir.
+SNAPSHOT_EVERY = 10_000
+#: Bytes of records appended after which a snapshot is written anyway: the
+#: records since the last compaction are also held in memory (to rewrite
+#: what must be kept), so this bounds that memory whatever the values' size.
+SNAPSHOT_BYTES = 32 << 20
+
+SNAPSHOT_NAME = re.compile(r"^snapshot-(\d{16})$")
+#: Bytes of a snapshot in one record of its file (records hold up to 1 MiB).
+SNAPSHOT_CHUNK = 512 * 1024
+#: Bytes of encoded records in one payload when the log is compacted.
+COMPACT_CHUNK = 256 * 1024
+
+
+def snapshot_name(seqn: int) -> str:
+    return f"snapshot-{seqn:016d}"
+
+
+def encode_records(recs: list[Record]) -> bytes:
+    """One payload of the log: the records of one pump."""
+    return records.pack([list(encode_record(r)) for r in recs])
+
+
+def decode_payload(payload: bytes, path: str) -> list[Record]:
+    try:
+        return [decode_record(r) for r in records.unpack(payload)]
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise DamagedStorage(path, f"a log record that holds no consensus records ({e})") from None
+
+
+def write_snapshot(directory: str, snap: Snapshot, fsync: bool) -> str:
+    """Write ``snap`` whole and durably; returns its path."""
+    data = snap.encode()
+    salt = records.new_salt()
+    parts = [records.header(salt)]
+    for start in range(0, max(len(data), 1), SNAPSHOT_CHUNK):
+        parts.append(records.frame(data[start:start + SNAPSHOT_CHUNK], salt))
+    path = os.path.join(directory, snapshot_name(snap.seqn))
+    write_atomically(path, b"".join(parts), fsync)
+    return path
+
+
+def read_snapshot(path: str) -> Snapshot:
+    """:raises DamagedStorage: a snapshot file that is not whole and good."""
+    contents = records.scan(read_whole(path), path, torn_ok=False)
+    try:
+        return Snapshot.decode(b"".join(contents.records))
+    except ValueError as e:
+        raise DamagedStorage(path, f"not a snapshot ({e})") from None
+
+
+class GuardedLog(segments.SegmentedLog):
+    """The segmented log, which refuses to write after a failed write: a
+    partial record must stay the last one, to be cut as torn at the next
+    start rather than found in the middle (damage)."""
+
+    broken: Optional[BaseException] = None
+
+    def append(self, payload: bytes) -> None:
+        if self.broken is not None:
+            raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
+        try:
+            super().append(payload)
+        except BaseException as e:
+            self.broken = e
+            raise
+
+    def sync(self) -> None:
+        if self.broken is not None:
+            raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
+        try:
+            super().sync()
+        except BaseException as e:
+            self.broken = e
+            raise
+
+
+def snapshot_seqns(directory: str) -> list[int]:
+    found = (SNAPSHOT_NAME.match(n) for n in os.listdir(directory))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+class DataDir:
+    """One node's data dir.
+
+    :param directory: the dir (made when missing).
+    :param cluster: ``--cluster``: a dir of another cluster is refused.
+    :param fsync: False only in tests (``--unsafe-no-fsync``).
+    """
+
+    log = Logger()
+
+    def __init__(self, directory: str, cluster: str, fsync: bool = True) -> None:
+        self.directory = os.path.abspath(directory)
+        self.cluster = cluster
+        self.fsync = fsync
+        self.identity: Optional[Identity] = None
+        #: this start's incarnation (1 for a new dir)
+        self.incarnation = 1
+        #: at a restart: the durable consensus state and the newest snapshot
+        self.recovered: Optional[Recovered] = None
+        self.snapshot: Optional[Snapshot] = None
+        self.writer: Optional[Writer] = None
+        self._log: Optional[GuardedLog] = None
+        #: the records written since the last compaction (compacted in memory
+        #: as the floor rises), to rewrite what must be kept when old
+        #: segments are deleted
+        self._live: list[Record] = []
+        self.collected = 0  # the floor up to which records were compacted away
+        self.snapshot_seqn = 0  # the newest snapshot on disk
+        self.snapshotting = False
+        #: bytes of records appended since the newest snapshot was started
+        self.appended = 0
+        #: the CAL of the newest snapshot on disk (None: not known yet)
+        self.snapshot_cal: Optional[list[str]] = None
+        self.on_failure: Callable[[StorageFailed], None] = lambda error: None
+        self._runner: Optional[Runner] = None
+        self._reactor: Any = None
+
+    # -- start-up (blocking, before the reactor runs) -------------------------
+
+    def open(self) -> None:
+        """Read the dir: a new one, or a node's state to restart from.
+
+        For a node's dir the incarnation is bumped and fsynced here, before
+        anything is sent (D6).
+
+        :raises StorageError: a damaged dir, or one of another cluster.
+        """
+        os.makedirs(self.directory, exist_ok=True)
+        for name in remove_temps(self.directory):
+            self.log.info("removed {name}, left by a crash while writing", name=name)
+        ident = identity_file.load(self.directory, cluster=self.cluster)
+        if ident is None:
+            return
+        ident = identity_file.bump(self.directory, ident, self.fsync)
+        self.identity = ident
+        self.incarnation = ident.incarnation
+        found, torn = segments.recover(self.directory, self.fsync)
+        if torn is not None:
+            self.log.warn("{torn}", torn=torn.describe())
+        recs: list[Record] = []
+        for segment in found:
+            for record in segment.records:
+                try:
+                    payloads = unpack_batch(record)
+                except ValueError as e:
+                    raise DamagedStorage(segment.path, f"a log record that is no batch ({e})") from None
+                for payload in payloads:
+                    recs.extend(decode_payload(payload, segment.path))
+        seqns = snapshot_seqns(self.directory)
+        if not seqns:
+            raise DamagedStorage(
+                identity_file.path_of(self.directory),
+                "an identity but no snapshot (the node crashed while first joining its cluster)",
+            )
+        path = os.path.join(self.directory, snapshot_name(seqns[-1]))
+        snap = read_snapshot(path)
+        if snap.cluster != ident.cluster or snap.cluster_id != ident.cluster_id:
+            raise ForeignDataDir(
+                self.directory,
+                f"{path} is of cluster {snap.cluster!r} ({snap.cluster_id}), its identity of "
+                f"{ident.cluster!r} ({ident.cluster_id})",
+            )
+        recovered = Recovered.replay(ident.node_id, ident.incarnation, recs)
+        if snap.seqn < recovered.floor:
+            raise DamagedStorage(
+                path,
+                f"the newest snapshot is of instance {snap.seqn}, below the floor "
+                f"{recovered.floor} the log was cut at (a snapshot file is missing)",
+            )
+        self.recovered = recovered
+        self.snapshot = snap
+        self.snapshot_seqn = snap.seqn
+        self.collected = recovered.floor
+        self._live = compact(recs, recovered.floor)
+        self._log = GuardedLog(self.directory, found, self.fsync)
+
+    @property
+    def restarting(self) -> bool:
+        """Whether the dir held a node's state (it rejoins from it)."""
+        return self.snapshot is not None
+
+    # -- running --------------------------------------------------------------
+
+    def start(self, reactor: Any, runner: Optional[Runner] = None) -> None:
+        """Say where the writer reports (the reactor) and how it runs."""
+        self._reactor = reactor
+        self._runner = runner if runner is not None else ThreadRunner(reactor)
+        if self._log is not None:
+            self._start_writer()
+
+    def _start_writer(self) -> None:
+        assert self._log is not None and self._runner is not None
+        # (SegmentedLog's path is a property; the Sink protocol only reads it)
+        self.writer = Writer(self._log, self._runner, self._reactor,  # type: ignore[arg-type]
+                             on_failure=self._failed)
+        self.writer.start()
+
+    def _failed(self, error: StorageFailed) -> None:
+        self.on_failure(error)
+
+    def attach(self, cluster_id: str, node_id: str, snap: Snapshot) -> None:
+        """The node joins its first cluster: write the identity (incarnation
+        1), the snapshot it starts from and a new log, before the sequencer
+        exists (blocking, once)."""
+        if self.identity is not None:
+            raise RuntimeError("this data dir already belongs to a node")
+        self.identity = identity_file.create(
+            self.directory, self.cluster, cluster_id, node_id, self.fsync)
+        self.incarnation = self.identity.incarnation
+        write_snapshot(self.directory, snap, self.fsync)
+        self.snapshot_seqn = snap.seqn
+        self._log = GuardedLog(self.directory, [], self.fsync)
+        self._start_writer()
+
+    def append(self, recs: list[Record]) -> "Deferred[None]":
+        """Write the records of one pump; fires once they are fsynced."""
+        assert self.writer is not None
+        self._live.extend(recs)
+        payload = encode_records(recs)
+        self.appended += len(payload)
+        return self.writer.append(payload)
+
+    def save_snapshot_now(self, snap: Snapshot) -> None:
+        """Write ``snap`` at once (blocking): a snapshot installed from a peer
+        must be on disk before its floor record (D7)."""
+        write_snapshot(self.directory, snap, self.fsync)
+        self.snapshot_seqn = max(self.snapshot_seqn, snap.seqn)
+
+    def save_snapshot(self, snap: Snapshot) -> "Deferred[None]":
+        """Write ``snap`` on the writer's thread; fires once it is durable."""
+        assert self.writer is not None
+        directory, fsync = self.directory, self.fsync
+        self.snapshotting = True
+        self.appended = 0
+
+        def done(result: Any) -> Any:
+            self.snapshotting = False
+            return result
+
+        def work() -> None:
+            write_snapshot(directory, snap, fsync)
+
+        return self.writer.call(work).addBoth(done)
+
+    def collect(self, floor: int) -> None:
+        """The floor record of ``floor`` is synced (``durable.collectable``):
+        rewrite what must be kept past it, then delete the older segments and
+        snapshots (D7: the floor is on disk first)."""
+        if floor <= self.collected or self.writer is None or self._log is None:
+            return
+        self.collected = floor
+        self._live = compact(self._live, floor)
+        log = self._log
+        # With one segment nothing is rewritten (its records stay until it
+        # rotates); the snapshots below the floor go in any case.
+        kept = list(self._live) if log.current > log.first else []
+        payloads: list[bytes] = []
+        chunk: list[Record] = []
+        size = 0
+        for record in kept:
+            chunk.append(record)
+            size += len(getattr(record, "value", b"")) + 64
+            if size >= COMPACT_CHUNK:
+                payloads.append(encode_records(chunk))
+                chunk, size = [], 0
+        if chunk:
+            payloads.append(encode_records(chunk))
+        directory, fsync = self.directory, self.fsync
+
+        def work() -> None:  # on the writer's thread, in order with the batches
+            try:
+                first = None
+                for payload in payloads:
+                    log.append(pack_batch([payload]))
+                    if first is None:
+                        first = log.current  # every kept record is in it or later
+                log.sync()
+            except BaseException as e:
+                # A partial record must stay the last one: nothing more is
+                # written to this log (the writer's next batch fails too).
+                log.broken = e
+                raise
+            if first is not None:
+                log.drop_before(first)
+            removed = False
+            for seqn in snapshot_seqns(directory)[:-1]:
+                if seqn < floor:
+                    os.unlink(os.path.join(directory, snapshot_name(seqn)))
+                    removed = True
+            if removed and fsync:
+                fsync_directory(directory)
+
+        def failed(f: Any) -> None:
+            self.log.error("compacting the log failed: {err}", err=f.getErrorMessage())
+            self.on_failure(StorageFailed(log.path, f.value))
+
+        self.writer.call(work).addErrback(failed)
+
+    def stop(self) -> "Deferred[None]":
+        """Write what was appended, close the log, stop the thread."""
+        if self.writer is None:
+            d: Deferred[None] = Deferred()
+            d.callback(None)
+            return d
+        return self.writer.stop()

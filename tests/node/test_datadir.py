@@ -1,0 +1,214 @@
+"""A node with a data dir (doozer/node/datadir.py): records written before
+messages leave, a restart under the same id, snapshots and the log cut
+behind them, refusals and a storage failure."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from doozer.errors import DoozerError
+from doozer.consensus.durable import AcceptRec, first_request_id
+from doozer.node import Node, build_node
+from doozer.node.datadir import DataDir, snapshot_seqns
+from doozer.server.config import Config
+from doozer.storage import segments
+from doozer.storage.errors import DamagedStorage, ForeignDataDir
+from doozer.storage.writer import SynchronousRunner
+
+
+class HeldRunner:
+    """Runs each piece of work only when the test says so (an fsync in flight)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Any, Deferred]] = []
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def __call__(self, work: Any) -> Deferred:
+        d: Deferred = Deferred()
+        self.waiting.append((work, d))
+        return d
+
+    def run_all(self) -> None:
+        while self.waiting:
+            work, d = self.waiting.pop(0)
+            try:
+                work()
+            except Exception as e:  # noqa: BLE001
+                d.errback(e)
+            else:
+                d.callback(None)
+
+
+def durable_node(directory: str, clock: Clock, runner: Any = None, **settings: Any) -> Node:
+    data = DataDir(directory, "local", fsync=False)
+    data.open()
+    data.start(clock, runner or SynchronousRunner())
+    settings.setdefault("pulse", 0)
+    node_id = data.identity.node_id if data.identity is not None else "NODEA"
+    node = build_node(Config(**settings), clock, node_id, rng=random.Random(1), data=data)
+    if data.restarting:
+        node.resume()
+    else:
+        node.start_genesis()
+    return node
+
+
+def settle(clock: Clock, runner: Any = None, rounds: int = 50) -> None:
+    for _ in range(rounds):
+        clock.advance(0)
+        if isinstance(runner, HeldRunner):
+            runner.run_all()
+        clock.advance(0.01)
+
+
+def test_a_write_is_decided_only_once_its_accept_is_on_disk(tmp_path: Any) -> None:
+    clock, runner = Clock(), HeldRunner()
+    node = durable_node(str(tmp_path), clock, runner)
+    settle(clock, runner)
+    revs: list[int] = []
+    node.set("/x", b"1").addCallback(revs.append)
+    for _ in range(5):
+        clock.advance(0.01)
+    assert revs == [] and runner.waiting  # the fsync has not returned
+    settle(clock, runner)
+    assert revs and node.store.get("/x").value == b"1"
+
+
+def test_a_restart_keeps_the_id_bumps_the_incarnation_and_recovers_accepts(tmp_path: Any) -> None:
+    clock = Clock()
+    node = durable_node(str(tmp_path), clock)
+    settle(clock)
+    done: list[int] = []
+    for i in range(5):
+        node.set(f"/k{i}", b"v").addCallback(done.append)
+    settle(clock)
+    assert len(done) == 5
+    node.stop()
+    node.data.stop()
+
+    again = durable_node(str(tmp_path), Clock())
+    assert again.id == "NODEA" and again.data.incarnation == 2
+    recovered = again.data.recovered
+    assert recovered is not None
+    assert recovered.own_accepted_upto >= 1  # the accepts were on disk
+    assert again.sequencer is not None and again.sequencer._cursor >= recovered.used_below()
+    # D6: new request ids are above every id of incarnation 1
+    assert again.writes._next_request >= first_request_id(2)
+    clock2 = again.clock
+    for _ in range(100):
+        clock2.advance(0.05)
+    assert all(again.store.get(f"/k{i}").value == b"v" for i in range(5))
+    revs: list[int] = []
+    again.set("/k0", b"new").addCallback(revs.append)
+    for _ in range(20):
+        clock2.advance(0.05)
+    assert revs and again.store.get("/k0").value == b"new"
+
+
+def test_snapshots_raise_the_floor_and_cut_the_log(tmp_path: Any) -> None:
+    clock = Clock()
+    data = DataDir(str(tmp_path), "local", fsync=False)
+    data.open()
+    data.start(clock, SynchronousRunner())
+    node = build_node(Config(pulse=0, snapshot_every=5), clock, "NODEA",
+                      rng=random.Random(1), data=data)
+    node.start_genesis()
+    settle(clock)
+    data._log.segment_bytes = 2048  # rotate often
+    for i in range(60):
+        node.set(f"/k{i}", b"x" * 100)
+        settle(clock, rounds=3)
+    settle(clock)
+    assert node.store.get("/k59").value == b"x" * 100
+    assert data.collected > 0 and node.sequencer.durable.collectable == data.collected
+    seqns = snapshot_seqns(str(tmp_path))
+    assert seqns[-1] >= data.collected and seqns[0] > 0  # the genesis snapshot went
+    assert segments.numbers(str(tmp_path))[0] > 1  # old segments deleted
+    node.stop()
+    data.stop()
+
+    clock2 = Clock()
+    again = durable_node(str(tmp_path), clock2)
+    assert again.store.seqn >= data.collected  # from the newest snapshot
+    assert again.data.recovered.floor >= data.collected
+    # the writes above the snapshot are decided again from the accepts on disk
+    for _ in range(100):
+        clock2.advance(0.05)
+    assert again.store.get("/k59").value == b"x" * 100
+
+
+def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
+    node = durable_node(str(tmp_path), Clock())
+    node.data.stop()
+    other = DataDir(str(tmp_path), "other", fsync=False)
+    with pytest.raises(ForeignDataDir, match="wipe the data dir"):
+        other.open()
+
+
+def test_a_missing_snapshot_is_damage(tmp_path: Any) -> None:
+    node = durable_node(str(tmp_path), Clock())
+    node.data.stop()
+    for seqn in snapshot_seqns(str(tmp_path)):
+        os.unlink(os.path.join(str(tmp_path), f"snapshot-{seqn:016d}"))
+    with pytest.raises(DamagedStorage, match="no snapshot"):
+        DataDir(str(tmp_path), "local", fsync=False).open()
+
+
+def test_a_failed_fsync_stops_the_node(tmp_path: Any) -> None:
+    clock = Clock()
+    node = durable_node(str(tmp_path), clock)
+    settle(clock)
+    fatal: list[str] = []
+    node.on_fatal.append(fatal.append)
+
+    def broken_sync() -> None:
+        raise OSError(28, "No space left on device")
+
+    node.data._log.sync = broken_sync  # type: ignore[method-assign]
+    failures: list[Any] = []
+    node.set("/x", b"1").addErrback(failures.append)
+    settle(clock)
+    assert fatal and "No space left on device" in fatal[0]
+    assert node.failed is not None and not node.running
+    assert failures  # the write was never acknowledged
+    with pytest.raises(DoozerError):
+        node.store.get("/x")
+
+
+def test_records_are_what_the_sequencer_names(tmp_path: Any) -> None:
+    clock = Clock()
+    node = durable_node(str(tmp_path), clock)
+    settle(clock)
+    node.set("/x", b"1")
+    settle(clock)
+    assert any(type(r) is AcceptRec and r.ballot == (0, "NODEA") for r in node.data._live)
+
+
+def test_a_snapshot_is_written_after_enough_bytes_of_records(tmp_path: Any, monkeypatch: Any) -> None:
+    """The records since the last compaction are held in memory: a byte
+    bound on them triggers a snapshot even when few instances passed."""
+    import doozer.node.node as node_module
+
+    monkeypatch.setattr(node_module, "SNAPSHOT_BYTES", 4000)
+    clock = Clock()
+    data = DataDir(str(tmp_path), "local", fsync=False)
+    data.open()
+    data.start(clock, SynchronousRunner())
+    node = build_node(Config(pulse=0, snapshot_every=1_000_000), clock, "NODEA",
+                      rng=random.Random(1), data=data)
+    node.start_genesis()
+    settle(clock)
+    first = data.snapshot_seqn
+    for i in range(10):
+        node.set(f"/big{i}", b"y" * 1000)
+        settle(clock, rounds=3)
+    assert data.snapshot_seqn > first and data.appended < 4000 + 2000
