@@ -28,6 +28,15 @@ from nativeutil import encode
 #: interned strings of a few new log events...): far below one per connection.
 OBJECT_SLACK = 200
 BYTES_SLACK = 256 * 1024
+#: Bytes per connection of the storm that may stay allocated: a set or dict
+#: that held an entry per connection keeps its table after the entries go
+#: (CPython never shrinks one on delete), and whether it last resized before
+#: or after the base measure depends on hash seeds and object addresses (a
+#: full CI run once showed 525 KB more after a 10,000-watch storm with the
+#: same object count: one set table of 32,768 slots is 512 KiB). A leak of
+#: what one connection holds (its channel, request, Deferreds: kilobytes)
+#: is far above it, and the object count stays strict.
+TABLE_SLACK_PER_CONN = 64
 
 
 def _ip(i: int) -> str:
@@ -94,7 +103,8 @@ def _check_storms(open_: Callable[[Front, int], list[Conn]], count: int, cycles:
             assert gc.collect() == 0, "a dropped connection left reference cycles"
             objects, allocated = _live()
             assert objects - base_objects <= OBJECT_SLACK, (cycle, base_objects, objects)
-            assert allocated - base_bytes <= BYTES_SLACK, (cycle, base_bytes, allocated)
+            slack = BYTES_SLACK + TABLE_SLACK_PER_CONN * count
+            assert allocated - base_bytes <= slack, (cycle, base_bytes, allocated)
     finally:
         tracemalloc.stop()
 
