@@ -1,6 +1,6 @@
 """Committed write throughput and latency of a 3-node cluster, beside etcd.
 
-    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd]
+    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd] [--disk DIR]
 
 Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
 (free ports, a cluster key unless told --insecure-peers, no access log), waits until ``/v1/cluster``
@@ -35,6 +35,12 @@ reports its own CPU use (``loadgen cpu``): near 100 % would mean the load
 generator, not the cluster, was the limit. The servers and the load
 generator share the machine's cores, for doozer and for etcd alike.
 
+With ``--disk DIR`` the run also measures a doozer cluster whose nodes keep
+``--data-dir``s under DIR (fsyncing before the messages that need it, with
+group commit: SPEC §8), and puts etcd's data dirs under DIR instead of
+tmpfs, so that both fsync to the same disk; the memory-only doozer figures
+stay beside them.
+
 Figures are printed, never pass/fail.
 """
 
@@ -51,7 +57,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -200,9 +206,10 @@ def _kill(ps: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def doozer_cluster(extra: list[str]) -> Iterator[tuple[list[str], list[int]]]:
+def doozer_cluster(extra: list[str], disk: Optional[str] = None) -> Iterator[tuple[list[str], list[int]]]:
     """Three ``twistd doozer`` processes forming one cluster; yields their
-    HOST:PORTs and pids."""
+    HOST:PORTs and pids. With ``disk``, each node keeps a ``--data-dir``
+    in a fresh directory under it (fsyncing: SPEC §8)."""
     ports = [procs.free_port() for _ in range(3)]
     addrs = [f"127.0.0.1:{p}" for p in ports]
     env = dict(os.environ, PYTHONPATH=procs.ROOT)
@@ -214,11 +221,13 @@ def doozer_cluster(extra: list[str]) -> Iterator[tuple[list[str], list[int]]]:
                 f.write(os.urandom(24).hex().encode() + b"\n")
             extra = [*extra, "--cluster-key-file", key]  # as a cluster must run (SPEC §5)
         try:
+            data = tempfile.mkdtemp(dir=disk) if disk else None
             for i, addr in enumerate(addrs):
                 log = open(os.path.join(tmp, f"n{i}.log"), "wb")
+                durable = ["--data-dir", os.path.join(data, f"n{i}")] if data else []
                 ps.append(subprocess.Popen(
                     [*procs.TWISTD, "-n", "--pidfile=", "doozer", "--listen", addr,
-                     "--web", "false", "--peers", ",".join(addrs), *extra],
+                     "--web", "false", "--peers", ",".join(addrs), *extra, *durable],
                     cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
                 ))
             deadline = time.monotonic() + 60
@@ -236,16 +245,18 @@ def doozer_cluster(extra: list[str]) -> Iterator[tuple[list[str], list[int]]]:
             yield addrs, [p.pid for p in ps]
         finally:
             _kill(ps)
+            if data:
+                shutil.rmtree(data, ignore_errors=True)
 
 
 @contextmanager
-def etcd_cluster() -> Iterator[tuple[list[str], list[int]]]:
-    """Three etcd members on loopback, data on tmpfs; yields their client
-    HOST:PORTs and pids."""
+def etcd_cluster(disk: Optional[str] = None) -> Iterator[tuple[list[str], list[int]]]:
+    """Three etcd members on loopback, data on tmpfs (or under ``disk``);
+    yields their client HOST:PORTs and pids."""
     client = [procs.free_port() for _ in range(3)]
     peer = [procs.free_port() for _ in range(3)]
     initial = ",".join(f"e{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    base = disk or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     ps: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         try:
@@ -294,6 +305,9 @@ def main() -> None:
     parser.add_argument("--clients", default="1,10,50")
     parser.add_argument("--no-etcd", action="store_true", help="measure doozer only")
     parser.add_argument("--doozer-args", default="", help="extra twistd doozer options")
+    parser.add_argument("--disk", metavar="DIR",
+                        help="also measure doozer with --data-dir under DIR (fsyncing), and put "
+                             "etcd's data under DIR instead of tmpfs: both on the same disk")
     parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
     parser.add_argument("--targets", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -302,42 +316,52 @@ def main() -> None:
         print(json.dumps(loadgen(args.loadgen, args.targets.split(","), counts[0], args.seconds)))
         return
 
-    results: dict[str, dict[int, dict]] = {"doozer": {}, "etcd": {}}
-    with doozer_cluster(args.doozer_args.split()) as cluster:
-        settle("doozer", cluster)
-        for n in counts:
-            results["doozer"][n] = measure("doozer", cluster, n, args.seconds)
+    results: dict[str, dict[int, dict]] = {}
+    runs: list[tuple[str, Optional[str]]] = [("doozer", None)]
+    if args.disk:
+        runs.append(("doozer --data-dir", args.disk))
+    for name, disk in runs:
+        results[name] = {}
+        with doozer_cluster(args.doozer_args.split(), disk) as cluster:
+            settle("doozer", cluster)
+            for n in counts:
+                results[name][n] = measure("doozer", cluster, n, args.seconds)
     etcd = shutil.which("etcd") and not args.no_etcd
     if etcd:
-        with etcd_cluster() as cluster:
+        name = "etcd (disk)" if args.disk else "etcd"
+        results[name] = {}
+        with etcd_cluster(args.disk) as cluster:
             settle("etcd", cluster)
             for n in counts:
-                results["etcd"][n] = measure("etcd", cluster, n, args.seconds)
+                results[name][n] = measure("etcd", cluster, n, args.seconds)
 
     print(f"3-node clusters on loopback, {os.cpu_count()} cores, {args.seconds:g} s per point, "
           f"PUT of a 100-byte value, keep-alive, one request at a time per client")
     print("load generator: one separate asyncio process, raw HTTP/1.1")
+    if args.disk:
+        print(f"disk: doozer --data-dir and etcd's data dir under {args.disk} (fsync on both)")
     if etcd:
         out = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout
-        print(f"etcd: {out.splitlines()[0]}, v3 JSON gateway POST /v3/kv/put, data on tmpfs")
+        where = f"data under {args.disk}" if args.disk else "data on tmpfs"
+        print(f"etcd: {out.splitlines()[0]}, v3 JSON gateway POST /v3/kv/put, {where}")
     else:
         print("etcd: not measured (not installed, or --no-etcd)")
     head = f"{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-    print(f"{'':>8}{'doozer':^28}  {'etcd':^28}")
-    print(f"{'clients':>8}{head}  {head}")
+    print(f"{'':>8}" + "  ".join(f"{name:^28}" for name in results))
+    print(f"{'clients':>8}" + "  ".join(head for _ in results))
     for n in counts:
-        print(f"{n:>8}{_fmt(results['doozer'][n])}  {_fmt(results['etcd'].get(n))}")
-    for name in ("doozer", "etcd"):
-        for n, r in results[name].items():
+        print(f"{n:>8}" + "  ".join(_fmt(r.get(n)) for r in results.values()))
+    for name, points in results.items():
+        for n, r in points.items():
             if r["errors"] or r["loadgen_cpu"] > 0.8:
                 print(f"note: {name} at {n} clients: {r['errors']} non-200 answers, "
                       f"load generator cpu {r['loadgen_cpu']:.0%}")
     print("server cpu per write (3 processes, us): " + ", ".join(
-        f"{name} {n}: {r['server_cpu_us']:.0f}" for name in ("doozer", "etcd")
-        for n, r in results[name].items() if r["server_cpu_us"] is not None))
+        f"{name} {n}: {r['server_cpu_us']:.0f}" for name, points in results.items()
+        for n, r in points.items() if r["server_cpu_us"] is not None))
     print("loadgen cpu (share of one core): " + ", ".join(
-        f"{name} {n}: {r['loadgen_cpu']:.0%}" for name in ("doozer", "etcd")
-        for n, r in results[name].items()))
+        f"{name} {n}: {r['loadgen_cpu']:.0%}" for name, points in results.items()
+        for n, r in points.items()))
 
 
 if __name__ == "__main__":
