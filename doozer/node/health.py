@@ -112,8 +112,7 @@ OK = Verdict(True)
 
 
 def _disk(node: "Node", now: float) -> Optional[Verdict]:
-    data = node.data
-    watch = getattr(data, "disk", None) if data is not None else None
+    watch = node.data.disk if node.data is not None else None
     since = watch.owed_since() if watch is not None else None
     if since is None or now - since <= DISK_STALL:
         return None
