@@ -71,7 +71,11 @@ class DiskWatch:
         piece = self._count
         self._count += 1
         self._owed[piece] = self._clock.seconds()
-        d = self._runner(work)
+        try:
+            d = self._runner(work)
+        except BaseException:
+            del self._owed[piece]  # never handed over: nothing is owed
+            raise
         d.addBoth(self._back, piece)
         return d
 
@@ -176,8 +180,8 @@ def readiness(node: "Node", now: float) -> Verdict:
             return Verdict(
                 False,
                 "no_quorum",
-                f"the node has heard lately from {heard} of the {len(voters)} voting members "
-                f"(itself included); a quorum is {quorum}",
+                f"the node has heard lately from {heard} of the {len(voters)} voting members"
+                f"{' (itself included)' if node.id in voters else ''}; a quorum is {quorum}",
                 {"voters": len(voters), "connected": heard, "quorum": quorum},
             )
     elif heard == 0:

@@ -150,6 +150,24 @@ def test_the_disk_watch_counts_a_queued_piece_from_the_answer_before_it() -> Non
     assert first.called and failures and failures[0].check(OSError)
 
 
+def test_work_the_runner_refuses_is_not_owed() -> None:
+    """A runner that refuses a piece outright (raises) was never handed
+    it: the disk owes nothing, so no false stall later."""
+
+    class Refusing(ManualRunner):
+        def __call__(self, work: Any) -> Deferred:
+            raise RuntimeError("the thread pool is stopped")
+
+    clock = Clock()
+    watch = DiskWatch(Refusing(), clock)
+    try:
+        watch(lambda: None)
+    except RuntimeError:
+        pass
+    clock.advance(DISK_STALL * 2)
+    assert watch.owed_since() is None
+
+
 def test_no_quorum_while_two_of_three_are_stopped_then_ready_again() -> None:
     """SIGSTOP two members of three: within three PING intervals the third
     says no_quorum (1 of 3 heard, quorum 2) while it stays live; once they
