@@ -31,6 +31,9 @@ STATUS: dict[str, int] = {
     "NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "OTHER": 500,
+    # SPEC §11's probes: /livez and /readyz answer 503 with one of these
+    "NOT_LIVE": 503,
+    "NOT_READY": 503,
 }
 
 

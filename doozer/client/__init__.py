@@ -33,6 +33,8 @@ from doozer.client.errors import (
     NoSpace,
     NotDir,
     NotFound,
+    NotLive,
+    NotReady,
     Other,
     ReadOnly,
     RevMismatch,
@@ -56,5 +58,5 @@ __all__ = [
     "BadPath", "BadGlob", "BadArg", "MissingArg", "Unauthorized", "Forbidden",
     "NoEnt", "RevMismatch", "IsDir", "NotDir", "TooLate", "TooLarge", "ReadOnly",
     "Unavailable", "Unreachable", "Timeout", "NotFound", "MethodNotAllowed", "Busy",
-    "NoSpace", "Misdirected", "Other",
+    "NoSpace", "Misdirected", "NotLive", "NotReady", "Other",
 ]

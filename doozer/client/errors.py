@@ -180,6 +180,20 @@ class Misdirected(ClientError):
     CODE = "MISDIRECTED"
 
 
+class NotLive(ClientError):
+    """``/livez``: the node has stopped for good or its disk does not
+    answer (``reason`` says which); a supervisor should restart it."""
+
+    CODE = "NOT_LIVE"
+
+
+class NotReady(ClientError):
+    """``/readyz``: the node should not be sent clients now (``reason``:
+    in no cluster, catching up, no quorum...)."""
+
+    CODE = "NOT_READY"
+
+
 class Other(ClientError):
     """A server bug (500) or an answer the client does not understand."""
 
@@ -210,6 +224,8 @@ ERRORS: dict[str, type[ClientError]] = {
         Busy,
         NoSpace,
         Misdirected,
+        NotLive,
+        NotReady,
         Other,
     )
 }

@@ -5,6 +5,7 @@
 - :mod:`doozer.node.replica`: the store kept in step with the consensus log
 - :mod:`doozer.node.membership`: pulses, claims, removals of silent members
 - :mod:`doozer.node.info`: what a node says of itself and its cluster
+- :mod:`doozer.node.health`: whether it is live and ready (``/livez``, ``/readyz``)
 - :mod:`doozer.node.discovery`: finding the cluster at start-up (``--peers``)
 - :mod:`doozer.node.fetcher`: copying a snapshot when left behind
 - :mod:`doozer.node.snapshot`: the snapshot a node copies from a peer

@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from doozer.consensus.durable import Record, Recovered, compact, decode_record, encode_record
+from doozer.node.health import DiskWatch
 from doozer.node.snapshot import Snapshot
 from doozer.storage import identity as identity_file
 from doozer.storage import records, segments
@@ -156,6 +157,8 @@ class DataDir:
         self.snapshot_cal: Optional[list[str]] = None
         self.on_failure: Callable[[StorageFailed], None] = lambda error: None
         self._runner: Optional[Runner] = None
+        #: how long the disk has owed an answer (``/livez``), once started
+        self.disk: Optional[DiskWatch] = None
         self._reactor: Any = None
 
     # -- start-up (blocking, before the reactor runs) -------------------------
@@ -227,7 +230,10 @@ class DataDir:
     def start(self, reactor: Any, runner: Optional[Runner] = None) -> None:
         """Say where the writer reports (the reactor) and how it runs."""
         self._reactor = reactor
-        self._runner = runner if runner is not None else ThreadRunner(reactor)
+        # Every piece of blocking work goes through the watch, so /livez
+        # knows when the disk stops answering (doozer/node/health.py).
+        self.disk = DiskWatch(runner if runner is not None else ThreadRunner(reactor), reactor)
+        self._runner = self.disk
         if self._log is not None:
             self._start_writer()
 

@@ -174,6 +174,13 @@ def _random_request(rng: random.Random, port: int) -> tuple[bytes, tuple]:
         query = rng.choice(["", "", "?rev=5", "?x=%ff", "?consistent=1&consistent=0"])
         head = f"{method} /v1/backup{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
         return head.encode(), ("backup", method)
+    if kind < 0.15:
+        # SPEC §11's probes: no secret, GET/HEAD only, any query
+        method = rng.choice(["GET", "GET", "HEAD", "POST", "DELETE"])
+        probe = rng.choice(["/livez", "/readyz"]) + rng.choice(["", "", "/", "%ff", "?x=%ff"])
+        auth = rng.choice(["", "Authorization: Bearer wrong\r\n"])
+        head = f"{method} {probe} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Connection: close\r\n\r\n"
+        return head.encode(), ("probe", method, probe)
     method = rng.choice(["PUT", "PUT", "PUT", "DELETE", "GET", "POST", "PATCH"])
     query = rng.choice(["", "?rev=0", "?rev=-1", "?rev=abc", "?rev=5", "?rev=1&rev=2", "?offset=-1"])
     size = rng.choice([0, 1, 10, 100, 40000])
@@ -184,6 +191,15 @@ def _random_request(rng: random.Random, port: int) -> tuple[bytes, tuple]:
         chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
         return (head + "Transfer-Encoding: chunked\r\n\r\n").encode() + chunked, (method, path, body)
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body, (method, path, body)
+
+
+def _probe_status(method: str, probe: str) -> bytes:
+    """What a healthy one-member node answers a probe request."""
+    if "%ff" in probe.split("?")[0]:
+        return b"400"  # not UTF-8
+    if probe.split("?")[0].endswith("/"):
+        return b"404"
+    return b"200" if method in ("GET", "HEAD") else b"405"
 
 
 def _backup_rev(reply: bytes) -> int:
@@ -214,6 +230,8 @@ def test_fuzz_keeps_exactly_the_acknowledged_writes(node: NodeProcess) -> None:
         if meaning[0] == "backup" and meaning[1] == "GET":
             assert status == b"200", (seed, reply[:500])
             assert _backup_rev(reply) >= max((a[0] for a in acked), default=0)
+        if meaning[0] == "probe":
+            assert status == _probe_status(meaning[1], meaning[2]), (seed, data, reply[:500])
         if meaning[0] in ("PUT", "DELETE") and status == b"200":
             body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
             acked.append((body["rev"], meaning[0], body["path"], meaning[2]))

@@ -24,6 +24,7 @@ from doozer.server.auth import Secrets
 from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
 from doozer.server.http.render import endpoint, json_response, render_value
 from doozer.node import Node
+from doozer.node import health
 from doozer.server.auth import TokenCheck
 from doozer.store import Dir, Event, File
 
@@ -254,6 +255,27 @@ class API:
     def cluster(self, request: IRequest) -> Any:
         self._method(request, *READ)
         return self.node.info.cluster_info()
+
+    # SPEC §11's probes: no secret (the gate lets them through), and on the
+    # client port only (the WebView's paths are store paths).
+
+    @app.route("/livez")
+    @endpoint
+    def livez(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        verdict = health.liveness(self.node, self.node.clock.seconds())
+        if not verdict.ok:
+            raise verdict.error("NOT_LIVE", "live")
+        return {"live": True}
+
+    @app.route("/readyz")
+    @endpoint
+    def readyz(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        verdict = health.readiness(self.node, self.node.clock.seconds())
+        if not verdict.ok:
+            raise verdict.error("NOT_READY", "ready")
+        return {"ready": True}
 
 
 def _wants_octets(request: IRequest) -> bool:

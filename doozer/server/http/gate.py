@@ -13,6 +13,10 @@ from doozer.errors import DoozerError
 from doozer.server.auth import PEER_CONSENSUS, PEER_SNAPSHOT, body_mac, check_peer
 from doozer.server.http.render import _finish, json_response, serve
 
+#: SPEC §11's probes, which need no secret: they tell whether the node is
+#: live and ready, nothing of the store.
+PROBES = (b"/livez", b"/readyz")
+
 if TYPE_CHECKING:  # the API puts the gate in front of its routes; typing only
     from doozer.server.http.api import API
     from doozer.server.http.site import CappedRequest
@@ -22,8 +26,9 @@ class Gate(Resource):
     """Stands in front of the Klein routes: secrets first, then the routes.
 
     SPEC §3 orders errors: authentication, then endpoint and method, then
-    arguments. Klein would answer a non-UTF-8 URL itself, in HTML; the gate
-    answers it in JSON first.
+    arguments. The probes (``/livez``, ``/readyz``) need no secret (§11).
+    Klein would answer a non-UTF-8 URL itself, in HTML; the gate answers
+    it in JSON first.
 
     The busiest requests (reads of the store, watches) skip Klein: when
     ``api.direct(request)`` names the route Klein would certainly pick, the
@@ -45,8 +50,9 @@ class Gate(Resource):
         if request.path == PEER_CONSENSUS and not self._api.readonly:
             return self._render_consensus(request)
         try:
-            self._api.secrets.check_read(request)
             path = request.path
+            if path not in PROBES:
+                self._api.secrets.check_read(request)
             if b"%" in path or not path.isascii():
                 try:
                     unquote_to_bytes(path).decode("utf-8")
