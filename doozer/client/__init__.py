@@ -13,7 +13,7 @@
 - :mod:`doozer.client.uri`: doozer URIs
 - :mod:`doozer.client.errors`: one exception class per SPEC error code
 - :mod:`doozer.client.types`: files, directories, events as the client returns them
-- :mod:`doozer.client.cli`: the ``doozer`` command
+- :mod:`doozer.client.cli`: the ``doozer`` command (its commands: :mod:`doozer.client.commands`)
 """
 
 from doozer.client.client import Client, connect

@@ -1,4 +1,5 @@
-"""The ``doozer`` command (SPEC §4), on top of :mod:`doozer.client`.
+"""The ``doozer`` command (SPEC §4): the entry point, the command line, exit
+statuses; the commands themselves are :mod:`doozer.client.commands`.
 
 ``doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]``; ``doozer help``
 lists the commands and ``doozer help COMMAND`` documents one. Exit status:
@@ -11,100 +12,23 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, BinaryIO, Callable, NoReturn, Optional, Sequence
+from typing import Any, BinaryIO, NoReturn, Optional, Sequence
 
-from doozer.client.errors import NoEnt, RevMismatch
-from doozer.client.types import Event
-from doozer.errors import DoozerError
+from doozer.client.commands import (
+    COMMANDS,
+    CommandError,
+    Context,
+    Options,
+    UsageError,
+    parse_int,
+)
+from doozer.client.errors import RevMismatch
 from doozer.client.uri import DEFAULT_URI, BadURI
+from doozer.errors import DoozerError
+
+__all__ = ["COMMANDS", "Options", "UsageError", "main", "parse_args", "parse_duration", "run"]
 
 OK, MISMATCH, FAILED = 0, 1, 2
-
-USAGE = """\
-usage: doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]
-
-options:
-  -a URI       where the cluster is: doozer:?ca=HOST:PORT&ca=HOST:PORT&sk=SECRET
-               or http(s)://HOST:PORT (default: $DOOZER_URI, else
-               doozer:?ca=127.0.0.1:8046)
-  -r REV       read at REV (get, stat, find) or start there (wait, watch)
-  -t DURATION  how long wait may wait: 30, 30s, 1m30s (default: forever)
-
-commands:
-{commands}
-
-Exit status: 0 success, 1 rev mismatch, 2 any other error.
-Run 'doozer help COMMAND' for one command's details.
-"""
-
-
-class UsageError(Exception):
-    """The command line is wrong; the message says how."""
-
-
-class CommandError(Exception):
-    """A command failed on this side (a damaged backup, a file it cannot
-    write); the message says what and where."""
-
-
-@dataclass
-class Options:
-    """A parsed command line."""
-
-    uri: str = ""
-    rev: Optional[int] = None
-    timeout: Optional[float] = None
-    command: str = ""
-    args: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Context:
-    """What a command runs with: the client, the options, the output streams."""
-
-    client: Any
-    options: Options
-    out: BinaryIO
-    stdin: bytes = b""
-    reactor: Any = None
-
-    def write(self, data: bytes) -> None:
-        """Write to stdout and flush (watch output must appear at once)."""
-        self.out.write(data)
-        self.out.flush()
-
-    def line(self, text: object) -> None:
-        """Write one line of text."""
-        self.write(f"{text}\n".encode("utf-8"))
-
-
-@dataclass(frozen=True)
-class Command:
-    """One command: its argument names, a summary line, and its help."""
-
-    name: str
-    args: tuple[str, ...]
-    summary: str
-    doc: str
-    run: Callable[..., Awaitable[None]]
-    reads_stdin: bool = False
-
-
-COMMANDS: dict[str, Command] = {}
-
-
-def command(
-    name: str, args: str, summary: str, doc: str, reads_stdin: bool = False
-) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
-    """Register an ``async def run(ctx, *args)`` as a command."""
-
-    def register(run: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-        COMMANDS[name] = Command(name, tuple(args.split()), summary, doc, run, reads_stdin)
-        return run
-
-    return register
 
 
 # ----------------------------------------------------------------------
@@ -135,15 +59,6 @@ def parse_duration(text: str) -> float:
     if seconds <= 0:
         raise UsageError(f"-t: {text!r} must be more than zero")
     return seconds
-
-
-def _int(text: str, what: str, minimum: Optional[int] = None) -> int:
-    if not re.fullmatch(r"-?\d+", text.strip()):
-        raise UsageError(f"{what} must be an integer, not {text!r}")
-    value = int(text)
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{what} must be at least {minimum}, not {value}")
-    return value
 
 
 def parse_args(argv: Sequence[str]) -> Options:
@@ -181,7 +96,7 @@ def parse_args(argv: Sequence[str]) -> Options:
             if flag == "-a":
                 options.uri = value
             elif flag == "-r":
-                options.rev = _int(value, "-r REV", minimum=1)
+                options.rev = parse_int(value, "-r REV", minimum=1)
             else:
                 options.timeout = parse_duration(value)
             continue
@@ -202,13 +117,7 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 
 # ----------------------------------------------------------------------
-# output
-
-
-def format_event(event: Event) -> bytes:
-    """doozer's event format: ``PATH REV set|del LEN``, the body, a line feed."""
-    body = event.value or b""
-    return f"{event.path} {event.rev} {event.op} {len(body)}\n".encode("utf-8") + body + b"\n"
+# errors
 
 
 def describe(error: BaseException) -> str:
@@ -228,198 +137,13 @@ def exit_status(error: BaseException) -> int:
 
 
 # ----------------------------------------------------------------------
-# the commands
-
-_SEE_R = "With -r REV, reads the store as of REV."
-
-
-@command("get", "PATH", "print a file's body", f"Prints the file's bytes exactly, with nothing added. {_SEE_R}\nA directory or a missing file is an error (exit 2).")
-async def _get(ctx: Context, path: str) -> None:
-    f = await ctx.client.get_raw(path, ctx.options.rev)
-    ctx.write(f.value)
-
-
-@command("set", "PATH REV", "write stdin to a file, print its new rev",
-         "Reads the new body from stdin and writes it if the file's rev is at most REV\n"
-         "(0: only if missing; -1: whatever it is). Prints the file's new rev.\n"
-         "A failed precondition exits 1.", reads_stdin=True)
-async def _set(ctx: Context, path: str, rev: str) -> None:
-    ctx.line(await ctx.client.set(path, ctx.stdin, _int(rev, "REV")))
-
-
-@command("add", "PATH", "create a file from stdin (set PATH 0)",
-         "Like 'set PATH 0': creates the file with stdin as its body; exits 1 if it\n"
-         "already exists. Prints the new rev.", reads_stdin=True)
-async def _add(ctx: Context, path: str) -> None:
-    ctx.line(await ctx.client.set(path, ctx.stdin, 0))
-
-
-@command("del", "PATH REV", "delete a file",
-         "Deletes the file if its rev is at most REV (-1: whatever it is).\n"
-         "A failed precondition exits 1; a missing file exits 2.")
-async def _del(ctx: Context, path: str, rev: str) -> None:
-    await ctx.client.delete(path, _int(rev, "REV"))
-
-
-@command("rev", "", "print the store's current rev", "Prints the node's applied rev.")
-async def _rev(ctx: Context) -> None:
-    ctx.line(await ctx.client.rev())
-
-
-@command("stat", "PATH", "print 'REV LEN' for a file, 'd N' for a directory",
-         f"For a file prints its rev and length in bytes; for a directory 'd' and its\n"
-         f"number of entries. {_SEE_R}")
-async def _stat(ctx: Context, path: str) -> None:
-    st = await ctx.client.stat(path, ctx.options.rev)
-    ctx.line(f"d {st.len}" if st.dir else f"{st.rev} {st.len}")
-
-
-@command("find", "PATH", "print every file and directory under PATH",
-         "Prints PATH and every directory and file below it, one per line, in tree\n"
-         f"order (parents before children, names sorted). {_SEE_R}")
-async def _find(ctx: Context, path: str) -> None:
-    rev = ctx.options.rev or await ctx.client.rev()
-    st = await ctx.client.stat(path, rev)
-    if not st.dir:
-        ctx.line(path)
-        return
-    walk = await ctx.client.walk("/**" if path == "/" else path + "/**", rev)
-    found = {path}
-    for f in walk.files:
-        found.add(f.path)
-        parent = f.path.rsplit("/", 1)[0]
-        while parent and parent != path and parent not in found:
-            found.add(parent)
-            parent = parent.rsplit("/", 1)[0]
-    for p in sorted(found, key=lambda p: [c for c in p.split("/") if c]):
-        ctx.line(p)
-
-
-@command("touch", "PATH", "rewrite a file with its own body (creates it if missing)",
-         "Sets the file to its current body so that its rev increases; a missing file\n"
-         "is created empty. Exits 1 if the file changed in between.")
-async def _touch(ctx: Context, path: str) -> None:
-    try:
-        f = await ctx.client.get_raw(path)
-    except NoEnt:
-        await ctx.client.set(path, b"", 0)
-    else:
-        await ctx.client.set(path, f.value, f.rev)
-
-
-@command("wait", "GLOB", "print the next change matching GLOB",
-         "Waits for the first change to a file matching GLOB with rev >= -r (default:\n"
-         "the next change from now) and prints it as:\n"
-         "  PATH REV set|del LEN\\nBODY\\n\n"
-         "-t DURATION bounds the wait (then exit 2).")
-async def _wait(ctx: Context, glob: str) -> None:
-    event = await ctx.client.wait(glob, ctx.options.rev, ctx.options.timeout)
-    ctx.write(format_event(event))
-
-
-@command("watch", "GLOB", "print every change matching GLOB until interrupted",
-         "Prints each change to a file matching GLOB, from -r REV (default: from now),\n"
-         "as 'PATH REV set|del LEN', the body and a line feed, until Ctrl-C.\n"
-         "Reconnects to another address of the URI when a node fails.")
-async def _watch(ctx: Context, glob: str) -> None:
-    watch = ctx.client.watch(glob, ctx.options.rev)
-    if ctx.reactor is not None:
-        ctx.reactor.addSystemEventTrigger("before", "shutdown", watch.close)
-    async for event in watch:
-        ctx.write(format_event(event))
-
-
-@command("self", "", "print the node's id", "Prints the id of the node that answers.")
-async def _self(ctx: Context) -> None:
-    ctx.line((await ctx.client.self_info()).id)
-
-
-@command("nop", "", "run one consensus round",
-         "Makes the cluster agree on a no-op (it takes a rev); prints nothing.")
-async def _nop(ctx: Context) -> None:
-    await ctx.client.nop()
-
-
-@command("backup", "FILE", "save a backup of the store to FILE, print its rev",
-         "Saves one consistent backup of the answering node's store at one rev (every\n"
-         "file with its rev, and the history window; see docs/operations.md) and\n"
-         "prints that rev. The backup's checksum is verified before FILE is written,\n"
-         "and FILE is replaced whole (a temporary file renamed) or not at all; it is\n"
-         "readable by its owner only. Needs the read-write secret when the node has\n"
-         "secrets (sk= in the URI).")
-async def _backup(ctx: Context, path: str) -> None:
-    from doozer.store.backup import BackupError, decode
-
-    data = await ctx.client.backup()
-    try:
-        contents = decode(data)
-    except BackupError as error:
-        raise CommandError(
-            f"the backup from {ctx.client.current} is unusable, nothing saved: {error}"
-        ) from None
-    try:
-        save_atomically(path, data)
-    except OSError as error:
-        raise CommandError(f"cannot save the backup to {path}: {error.strerror or error}") from None
-    ctx.line(contents.rev)
-
-
-def save_atomically(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` whole or not at all (a temporary file
-    beside it, fsynced, renamed over it, the directory fsynced)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-@command("help", "[COMMAND]", "print this help, or a command's",
-         "Without COMMAND lists the commands; with one, documents it.")
-async def _help(ctx: Context, name: str = "") -> None:
-    ctx.write(help_text(name).encode("utf-8"))
-
-
-def help_text(name: str = "") -> str:
-    """The general usage text, or one command's help.
-
-    :raises UsageError: for an unknown command name.
-    """
-    if not name:
-        width = max(len(f"{c.name} {' '.join(c.args)}") for c in COMMANDS.values())
-        lines = [
-            f"  {(c.name + ' ' + ' '.join(c.args)).ljust(width)}  {c.summary}"
-            for c in COMMANDS.values()
-        ]
-        return USAGE.format(commands="\n".join(lines))
-    cmd = COMMANDS.get(name)
-    if cmd is None:
-        raise UsageError(f"unknown command {name!r}; see 'doozer help'")
-    head = f"usage: doozer [-a URI] [-r REV] [-t DURATION] {cmd.name} {' '.join(cmd.args)}"
-    return f"{head.rstrip()}\n\n{cmd.summary}.\n\n{cmd.doc}\n"
-
-
-# ----------------------------------------------------------------------
 # running
 
 
 async def run(options: Options, client: Any, out: BinaryIO, err: BinaryIO,
               stdin: bytes = b"", reactor: Any = None) -> int:
-    """Run one parsed command with ``client``; returns the exit status.
+    """Run one parsed command with ``client`` (None for an offline command);
+    returns the exit status.
 
     Every error becomes one line on ``err``.
     """
@@ -440,17 +164,20 @@ async def run(options: Options, client: Any, out: BinaryIO, err: BinaryIO,
 
 
 async def _main(reactor: Any, options: Options, stdin: bytes) -> None:
-    from doozer.client import connect
+    client = None
+    if not COMMANDS[options.command].offline:
+        from doozer.client import connect
 
-    uri = options.uri or os.environ.get("DOOZER_URI") or DEFAULT_URI
-    try:
-        client = connect(uri, clock=reactor)
-    except BadURI as error:
-        _fail(str(error), FAILED)
+        uri = options.uri or os.environ.get("DOOZER_URI") or DEFAULT_URI
+        try:
+            client = connect(uri, clock=reactor)
+        except BadURI as error:
+            _fail(str(error), FAILED)
     try:
         status = await run(options, client, sys.stdout.buffer, sys.stderr.buffer, stdin, reactor)
     finally:
-        await client.close()
+        if client is not None:
+            await client.close()
     if status:
         raise SystemExit(status)
 
@@ -477,10 +204,6 @@ def main(argv: Optional[Sequence[str]] = None) -> NoReturn:
 def _run_main(argv: Optional[Sequence[str]]) -> None:
     try:
         options = parse_args(sys.argv[1:] if argv is None else argv)
-        if options.command == "help":
-            sys.stdout.write(help_text(*options.args))
-            sys.stdout.flush()
-            raise SystemExit(OK)
     except UsageError as error:
         _fail(str(error), FAILED)
     stdin = sys.stdin.buffer.read() if COMMANDS[options.command].reads_stdin else b""

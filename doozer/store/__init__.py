@@ -4,7 +4,8 @@ Sans-I/O and knowing nothing of consensus or the network: mutations in
 decided order go in (:meth:`Store.apply`), reads at any kept rev and
 watches come out.
 
-- :mod:`doozer.store.tree`: the versioned tree (:class:`Store`), history, quota size
+- :mod:`doozer.store.tree`: the versioned tree (:class:`Store`), reads, quota size
+- :mod:`doozer.store.history`: the kept history window (old states, events, pruning)
 - :mod:`doozer.store.waiters`: watches and rev waiters
 - :mod:`doozer.store.snapshot`: snapshots as plain functions (``dump``, ``load``)
 - :mod:`doozer.store.mutation`: the one thing that changes the store

@@ -57,7 +57,7 @@ def _capture(store: Store, keys: bool) -> tuple[dict[str, int], list[File], list
     files = store.walk("/**", base) if base >= 1 else []
     # The change at ``base`` itself is in the base tree, but a watch from
     # ``base`` must still see it as an event.
-    events = [e for e in store._events if e.rev >= base]
+    events = [e for e in store.history.log if e.rev >= base]
     dedup = []
     if keys:
         for key, o, until in store._dedup.entries():
@@ -97,14 +97,11 @@ def load(data: bytes | memoryview, hist: int = 2000) -> Store:
         for path, rev, value in doc["files"]:
             store._set(validate_path(path), value, rev, store._files.get(path))
         # The base tree is where history starts, not history itself.
-        for kept in (store._hist, store._touched, store._changes, store._events,
-                     store._event_revs):
-            kept.clear()
-        store.rev = store.oldest = doc["base"]
+        store.history.restart(doc["base"])
+        store.rev = doc["base"]
         for rev, path, op, value in doc["events"]:
             if rev == store.oldest and rev >= 1:
-                store._events.append(Event(rev, validate_path(path), op, value))
-                store._event_revs.append(rev)
+                store.history.add_event(Event(rev, validate_path(path), op, value))
                 continue
             if rev <= store.rev:
                 raise ValueError("events out of order")
@@ -119,7 +116,6 @@ def load(data: bytes | memoryview, hist: int = 2000) -> Store:
         if doc["rev"] < store.rev:
             raise ValueError("rev below its events")
         store.rev = doc["rev"]
-        store._history_bytes = sum(len(e.path) + len(e.value or b"") for e in store._events)
         store.seqn = doc["seqn"]
         if type(store.seqn) is not int or store.seqn < 0:
             raise ValueError("bad seqn")

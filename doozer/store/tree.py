@@ -1,23 +1,22 @@
-"""The versioned tree: applied mutations, reads at a rev, history.
+"""The versioned tree: applied mutations, reads at a rev, watches.
 
 Sans-I/O: no network, no time; Deferreds only to wait for a change or a rev
 (:mod:`doozer.store.waiters`).
 
 The head is two flat dicts (``path -> File``, ``directory -> entry names``),
-so a read at the head is a dict lookup or two. History is per path: each path
-changed within the kept window has ``(rev, state)`` lists, so a read at an old
-rev is a lookup plus a bisect; a directory also remembers which entries
-changed in the window. Copy-on-write directory dicts were rejected: they copy
-a whole directory per write, and with ``hist`` roots kept a directory of
-10,000 files would cost gigabytes. Here memory is the tree plus the window.
+so a read at the head is a dict lookup or two. History is per path, kept by
+:mod:`doozer.store.history`: each path changed within the kept window has
+``(rev, state)`` lists, so a read at an old rev is a lookup plus a bisect; a
+directory also remembers which entries changed in the window. Copy-on-write
+directory dicts were rejected: they copy a whole directory per write, and
+with ``hist`` roots kept a directory of 10,000 files would cost gigabytes.
+Here memory is the tree plus the window.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections import deque
 from dataclasses import replace
-from typing import Any, Iterator, Union
+from typing import Iterator
 
 from twisted.internet.defer import Deferred, fail, succeed
 
@@ -25,14 +24,10 @@ from doozer.errors import DoozerError
 from doozer.store import mutation as mut
 from doozer.store.cal import CAL_DIR, CAL_PREFIX, ordered_members, slot_number
 from doozer.store.dedup import Dedup
+from doozer.store.history import DIR, HEAD, History, State
 from doozer.store.path import compile_glob, glob_prefix, join, split, validate_path
 from doozer.store.types import NO_KEY, Dir, Event, File, Outcome
 from doozer.store.waiters import Waiters
-
-
-#: The state of a path that is a directory, in history lists.
-_DIR: Any = object()
-_State = Union[File, object, None]
 
 
 class Store:
@@ -43,31 +38,18 @@ class Store:
     """
 
     def __init__(self, hist: int = 2000) -> None:
-        if hist < 1:
-            raise ValueError("hist must be at least 1")
+        #: the kept history: old states, events, ``oldest``
+        self.history = History(hist)
         self.rev = 0
         #: the consensus instance whose application produced this store
         self.seqn = 0
-        self.oldest = 0
-        self._hist_revs = hist
-        # Prune in batches so that the cost is amortised over many applies.
-        self._prune_batch = max(1, hist // 4)
         self._files: dict[str, File] = {}
         self._dirs: dict[str, set[str]] = {"/": set()}
-        # path -> ([rev, ...], [state, ...]); state i holds for revs
-        # [revs[i], revs[i+1]); revs[0] is 0, meaning "since before oldest".
-        self._hist: dict[str, tuple[list[int], list[_State]]] = {}
-        # directory -> names of its entries that have a history list.
-        self._touched: dict[str, set[str]] = {}
-        self._changes: deque[tuple[int, str]] = deque()  # (rev, path) for pruning
-        self._events: list[Event] = []
-        self._event_revs: list[int] = []
         self._dedup = Dedup()
         self.waiters = Waiters()
-        # Bytes of paths and values: of the files (the head), and of the
-        # changes kept in the history window (SPEC §12's quota counts both).
+        # Bytes of paths and values of the files (the head); the history
+        # counts its own (SPEC §12's quota counts both).
         self._live_bytes = 0
-        self._history_bytes = 0
         # cal() is asked for on every write and every applied instance; it
         # is recomputed only after a change below /ctl/cal.
         self._cal: list[str] | None = None
@@ -89,7 +71,9 @@ class Store:
             seqn = self.seqn + 1
         self.seqn = seqn
         outcomes: list[Outcome] = []
-        first_event = len(self._events)
+        history = self.history
+        log = history.log
+        first_event = len(log)
         dedup = self._dedup
         for item in items:
             try:
@@ -111,9 +95,9 @@ class Store:
             outcome = Outcome(self.rev, mutation.key, self._apply_one(mutation, self.rev))
             dedup.add(mutation.key, outcome, mutation.until)
             outcomes.append(outcome)
-        new_events = self._events[first_event:]
+        new_events = log[first_event:]
         dedup.expire(seqn)
-        self._maybe_prune()
+        history.prune(self.rev)
         self.waiters.wake(new_events)
         self.waiters.wake_revs(self.rev)
         return outcomes
@@ -216,10 +200,10 @@ class Store:
         new = File(path, rev, value)
         if path.startswith(CAL_PREFIX):
             self._cal = None
-        self._record(path, old, new, rev)
+        history = self.history
+        history.changed(path, old, new, Event(rev, path, "set", value))
         self._files[path] = new
         self._live_bytes += len(path) + len(value) - (len(path) + len(old.value) if old else 0)
-        self._history_bytes += len(path) + len(value)
         if old is None:
             child = path
             while True:
@@ -229,19 +213,17 @@ class Store:
                     entries.add(name)
                     break
                 self._dirs[directory] = {name}
-                self._record(directory, None, _DIR, rev)
+                history.record(directory, None, DIR, rev)
                 child = directory
-        self._events.append(Event(rev, path, "set", value))
-        self._event_revs.append(rev)
 
     def _delete(self, path: str, rev: int, old: File) -> None:
         """Remove a file and the directories it leaves empty."""
         del self._files[path]
         self._live_bytes -= len(path) + len(old.value)
-        self._history_bytes += len(path)
         if path.startswith(CAL_PREFIX):
             self._cal = None
-        self._record(path, old, None, rev)
+        history = self.history
+        history.changed(path, old, None, Event(rev, path, "del", None))
         child = path
         while True:
             directory, name = split(child)
@@ -250,51 +232,8 @@ class Store:
             if entries or directory == "/":
                 break
             del self._dirs[directory]
-            self._record(directory, _DIR, None, rev)
+            history.record(directory, DIR, None, rev)
             child = directory
-        self._events.append(Event(rev, path, "del", None))
-        self._event_revs.append(rev)
-
-    def _record(self, path: str, old: _State, new: _State, rev: int) -> None:
-        """Remember that ``path`` went from ``old`` to ``new`` at ``rev``."""
-        history = self._hist.get(path)
-        if history is None:
-            history = self._hist[path] = ([0], [old])
-            directory, name = split(path)
-            self._touched.setdefault(directory, set()).add(name)
-        history[0].append(rev)
-        history[1].append(new)
-        self._changes.append((rev, path))
-
-    def _maybe_prune(self) -> None:
-        """Forget history older than ``hist`` revs, a batch at a time."""
-        new_oldest = self.rev - self._hist_revs + 1
-        if new_oldest - self.oldest < self._prune_batch:
-            return
-        changes = self._changes
-        while changes and changes[0][0] <= new_oldest:
-            path = changes.popleft()[1]
-            history = self._hist.get(path)
-            if history is None:
-                continue  # already pruned via an earlier change record
-            revs, states = history
-            keep_from = bisect_right(revs, new_oldest) - 1
-            if keep_from > 0:
-                del revs[:keep_from]
-                del states[:keep_from]
-                revs[0] = 0
-            if len(revs) == 1:  # unchanged in the window: the head says it all
-                del self._hist[path]
-                directory, name = split(path)
-                touched = self._touched[directory]
-                touched.discard(name)
-                if not touched:
-                    del self._touched[directory]
-        cut = bisect_left(self._event_revs, new_oldest)
-        self._history_bytes -= sum(_event_bytes(e) for e in self._events[:cut])
-        del self._events[:cut]
-        del self._event_revs[:cut]
-        self.oldest = new_oldest
 
     def _check_rev(self, rev: int | None) -> int:
         """The rev to read at; TOO_LATE when too old, ValueError when not yet applied."""
@@ -302,33 +241,29 @@ class Store:
             return self.rev
         if rev > self.rev:
             raise ValueError(f"rev {rev} is not applied yet (at {self.rev}); wait_rev first")
-        self.check_not_too_late(rev)
+        self.history.check_not_too_late(rev)
         return rev
 
     def check_not_too_late(self, rev: int) -> None:
         """Raise TOO_LATE (with ``oldest``) when ``rev`` is older than the history kept."""
-        if rev < self.oldest:
-            detail = f"rev {rev} is older than the kept history"
-            raise DoozerError("TOO_LATE", detail, oldest=self.oldest)
+        self.history.check_not_too_late(rev)
 
-    def _state(self, path: str, rev: int) -> _State:
+    def _state(self, path: str, rev: int) -> State:
         """What ``path`` was at ``rev`` (a checked rev)."""
         if rev < self.rev:
-            history = self._hist.get(path)
-            if history is not None:
-                revs = history[0]
-                if rev < revs[-1]:
-                    return history[1][bisect_right(revs, rev) - 1]
+            state = self.history.at(path, rev)
+            if state is not HEAD:
+                return state
         f = self._files.get(path)
         if f is not None:
             return f
-        return _DIR if path in self._dirs else None
+        return DIR if path in self._dirs else None
 
     def _entries(self, path: str, rev: int) -> list[str]:
         """Sorted entry names of directory ``path`` at ``rev`` (it is one then)."""
         names = self._dirs.get(path, set())
         if rev < self.rev:
-            touched = self._touched.get(path)
+            touched = self.history.touched(path)
             if touched:
                 # Untouched entries are as at the head; only the touched ones
                 # (few, even in a huge directory) need a look at history.
@@ -353,7 +288,7 @@ class Store:
         state = self._state(path, rev)
         if isinstance(state, File):
             return state
-        if state is _DIR:
+        if state is DIR:
             return Dir(path, self._entries(path, rev))
         raise DoozerError("NOENT", f"{path} does not exist at rev {rev}")
 
@@ -392,7 +327,7 @@ class Store:
             state = self._state(path, rev)
             if isinstance(state, File):
                 yield state
-            elif state is _DIR:
+            elif state is DIR:
                 yield from self._walk_files(path, rev)
 
     def outcome_of(self, key: tuple[str, int]) -> Outcome | None:
@@ -425,16 +360,9 @@ class Store:
             older than :attr:`oldest`.
         """
         match = compile_glob(glob)
-        self.check_not_too_late(from_rev)
-        found: list[Event] = []
-        events = self._events
-        for i in range(bisect_left(self._event_revs, from_rev), len(events)):
-            event = events[i]
-            if match(event.path):
-                found.append(event)
-                if len(found) >= limit:
-                    break
-        return found
+        history = self.history
+        history.check_not_too_late(from_rev)
+        return history.events(match, from_rev, limit)
 
     def watch(self, glob: str, from_rev: int, limit: int) -> Deferred[list[Event]]:
         """Wait for changes to files matching ``glob`` with rev >= ``from_rev``.
@@ -488,10 +416,16 @@ class Store:
         self.waiters.wake_revs(self.rev)
 
     @property
+    def oldest(self) -> int:
+        """The oldest rev answered: reads and watches from an older one are
+        ``TOO_LATE``."""
+        return self.history.oldest
+
+    @property
     def size(self) -> int:
         """Bytes of paths and values the store holds: its files, and the
         changes kept in its history window (what ``--quota-bytes`` bounds)."""
-        return self._live_bytes + self._history_bytes
+        return self._live_bytes + self.history.bytes
 
     @property
     def file_count(self) -> int:
@@ -501,19 +435,11 @@ class Store:
     @property
     def hist(self) -> int:
         """Revs of history kept (``--hist``)."""
-        return self._hist_revs
+        return self.history.keep
 
 
 #: What a store holds besides its waiters: what :meth:`Store.adopt` takes on.
-_CONTENTS = (
-    "rev", "seqn", "oldest", "_hist_revs", "_prune_batch", "_files", "_dirs", "_hist",
-    "_touched", "_changes", "_events", "_event_revs", "_dedup", "_live_bytes",
-    "_history_bytes", "_cal",
-)
-
-
-def _event_bytes(e: Event) -> int:
-    return len(e.path) + (len(e.value) if e.value is not None else 0)
+_CONTENTS = ("rev", "seqn", "history", "_files", "_dirs", "_dedup", "_live_bytes", "_cal")
 
 
 def _expired(m: mut.Mutation, seqn: int) -> DoozerError:

@@ -44,6 +44,45 @@ def test_options_before_and_after_the_command_and_negative_revs() -> None:
     assert (opts.uri, opts.rev, opts.command, opts.args) == ("http://h:1", 5, "set", ["/a", "-1"])
 
 
+def test_an_offline_command_runs_with_no_client(monkeypatch: Any) -> None:
+    """A command registered offline gets ``ctx.client`` None and its
+    arguments; its errors are one line and exit 2 like any other's."""
+    import io
+
+    from twisted.internet.defer import ensureDeferred
+
+    from doozer.client import commands
+    from doozer.client.cli import run
+
+    monkeypatch.setitem(commands.COMMANDS, "probe", None)  # removed again afterwards
+    seen: list = []
+
+    @commands.command("probe", "FILE", "test", "test", offline=True)
+    async def _probe(ctx: commands.Context, path: str) -> None:
+        seen.append((ctx.client, path))
+        if path == "bad":
+            raise commands.CommandError("cannot probe bad")
+        ctx.line("probed")
+
+    assert commands.COMMANDS["probe"].offline and not commands.COMMANDS["get"].offline
+    for path, status, printed in (("f", 0, b"probed\n"), ("bad", 2, b"")):
+        out, err = io.BytesIO(), io.BytesIO()
+        result: list = []
+        options = commands.Options(command="probe", args=[path])
+        ensureDeferred(run(options, None, out, err)).addBoth(result.append)
+        assert result == [status] and out.getvalue() == printed
+    assert seen == [(None, "f"), (None, "bad")]
+    assert err.getvalue() == b"doozer: cannot probe bad\n"
+
+
+def test_help_needs_no_cluster() -> None:
+    """help is offline: an unusable URI is never looked at."""
+    result = subprocess.run(DOOZER + ["-a", "bogus://", "help", "get"], capture_output=True,
+                            env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
+    assert result.returncode == 0 and result.stderr == b""
+    assert result.stdout.startswith(b"usage: doozer [-a URI] [-r REV] [-t DURATION] get PATH\n")
+
+
 # ----------------------------------------------------------------------
 # against a real node
 

@@ -360,8 +360,8 @@ def test_history_is_pruned_and_too_late_names_oldest() -> None:
     failed = result(store.watch("/**", store.oldest - 1, 1))
     assert failed.value.code == "TOO_LATE"
     # Pruning leaves no history for paths unchanged in the window.
-    assert len(store._events) <= store.rev - store.oldest + 1
-    assert set(store._hist) == {"/f"}
+    assert len(store.history.log) <= store.rev - store.oldest + 1
+    assert store.history.kept_paths() == {"/f"}
 
 
 # ---------------------------------------------------------------- watches
