@@ -100,6 +100,16 @@ def parse_args(argv: Sequence[str]) -> Options:
             else:
                 options.timeout = parse_duration(value)
             continue
+        if item.startswith("--") and len(item) > 2:
+            # a command's own option (checked against the command below)
+            name, eq, value = item[2:].partition("=")
+            if not eq:
+                if i >= len(items):
+                    raise UsageError(f"option --{name} needs a value")
+                value = items[i]
+                i += 1
+            options.flags[name] = value
+            continue
         if item.startswith("-") and len(item) > 1 and not re.fullmatch(r"-\d+", item):
             raise UsageError(f"unknown option {item}; see 'doozer help'")
         positional.append(item)
@@ -109,6 +119,9 @@ def parse_args(argv: Sequence[str]) -> Options:
     cmd = COMMANDS.get(options.command)
     if cmd is None:
         raise UsageError(f"unknown command {options.command!r}; see 'doozer help'")
+    for name in options.flags:
+        if name not in cmd.flags:
+            raise UsageError(f"unknown option --{name}; see 'doozer help'")
     optional = sum(1 for a in cmd.args if a.startswith("["))
     if not len(cmd.args) - optional <= len(options.args) <= len(cmd.args):
         wanted = " ".join(cmd.args)

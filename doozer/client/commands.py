@@ -60,6 +60,8 @@ class Options:
     timeout: Optional[float] = None
     command: str = ""
     args: list[str] = field(default_factory=list)
+    #: the command's own ``--NAME VALUE`` options (:attr:`Command.flags`)
+    flags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Command:
     reads_stdin: bool = False
     #: runs without a client: no URI, no connection (``ctx.client`` is None)
     offline: bool = False
+    #: its own options, each ``--NAME VALUE`` (``restore --data-dir DIR``)
+    flags: tuple[str, ...] = ()
 
 
 COMMANDS: dict[str, Command] = {}
@@ -101,7 +105,7 @@ COMMANDS: dict[str, Command] = {}
 
 def command(
     name: str, args: str, summary: str, doc: str, reads_stdin: bool = False,
-    offline: bool = False,
+    offline: bool = False, flags: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
     """Register an ``async def run(ctx, *args)`` as a command.
 
@@ -110,11 +114,13 @@ def command(
         it runs.
     :param reads_stdin: stdin is read whole first (``ctx.stdin``).
     :param offline: it needs no cluster: run with ``ctx.client`` None.
+    :param flags: the names of its own ``--NAME VALUE`` options (in
+        ``ctx.options.flags``); any other ``--NAME`` is a usage error.
     """
 
     def register(run: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
         COMMANDS[name] = Command(name, tuple(args.split()), summary, doc, run, reads_stdin,
-                                 offline)
+                                 offline, flags)
         return run
 
     return register
@@ -299,6 +305,34 @@ def save_atomically(path: str, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@command("restore", "FILE", "make a data dir for a new cluster from the backup FILE (offline)",
+         "doozer restore FILE --data-dir DIR [--cluster NAME]\n"
+         "Checks the backup FILE and writes into DIR, which must be empty or new, the\n"
+         "state of a new one-member cluster (a new cluster id and node id) holding the\n"
+         "backup's files at their revs; its next rev is above the backup's, and reads\n"
+         "or watches from before the backup's rev answer TOO_LATE. Start it with\n"
+         "'twistd doozer --data-dir DIR', then join other nodes with --peers. NAME is\n"
+         "the new cluster's name (default: the backup's). Needs no node: -a is not\n"
+         "used. See docs/operations.md, \"Restore\".",
+         offline=True, flags=("data-dir", "cluster"))
+async def _restore(ctx: Context, path: str) -> None:
+    from doozer.node.restore import RestoreError, restore
+
+    directory = ctx.options.flags.get("data-dir")
+    if not directory:
+        raise UsageError("usage: doozer restore FILE --data-dir DIR [--cluster NAME]")
+    try:
+        made = restore(path, directory, ctx.options.flags.get("cluster"))
+    except RestoreError as error:
+        raise CommandError(str(error)) from None
+    ctx.line(f"restored {made.files} files at rev {made.backup_rev} into {made.directory}: "
+             f"a new cluster {made.cluster!r} (id {made.cluster_id}), its one member "
+             f"{made.node_id}; the next rev is above {made.rev}")
+    ctx.line(f"start it:  twistd doozer --data-dir {made.directory} --cluster {made.cluster} "
+             "--listen HOST:PORT ...")
+    ctx.line("then add nodes:  twistd doozer --data-dir NEW-EMPTY-DIR --peers HOST:PORT ...")
 
 
 @command("help", "[COMMAND]", "print this help, or a command's",

@@ -67,6 +67,7 @@ class Restored:
     backup_rev: int
     #: the restored store's rev (the backup's plus the bookkeeping changes)
     rev: int
+    #: the files the backup held (the restored store adds its bookkeeping)
     files: int
 
 
@@ -169,4 +170,4 @@ def restore(path: str, directory: str, cluster: Optional[str] = None,
         raise RestoreError(
             f"writing {directory} failed ({e.strerror or e}); empty it and restore again"
         ) from None
-    return Restored(directory, name, cluster_id, node_id, backup.rev, store.rev, store.file_count)
+    return Restored(directory, name, cluster_id, node_id, backup.rev, store.rev, backup.files)

@@ -514,3 +514,67 @@ def test_a_damaged_backup_is_not_saved(tmp_path: Any) -> None:
         assert err.getvalue().startswith(b"doozer: the backup from http://n:1 is unusable, nothing saved: ")
         assert err.getvalue().count(b"\n") == 1 and out.getvalue() == b""
         assert os.listdir(tmp_path) == []
+
+
+# ----------------------------------------------------------------------
+# restore (offline)
+
+
+def _a_backup(tmp_path: Any) -> str:
+    from doozer.store import backup, mutation
+    from doozer.store.tree import Store
+
+    store = Store()
+    for n in range(5):
+        store.apply([mutation.set_("c", n, f"/r/{n}", b"v", until=10).encode()])
+    path = str(tmp_path / "b.doozer-backup")
+    with open(path, "wb") as f:
+        f.write(b"".join(backup.chunks(store, cluster="prod")))
+    return path
+
+
+def test_restore_options_are_its_own() -> None:
+    opts = parse_args(["restore", "f", "--data-dir", "d", "--cluster=x"])
+    assert (opts.command, opts.args, opts.flags) == ("restore", ["f"], {"data-dir": "d", "cluster": "x"})
+    with pytest.raises(UsageError, match="unknown option --data-dir"):
+        parse_args(["get", "/a", "--data-dir", "d"])
+    with pytest.raises(UsageError, match="unknown option --nope"):
+        parse_args(["restore", "f", "--nope", "d"])
+    with pytest.raises(UsageError, match="--cluster needs a value"):
+        parse_args(["restore", "f", "--cluster"])
+
+
+def test_restore_makes_a_data_dir_and_says_how_to_start_it(tmp_path: Any) -> None:
+    """Offline: an unusable URI is never looked at."""
+    data = tmp_path / "data"
+    result = subprocess.run(
+        DOOZER + ["-a", "bogus://", "restore", _a_backup(tmp_path), "--data-dir", str(data)],
+        capture_output=True, timeout=30, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert out.startswith(f"restored 5 files at rev 5 into {data}: a new cluster 'prod'")
+    assert f"twistd doozer --data-dir {data} --cluster prod" in out
+    assert sorted(os.listdir(data)) == ["identity", "snapshot-0000000000000000"]
+
+
+@pytest.mark.parametrize("case", ["no-dir", "not-empty", "damaged"])
+def test_restore_errors_are_one_line_and_exit_2(tmp_path: Any, case: str) -> None:
+    backup = _a_backup(tmp_path)
+    args = ["restore", backup, "--data-dir", str(tmp_path / "data")]
+    if case == "no-dir":
+        args = args[:2]
+    elif case == "not-empty":
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "x").write_bytes(b"")
+    else:
+        with open(backup, "r+b") as f:
+            f.seek(40)
+            f.write(b"\xff")
+    result = subprocess.run(DOOZER + args, capture_output=True, timeout=30,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 2 and result.stdout == b""
+    line = result.stderr.decode()
+    assert line.count("\n") == 1 and line.startswith("doozer: "), line
+    expected = {"no-dir": "--data-dir DIR", "not-empty": "is not empty",
+                "damaged": "is not a whole doozer backup"}[case]
+    assert expected in line
