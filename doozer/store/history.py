@@ -163,16 +163,33 @@ class History:
 
     def events(self, match: Callable[[str], bool], from_rev: int, limit: int) -> list[Event]:
         """The first ``limit`` kept events with rev >= ``from_rev`` whose path
-        ``match`` accepts (``from_rev`` already checked: not too late)."""
+        ``match`` accepts (``from_rev`` already checked: not too late), and
+        the rest of the last one's rev: :func:`whole_revs`."""
         found: list[Event] = []
         log = self.log
+        full_at = None  # once ``limit`` are found: the rev they end in
         for i in range(bisect_left(self._log_revs, from_rev), len(log)):
             event = log[i]
+            if full_at is not None and event.rev != full_at:
+                break  # a transaction's events are never split (SPEC §10)
             if match(event.path):
                 found.append(event)
-                if len(found) >= limit:
-                    break
+                if full_at is None and len(found) >= limit:
+                    full_at = event.rev
         return found
+
+
+def whole_revs(events: list[Event], limit: int) -> list[Event]:
+    """The first ``limit`` of ``events`` (in rev order) and any after them
+    at the last one's rev: a transaction's changes share one rev, and a
+    watcher that resumes at ``next`` = that rev + 1 must not miss the rest."""
+    if len(events) <= limit:
+        return events
+    end = limit
+    last = events[limit - 1].rev
+    while end < len(events) and events[end].rev == last:
+        end += 1
+    return events[:end]
 
 
 def _event_bytes(e: Event) -> int:

@@ -99,13 +99,15 @@ def load(data: bytes | memoryview, hist: int = 2000) -> Store:
         # The base tree is where history starts, not history itself.
         store.history.restart(doc["base"])
         store.rev = doc["base"]
+        last = None  # the rev of the last change replayed
         for rev, path, op, value in doc["events"]:
             if rev == store.oldest and rev >= 1:
                 store.history.add_event(Event(rev, validate_path(path), op, value))
                 continue
-            if rev <= store.rev:
+            # A transaction's changes share one rev (SPEC §10); else revs rise.
+            if rev < store.rev or (rev == store.rev and rev != last):
                 raise ValueError("events out of order")
-            store.rev = rev
+            store.rev = last = rev
             old = store._files.get(validate_path(path))
             if op == "set":
                 store._set(path, value, rev, old)

@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from doozer.errors import DoozerError
 from doozer.store import mutation as mut
+from doozer.store import txn
 from doozer.store.cal import CAL_DIR, CAL_PREFIX, ordered_members, slot_number
 from doozer.store.dedup import Dedup
 from doozer.store.history import DIR, HEAD, History, State
@@ -106,6 +107,10 @@ class Store:
         """Apply one decoded mutation at ``rev``; return its failure or None."""
         if m.kind == mut.NOP:
             return None
+        if m.kind == mut.TXN:
+            return self._apply_txn(m, rev)
+        if m.kind != mut.SET and m.kind != mut.DEL:
+            return DoozerError("OTHER", f"mutation kind {m.kind} is not applied by this version")
         try:
             path = validate_path(m.path)
         except DoozerError as e:
@@ -138,6 +143,22 @@ class Store:
         else:
             assert current is not None  # NOENT was returned above
             self._delete(path, rev, current)
+        return None
+
+    def _apply_txn(self, m: mut.Mutation, rev: int) -> DoozerError | None:
+        """Apply a transaction's ops at ``rev``, all of them or, with the
+        reason, none (:mod:`doozer.store.txn`). No lease exists yet: an op
+        with one fails ``NOENT``."""
+        why = txn.refusal(m, self._files, self._dirs, self._compare_fails, lambda lease: False)
+        if why is not None:
+            return why
+        for op in m.ops:
+            current = self._files.get(op.path)
+            if op.kind == mut.SET:
+                self._set(op.path, op.value, rev, current)
+            else:
+                assert current is not None  # refusal said it exists
+                self._delete(op.path, rev, current)
         return None
 
     def _compare_fails(self, path: str, rev: int) -> DoozerError | None:

@@ -14,6 +14,7 @@ from typing import Callable
 
 from twisted.internet.defer import Deferred
 
+from doozer.store.history import whole_revs
 from doozer.store.path import ancestors, compile_glob, glob_prefix
 from doozer.store.types import Event
 
@@ -74,7 +75,8 @@ class Waiters:
             # No event before this batch matched (the waiter would have fired
             # then), so its answer lies within the batch.
             match = compile_glob(glob)
-            d.callback([e for e in new_events if e.rev >= from_rev and match(e.path)][:limit])
+            d.callback(whole_revs([e for e in new_events if e.rev >= from_rev and match(e.path)],
+                                  limit))
 
     def rewatch(self, events: EventsFn, oldest: int, too_late: Callable[[], Exception]) -> None:
         """The store's contents were replaced (a snapshot): fire the watches
