@@ -109,6 +109,8 @@ def restored_store(backup: store_backup.BackupContents, cluster: str, node_id: s
         "files": [[f.path, f.rev, f.value] for f in files],
         "events": [[e.rev, e.path, e.op, e.value] for e in events if e.rev == base] + changes,
         "keys": [],
+        # leases go on with their files; each node's timers start afresh (§L3)
+        "leases": source.leases.dump(),
     }
     # Made as a store snapshot and loaded as one: load checks it as any other.
     return store_snapshot.load(msgpack.packb(doc, use_bin_type=True), hist=hist)

@@ -16,6 +16,7 @@ import msgpack
 
 from doozer.errors import DoozerError
 from doozer.store.path import validate_path
+from doozer.store.leases import Leases
 from doozer.store.tree import Store
 from doozer.store.types import Event, File, Outcome
 
@@ -30,11 +31,12 @@ def dump(store: Store, *, keys: bool = True) -> bytes:
     :param keys: include the de-duplication record (a peer needs it; a
         backup, restored as a new cluster, does not).
     """
-    head, files, events, dedup = _capture(store, keys)
+    head, files, events, dedup, leases = _capture(store, keys)
     doc: dict[str, Any] = dict(head)
     doc["files"] = [[f.path, f.rev, f.value] for f in files]
     doc["events"] = [[e.rev, e.path, e.op, e.value] for e in events]
     doc["keys"] = dedup
+    doc["leases"] = leases
     packed: bytes = msgpack.packb(doc, use_bin_type=True)
     return packed
 
@@ -51,7 +53,8 @@ def dump_chunks(store: Store, *, keys: bool = True) -> Iterator[bytes]:
     return _pack_pieces(*_capture(store, keys))
 
 
-def _capture(store: Store, keys: bool) -> tuple[dict[str, int], list[File], list[Event], list[Any]]:
+def _capture(store: Store, keys: bool
+             ) -> tuple[dict[str, int], list[File], list[Event], list[Any], list[Any]]:
     """What a snapshot of ``store`` holds, as it is now (one rev)."""
     base = store.oldest
     files = store.walk("/**", base) if base >= 1 else []
@@ -62,16 +65,19 @@ def _capture(store: Store, keys: bool) -> tuple[dict[str, int], list[File], list
     if keys:
         for key, o, until in store._dedup.entries():
             error = [o.error.code, o.error.detail, o.error.extra] if o.error else None
-            dedup.append([key[0], key[1], o.rev, error, until])
+            row = [key[0], key[1], o.rev, error, until]
+            if o.norev:  # a lease verb's answer: which leases it found gone
+                row.append(list(o.gone))
+            dedup.append(row)
     head = {"version": 3, "base": base, "rev": store.rev, "seqn": store.seqn}
-    return head, files, events, dedup
+    return head, files, events, dedup, store.leases.dump()
 
 
 def _pack_pieces(head: dict[str, int], files: list[File], events: list[Event],
-                 dedup: list[Any]) -> Iterator[bytes]:
+                 dedup: list[Any], leases: list[Any]) -> Iterator[bytes]:
     # The same map, in the same order, as msgpack.packb(doc) in dump().
     packer = msgpack.Packer(use_bin_type=True)
-    opening = [packer.pack_map_header(len(head) + 3)]
+    opening = [packer.pack_map_header(len(head) + 4)]
     for name, value in head.items():
         opening += [packer.pack(name), packer.pack(value)]
     opening += [packer.pack("files"), packer.pack_array_header(len(files))]
@@ -82,6 +88,7 @@ def _pack_pieces(head: dict[str, int], files: list[File], events: list[Event],
     for e in events:
         yield packer.pack([e.rev, e.path, e.op, e.value])
     yield packer.pack("keys") + packer.pack(dedup)
+    yield packer.pack("leases") + packer.pack(leases)
 
 
 def load(data: bytes | memoryview, hist: int = 2000) -> Store:
@@ -121,9 +128,16 @@ def load(data: bytes | memoryview, hist: int = 2000) -> Store:
         store.seqn = doc["seqn"]
         if type(store.seqn) is not int or store.seqn < 0:
             raise ValueError("bad seqn")
-        for origin, request, rev, error, until in doc["keys"]:
+        for row in doc["keys"]:
+            origin, request, rev, error, until = row[:5]
             err = DoozerError(error[0], error[1], **error[2]) if error else None
-            store._dedup.add((origin, request), Outcome(rev, (origin, request), err), until)
+            outcome = Outcome(rev, (origin, request), err)
+            if len(row) == 6:  # a lease verb's, which took no rev
+                outcome = Outcome(rev, (origin, request), err, norev=True,
+                                  gone=tuple(str(i) for i in row[5]))
+            store._dedup.add((origin, request), outcome, until)
+        # Snapshots made before leases hold none.
+        store.leases = Leases.load(doc.get("leases", []), store._files)
     except (ValueError, KeyError, TypeError, DoozerError) as e:
         raise ValueError(f"not a store snapshot: {e}") from None
     return store

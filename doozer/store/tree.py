@@ -22,9 +22,10 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from doozer.errors import DoozerError
 from doozer.store import mutation as mut
-from doozer.store import txn
+from doozer.store import lease_verbs, txn
 from doozer.store.cal import CAL_DIR, CAL_PREFIX, ordered_members, slot_number
 from doozer.store.dedup import Dedup
+from doozer.store.leases import Leases, Position
 from doozer.store.history import DIR, HEAD, History, State
 from doozer.store.path import compile_glob, glob_prefix, join, split, validate_path
 from doozer.store.types import NO_KEY, Dir, Event, File, Outcome
@@ -47,6 +48,8 @@ class Store:
         self._files: dict[str, File] = {}
         self._dirs: dict[str, set[str]] = {"/": set()}
         self._dedup = Dedup()
+        #: the leases and the files attached to them (SPEC §9)
+        self.leases = Leases()
         self.waiters = Waiters()
         # Bytes of paths and values of the files (the head); the history
         # counts its own (SPEC §12's quota counts both).
@@ -76,7 +79,7 @@ class Store:
         log = history.log
         first_event = len(log)
         dedup = self._dedup
-        for item in items:
+        for index, item in enumerate(items):
             try:
                 mutation = mut.Mutation.decode(item)
             except mut.MalformedMutation as e:
@@ -92,8 +95,12 @@ class Store:
             if prior is not None:
                 outcomes.append(replace(prior, duplicate=True))
                 continue
-            self.rev += 1
-            outcome = Outcome(self.rev, mutation.key, self._apply_one(mutation, self.rev))
+            if mutation.kind in lease_verbs.NO_REV_KINDS:
+                outcome = self._apply_norev(mutation, (seqn, index))
+            else:
+                self.rev += 1
+                error = self._apply_one(mutation, self.rev, (seqn, index))
+                outcome = Outcome(self.rev, mutation.key, error)
             dedup.add(mutation.key, outcome, mutation.until)
             outcomes.append(outcome)
         new_events = log[first_event:]
@@ -103,14 +110,18 @@ class Store:
         self.waiters.wake_revs(self.rev)
         return outcomes
 
-    def _apply_one(self, m: mut.Mutation, rev: int) -> DoozerError | None:
-        """Apply one decoded mutation at ``rev``; return its failure or None."""
-        if m.kind == mut.NOP:
+    def _apply_one(self, m: mut.Mutation, rev: int, pos: Position = (0, 0)) -> DoozerError | None:
+        """Apply one decoded mutation at ``rev`` (at log position ``pos``);
+        return its failure or None."""
+        kind = m.kind
+        if kind == mut.NOP:
             return None
-        if m.kind == mut.TXN:
-            return self._apply_txn(m, rev)
-        if m.kind != mut.SET and m.kind != mut.DEL:
-            return DoozerError("OTHER", f"mutation kind {m.kind} is not applied by this version")
+        if kind != mut.SET and kind != mut.DEL:
+            if kind == mut.TXN:
+                return self._apply_txn(m, rev)
+            if kind == mut.GRANT:
+                return lease_verbs.grant(self, m, rev, pos)
+            return lease_verbs.revoke(self, m, rev)
         try:
             path = validate_path(m.path)
         except DoozerError as e:
@@ -138,27 +149,42 @@ class Store:
             refusal = self._cal_refusal(path, m.value if m.kind == mut.SET else None)
             if refusal:
                 return DoozerError("FORBIDDEN", refusal)
+        if m.lease:
+            failed = lease_verbs.attach_refusal(self, path, m.lease)
+            if failed is not None:
+                return failed
         if m.kind == mut.SET:
             self._set(path, m.value, rev, current)
+            self.leases.attach(path, m.lease or None)
         else:
             assert current is not None  # NOENT was returned above
             self._delete(path, rev, current)
+            self.leases.detach(path)
         return None
+
+    def _apply_norev(self, m: mut.Mutation, pos: Position) -> Outcome:
+        """A RENEW, or an EXPIRE (which takes a rev only if it acts)."""
+        if m.kind == mut.RENEW:
+            return lease_verbs.renew(self, m, pos)
+        return lease_verbs.expire(self, m)
 
     def _apply_txn(self, m: mut.Mutation, rev: int) -> DoozerError | None:
         """Apply a transaction's ops at ``rev``, all of them or, with the
-        reason, none (:mod:`doozer.store.txn`). No lease exists yet: an op
-        with one fails ``NOENT``."""
-        why = txn.refusal(m, self._files, self._dirs, self._compare_fails, lambda lease: False)
+        reason, none (:mod:`doozer.store.txn`)."""
+        leases = self.leases
+        why = txn.refusal(m, self._files, self._dirs, self._compare_fails,
+                          lambda lease: leases.get(lease) is not None)
         if why is not None:
             return why
         for op in m.ops:
             current = self._files.get(op.path)
             if op.kind == mut.SET:
                 self._set(op.path, op.value, rev, current)
+                leases.attach(op.path, op.lease or None)
             else:
                 assert current is not None  # refusal said it exists
                 self._delete(op.path, rev, current)
+                leases.detach(op.path)
         return None
 
     def _compare_fails(self, path: str, rev: int) -> DoozerError | None:
@@ -460,7 +486,8 @@ class Store:
 
 
 #: What a store holds besides its waiters: what :meth:`Store.adopt` takes on.
-_CONTENTS = ("rev", "seqn", "history", "_files", "_dirs", "_dedup", "_live_bytes", "_cal")
+_CONTENTS = ("rev", "seqn", "history", "_files", "_dirs", "_dedup", "leases", "_live_bytes",
+             "_cal")
 
 
 def _expired(m: mut.Mutation, seqn: int) -> DoozerError:

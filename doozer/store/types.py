@@ -35,7 +35,8 @@ class Outcome:
     deadline, which took no rev.
     ``duplicate`` is true when the item's key had already been applied: it
     was skipped, took no rev, and this repeats the original outcome;
-    ``expired`` when it was decided after its deadline (also no rev).
+    ``expired`` when it was decided after its deadline (also no rev);
+    ``norev`` for a RENEW, or an EXPIRE that changed nothing (applied, no rev).
     """
 
     rev: int  # the rev it took (a duplicate: the original's; expired: none, the store's)
@@ -43,11 +44,16 @@ class Outcome:
     error: DoozerError | None
     duplicate: bool = False
     expired: bool = False  # decided after its deadline: refused, took no rev
+    #: a RENEW, or an EXPIRE that changed nothing: applied, took no rev
+    norev: bool = False
+    #: the leases a RENEW or EXPIRE found gone (or, for EXPIRE, renewed since)
+    gone: tuple[str, ...] = ()
 
     @property
     def took_rev(self) -> bool:
-        """Whether applying it took a rev (it was neither a duplicate nor expired)."""
-        return not (self.duplicate or self.expired)
+        """Whether applying it took a rev (not a duplicate, not expired, not
+        a lease verb that takes none)."""
+        return not (self.duplicate or self.expired or self.norev)
 
 
 @dataclass(frozen=True)

@@ -150,3 +150,14 @@ def test_restore_refuses_a_damaged_or_missing_backup(tmp_path: Any, damage: str)
     with pytest.raises(RestoreError, match=expected):
         restore(path, str(tmp_path / "data"), fsync=False)
     assert not os.path.exists(tmp_path / "data") or not os.listdir(tmp_path / "data")
+
+
+def test_leases_and_their_files_are_restored() -> None:
+    old = _store()
+    grant = mutation.Mutation(mutation.GRANT, "c", 500, until=10**9, lease="L1", ttl=30)
+    attach = mutation.Mutation(mutation.SET, "c", 501, "/svc/a", b"up", until=10**9, lease="L1")
+    old.apply([grant.encode(), attach.encode()])
+    backup = store_backup.decode(b"".join(store_backup.chunks(old, cluster="prod")))
+    new = restored_store(backup, "prod", "NEWID")
+    assert new.leases.dump() == old.leases.dump()
+    assert new.get("/ctl/lease/L1").rev == old.get("/ctl/lease/L1").rev  # type: ignore[union-attr]

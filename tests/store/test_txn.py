@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from doozer.errors import DoozerError
 from doozer.store import mutation as mut
 from doozer.store import snapshot
 from doozer.store.mutation import Op
@@ -142,10 +141,3 @@ def test_a_txn_applies_exactly_when_its_ops_would_one_by_one(start: list[str], c
         assert out.error is not None
         assert (out.error.extra["index"], out.error.code) == first_failure
         assert _files(s) == before
-
-
-def test_kinds_this_version_does_not_apply_fail_alike_on_every_node() -> None:
-    s = Store()
-    out = _apply(s, mut.Mutation(mut.GRANT, "c", next(_n), until=10**9, lease="L", ttl=5))
-    assert isinstance(out.error, DoozerError) and out.error.code == "OTHER"
-    assert _files(s) == {}
