@@ -141,6 +141,10 @@ def describe(error: BaseException) -> str:
         text = f"{error.code}: {error.detail}"
     else:
         text = str(error) or type(error).__name__
+    if isinstance(error, DoozerError) and isinstance(error.extra.get("index"), int):
+        # a transaction's failure: which compare or op (SPEC §10)
+        where = "compare" if error.extra.get("in") == "compare" else "op"
+        text += f" (at {where} {error.extra['index']} of the transaction)"
     return " ".join(text.split())
 
 
@@ -219,7 +223,9 @@ def _run_main(argv: Optional[Sequence[str]]) -> None:
         options = parse_args(sys.argv[1:] if argv is None else argv)
     except UsageError as error:
         _fail(str(error), FAILED)
-    stdin = sys.stdin.buffer.read() if COMMANDS[options.command].reads_stdin else b""
+    reads = COMMANDS[options.command].reads_stdin
+    wanted = reads(options.args) if callable(reads) else reads
+    stdin = sys.stdin.buffer.read() if wanted else b""
     from twisted.internet.task import react
 
     try:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import json
 from functools import wraps
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Optional, Sequence, TypeVar, Union
+from typing import (
+    TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Optional, Sequence, TypeVar, Union,
+)
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -40,6 +42,7 @@ from twisted.internet.interfaces import IReactorTime
 from doozer.client.errors import BadPath, Other, error_from_response
 from doozer.client.types import Dir, Event, File, SelfInfo, Stat, Walk, decode_value
 from doozer.client.failover import Failover
+from doozer.client.txn import TxnOp, txn_body
 from doozer.client.uri import DEFAULT_URI, BadURI, parse_uri
 from doozer.client.watch import Watch
 
@@ -360,6 +363,36 @@ class Client:
             "DELETE", "/v1/store/" + _url_path(path), [("rev", str(rev))], write=True
         )
         return int(obj["rev"])
+
+    @_deferred
+    async def txn(
+        self, compare: Iterable[tuple[str, int]] = (), ops: Iterable[TxnOp] = ()
+    ) -> int:
+        """TXN (SPEC §10): every op at one rev if every compare holds and
+        every op can be applied, else nothing; returns the rev.
+
+        ::
+
+            rev = await client.txn(compare=[("/leader", 0)],
+                                   ops=[("set", "/leader", b"n1"), ("del", "/cfg/old")])
+
+        :param compare: ``(path, rev)`` preconditions (``-1``, ``0``, ``R``).
+        :param ops: ``("set", path, value)``, ``("set", path, value, lease)``
+            or ``("del", path)``, at most 128, each path once.
+        :raises RevMismatch: a compare failed (``err.index``, ``err.rev``).
+        :raises ClientError: the failing op's error (``NoEnt``, ``IsDir``,
+            ``NotDir``...) or a refused body (``BadArg``, ``BadPath``,
+            ``TooLarge``...); ``err.index`` names the entry, counted in the
+            list ``err.extra["in"]`` names (``"compare"`` or ``"ops"``).
+        """
+        return await self.txn_json(txn_body(compare, ops))
+
+    @_deferred
+    async def txn_json(self, body: bytes) -> int:
+        """TXN with a body already in SPEC §10's JSON (what ``doozer txn
+        FILE`` sends), passed as it is: the node checks it. Returns the rev;
+        raises as :meth:`txn`."""
+        return int((await self._json("POST", "/v1/txn", (), body, write=True))["rev"])
 
     @_deferred
     async def nop(self) -> int:

@@ -19,7 +19,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, BinaryIO, Callable, Optional
+from typing import Any, Awaitable, BinaryIO, Callable, Optional, Union
 
 from doozer.client.errors import NoEnt
 from doozer.client.types import Event
@@ -93,7 +93,9 @@ class Command:
     summary: str
     doc: str
     run: Callable[..., Awaitable[None]]
-    reads_stdin: bool = False
+    #: stdin is read whole first; a callable decides from the arguments
+    #: (``txn -`` reads it, ``txn FILE`` does not)
+    reads_stdin: Union[bool, Callable[[list[str]], bool]] = False
     #: runs without a client: no URI, no connection (``ctx.client`` is None)
     offline: bool = False
     #: its own options, each ``--NAME VALUE`` (``restore --data-dir DIR``)
@@ -104,7 +106,8 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(
-    name: str, args: str, summary: str, doc: str, reads_stdin: bool = False,
+    name: str, args: str, summary: str, doc: str,
+    reads_stdin: Union[bool, Callable[[list[str]], bool]] = False,
     offline: bool = False, flags: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., Awaitable[None]]], Callable[..., Awaitable[None]]]:
     """Register an ``async def run(ctx, *args)`` as a command.
@@ -112,7 +115,8 @@ def command(
     :param args: its arguments as help shows them, ``[NAME]`` optional
         (``"PATH REV"``, ``"[COMMAND]"``); their count is checked before
         it runs.
-    :param reads_stdin: stdin is read whole first (``ctx.stdin``).
+    :param reads_stdin: stdin is read whole first (``ctx.stdin``); or a
+        function of the arguments saying whether it is.
     :param offline: it needs no cluster: run with ``ctx.client`` None.
     :param flags: the names of its own ``--NAME VALUE`` options (in
         ``ctx.options.flags``); any other ``--NAME`` is a usage error.
@@ -178,6 +182,27 @@ async def _add(ctx: Context, path: str) -> None:
          "A failed precondition exits 1; a missing file exits 2.")
 async def _del(ctx: Context, path: str, rev: str) -> None:
     await ctx.client.delete(path, parse_int(rev, "REV"))
+
+
+@command("txn", "FILE", "apply the transaction in FILE.json (- for stdin), print its rev",
+         "FILE holds a transaction as SPEC §10 and docs/api.md give it:\n"
+         '  {"compare": [{"path": "/leader", "rev": 0}],\n'
+         '   "ops": [{"op": "set", "path": "/leader", "value": "n1"},\n'
+         '           {"op": "del", "path": "/cfg/old"}]}\n'
+         "Every op is applied at one rev if every compare holds and every op can be\n"
+         "applied, else nothing; prints that rev. A failed compare exits 1, any other\n"
+         "failure 2; the error names the compare or op at fault.",
+         reads_stdin=lambda args: args[:1] == ["-"])
+async def _txn(ctx: Context, path: str) -> None:
+    if path == "-":
+        body = ctx.stdin
+    else:
+        try:
+            with open(path, "rb") as f:
+                body = f.read()
+        except OSError as error:
+            raise CommandError(f"cannot read {path}: {error.strerror or error}") from None
+    ctx.line(await ctx.client.txn_json(body))
 
 
 @command("rev", "", "print the store's current rev", "Prints the node's applied rev.")

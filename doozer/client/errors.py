@@ -28,6 +28,13 @@ class ClientError(DoozerError):
     def __init__(self, detail: str = "", **extra: Any) -> None:
         super().__init__(self.CODE, detail, **extra)
 
+    @property
+    def index(self) -> Optional[int]:
+        """For a transaction: which compare or op failed (counted in the
+        list ``extra["in"]`` names, ``"compare"`` or ``"ops"``); else None."""
+        index = self.extra.get("index")
+        return index if isinstance(index, int) else None
+
 
 class BadPath(ClientError):
     """The path is not valid (SPEC §1)."""

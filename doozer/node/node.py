@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, NoReturn, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -38,6 +38,7 @@ from doozer.store.path import validate_path
 from doozer.node.datadir import SNAPSHOT_BYTES
 from doozer.node.replica import Replica
 from doozer.node.snapshot import Snapshot
+from doozer.node.txn import check as txn_check
 from doozer.node.writes import Writes
 from doozer.store import Event, Outcome, Store
 from doozer.store import snapshot as store_snapshot
@@ -474,6 +475,28 @@ class Node:
             raise DoozerError("ISDIR", "/ is the root directory and cannot be deleted")
         _client_may_write(path)
         return self._write(mutation.DEL, path, b"", rev, client).addCallback(lambda o: o.rev)
+
+    def txn(
+        self,
+        compare: Iterable[tuple[str, int]],
+        ops: Iterable[mutation.Op],
+        client: Optional[Hashable] = None,
+    ) -> "defer.Deferred[int]":
+        """Apply ``ops`` at one rev if every ``(path, rev)`` of ``compare``
+        holds and every op can be applied, else nothing (SPEC §10).
+
+        :returns: a Deferred firing with the transaction's rev; it fails
+            with the store's answer (``REV_MISMATCH``, ``ISDIR``...) naming
+            the compare or op at fault (``index``, ``path``, ``in``).
+        :raises DoozerError: what :func:`doozer.node.txn.check` refuses
+            before anything is proposed.
+        """
+        checked, checked_ops = txn_check(compare, ops, self.max_value)
+        self.check_writable()
+        return self.writes.propose(
+            mutation.TXN, "", b"", mutation.CLOBBER, timeout=self.write_timeout, compare=checked,
+            client=client if client is not None else "", ops=checked_ops,
+        ).addCallback(lambda o: o.rev)
 
     def nop(self, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
         """Run one consensus round that changes nothing but takes a rev."""

@@ -54,12 +54,14 @@ class Writes:
         timeout: Optional[float],
         compare: tuple[tuple[str, int], ...] = (),
         client: Optional[Hashable] = None,
+        ops: tuple[mutation.Op, ...] = (),
     ) -> "defer.Deferred[Outcome]":
         """Propose one mutation; its Deferred fires with the store's outcome.
 
         :param client: who asks (a connection), for the admission bounds;
             ``None`` is the node's own bookkeeping, never refused for want
             of room.
+        :param ops: a TXN's ops (its bytes count against the bounds whole).
         :raises DoozerError: ``TOO_LARGE`` when the mutation does not fit
             one consensus datagram, ``BUSY``/``NOSPACE`` from admission.
         """
@@ -69,10 +71,11 @@ class Writes:
         request = self._next_request + 1
         until = node.applied_seqn + node.item_lifetime
         item = mutation.Mutation(
-            kind, node.id, request, path, value, rev, until=until, compare=compare
+            kind, node.id, request, path, value, rev, until=until, compare=compare, ops=ops
         ).encode()
         if client is not None:
-            node.admission.admit(request, client, len(item), kind == mutation.SET)
+            grows = kind == mutation.SET or any(op.kind == mutation.SET for op in ops)
+            node.admission.admit(request, client, len(item), grows)
         self._next_request = request
         try:
             sequencer.propose(item, node.clock.seconds())

@@ -24,6 +24,7 @@ from doozer.server import faults
 from doozer.server.auth import Secrets
 from doozer.server.http.peerhttp import SnapshotClient
 from doozer.server.http.site import Site
+from doozer.server.http.txn import BODY_SLACK as TXN_BODY_SLACK
 from doozer.server.doozerd.protocol import NativeFactory
 from doozer.node import Node, build_node
 from doozer.node.datadir import DataDir
@@ -159,7 +160,8 @@ class NodeService(Service):
         scheme = "https" if config.tls_cert else "http"
         site = Site(
             api.resource(),
-            max_body=config.max_value,
+            # a transaction's body may be larger than one value (SPEC §10)
+            max_body=config.max_value + TXN_BODY_SLACK,
             access_log=config.access_log,
             limits=limits,
             hosts=HostPolicy.for_port(config, config.listen, scheme, limits.counters),

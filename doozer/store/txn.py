@@ -85,17 +85,17 @@ def refusal(
     for index, (path, rev) in enumerate(m.compare):
         failed = compare_fails(path, rev)
         if failed is not None:
-            return _at(failed, index, path)
+            return _at(failed, index, path, "compare")
     overlay = Overlay(files, dirs)
     seen: set[str] = set()
     for index, op in enumerate(m.ops):
         try:
             path = validate_path(op.path)
         except DoozerError as e:
-            return _at(e, index, op.path)
+            return _at(e, index, op.path, "ops")
         why = _op_refusal(op, path, overlay, seen, lease_exists)
         if why is not None:
-            return _at(why, index, path)
+            return _at(why, index, path, "ops")
         seen.add(path)
         if op.kind == mut.SET:
             overlay.added.add(path)
@@ -126,6 +126,9 @@ def _op_refusal(op: mut.Op, path: str, overlay: Overlay, seen: set[str],
     return None
 
 
-def _at(error: DoozerError, index: int, path: str) -> DoozerError:
-    """``error`` with the ``index`` and ``path`` of what failed."""
-    return DoozerError(error.code, error.detail, **{**error.extra, "index": index, "path": path})
+def _at(error: DoozerError, index: int, path: str, where: str) -> DoozerError:
+    """``error`` with the ``index`` and ``path`` of what failed, and ``in``:
+    ``"compare"`` or ``"ops"``, the list ``index`` counts in (an ``ISDIR``
+    may be a compare's or an op's)."""
+    return DoozerError(error.code, error.detail,
+                       **{**error.extra, "index": index, "path": path, "in": where})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -304,6 +305,25 @@ def test_self_prints_the_node_id(node: Any) -> None:
 def test_nop_succeeds_silently(node: Any) -> None:
     """nop runs a consensus round and prints nothing."""
     assert ok(doozer(node, "nop")) == ""
+
+
+@pytest.mark.slow
+def test_txn_from_a_file_and_stdin_prints_the_rev_and_a_failed_compare_exits_1(
+        node: Any, tmp_path: Any) -> None:
+    """`doozer txn FILE.json` and `doozer txn -` (SPEC §10): the rev on stdout;
+    a failed compare exits 1, another failure 2, each naming the entry."""
+    elect = json.dumps({"compare": [{"path": "/txn/leader", "rev": 0}],
+                        "ops": [{"op": "set", "path": "/txn/leader", "value": "n1"}]})
+    path = tmp_path / "elect.json"
+    path.write_text(elect)
+    rev = int(ok(doozer(node, "txn", str(path))))
+    assert ok(doozer(node, "get", "/txn/leader")) == "n1"
+    assert ok(doozer(node, "stat", "/txn/leader")) == f"{rev} 2\n"
+    line = failed(doozer(node, "txn", "-", stdin=elect.encode()), 1)
+    assert "REV_MISMATCH" in line and "compare 0" in line
+    gone = json.dumps({"ops": [{"op": "del", "path": "/txn/nope"}]}).encode()
+    line = failed(doozer(node, "txn", "-", stdin=gone), 2)
+    assert "NOENT" in line and "op 0" in line
 
 
 @pytest.mark.slow

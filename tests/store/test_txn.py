@@ -57,6 +57,7 @@ def test_a_failed_compare_changes_nothing_and_says_which() -> None:
     out = _txn(s, [Op(mut.SET, "/leader", b"n1")], compare=(("/cfg/a", -1), ("/leader", 0)))
     assert out.error.code == "REV_MISMATCH"
     assert (out.error.extra["index"], out.error.extra["path"], out.error.extra["rev"]) == (1, "/leader", r)
+    assert out.error.extra["in"] == "compare"  # the list index counts in
     assert out.rev == s.rev and s.get("/leader").value == b"n0"  # type: ignore[union-attr]
     assert s.events("/**", out.rev, 10) == []  # it took a rev, and changed nothing
 
@@ -77,6 +78,7 @@ def test_a_failing_op_changes_nothing_and_says_which(ops: list[Op], code: str, i
     before = _files(s)
     out = _txn(s, ops)
     assert out.error is not None and (out.error.code, out.error.extra["index"]) == (code, index)
+    assert out.error.extra["in"] == "ops"
     assert _files(s) == before
 
 

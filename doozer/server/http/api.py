@@ -23,6 +23,7 @@ from doozer.server.http.gate import Gate
 from doozer.server.auth import Secrets
 from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
 from doozer.server.http.render import endpoint, json_response, render_value
+from doozer.server.http.txn import read_txn
 from doozer.node import Node
 from doozer.node import health
 from doozer.server.auth import TokenCheck
@@ -236,6 +237,14 @@ class API:
     async def nop(self, request: Request) -> Any:
         self._method(request, "POST")
         return {"rev": await self.node.nop(client=request.channel)}
+
+    @app.route("/v1/txn")
+    @endpoint
+    async def txn(self, request: Request) -> Any:
+        # SPEC §10: the whole body is checked before anything is proposed.
+        self._method(request, "POST")
+        compare, ops = read_txn(request, self.node)
+        return {"rev": await self.node.txn(compare, ops, client=request.channel)}
 
     @app.route("/v1/backup")
     @endpoint
