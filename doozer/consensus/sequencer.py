@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
 from doozer.consensus.diagnostics import debug_state
-from doozer.consensus.durable import NEVER_WAIT, Durability, Record, SkipRec
+from doozer.consensus.durable import Durability, Record, SkipRec
 from doozer.consensus.instance import PROPOSING, Instance
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
@@ -174,20 +174,9 @@ class Sequencer:
         self._handlers = self._make_handlers()
         self.durable = durable
         if durable is not None:
-            self._send = self._send_durable  # type: ignore[method-assign]
-            if durable.recovered is not None:
-                # D3: every own instance up to the highest durable own
-                # accept, the SKIP horizon or the floor counts as used.
-                self._cursor = max(self._cursor, durable.recovered.used_below())
-                if durable.recovered.acceptors:
-                    # Instances with durable acceptor state were proposed
-                    # before the restart, and nobody may be proposing them
-                    # now (a one-member cluster, or a whole cluster
-                    # restarted): wait on them, and revoke them if need be,
-                    # as if a later instance had been seen proposed.
-                    # Otherwise they stay open until the next new write.
-                    top = max(durable.recovered.acceptors) + 1
-                    self._frontier = max(self._frontier, top)
+            # What is sent waits for the records it may reveal.
+            self._send = durable.send  # type: ignore[method-assign]
+            durable.attach(self)
 
     # ------------------------------------------------------------------
     # public interface
@@ -371,18 +360,10 @@ class Sequencer:
         return self.durable.take_records()
 
     def synced(self, token: int, now: float) -> None:
-        """Durable mode: every record up to ``token`` is on disk. The
-        messages held for them go to the outbox (or, when addressed to this
-        node, to its own handlers: its own vote counts only now)."""
+        """Durable mode: every record up to ``token`` is on disk
+        (:meth:`Durability.synced <doozer.consensus.durable.Durability.synced>`)."""
         assert self.durable is not None, "synced is for the durable mode"
-        self._now = now
-        for dest, message in self.durable.released(token):
-            if dest == self.node_id:
-                self._local.append(message)
-            else:
-                self._outbox.append((dest, message))
-                self._last_sent[dest] = now
-        self._drain_local(now)
+        self.durable.synced(token, now)
 
     def raise_floor(self, floor_seqn: int) -> None:
         """Durable mode: the node saved a snapshot of its store at
@@ -391,28 +372,6 @@ class Sequencer:
         ``durable.collectable`` reaches it."""
         assert self.durable is not None, "raise_floor is for the durable mode"
         self.durable.raise_floor(min(floor_seqn, self._next_out - 1))
-
-    def _send_durable(self, dest: str, message: Message) -> None:
-        """``_send`` in durable mode: a message produced while records are
-        unsynced waits for them, in order; decided values, heartbeats and
-        questions never wait. So does a message to this node itself: its
-        own PROMISE or ACCEPTED counted before its record is durable could
-        decide a value that a crash then forgets."""
-        durable = self.durable
-        assert durable is not None
-        if durable.unsynced and type(message) not in NEVER_WAIT:
-            unsafe = durable.unsafe
-            if not unsafe or not (
-                (dest == self.node_id and "own-vote" in unsafe)
-                or ("D3" in unsafe and type(message) is Accept and message.ballot[0] == 0)
-            ):
-                durable.hold(dest, message)
-                return
-        if dest == self.node_id:
-            self._local.append(message)
-        else:
-            self._outbox.append((dest, message))
-            self._last_sent[dest] = self._now
 
     def heard_lately(self, peer: str, now: float) -> bool:
         """Whether ``peer`` spoke within three PING intervals."""
@@ -475,12 +434,19 @@ class Sequencer:
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def _send(self, dest: str, message: Message) -> None:
+    def _deliver(self, dest: str, message: Message) -> None:
+        """To the outbox, or to this node's own handlers when addressed to
+        it: what ``_send`` does in the memory-only mode, and in durable
+        mode once the message need not (or no longer) wait."""
         if dest == self.node_id:
             self._local.append(message)
         else:
             self._outbox.append((dest, message))
             self._last_sent[dest] = self._now
+
+    #: Every message goes out through ``_send``: :meth:`_deliver` itself in
+    #: the memory-only mode, ``Durability.send`` in durable mode.
+    _send = _deliver
 
     def _bcast(self, dests: Iterable[str], message: Message) -> None:
         for dest in dests:
