@@ -39,7 +39,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional, Union
 
 from doozer.consensus.instance import Instance
-from doozer.consensus.messages import Accept, Learn, Message, Ping, TooOld, Want
+from doozer.consensus.messages import Learn, Message, Ping, TooOld, Want
 
 if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
     from doozer.consensus.sequencer import Sequencer
@@ -254,9 +254,6 @@ class Durability:
         #: may be deleted (D7)
         self.collectable = self.floor
         self._floors: deque[tuple[int, int]] = deque()  # (token, floor) not yet synced
-        #: Test-only: names of §D rules to break ("D1" ... "D7", "own-vote"),
-        #: so the simulation can show it catches each one dropped.
-        self.unsafe: frozenset[str] = frozenset()
 
     #: the sequencer whose durable mode this is (set by :meth:`attach`)
     seq: "Sequencer"
@@ -281,21 +278,20 @@ class Durability:
                 seq._frontier = max(seq._frontier, top)
 
     def send(self, dest: str, message: Message) -> None:
-        """The sequencer's ``_send`` in durable mode: a message produced
-        while records are unsynced waits for them, in order; decided values,
+        """The sequencer's ``_send`` in durable mode: what :meth:`waits` is
+        held until its records are synced, the rest goes at once."""
+        if self.waits(dest, message):
+            self.hold(dest, message)
+        else:
+            self.seq._deliver(dest, message)
+
+    def waits(self, dest: str, message: Message) -> bool:
+        """Whether ``message`` must wait for records: any produced while
+        records are unsynced waits for them, in order; decided values,
         heartbeats and questions never wait. So does a message to this node
         itself: its own PROMISE or ACCEPTED counted before its record is
         durable could decide a value that a crash then forgets."""
-        seq = self.seq
-        if self.unsynced and type(message) not in NEVER_WAIT:
-            unsafe = self.unsafe
-            if not unsafe or not (
-                (dest == seq.node_id and "own-vote" in unsafe)
-                or ("D3" in unsafe and type(message) is Accept and message.ballot[0] == 0)
-            ):
-                self.hold(dest, message)
-                return
-        seq._deliver(dest, message)
+        return self.unsynced and type(message) not in NEVER_WAIT
 
     def synced(self, token: int, now: float) -> None:
         """Every record up to ``token`` is on disk. The messages held for
@@ -350,14 +346,9 @@ class Durability:
         self.floor = floor
         if self.recovered is not None:
             self.recovered.forget_upto(floor)
-        if "D7" in self.unsafe:
-            self.collectable = floor  # records dropped, the floor never written
-            return
         self.record(FloorRec(floor))
         self._floors.append((self._emitted, floor))
 
     def ballot_floor(self) -> int:
         """D5: the lowest ``k - 1`` this incarnation may use in ``(k, self)``."""
-        if "D5" in self.unsafe:
-            return 0
         return (self.incarnation - 1) * BALLOT_SPAN

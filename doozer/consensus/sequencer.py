@@ -568,8 +568,7 @@ class Sequencer:
         self._cursor = upto
         if owned:
             if self.durable is not None:
-                if "D4" not in self.durable.unsafe:
-                    self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
+                self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
                 # We decide our range only once the horizon is durable, as
                 # everyone else does: deciding it at once let this node
                 # apply later instances past it, then forget the SKIP in a
