@@ -39,7 +39,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional, Union
 
 from doozer.consensus.instance import Instance
-from doozer.consensus.messages import Learn, Message, Ping, TooOld, Want
+from doozer.consensus.messages import Accept, Learn, Message, Ping, TooOld, Want
 
 if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
     from doozer.consensus.sequencer import Sequencer
@@ -279,11 +279,20 @@ class Durability:
 
     def send(self, dest: str, message: Message) -> None:
         """The sequencer's ``_send`` in durable mode: what :meth:`waits` is
-        held until its records are synced, the rest goes at once."""
-        if self.waits(dest, message):
+        held until its records are synced, the rest goes at once.
+
+        The owner's own ACCEPT to itself (ballot ``(0, self)``) is handled
+        by its own acceptor here and now (D3): the accept is recorded
+        before the same ACCEPT is produced for the others, which therefore
+        waits for that record's fsync. An ACCEPT is no vote: the ACCEPTED
+        it provokes is what waits."""
+        seq = self.seq
+        if dest == seq.node_id and type(message) is Accept and message.ballot == (0, dest):
+            seq.acceptor.on_accept(dest, message, seq._now)
+        elif self.waits(dest, message):
             self.hold(dest, message)
         else:
-            self.seq._deliver(dest, message)
+            seq._deliver(dest, message)
 
     def waits(self, dest: str, message: Message) -> bool:
         """Whether ``message`` must wait for records: any produced while

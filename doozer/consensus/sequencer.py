@@ -41,7 +41,7 @@ from doozer.consensus.messages import (
     Want,
 )
 from doozer.consensus.revoker import Revoker
-from doozer.consensus.value import NOOP, MalformedValue, decode_batch, encode_batch
+from doozer.consensus.value import MalformedValue, decode_batch, encode_batch
 
 #: Most bytes of decided values kept to answer WANT (with
 #: :data:`LOG_ENTRY_OVERHEAD` per value): the memory bound of the log, which
@@ -563,21 +563,21 @@ class Sequencer:
             inst = self._inst(t)
             if inst is not None:
                 inst.skip()
-            if self.durable is None:
-                self._decide(t, NOOP)
         self._cursor = upto
         if owned:
             if self.durable is not None:
                 self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
-                # We decide our range only once the horizon is durable, as
-                # everyone else does: deciding it at once let this node
-                # apply later instances past it, then forget the SKIP in a
-                # crash and propose there (5-node simulation, seed 9).
-                self._send(me, Skip(me, start, upto))
+            # Our range is decided when our SKIP to ourselves is handled
+            # (Acceptor.on_skip), as everyone else decides it: in durable
+            # mode only once the horizon is durable (deciding it at once let
+            # this node apply later instances past it, then forget the SKIP
+            # in a crash and propose there: 5-node simulation, seed 9).
+            msg = Skip(me, start, upto)
+            self._send(me, msg)
             dests = self._window_peers()
             dests.update(self._observers)
             dests.discard(me)
-            self._bcast(sorted(dests), Skip(me, start, upto))
+            self._bcast(sorted(dests), msg)
 
     def _next_own(self) -> Optional[int]:
         me = self.node_id
@@ -585,9 +585,10 @@ class Sequencer:
         while s <= self._known_upto:
             m = self._members[s]
             if m[s % len(m)] == me and s not in self._decided:
-                # Durable: restore (create) it, a revoker may have prepared it
-                # before our restart.
-                inst = self._instances.get(s) if self.durable is None else self._inst(s)
+                # Created here if need be (_cut uses it next); in durable
+                # mode restored: a revoker may have prepared it before our
+                # restart.
+                inst = self._inst(s)
                 # Rule 6: an instance a revoker prepared is passed over.
                 if inst is None or (inst.promised == (0, me) and inst.accepted_ballot is None):
                     return s
@@ -624,14 +625,14 @@ class Sequencer:
             self._proposed_at = now
             self._count("proposed")
             msg = Accept(s, inst.ballot, value)
-            if self.durable is None:
-                self._bcast(inst.members, msg)
-            else:
-                # D3: our own acceptor accepts first, which records it; the
-                # ACCEPT to the others is produced after that record, so it
-                # waits for its fsync.
-                self.acceptor.on_accept(me, msg, now)
-                self._bcast([m for m in inst.members if m != me], msg)
+            # To ourselves first: in durable mode our own acceptor accepts
+            # it at once, which records it, so the ACCEPT to the others,
+            # produced after that record, waits for its fsync (D3,
+            # Durability.send).
+            self._send(me, msg)
+            for dest in inst.members:
+                if dest != me:
+                    self._send(dest, msg)
         self._blocked = ""
 
     def _take_batch(self) -> list[bytes]:
