@@ -61,7 +61,7 @@ class SimNode:
         node.item_lifetime = max(sim.item_lifetime, 2 * sim.alpha)
         if sim.retain_seconds is not None:
             node.retain_seconds = sim.retain_seconds  # before its sequencer is made
-        node.trust_outsiders = True  # a cluster with a key: non-members are nodes of it
+        node.peers.trust_outsiders = True  # a cluster with a key: non-members are nodes of it
         node._send = lambda dest, msg: sim.send(self, dest, msg)
         # The service's snapshot fetcher, over the simulated network.
         self.fetcher = SnapshotFetcher(node, lambda addr: sim.fetch(self, addr), self.address_of, self.clock)
@@ -289,7 +289,7 @@ class NodeSim:
             sn.learned[sender] = self.nodes[sender].node.addr
         msg = messages.unpack(data).message
         for one in msg.messages if type(msg) is messages.Bundle else (msg,):
-            sn.node.receive(sender, one)
+            sn.node.peers.receive(sender, one)
 
     # -- time -----------------------------------------------------------
 

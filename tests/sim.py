@@ -48,6 +48,7 @@ from doozer.store import snapshot as store_snapshot
 from simcheck import Checker
 from simdisk import SimDisk
 from simnet import SimNet
+from simunsafe import UnsafeDurability
 
 NAME = "sim"
 CLUSTER_ID = "sim-cluster"
@@ -111,7 +112,8 @@ class Sim:
         # Durable nodes (CONSENSUS.md §D): records written with group commit
         # to a SimDisk, messages held until synced, crashes that restart the
         # node under its id from what was durable. ``unsafe`` names §D rules
-        # to drop (tests that show the checks catch each one).
+        # to drop (tests that show the checks catch each one): the nodes
+        # then run the test-side :class:`simunsafe.UnsafeDurability`.
         self.durable = durable
         self.fsync = fsync
         self.unsafe = frozenset(unsafe)
@@ -156,9 +158,10 @@ class Sim:
         recovered: Optional[dur.Recovered] = None, incarnation: int = 1,
     ) -> Sequencer:
         durable = None
-        if self.durable:
+        if self.durable and self.unsafe:
+            durable = UnsafeDurability(incarnation, recovered, self.unsafe)
+        elif self.durable:
             durable = dur.Durability(incarnation, recovered)
-            durable.unsafe = self.unsafe
         return Sequencer(
             node_id,
             genesis=genesis,

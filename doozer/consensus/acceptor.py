@@ -87,8 +87,6 @@ class Acceptor:
         ACCEPTED (and our own ACCEPT) produced after it leaves."""
         durable = self.seq.durable
         assert durable is not None
-        if "D2" in durable.unsafe and ballot != (0, self.seq.node_id):
-            return
         durable.record(AcceptRec(s, ballot, value))
 
     def answer_decided(self, sender: str, s: int) -> None:
@@ -151,7 +149,7 @@ class Acceptor:
                 continue  # never promised implicitly (nor to a non-member): left out
             was = inst.promised
             if inst.prepare(ballot):
-                if inst.promised != was and seq.durable is not None and "D1" not in seq.durable.unsafe:
+                if inst.promised != was and seq.durable is not None:
                     seq.durable.record(PromiseRec(s, ballot))  # D1: before the PROMISE
                 entries.append((s, inst.accepted_ballot, inst.accepted_value))
                 if inst.owner == me and s >= seq._cursor and s + 1 > seq._skip_upto:

@@ -7,7 +7,9 @@ records are unsynced until the node says they are safe. The sequencer stays
 sans-I/O: the node drains :meth:`Durability.take_records`, writes them with
 group commit, and calls ``Sequencer.synced(token, now)`` once they are
 fsynced; only then do the held messages reach the outbox (or, addressed to
-the node itself, its own handlers).
+the node itself, its own handlers). :class:`Durability` is the sequencer's
+durable mode: its collaborator (``seq.durable``), which all of the
+sequencer's messages go through (:meth:`Durability.send`).
 
 Records (each one small msgpack-able tuple, see :func:`encode_record`):
 
@@ -34,10 +36,13 @@ identity file, bumped and fsynced before it sends anything.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Iterable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional, Union
 
 from doozer.consensus.instance import Instance
-from doozer.consensus.messages import Learn, Message, Ping, TooOld, Want
+from doozer.consensus.messages import Accept, Learn, Message, Ping, TooOld, Want
+
+if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
+    from doozer.consensus.sequencer import Sequencer
 
 __all__ = [
     "AcceptRec",
@@ -219,6 +224,10 @@ def compact(records: Iterable[Record], floor: int) -> list[Record]:
 class Durability:
     """The durable mode of one sequencer: records out, held messages, tokens.
 
+    A collaborator of :class:`~doozer.consensus.sequencer.Sequencer`, made
+    before it (the node makes one per incarnation) and bound to it by
+    :meth:`attach`; its record keeping works on its own (unit tests).
+
     Tokens count records: ``take_records`` returns the token of the last
     record it gives, and ``released(token)`` frees every message produced
     while records up to that token were unsynced, in the order they were
@@ -245,9 +254,63 @@ class Durability:
         #: may be deleted (D7)
         self.collectable = self.floor
         self._floors: deque[tuple[int, int]] = deque()  # (token, floor) not yet synced
-        #: Test-only: names of §D rules to break ("D1" ... "D7", "own-vote"),
-        #: so the simulation can show it catches each one dropped.
-        self.unsafe: frozenset[str] = frozenset()
+
+    #: the sequencer whose durable mode this is (set by :meth:`attach`)
+    seq: "Sequencer"
+
+    def attach(self, seq: "Sequencer") -> None:
+        """Become the durable mode of ``seq`` (which sends through
+        :meth:`send`); after a restart, pick up where the records left off."""
+        self.seq = seq
+        recovered = self.recovered
+        if recovered is not None:
+            # D3: every own instance up to the highest durable own accept,
+            # the SKIP horizon or the floor counts as used.
+            seq._cursor = max(seq._cursor, recovered.used_below())
+            if recovered.acceptors:
+                # Instances with durable acceptor state were proposed before
+                # the restart, and nobody may be proposing them now (a
+                # one-member cluster, or a whole cluster restarted): wait on
+                # them, and revoke them if need be, as if a later instance
+                # had been seen proposed. Otherwise they stay open until the
+                # next new write.
+                top = max(recovered.acceptors) + 1
+                seq._frontier = max(seq._frontier, top)
+
+    def send(self, dest: str, message: Message) -> None:
+        """The sequencer's ``_send`` in durable mode: what :meth:`waits` is
+        held until its records are synced, the rest goes at once.
+
+        The owner's own ACCEPT to itself (ballot ``(0, self)``) is handled
+        by its own acceptor here and now (D3): the accept is recorded
+        before the same ACCEPT is produced for the others, which therefore
+        waits for that record's fsync. An ACCEPT is no vote: the ACCEPTED
+        it provokes is what waits."""
+        seq = self.seq
+        if dest == seq.node_id and type(message) is Accept and message.ballot == (0, dest):
+            seq.acceptor.on_accept(dest, message, seq._now)
+        elif self.waits(dest, message):
+            self.hold(dest, message)
+        else:
+            seq._deliver(dest, message)
+
+    def waits(self, dest: str, message: Message) -> bool:
+        """Whether ``message`` must wait for records: any produced while
+        records are unsynced waits for them, in order; decided values,
+        heartbeats and questions never wait. So does a message to this node
+        itself: its own PROMISE or ACCEPTED counted before its record is
+        durable could decide a value that a crash then forgets."""
+        return self.unsynced and type(message) not in NEVER_WAIT
+
+    def synced(self, token: int, now: float) -> None:
+        """Every record up to ``token`` is on disk. The messages held for
+        them go to the outbox (or, when addressed to this node, to its own
+        handlers: its own vote counts only now)."""
+        seq = self.seq
+        seq._now = now
+        for dest, message in self.released(token):
+            seq._deliver(dest, message)
+        seq._drain_local(now)
 
     @property
     def unsynced(self) -> bool:
@@ -292,14 +355,9 @@ class Durability:
         self.floor = floor
         if self.recovered is not None:
             self.recovered.forget_upto(floor)
-        if "D7" in self.unsafe:
-            self.collectable = floor  # records dropped, the floor never written
-            return
         self.record(FloorRec(floor))
         self._floors.append((self._emitted, floor))
 
     def ballot_floor(self) -> int:
         """D5: the lowest ``k - 1`` this incarnation may use in ``(k, self)``."""
-        if "D5" in self.unsafe:
-            return 0
         return (self.incarnation - 1) * BALLOT_SPAN

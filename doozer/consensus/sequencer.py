@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
 from doozer.consensus.diagnostics import debug_state
-from doozer.consensus.durable import NEVER_WAIT, Durability, Record, SkipRec
+from doozer.consensus.durable import Durability, Record, SkipRec
 from doozer.consensus.instance import PROPOSING, Instance
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
@@ -41,7 +41,7 @@ from doozer.consensus.messages import (
     Want,
 )
 from doozer.consensus.revoker import Revoker
-from doozer.consensus.value import NOOP, MalformedValue, decode_batch, encode_batch
+from doozer.consensus.value import MalformedValue, decode_batch, encode_batch
 
 #: Most bytes of decided values kept to answer WANT (with
 #: :data:`LOG_ENTRY_OVERHEAD` per value): the memory bound of the log, which
@@ -174,20 +174,9 @@ class Sequencer:
         self._handlers = self._make_handlers()
         self.durable = durable
         if durable is not None:
-            self._send = self._send_durable  # type: ignore[method-assign]
-            if durable.recovered is not None:
-                # D3: every own instance up to the highest durable own
-                # accept, the SKIP horizon or the floor counts as used.
-                self._cursor = max(self._cursor, durable.recovered.used_below())
-                if durable.recovered.acceptors:
-                    # Instances with durable acceptor state were proposed
-                    # before the restart, and nobody may be proposing them
-                    # now (a one-member cluster, or a whole cluster
-                    # restarted): wait on them, and revoke them if need be,
-                    # as if a later instance had been seen proposed.
-                    # Otherwise they stay open until the next new write.
-                    top = max(durable.recovered.acceptors) + 1
-                    self._frontier = max(self._frontier, top)
+            # What is sent waits for the records it may reveal.
+            self._send = durable.send  # type: ignore[method-assign]
+            durable.attach(self)
 
     # ------------------------------------------------------------------
     # public interface
@@ -371,18 +360,10 @@ class Sequencer:
         return self.durable.take_records()
 
     def synced(self, token: int, now: float) -> None:
-        """Durable mode: every record up to ``token`` is on disk. The
-        messages held for them go to the outbox (or, when addressed to this
-        node, to its own handlers: its own vote counts only now)."""
+        """Durable mode: every record up to ``token`` is on disk
+        (:meth:`Durability.synced <doozer.consensus.durable.Durability.synced>`)."""
         assert self.durable is not None, "synced is for the durable mode"
-        self._now = now
-        for dest, message in self.durable.released(token):
-            if dest == self.node_id:
-                self._local.append(message)
-            else:
-                self._outbox.append((dest, message))
-                self._last_sent[dest] = now
-        self._drain_local(now)
+        self.durable.synced(token, now)
 
     def raise_floor(self, floor_seqn: int) -> None:
         """Durable mode: the node saved a snapshot of its store at
@@ -391,28 +372,6 @@ class Sequencer:
         ``durable.collectable`` reaches it."""
         assert self.durable is not None, "raise_floor is for the durable mode"
         self.durable.raise_floor(min(floor_seqn, self._next_out - 1))
-
-    def _send_durable(self, dest: str, message: Message) -> None:
-        """``_send`` in durable mode: a message produced while records are
-        unsynced waits for them, in order; decided values, heartbeats and
-        questions never wait. So does a message to this node itself: its
-        own PROMISE or ACCEPTED counted before its record is durable could
-        decide a value that a crash then forgets."""
-        durable = self.durable
-        assert durable is not None
-        if durable.unsynced and type(message) not in NEVER_WAIT:
-            unsafe = durable.unsafe
-            if not unsafe or not (
-                (dest == self.node_id and "own-vote" in unsafe)
-                or ("D3" in unsafe and type(message) is Accept and message.ballot[0] == 0)
-            ):
-                durable.hold(dest, message)
-                return
-        if dest == self.node_id:
-            self._local.append(message)
-        else:
-            self._outbox.append((dest, message))
-            self._last_sent[dest] = self._now
 
     def heard_lately(self, peer: str, now: float) -> bool:
         """Whether ``peer`` spoke within three PING intervals."""
@@ -475,12 +434,19 @@ class Sequencer:
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def _send(self, dest: str, message: Message) -> None:
+    def _deliver(self, dest: str, message: Message) -> None:
+        """To the outbox, or to this node's own handlers when addressed to
+        it: what ``_send`` does in the memory-only mode, and in durable
+        mode once the message need not (or no longer) wait."""
         if dest == self.node_id:
             self._local.append(message)
         else:
             self._outbox.append((dest, message))
             self._last_sent[dest] = self._now
+
+    #: Every message goes out through ``_send``: :meth:`_deliver` itself in
+    #: the memory-only mode, ``Durability.send`` in durable mode.
+    _send = _deliver
 
     def _bcast(self, dests: Iterable[str], message: Message) -> None:
         for dest in dests:
@@ -597,22 +563,21 @@ class Sequencer:
             inst = self._inst(t)
             if inst is not None:
                 inst.skip()
-            if self.durable is None:
-                self._decide(t, NOOP)
         self._cursor = upto
         if owned:
             if self.durable is not None:
-                if "D4" not in self.durable.unsafe:
-                    self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
-                # We decide our range only once the horizon is durable, as
-                # everyone else does: deciding it at once let this node
-                # apply later instances past it, then forget the SKIP in a
-                # crash and propose there (5-node simulation, seed 9).
-                self._send(me, Skip(me, start, upto))
+                self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
+            # Our range is decided when our SKIP to ourselves is handled
+            # (Acceptor.on_skip), as everyone else decides it: in durable
+            # mode only once the horizon is durable (deciding it at once let
+            # this node apply later instances past it, then forget the SKIP
+            # in a crash and propose there: 5-node simulation, seed 9).
+            msg = Skip(me, start, upto)
+            self._send(me, msg)
             dests = self._window_peers()
             dests.update(self._observers)
             dests.discard(me)
-            self._bcast(sorted(dests), Skip(me, start, upto))
+            self._bcast(sorted(dests), msg)
 
     def _next_own(self) -> Optional[int]:
         me = self.node_id
@@ -620,9 +585,10 @@ class Sequencer:
         while s <= self._known_upto:
             m = self._members[s]
             if m[s % len(m)] == me and s not in self._decided:
-                # Durable: restore (create) it, a revoker may have prepared it
-                # before our restart.
-                inst = self._instances.get(s) if self.durable is None else self._inst(s)
+                # Created here if need be (_cut uses it next); in durable
+                # mode restored: a revoker may have prepared it before our
+                # restart.
+                inst = self._inst(s)
                 # Rule 6: an instance a revoker prepared is passed over.
                 if inst is None or (inst.promised == (0, me) and inst.accepted_ballot is None):
                     return s
@@ -659,14 +625,14 @@ class Sequencer:
             self._proposed_at = now
             self._count("proposed")
             msg = Accept(s, inst.ballot, value)
-            if self.durable is None:
-                self._bcast(inst.members, msg)
-            else:
-                # D3: our own acceptor accepts first, which records it; the
-                # ACCEPT to the others is produced after that record, so it
-                # waits for its fsync.
-                self.acceptor.on_accept(me, msg, now)
-                self._bcast([m for m in inst.members if m != me], msg)
+            # To ourselves first: in durable mode our own acceptor accepts
+            # it at once, which records it, so the ACCEPT to the others,
+            # produced after that record, waits for its fsync (D3,
+            # Durability.send).
+            self._send(me, msg)
+            for dest in inst.members:
+                if dest != me:
+                    self._send(dest, msg)
         self._blocked = ""
 
     def _take_batch(self) -> list[bytes]:

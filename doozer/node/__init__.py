@@ -2,6 +2,7 @@
 
 - :mod:`doozer.node.node`: :class:`Node`, the one implementation of every
   client operation, and :func:`build_node`
+- :mod:`doozer.node.peers`: peers' datagrams, screened before consensus
 - :mod:`doozer.node.replica`: the store kept in step with the consensus log
 - :mod:`doozer.node.membership`: pulses, claims, removals of silent members
 - :mod:`doozer.node.info`: what a node says of itself and its cluster
@@ -10,6 +11,8 @@
 - :mod:`doozer.node.fetcher`: copying a snapshot when left behind
 - :mod:`doozer.node.snapshot`: the snapshot a node copies from a peer
 - :mod:`doozer.node.admission`: bounds on pending writes, the store quota
+- :mod:`doozer.node.datadir`: the data dir (``--data-dir``)
+- :mod:`doozer.node.durability`: the node's side of it (records, snapshots, restart)
 """
 
 from doozer.node.node import ITEM_LIFETIME, WRITE_TIMEOUT, Node, build_node

@@ -87,8 +87,8 @@ class Discovery:
         self._fetching = False
         self._logged_at = float("-inf")
         self._fetch_logged_at = float("-inf")
-        node.discovery_handlers[Hello] = self.on_hello
-        node.discovery_handlers[Status] = self.on_status
+        node.peers.discovery_handlers[Hello] = self.on_hello
+        node.peers.discovery_handlers[Status] = self.on_status
 
     def start(self) -> None:
         """Begin (or, without peers, start a one-member cluster at once)."""

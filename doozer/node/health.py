@@ -116,7 +116,8 @@ OK = Verdict(True)
 
 
 def _disk(node: "Node", now: float) -> Optional[Verdict]:
-    watch = node.data.disk if node.data is not None else None
+    storage = node.storage
+    watch = storage.data.disk if storage is not None else None
     since = watch.owed_since() if watch is not None else None
     if since is None or now - since <= DISK_STALL:
         return None

@@ -23,30 +23,29 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from doozer import __version__
-from doozer.addr import Addr, format_addr
+from doozer.addr import format_addr
 from doozer.store import mutation
 from doozer.store import backup as store_backup
 from doozer.node.admission import Admission
-from doozer.store.cal import client_may_write, slot_of_path
-from doozer.consensus.messages import Bundle, Forward, Message
-from doozer.consensus.durable import Durability, Recovered
+from doozer.store.cal import client_may_write
+from doozer.consensus.messages import Bundle, Message
+from doozer.consensus.durable import Recovered
 from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError, too_large
+from doozer.node.durability import NodeStorage
 from doozer.node.info import ClusterInfo
 from doozer.node.membership import Membership
+from doozer.node.peers import Peers
 from doozer.store.path import validate_path
-from doozer.node.datadir import SNAPSHOT_BYTES
 from doozer.node.replica import Replica
 from doozer.node.snapshot import Snapshot
 from doozer.node.txn import check as txn_check
 from doozer.node.writes import Writes
 from doozer.store import Event, Outcome, Store
-from doozer.store import snapshot as store_snapshot
 
 if TYPE_CHECKING:  # build_node reads the server's options; typing only
     from doozer.node.datadir import DataDir
     from doozer.server.config import Config
-    from doozer.storage.errors import StorageFailed
 
 #: Seconds a write may wait for its decision before it answers UNAVAILABLE.
 WRITE_TIMEOUT = 10.0
@@ -158,29 +157,20 @@ class Node:
         #: called once when applying failed (a bug): the node has stopped.
         self.on_fatal: list[Callable[[str], None]] = []
         self.failed: Optional[str] = None
-        #: whether datagrams from non-members are heard (a cluster key
-        #: authenticates them, or --insecure-peers says so)
-        self.trust_outsiders = False
         #: what the node refused or dropped, by reason (for /metrics)
         self.counters: dict[str, int] = {}
         #: the transport's side of ``/_peer/consensus`` (set by the service).
         self.transport_state: Optional[Callable[[], dict[str, Any]]] = None
         self.running = False
-        #: message type -> handler(sender, message, source address), for
-        #: discovery messages (set by :class:`doozer.node.discovery.Discovery`)
-        self.discovery_handlers: dict[type, Callable[[str, Any, Addr], None]] = {}
-        #: the collaborators: the CAL side of the node, and what it says of
-        #: itself and its cluster
+        #: the collaborators: what it takes from peers, the CAL side of the
+        #: node, and what it says of itself and its cluster
+        self.peers = Peers(self)
         self.membership = Membership(self)
-        #: the data dir (--data-dir), or None: memory only
-        self.data = data
-        #: instances applied between two snapshots written to the data dir
-        self.snapshot_every = snapshot_every
-        if data is not None:
-            data.on_failure = self.storage_failed
+        #: its side of the data dir (--data-dir), or None: memory only
+        self.storage = None if data is None else NodeStorage(self, data, snapshot_every)
         #: the writes proposed here and not answered yet (D6: request ids of
         #: this incarnation; 0 in memory-only mode)
-        self.writes = Writes(self, data.incarnation if data is not None else 0)
+        self.writes = Writes(self, 0 if self.storage is None else self.storage.incarnation)
         self.info = ClusterInfo(self)
 
     @property
@@ -206,9 +196,7 @@ class Node:
     def _new_sequencer(
         self, genesis: list[str], alpha: int, first_seqn: int, recovered: Optional[Recovered] = None
     ) -> Sequencer:
-        durable = None
-        if self.data is not None:
-            durable = Durability(self.data.incarnation, recovered)
+        durable = None if self.storage is None else self.storage.durability(recovered)
         return Sequencer(
             self.id,
             genesis=genesis,
@@ -235,15 +223,8 @@ class Node:
         :param cluster_id: the new cluster's id (random when not given).
         """
         self.cluster_id = cluster_id or _random_id(self.rng)
-        if self.data is not None:
-            # The identity and the state it starts from (instance 0: the
-            # empty store, this node the only member) are on disk before
-            # the sequencer exists.
-            members = {s: [self.id] for s in range(1, self.alpha + 1)}
-            self.data.attach(self.cluster_id, self.id, Snapshot(
-                cluster=self.cluster, cluster_id=self.cluster_id, alpha=self.alpha, seqn=0,
-                members=members, store=store_snapshot.dump(self.store)))
-            self.data.snapshot_cal = self.store.cal()
+        if self.storage is not None:
+            self.storage.save_genesis(self.cluster_id)
         sequencer = self._new_sequencer([self.id], self.alpha, 1)
         self.replica = Replica(self.store, sequencer, self.cluster, self.cluster_id)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
@@ -275,22 +256,10 @@ class Node:
             return False
         if self.cluster_id is not None and snap.cluster_id != self.cluster_id:
             raise ValueError(f"snapshot of cluster id {snap.cluster_id}, not {self.cluster_id}")
-        if self.data is not None and snap.seqn > self.store.seqn:
-            # D7: the snapshot is on disk before the floor record that
-            # refers to it (blocking, but only at a copy from a peer).
-            if self.replica is None:
-                self.data.attach(snap.cluster_id, self.id, snap)
-            else:
-                self.data.save_snapshot_now(snap)
+        if self.storage is not None:
+            self.storage.save_copy(snap)
         if self.replica is None:
-            self.replica = Replica.from_snapshot(
-                snap,
-                self.store,
-                lambda alpha, first: self._new_sequencer([], alpha, first),
-            )
-            self.cluster_id = snap.cluster_id
-            self.alpha = snap.alpha
-            self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+            self._start_from(snap)
             settled: list[bytes] = []
         else:
             given_up = self.replica.install(snap)
@@ -298,8 +267,8 @@ class Node:
                 return False
             settled = given_up
         self.writes.settle_from_store(settled)
-        if self.data is not None:
-            self.data.snapshot_cal = self.store.cal()
+        if self.storage is not None:
+            self.storage.installed()
         self.log.info(
             "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
             id=self.id,
@@ -313,13 +282,11 @@ class Node:
         self.schedule_pump()
         return True
 
-    def resume(self) -> None:
-        """Start again from the data dir, under the same id: from its newest
-        snapshot, with the acceptor state its records hold (CONSENSUS §D),
-        then catch up from the peers as any laggard does."""
-        data = self.data
-        assert data is not None and data.snapshot is not None and data.recovered is not None
-        snap, recovered = data.snapshot, data.recovered
+    def _start_from(self, snap: Snapshot, recovered: Optional[Recovered] = None) -> None:
+        """Join the cluster of ``snap`` from it: a node copying its first
+        snapshot, or one restarting from its data dir with the acceptor
+        state its records hold (:meth:`NodeStorage.resume
+        <doozer.node.durability.NodeStorage.resume>`)."""
         self.replica = Replica.from_snapshot(
             snap,
             self.store,
@@ -328,18 +295,6 @@ class Node:
         self.cluster_id = snap.cluster_id
         self.alpha = snap.alpha
         self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
-        data.snapshot_cal = self.store.cal()
-        self.log.info(
-            "doozer node {id} restarts in cluster {cluster!r} (incarnation {inc}) from its data "
-            "dir at rev {rev} (seqn {seqn}); catching up from its peers",
-            id=self.id,
-            cluster=self.cluster,
-            inc=data.incarnation,
-            rev=self.store.rev,
-            seqn=snap.seqn,
-        )
-        self._become_running()
-        self.schedule_pump()
 
     def snapshot(self) -> Snapshot:
         """This node's state at the current instance boundary, for a peer."""
@@ -592,62 +547,6 @@ class Node:
     # ------------------------------------------------------------------
     # consensus plumbing
 
-    def receive(self, sender: str, message: Message) -> None:
-        """A consensus message from a peer (called by the transport).
-
-        Without a cluster key (and without ``--insecure-peers``) only CAL
-        members are heard: nothing authenticates anyone else, so a datagram
-        from a non-member changes nothing (SPEC §12). A FORWARD may carry
-        only its sender's own requests, and from a non-member only the
-        bookkeeping a joining node does (its record, a claim of a slot).
-        """
-        if self.sequencer is None or self.failed is not None:
-            return  # not in a cluster (yet, or any more): nothing for us
-        if not self.trust_outsiders and not self._is_member_id(sender):
-            self._count("non_member_dropped")
-            return
-        if type(message) is Forward:
-            screened = self._screen_forward(sender, message)
-            if screened is None:
-                return
-            message = screened
-        self.sequencer.receive(sender, message, self.clock.seconds())
-        self.schedule_pump()
-
-    def receive_discovery(self, sender: str, message: Message, addr: Addr) -> None:
-        """A discovery message (Hello, Status) from the address ``addr``;
-        answers go to that address only, never to one written inside."""
-        handler = self.discovery_handlers.get(type(message))
-        if handler is not None:
-            handler(sender, message, addr)
-
-    def _is_member_id(self, node_id: str) -> bool:
-        """Whether ``node_id`` holds a CAL slot or votes in the window."""
-        if node_id in self.store.cal():
-            return True
-        seq = self.sequencer
-        return seq is not None and node_id in seq.window_members()
-
-    def _screen_forward(self, sender: str, message: Forward) -> Optional[Forward]:
-        """The forwarded items a member may propose for ``sender``."""
-        member = self._is_member_id(sender)
-        kept = []
-        for item in message.items:
-            try:
-                m = mutation.Mutation.decode(item)
-            except mutation.MalformedMutation:
-                m = None
-            if m is not None and m.origin == sender and (member or _joiner_may_write(sender, m)):
-                kept.append(item)
-            else:
-                self._count("forward_refused")
-        if not kept:
-            return None
-        return message if len(kept) == len(message.items) else Forward(tuple(kept))
-
-    def _count(self, name: str) -> None:
-        self.counters[name] = self.counters.get(name, 0) + 1
-
     def schedule_pump(self) -> None:
         # Everything proposed or received in one reactor turn is handled in
         # one pump, so it shares one instance (batching for free).
@@ -673,8 +572,8 @@ class Node:
             self.log.failure("applying instance {seqn} failed", seqn=self.store.seqn)
             self._fail(f"applying instance {self.store.seqn} failed (a bug)")
             return
-        if self.data is not None:
-            self._write_records(sequencer)
+        if self.storage is not None:
+            self.storage.write_records(sequencer)
         if sequencer.is_member() != self._voting:
             self._voting = not self._voting
             if self._voting:
@@ -701,74 +600,6 @@ class Node:
         self.stop()
         for callback in self.on_fatal:
             callback(why)
-
-    # ------------------------------------------------------------------
-    # the data dir (durable mode only)
-
-    def _write_records(self, sequencer: Sequencer) -> None:
-        """Hand this turn's records to the writer; the messages held for
-        them are released once they are fsynced."""
-        data = self.data
-        assert data is not None
-        token, records = sequencer.take_records()
-        if records:
-            d = data.append(records)
-            d.addCallbacks(self._synced, _ignore, callbackArgs=(token,))
-        durable = sequencer.durable
-        assert durable is not None
-        if durable.collectable > data.collected:
-            data.collect(durable.collectable)
-        if not data.snapshotting and self.applied_seqn > data.snapshot_seqn and (
-            self.applied_seqn - data.snapshot_seqn >= self.snapshot_every
-            or data.appended >= SNAPSHOT_BYTES
-            # A CAL change is saved at once: a node restarted from a
-            # snapshot that lacks its peers (the genesis one, or one from
-            # before its own claim) knows no member to copy state from.
-            or self.store.cal() != data.snapshot_cal
-        ):
-            self._save_snapshot()
-
-    def _synced(self, _: object, token: int) -> None:
-        if self.failed is not None or self.replica is None:
-            return
-        self.replica.sequencer.synced(token, self.clock.seconds())
-        self.schedule_pump()
-
-    def _save_snapshot(self) -> None:
-        """Write a snapshot of the store to the data dir, then raise the
-        floor there (D7), so that older records and segments may go."""
-        data = self.data
-        assert data is not None and self.replica is not None
-        try:
-            snap = self.replica.snapshot()
-        except LookupError:
-            return
-        if snap.seqn <= data.snapshot_seqn:
-            return
-        cal = self.store.cal()
-
-        def saved(_: object) -> None:
-            if snap.seqn > data.snapshot_seqn:
-                data.snapshot_seqn = snap.seqn
-                data.snapshot_cal = cal
-            if self.failed is None and self.replica is not None:
-                self.replica.sequencer.raise_floor(snap.seqn)
-                self.schedule_pump()
-
-        def failed(f: Any) -> None:
-            from doozer.storage.errors import StorageFailed
-
-            self.storage_failed(StorageFailed(data.directory, f.value))
-
-        data.save_snapshot(snap).addCallbacks(saved, failed)
-
-    def storage_failed(self, error: "StorageFailed") -> None:
-        """Writing the data dir failed (ENOSPC, EIO): what the rules need on
-        disk may not be, so stop voting at once and exit (SPEC §8)."""
-        if self.failed is not None:
-            return
-        self._fail(str(error), "it no longer votes or serves; free space or fix the disk, then "
-                   "restart it with the same --data-dir")
 
     def _send_outbox(self, outbox: list[tuple[str, Message]]) -> None:
         # Everything for one peer from this turn goes in one datagram (a
@@ -803,20 +634,6 @@ class Node:
         self._tick_call = None
         self._tick_at = None
         self._pump()
-
-
-def _ignore(_: object) -> None:
-    """A failed append: the writer's on_failure hook has stopped the node."""
-
-
-def _joiner_may_write(sender: str, m: mutation.Mutation) -> bool:
-    """What a non-member writes for itself: its own ``/ctl/node`` record,
-    claiming a CAL slot for itself, and no-ops."""
-    if m.kind == mutation.NOP:
-        return True
-    if m.path.startswith(f"/ctl/node/{sender}/"):
-        return True
-    return slot_of_path(m.path) is not None and m.kind == mutation.SET and m.value == sender.encode()
 
 
 def _random_id(rng: random.Random) -> str:

@@ -127,12 +127,12 @@ class NodeService(Service):
             cluster_name=config.cluster,
             cluster_id=None,
             node_id=node.id,
-            deliver=node.receive,
-            deliver_discovery=node.receive_discovery,
+            deliver=node.peers.receive,
+            deliver_discovery=node.peers.receive_discovery,
             key=config.cluster_keys or config.cluster_key,
             clock=self.reactor,
         )
-        node.trust_outsiders = bool(config.cluster_key) or config.insecure_peers
+        node.peers.trust_outsiders = bool(config.cluster_key) or config.insecure_peers
         self._warn_insecure()
         # TEST-ONLY fault hook (docs/testing.md): a no-op unless the
         # environment variable DOOZER_TEST_FAULTS is set.
@@ -199,10 +199,10 @@ class NodeService(Service):
         self.discovery = Discovery(
             node, config.peers, self.transport.send_to, fetch, self.reactor
         )
-        if data is not None and data.restarting:
+        if node.storage is not None and node.storage.data.restarting:
             # A data dir with state never starts or looks for a cluster: it
             # rejoins its own under its id (discovery still answers Hellos).
-            node.resume()
+            node.storage.resume()
         else:
             self.discovery.start()
 

@@ -3,7 +3,9 @@
 Unit tests pin the interface (records out, messages held in order until
 ``synced``, restart from :class:`Recovered`); the simulation runs durable
 clusters through crash-restarts (one node, a majority, all of them) and
-shows, for each rule of §D, that dropping it makes a check fail.
+shows, for each rule of §D, that dropping it makes a check fail (the rule
+is dropped by the test-side subclass :class:`simunsafe.UnsafeDurability`;
+the product has no switch for it).
 
 ``DOOZER_DURABLE_SEEDS`` sets the seeds per cluster size of the clean run
 (default 400, times 1, 3 and 5 nodes).

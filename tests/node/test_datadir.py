@@ -56,7 +56,7 @@ def durable_node(directory: str, clock: Clock, runner: Any = None, **settings: A
     node_id = data.identity.node_id if data.identity is not None else "NODEA"
     node = build_node(Config(**settings), clock, node_id, rng=random.Random(1), data=data)
     if data.restarting:
-        node.resume()
+        node.storage.resume()
     else:
         node.start_genesis()
     return node
@@ -93,11 +93,11 @@ def test_a_restart_keeps_the_id_bumps_the_incarnation_and_recovers_accepts(tmp_p
     settle(clock)
     assert len(done) == 5
     node.stop()
-    node.data.stop()
+    node.storage.data.stop()
 
     again = durable_node(str(tmp_path), Clock())
-    assert again.id == "NODEA" and again.data.incarnation == 2
-    recovered = again.data.recovered
+    assert again.id == "NODEA" and again.storage.data.incarnation == 2
+    recovered = again.storage.data.recovered
     assert recovered is not None
     assert recovered.own_accepted_upto >= 1  # the accepts were on disk
     assert again.sequencer is not None and again.sequencer._cursor >= recovered.used_below()
@@ -139,7 +139,7 @@ def test_snapshots_raise_the_floor_and_cut_the_log(tmp_path: Any) -> None:
     clock2 = Clock()
     again = durable_node(str(tmp_path), clock2)
     assert again.store.seqn >= data.collected  # from the newest snapshot
-    assert again.data.recovered.floor >= data.collected
+    assert again.storage.data.recovered.floor >= data.collected
     # the writes above the snapshot are decided again from the accepts on disk
     for _ in range(100):
         clock2.advance(0.05)
@@ -148,7 +148,7 @@ def test_snapshots_raise_the_floor_and_cut_the_log(tmp_path: Any) -> None:
 
 def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
     node = durable_node(str(tmp_path), Clock())
-    node.data.stop()
+    node.storage.data.stop()
     other = DataDir(str(tmp_path), "other", fsync=False)
     with pytest.raises(ForeignDataDir, match="wipe the data dir"):
         other.open()
@@ -156,7 +156,7 @@ def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
 
 def test_a_missing_snapshot_is_damage(tmp_path: Any) -> None:
     node = durable_node(str(tmp_path), Clock())
-    node.data.stop()
+    node.storage.data.stop()
     for seqn in snapshot_seqns(str(tmp_path)):
         os.unlink(os.path.join(str(tmp_path), f"snapshot-{seqn:016d}"))
     with pytest.raises(DamagedStorage, match="no snapshot"):
@@ -173,7 +173,7 @@ def test_a_failed_fsync_stops_the_node(tmp_path: Any) -> None:
     def broken_sync() -> None:
         raise OSError(28, "No space left on device")
 
-    node.data._log.sync = broken_sync  # type: ignore[method-assign]
+    node.storage.data._log.sync = broken_sync  # type: ignore[method-assign]
     failures: list[Any] = []
     node.set("/x", b"1").addErrback(failures.append)
     settle(clock)
@@ -190,15 +190,15 @@ def test_records_are_what_the_sequencer_names(tmp_path: Any) -> None:
     settle(clock)
     node.set("/x", b"1")
     settle(clock)
-    assert any(type(r) is AcceptRec and r.ballot == (0, "NODEA") for r in node.data._live)
+    assert any(type(r) is AcceptRec and r.ballot == (0, "NODEA") for r in node.storage.data._live)
 
 
 def test_a_snapshot_is_written_after_enough_bytes_of_records(tmp_path: Any, monkeypatch: Any) -> None:
     """The records since the last compaction are held in memory: a byte
     bound on them triggers a snapshot even when few instances passed."""
-    import doozer.node.node as node_module
+    import doozer.node.durability as durability_module
 
-    monkeypatch.setattr(node_module, "SNAPSHOT_BYTES", 4000)
+    monkeypatch.setattr(durability_module, "SNAPSHOT_BYTES", 4000)
     clock = Clock()
     data = DataDir(str(tmp_path), "local", fsync=False)
     data.open()
@@ -225,7 +225,7 @@ def _written_dir(tmp_path: Any) -> tuple[str, list[segments.Segment]]:
         node.set(f"/k{i}", b"v")
         settle(clock)
     node.stop()
-    node.data.stop()
+    node.storage.data.stop()
     found, torn = segments.recover(directory, fsync=False)
     assert torn is None and found and found[-1].records
     return directory, found
@@ -249,9 +249,9 @@ def test_a_log_cut_anywhere_in_its_last_batch_starts_from_the_batches_before(tmp
         with open(os.path.join(copy, os.path.basename(last.path)), "r+b") as f:
             f.truncate(offset)
         node = durable_node(copy, Clock())  # starts: no exception
-        assert node.id == "NODEA" and node.data.incarnation == 2
+        assert node.id == "NODEA" and node.storage.data.incarnation == 2
         node.stop()
-        node.data.stop()
+        node.storage.data.stop()
         again, torn = segments.recover(copy, fsync=False)
         assert torn is None  # cut at start-up, for good
         assert [r for s in again for r in s.records][: len(before)] == before

@@ -10,6 +10,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from doozer.node.discovery import HELLO_INTERVAL, STATUS_TTL, Discovery, decide
+from doozer.node.peers import Peers
 from doozer.consensus.messages import NO_CLUSTER, Hello, Status
 
 A = ("127.0.0.1", 1001)
@@ -63,7 +64,7 @@ class FakeNode:
         self.running = False
         self.member = False
         self.applied_seqn = 0
-        self.discovery_handlers: dict = {}
+        self.peers = Peers(self)  # where Discovery registers its handlers
         self.genesis: list[int] = []
         self.installed: list[Any] = []
 
@@ -106,7 +107,7 @@ def discovery(peers: list, addr: str = "127.0.0.1:1001", cluster: str = "local")
 
 
 def answer(d: Discovery, status: Status) -> None:
-    d.node.discovery_handlers[Status]("peer-id", status, ("127.0.0.1", 9))
+    d.node.peers.discovery_handlers[Status]("peer-id", status, ("127.0.0.1", 9))
 
 
 def test_without_peers_starts_a_one_member_cluster_at_once() -> None:
@@ -191,11 +192,11 @@ def test_never_attaches_to_another_cluster_and_says_so() -> None:
 
 def test_answers_hello_with_its_state_whatever_it_is() -> None:
     d, node, net, clock = discovery([B])
-    node.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "other"), C)
+    node.peers.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "other"), C)
     assert net.sent == [(C, Status("127.0.0.1:1001", "local", NO_CLUSTER, False, 0))]
     net.sent.clear()
     node.running, node.member, node.cluster_id, node.applied_seqn = True, True, "CID", 9
-    node.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "local"), C)
+    node.peers.discovery_handlers[Hello]("x", Hello("127.0.0.1:1003", "local"), C)
     assert net.sent == [(C, Status("127.0.0.1:1001", "local", "CID", True, 9))]
 
 
@@ -204,7 +205,7 @@ def test_status_goes_only_to_where_the_hello_came_from() -> None:
     from, never to one written inside it [a Hello naming a third party
     made every node send that party a Status: a reflector]."""
     d, node, net, clock = discovery([B])
-    node.discovery_handlers[Hello]("x", Hello("10.9.9.9:53", "local"), C)
+    node.peers.discovery_handlers[Hello]("x", Hello("10.9.9.9:53", "local"), C)
     assert [addr for addr, _ in net.sent] == [C]
 
 

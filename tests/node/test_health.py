@@ -64,12 +64,15 @@ def test_a_stopped_node_is_not_ready() -> None:
     assert health.readiness(node, clock.seconds()).reason == "stopped"
 
 
-def test_a_node_whose_storage_failed_is_neither_live_nor_ready() -> None:
+def test_a_node_whose_storage_failed_is_neither_live_nor_ready(tmp_path: Any) -> None:
     """SPEC §8: a full disk stops the node for good; until the process is
     gone, both probes say so, with the error."""
     clock = Clock()
-    node = single_node(clock)
-    node.storage_failed(StorageFailed("/data/log-00000001", OSError(28, "No space left on device")))
+    node = durable_node(str(tmp_path), clock)
+    settle(clock)
+    assert node.storage is not None
+    node.storage.storage_failed(
+        StorageFailed("/data/log-00000001", OSError(28, "No space left on device")))
     for verdict in (health.liveness(node, clock.seconds()), health.readiness(node, clock.seconds())):
         assert (verdict.ok, verdict.reason) == (False, "failed")
         assert "No space left on device" in verdict.detail

@@ -181,6 +181,6 @@ def test_a_failure_in_applying_stops_the_node_without_a_gap() -> None:
     assert len(results) == 2 and isinstance(results[1].value, DoozerError)
     with pytest.raises(DoozerError):
         node.set("/after", b"v")
-    node.receive("B", object())  # no longer fed to consensus
+    node.peers.receive("B", object())  # no longer fed to consensus
     clock.advance(1)
     assert node.applied_seqn == before + 1

@@ -122,7 +122,7 @@ def _resume(data: DataDir, clock: Clock) -> Any:
     assert data.identity is not None
     node = build_node(Config(cluster="prod", pulse=0), clock, data.identity.node_id,
                       rng=random.Random(1), data=data)
-    node.resume()
+    node.storage.resume()
     return node
 
 

@@ -107,7 +107,8 @@ def test_a_failed_node_is_neither_live_nor_ready() -> None:
     """After a storage failure (the node exits at once in a real process):
     503 NOT_LIVE and 503 NOT_READY, both naming the failure."""
     h = Harness()
-    h.node.storage_failed(StorageFailed("/d/log-00000001", OSError(28, "No space left on device")))
+    # what NodeStorage.storage_failed does (this node keeps no data dir)
+    h.node._fail(str(StorageFailed("/d/log-00000001", OSError(28, "No space left on device"))))
     live, ready = h.get("/livez"), h.get("/readyz")
     assert (live.code, ready.code) == (503, 503)
     assert live.json["error"] == "NOT_LIVE" and live.json["live"] is False

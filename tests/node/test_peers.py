@@ -27,7 +27,7 @@ def item(origin: str, path: str, value: bytes = b"x", kind: int = mutation.SET) 
 def node_and_clock(trust: bool):
     clock = Clock()
     node = single_node(clock, rw_secret=b"rw")
-    node.trust_outsiders = trust
+    node.peers.trust_outsiders = trust
     return node, clock
 
 
@@ -38,11 +38,11 @@ def test_without_a_key_a_forged_forward_changes_nothing() -> None:
     counted: FORWARD, LEARN, ACCEPT, PREPARE alike."""
     node, clock = node_and_clock(trust=False)
     rev = node.store.rev
-    node.receive("EVIL", Forward((item("EVIL", "/ctl/name", b"hijacked"), item("EVIL", "/ctl/cal/0", b""))))
-    node.receive("EVIL", Learn(node.applied_seqn + 1, NOOP))
-    node.receive("EVIL", Learn(node.applied_seqn + 200, NOOP))
-    node.receive("EVIL", Accept(node.applied_seqn + 1, (1, "EVIL"), NOOP))
-    node.receive("EVIL", Prepare((node.applied_seqn + 1,), (5, "EVIL")))
+    node.peers.receive("EVIL", Forward((item("EVIL", "/ctl/name", b"hijacked"), item("EVIL", "/ctl/cal/0", b""))))
+    node.peers.receive("EVIL", Learn(node.applied_seqn + 1, NOOP))
+    node.peers.receive("EVIL", Learn(node.applied_seqn + 200, NOOP))
+    node.peers.receive("EVIL", Accept(node.applied_seqn + 1, (1, "EVIL"), NOOP))
+    node.peers.receive("EVIL", Prepare((node.applied_seqn + 1,), (5, "EVIL")))
     clock.advance(1)
     assert node.store.get("/ctl/name").value == b"local"
     assert node.store.cal() == [node.id] and node.store.rev == rev
@@ -59,7 +59,7 @@ def test_with_trust_a_non_member_forwards_only_its_own_bookkeeping() -> None:
     good = [item("J", "/ctl/node/J/addr", b"127.0.0.1:9"), item("J", "/ctl/cal/1", b"J")]
     bad = [item("J", "/ctl/name", b"hijacked"), item(node.id, "/x"), item("J", "/ctl/cal/1", b"OTHER"),
            item("J", "/ctl/node/OTHER/addr", b"1"), b"\xc1junk"]
-    node.receive("J", Forward(tuple(good + bad)))
+    node.peers.receive("J", Forward(tuple(good + bad)))
     clock.advance(1)
     assert node.store.get("/ctl/name").value == b"local"
     assert node.store.get("/ctl/node/J/addr").value == b"127.0.0.1:9"
@@ -76,6 +76,6 @@ def test_a_member_may_forward_any_write_of_its_own() -> None:
     passed: list = []
     node.sequencer.receive = lambda sender, msg, now: passed.append((sender, msg))
     mine, theirs = item("M2", "/app/x", b"1"), item("M3", "/app/y", b"1")
-    node.receive("M2", Forward((mine, theirs)))
+    node.peers.receive("M2", Forward((mine, theirs)))
     assert passed == [("M2", Forward((mine,)))]
     assert node.counters["forward_refused"] == 1
