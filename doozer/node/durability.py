@@ -29,6 +29,14 @@ from doozer.store import snapshot as store_snapshot
 if TYPE_CHECKING:  # the node holds this collaborator; typing only
     from doozer.node.node import Node
 
+#: Bytes of records not yet fsynced above which the node takes no more
+#: peers' datagrams (:attr:`NodeStorage.backlogged`).
+MAX_UNSYNCED = 64 << 20
+#: Messages held for unsynced records above which it does the same.
+MAX_HELD = 65_536
+#: Bytes counted per record besides its value.
+RECORD_OVERHEAD = 64
+
 
 class NodeStorage:
     """The data dir glue of one node.
@@ -45,6 +53,8 @@ class NodeStorage:
         self.data = data
         self.snapshot_every = snapshot_every
         data.on_failure = self.storage_failed
+        #: bytes (about) of records handed to the writer and not yet fsynced
+        self.unsynced = 0
 
     @property
     def incarnation(self) -> int:
@@ -107,6 +117,21 @@ class NodeStorage:
         node._become_running()
         node.schedule_pump()
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether the disk is so far behind that the node must take no more
+        work that makes records or held messages: more than
+        :data:`MAX_UNSYNCED` bytes of records not yet fsynced, or more than
+        :data:`MAX_HELD` messages held for them (a stalled fsync). Peers'
+        datagrams are then dropped (:class:`doozer.node.peers.Peers`) and
+        sent again by them later; clients' writes are bounded by admission
+        already. Without this bound both would grow for as long as the
+        disk does not answer."""
+        if self.unsynced > MAX_UNSYNCED:
+            return True
+        seq = self.node.sequencer
+        return seq is not None and seq.durable is not None and len(seq.durable.held) > MAX_HELD
+
     # ------------------------------------------------------------------
     # every pump
 
@@ -117,8 +142,10 @@ class NodeStorage:
         node = self.node
         token, records = sequencer.take_records()
         if records:
+            size = sum(len(getattr(r, "value", b"")) + RECORD_OVERHEAD for r in records)
+            self.unsynced += size
             d = data.append(records)
-            d.addCallbacks(self._synced, _ignore, callbackArgs=(token,))
+            d.addCallbacks(self._synced, _ignore, callbackArgs=(token, size))
         durable = sequencer.durable
         assert durable is not None
         if durable.collectable > data.collected:
@@ -134,7 +161,8 @@ class NodeStorage:
         ):
             self._save_snapshot()
 
-    def _synced(self, _: object, token: int) -> None:
+    def _synced(self, _: object, token: int, size: int) -> None:
+        self.unsynced -= size
         node = self.node
         if node.failed is not None or node.replica is None:
             return

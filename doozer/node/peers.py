@@ -54,6 +54,12 @@ class Peers:
         if not self.trust_outsiders and not self._is_member_id(sender):
             self._count("non_member_dropped")
             return
+        storage = node.storage
+        if storage is not None and storage.backlogged:
+            # the disk is far behind: take no work that needs it (the
+            # peer sends again); bounds the records and held messages
+            self._count("disk_backlog_dropped")
+            return
         if type(message) is Forward:
             screened = self._screen_forward(sender, message)
             if screened is None:

@@ -83,6 +83,53 @@ def test_a_write_is_decided_only_once_its_accept_is_on_disk(tmp_path: Any) -> No
     assert revs and node.store.get("/x").value == b"1"
 
 
+def test_a_disk_far_behind_takes_no_more_peer_work_until_it_catches_up(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    """Records not yet fsynced and the messages held for them are bounded:
+    while the disk is behind, peers' datagrams are dropped (they send them
+    again); once the fsyncs return the node takes them again."""
+    from doozer.consensus.messages import Ping
+    from doozer.node import durability
+
+    clock, runner = Clock(), HeldRunner()
+    node = durable_node(str(tmp_path), clock, runner)
+    settle(clock, runner)
+    assert node.storage is not None
+    monkeypatch.setattr(durability, "MAX_UNSYNCED", 1000)
+    received: list = []
+    sequencer = node.require_sequencer()
+    monkeypatch.setattr(sequencer, "receive", lambda *a: received.append(a))
+    for i in range(10):
+        node.set(f"/x{i}", b"v" * 100)
+        clock.advance(0.01)
+    assert runner.waiting and node.storage.unsynced > 1000 and node.storage.backlogged
+    ping = Ping(0, 0)
+    node.peers.receive(node.id, ping)
+    assert received == [] and node.counters["disk_backlog_dropped"] == 1
+    runner.run_all()
+    settle(clock, runner)
+    assert node.storage.unsynced == 0 and not node.storage.backlogged
+    node.peers.receive(node.id, ping)
+    assert len(received) == 1
+
+
+def test_many_held_messages_are_a_backlog_too(tmp_path: Any, monkeypatch: Any) -> None:
+    from doozer.node import durability
+
+    clock, runner = Clock(), HeldRunner()
+    node = durable_node(str(tmp_path), clock, runner)
+    settle(clock, runner)
+    assert node.storage is not None
+    monkeypatch.setattr(durability, "MAX_HELD", 0)
+    node.set("/x", b"1")
+    clock.advance(0.01)
+    assert node.storage.backlogged  # its own ACCEPT waits for the fsync
+    runner.run_all()
+    settle(clock, runner)
+    assert not node.storage.backlogged
+
+
 def test_a_restart_keeps_the_id_bumps_the_incarnation_and_recovers_accepts(tmp_path: Any) -> None:
     clock = Clock()
     node = durable_node(str(tmp_path), clock)
