@@ -15,8 +15,9 @@ that is kept here, on this node's own clock:
   harmless. When the lease table is replaced (a snapshot installed, a
   restart from the data dir, a restore) every lease's timer starts again
   from now: a node never times a basis from before it learned it.
-  Deadlines wait in a heap (stale entries are dropped when they come due),
-  so a check costs what is due, not a scan of every lease.
+  Deadlines wait in a heap (stale entries are dropped when they come due)
+  and one timer is set for the earliest, so a check costs what is due, not
+  a scan of every lease, and a node timing no lease has no timer at all.
 - **Keepalives (L2).** The keepalives that arrive in one reactor turn travel
   in one ``RENEW`` (at most :data:`~doozer.store.mutation.MAX_RENEW` ids
   each); each is answered only once its own ``RENEW`` is decided and
@@ -45,7 +46,8 @@ if TYPE_CHECKING:
 
 #: The margin on a lease's ttl for clock-rate drift of up to 1% (SPEC §9 G1).
 DRIFT = 1.02
-#: Seconds between two looks at the deadlines (G2 allows 2 s after ttl × 1.02).
+#: Seconds between two looks at deadlines that came due while this node did
+#: not vote (a voting node looks at each deadline when it comes).
 CHECK_EVERY = 0.5
 #: Seconds after which an EXPIRE whose lease is still there (its proposal
 #: failed or was lost) is proposed again.
@@ -93,8 +95,23 @@ class LeaseTimers:
     # -- timers -----------------------------------------------------------
 
     def start(self) -> None:
-        if self._check_call is None:
-            self._check_call = self._node.clock.callLater(CHECK_EVERY, self._on_check)
+        """The node runs: look at the deadlines when the first comes due."""
+        self._arm()
+
+    def _arm(self, at: Optional[float] = None) -> None:
+        """Have :meth:`check` run at the earliest deadline (or ``at``); no
+        timer at all while no lease is timed."""
+        node = self._node
+        if not node.running or not self._heap:
+            return
+        when = self._heap[0][0] if at is None else at
+        call = self._check_call
+        if call is not None and call.active():
+            if call.getTime() <= when:
+                return
+            call.cancel()
+        self._check_call = node.clock.callLater(max(0.0, when - node.clock.seconds()),
+                                                self._on_check)
 
     def stop(self) -> None:
         for call in (self._check_call, self._flush_call):
@@ -134,13 +151,17 @@ class LeaseTimers:
     def _time(self, lease_id: str, basis: Position, ttl: int, now: float) -> None:
         self._applied[lease_id] = (basis, now)
         heapq.heappush(self._heap, (now + ttl * DRIFT, lease_id, basis, now))
+        self._arm()
 
     def _on_check(self) -> None:
         self._check_call = None
         if not self._node.running:
             return
         self.check()
-        self.start()
+        if self._node.voting:
+            self._arm()
+        else:  # due deadlines wait until this node votes; look again later
+            self._arm(self._node.clock.seconds() + CHECK_EVERY)
 
     def check(self) -> None:
         """Propose EXPIRE for each lease whose deadline passed here; only a

@@ -271,6 +271,7 @@ class Node:
                 return False
             settled = given_up
         self.writes.settle_from_store(settled)
+        self.lease_timers.sync()  # L3: every lease timed again from now
         if self.storage is not None:
             self.storage.installed()
         self.log.info(
@@ -299,6 +300,7 @@ class Node:
         self.cluster_id = snap.cluster_id
         self.alpha = snap.alpha
         self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+        self.lease_timers.sync()
 
     def snapshot(self) -> Snapshot:
         """This node's state at the current instance boundary, for a peer."""
