@@ -494,7 +494,9 @@ class Node:
     # ------------------------------------------------------------------
     # leases (SPEC §9; the logic is in doozer/node/leases.py)
 
-    def grant(self, ttl: int, client: Optional[Hashable] = None) -> "defer.Deferred[tuple[str, int]]":
+    def grant(
+        self, ttl: int, client: Optional[Hashable] = None
+    ) -> "defer.Deferred[tuple[str, int]]":
         """Start a lease of ``ttl`` seconds; fires with ``(id, rev)``."""
         if type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL:
             raise DoozerError("BAD_ARG", f"a ttl is an integer from {MIN_TTL} to {MAX_TTL} seconds")

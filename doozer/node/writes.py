@@ -78,7 +78,9 @@ class Writes:
             **(extras or {}),
         ).encode()
         if client is not None:
-            grows = kind in (mutation.SET, mutation.GRANT) or any(op.kind == mutation.SET for op in ops)
+            grows = kind in (mutation.SET, mutation.GRANT) or any(
+                op.kind == mutation.SET for op in ops
+            )
             node.admission.admit(request, client, len(item), grows)
         self._next_request = request
         try:
