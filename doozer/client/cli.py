@@ -82,10 +82,10 @@ def parse_args(argv: Sequence[str]) -> Options:
             break
         flag, value = item[:2], item[2:]
         if item.startswith("--") and "=" in item:
-            flag, value = {"--addr": "-a", "--rev": "-r", "--timeout": "-t"}.get(
+            flag, value = {"--addr": "-a", "--rev": "-r", "--timeout": "-t", "--lease": "-l"}.get(
                 item.split("=", 1)[0], item
             ), item.split("=", 1)[1]
-        if flag in ("-a", "-r", "-t") and not re.fullmatch(r"-\d+", item):
+        if flag in ("-a", "-r", "-t", "-l") and not re.fullmatch(r"-\d+", item):
             if value.startswith("="):
                 value = value[1:]
             if not value:
@@ -97,6 +97,8 @@ def parse_args(argv: Sequence[str]) -> Options:
                 options.uri = value
             elif flag == "-r":
                 options.rev = parse_int(value, "-r REV", minimum=1)
+            elif flag == "-l":
+                options.lease = value
             else:
                 options.timeout = parse_duration(value)
             continue

@@ -42,6 +42,7 @@ from twisted.internet.interfaces import IReactorTime
 from doozer.client.errors import BadPath, Other, error_from_response
 from doozer.client.types import Dir, Event, File, SelfInfo, Stat, Walk, decode_value
 from doozer.client.failover import Failover
+from doozer.client.lease import Lease
 from doozer.client.txn import TxnOp, txn_body
 from doozer.client.uri import DEFAULT_URI, BadURI, parse_uri
 from doozer.client.watch import Watch
@@ -339,21 +340,68 @@ class Client:
     # writes
 
     @_deferred
-    async def set(self, path: str, value: Union[bytes, str], rev: int = -1) -> int:
+    async def set(
+        self, path: str, value: Union[bytes, str], rev: int = -1, lease: Optional[str] = None
+    ) -> int:
         """SET a file's bytes; returns the new file rev.
 
         :param value: bytes (a ``str`` is encoded as UTF-8).
         :param rev: ``-1`` always, ``0`` only if missing, ``R`` only if the
             file's rev is ``<= R``.
+        :param lease: attach the file to this lease (SPEC §9).
         :raises RevMismatch: precondition failed (``err.rev`` is current).
+        :raises NoEnt: the lease does not exist (``err.extra["lease"]``).
         :raises Unavailable: not committed in time; may still commit.
         """
         if isinstance(value, str):
             value = value.encode("utf-8")
-        obj = await self._json(
-            "PUT", "/v1/store/" + _url_path(path), [("rev", str(rev))], value, write=True
-        )
+        params = [("rev", str(rev))] + ([("lease", lease)] if lease else [])
+        obj = await self._json("PUT", "/v1/store/" + _url_path(path), params, value, write=True)
         return int(obj["rev"])
+
+    # ------------------------------------------------------------------
+    # leases (SPEC §9)
+
+    def lease(self, ttl: int) -> Lease:
+        """A lease of ``ttl`` seconds that renews itself, as an async
+        context manager (:mod:`doozer.client.lease`)."""
+        return Lease(self, ttl)
+
+    @_deferred
+    async def grant(self, ttl: int) -> tuple[str, int]:
+        """GRANT a lease; returns ``(id, rev)``. Renew it yourself with
+        :meth:`keepalive`, or use :meth:`lease`."""
+        obj = await self._json("POST", "/v1/lease", (), json.dumps({"ttl": ttl}).encode(),
+                               write=True)
+        return str(obj["id"]), int(obj["rev"])
+
+    @_deferred
+    async def keepalive(self, lease_id: str) -> int:
+        """Renew a lease; returns its ttl once renewed (no rev is taken).
+
+        :raises NoEnt: the lease is gone.
+        :raises Unavailable: the renewal was not confirmed; count on the
+            lease only until ``ttl`` after the send of the last that was.
+        """
+        obj = await self._json("POST", f"/v1/lease/{quote(lease_id, safe='')}/keepalive",
+                               write=True)
+        return int(obj["ttl"])
+
+    @_deferred
+    async def revoke(self, lease_id: str) -> int:
+        """End a lease and delete its files; returns the rev they went at."""
+        obj = await self._json("DELETE", f"/v1/lease/{quote(lease_id, safe='')}", write=True)
+        return int(obj["rev"])
+
+    @_deferred
+    async def lease_info(self, lease_id: str) -> dict[str, Any]:
+        """``{"id", "ttl", "files"}`` of a lease."""
+        return await self._json("GET", f"/v1/lease/{quote(lease_id, safe='')}")
+
+    @_deferred
+    async def leases(self) -> list[dict[str, Any]]:
+        """Every lease: ``[{"id", "ttl", "files"}, ...]``."""
+        return list((await self._json("GET", "/v1/leases"))["leases"])
 
     @_deferred
     async def delete(self, path: str, rev: int = -1) -> int:

@@ -58,6 +58,8 @@ class Options:
     uri: str = ""
     rev: Optional[int] = None
     timeout: Optional[float] = None
+    #: ``-l ID``: the lease ``set`` and ``add`` attach the file to
+    lease: Optional[str] = None
     command: str = ""
     args: list[str] = field(default_factory=list)
     #: the command's own ``--NAME VALUE`` options (:attr:`Command.flags`)
@@ -165,16 +167,31 @@ async def _get(ctx: Context, path: str) -> None:
 @command("set", "PATH REV", "write stdin to a file, print its new rev",
          "Reads the new body from stdin and writes it if the file's rev is at most REV\n"
          "(0: only if missing; -1: whatever it is). Prints the file's new rev.\n"
-         "A failed precondition exits 1.", reads_stdin=True)
+         "A failed precondition exits 1. With -l ID, attaches the file to lease ID.",
+         reads_stdin=True)
 async def _set(ctx: Context, path: str, rev: str) -> None:
-    ctx.line(await ctx.client.set(path, ctx.stdin, parse_int(rev, "REV")))
+    ctx.line(await ctx.client.set(path, ctx.stdin, parse_int(rev, "REV"), lease=ctx.options.lease))
 
 
 @command("add", "PATH", "create a file from stdin (set PATH 0)",
          "Like 'set PATH 0': creates the file with stdin as its body; exits 1 if it\n"
-         "already exists. Prints the new rev.", reads_stdin=True)
+         "already exists. Prints the new rev. With -l ID, attaches the file to lease ID.",
+         reads_stdin=True)
 async def _add(ctx: Context, path: str) -> None:
-    ctx.line(await ctx.client.set(path, ctx.stdin, 0))
+    ctx.line(await ctx.client.set(path, ctx.stdin, 0, lease=ctx.options.lease))
+
+
+@command("lease", "VERB [ARG]", "grant, renew, revoke or list leases (SPEC §9)",
+         "doozer lease grant TTL     grants a lease of TTL seconds (1-3600), prints its id\n"
+         "doozer lease keepalive ID  renews it every ttl/3 until interrupted; exits 2\n"
+         "                           once it is gone or no renewal was confirmed for ttl\n"
+         "doozer lease revoke ID     ends it: its files are deleted at one rev (printed)\n"
+         "doozer lease list          prints 'ID TTL PATH...' for every lease\n"
+         "Attach files with 'set -l ID' or 'add -l ID'.")
+async def _lease(ctx: Context, verb: str, arg: str = "") -> None:
+    from doozer.client.lease_cli import run_lease
+
+    await run_lease(ctx, verb, arg)
 
 
 @command("del", "PATH REV", "delete a file",

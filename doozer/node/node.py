@@ -39,7 +39,9 @@ from doozer.node.peers import Peers
 from doozer.store.path import validate_path
 from doozer.node.replica import Replica
 from doozer.node.snapshot import Snapshot
+from doozer.node.leases import LeaseTimers, check_lease_id, lease_json
 from doozer.node.txn import check as txn_check
+from doozer.store.leases import MAX_TTL, MIN_TTL
 from doozer.node.writes import Writes
 from doozer.store import Event, Outcome, Store
 
@@ -172,6 +174,8 @@ class Node:
         #: this incarnation; 0 in memory-only mode)
         self.writes = Writes(self, 0 if self.storage is None else self.storage.incarnation)
         self.info = ClusterInfo(self)
+        #: lease expiry timers and keepalives (SPEC §9, CONSENSUS.md §L)
+        self.lease_timers = LeaseTimers(self)
 
     @property
     def sequencer(self) -> Optional[Sequencer]:
@@ -267,6 +271,7 @@ class Node:
                 return False
             settled = given_up
         self.writes.settle_from_store(settled)
+        self.lease_timers.sync()  # L3: every lease timed again from now
         if self.storage is not None:
             self.storage.installed()
         self.log.info(
@@ -295,6 +300,7 @@ class Node:
         self.cluster_id = snap.cluster_id
         self.alpha = snap.alpha
         self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
+        self.lease_timers.sync()
 
     def snapshot(self) -> Snapshot:
         """This node's state at the current instance boundary, for a peer."""
@@ -333,6 +339,7 @@ class Node:
                 call.cancel()
         self._pump_call = self._tick_call = None
         self.membership.stop()
+        self.lease_timers.stop()
         self.writes.fail_all("the node is shutting down")
 
     def self_record(self) -> list[tuple[str, bytes]]:
@@ -403,12 +410,19 @@ class Node:
     # writes
 
     def set(
-        self, path: str, value: bytes, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
+        self,
+        path: str,
+        value: bytes,
+        rev: int = mutation.CLOBBER,
+        client: Optional[Hashable] = None,
+        lease: str = "",
     ) -> "defer.Deferred[int]":
         """Write ``value`` to the file ``path`` under precondition ``rev``.
 
         :param client: who asks (a connection): its share of the node's
             pending writes is bounded (:mod:`doozer.node.admission`).
+        :param lease: the lease to attach the file to (SPEC §9); the write
+            fails with the store's ``NOENT`` naming it when it is gone.
         :returns: a Deferred firing with the file's new rev.
         """
         validate_path(path)
@@ -416,7 +430,10 @@ class Node:
             raise DoozerError("ISDIR", "/ is the root directory; write a file below it")
         _client_may_write(path)
         self.check_value_size(len(value))
-        return self._write(mutation.SET, path, value, rev, client).addCallback(lambda o: o.rev)
+        extras = {"lease": check_lease_id(lease)} if lease else None
+        return self._write(mutation.SET, path, value, rev, client, extras).addCallback(
+            lambda o: o.rev
+        )
 
     def delete(
         self, path: str, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
@@ -460,12 +477,58 @@ class Node:
         )
 
     def _write(
-        self, kind: int, path: str, value: bytes, rev: int, client: Optional[Hashable]
+        self,
+        kind: int,
+        path: str,
+        value: bytes,
+        rev: int,
+        client: Optional[Hashable],
+        extras: Optional[dict[str, Any]] = None,
     ) -> "defer.Deferred[Outcome]":
         self.check_writable()
         return self.writes.propose(
-            kind, path, value, rev, timeout=self.write_timeout, client=client if client is not None else ""
+            kind, path, value, rev, timeout=self.write_timeout,
+            client=client if client is not None else "", extras=extras,
         )
+
+    # ------------------------------------------------------------------
+    # leases (SPEC §9; the logic is in doozer/node/leases.py)
+
+    def grant(
+        self, ttl: int, client: Optional[Hashable] = None
+    ) -> "defer.Deferred[tuple[str, int]]":
+        """Start a lease of ``ttl`` seconds; fires with ``(id, rev)``."""
+        if type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL:
+            raise DoozerError("BAD_ARG", f"a ttl is an integer from {MIN_TTL} to {MAX_TTL} seconds")
+        lease_id = _random_id(self.rng)
+        return self._write(
+            mutation.GRANT, "", b"", mutation.CLOBBER, client, {"lease": lease_id, "ttl": ttl}
+        ).addCallback(lambda o: (lease_id, o.rev))
+
+    def revoke(self, lease_id: str, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
+        """End the lease and delete its files at one rev; fires with that rev."""
+        extras = {"lease": check_lease_id(lease_id)}
+        return self._write(mutation.REVOKE, "", b"", mutation.CLOBBER, client, extras).addCallback(
+            lambda o: o.rev
+        )
+
+    def keepalive(self, lease_id: str) -> "defer.Deferred[int]":
+        """Renew the lease (L2): fires with its ttl once renewed here, fails
+        with ``NOENT`` when it is gone, ``UNAVAILABLE`` without a quorum."""
+        check_lease_id(lease_id)
+        self.check_writable()
+        return self.lease_timers.keepalive(lease_id)
+
+    def lease(self, lease_id: str) -> dict[str, Any]:
+        """``{"id", "ttl", "files"}`` of a lease, or ``NOENT``."""
+        found = self.store.leases.get(check_lease_id(lease_id))
+        if found is None:
+            raise DoozerError("NOENT", f"lease {lease_id} does not exist", lease=lease_id)
+        return lease_json(found)
+
+    def leases(self) -> list[dict[str, Any]]:
+        """Every lease, by id."""
+        return [lease_json(lease) for lease in sorted(self.store.leases, key=lambda x: x.id)]
 
     # ------------------------------------------------------------------
     # reads

@@ -10,7 +10,7 @@ node stops.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Hashable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Optional
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -55,6 +55,7 @@ class Writes:
         compare: tuple[tuple[str, int], ...] = (),
         client: Optional[Hashable] = None,
         ops: tuple[mutation.Op, ...] = (),
+        extras: Optional[dict[str, Any]] = None,
     ) -> "defer.Deferred[Outcome]":
         """Propose one mutation; its Deferred fires with the store's outcome.
 
@@ -62,6 +63,8 @@ class Writes:
             ``None`` is the node's own bookkeeping, never refused for want
             of room.
         :param ops: a TXN's ops (its bytes count against the bounds whole).
+        :param extras: the lease fields of the mutation (``lease``, ``ttl``,
+            ``leases``, ``basis``; see :class:`~doozer.store.mutation.Mutation`).
         :raises DoozerError: ``TOO_LARGE`` when the mutation does not fit
             one consensus datagram, ``BUSY``/``NOSPACE`` from admission.
         """
@@ -71,10 +74,13 @@ class Writes:
         request = self._next_request + 1
         until = node.applied_seqn + node.item_lifetime
         item = mutation.Mutation(
-            kind, node.id, request, path, value, rev, until=until, compare=compare, ops=ops
+            kind, node.id, request, path, value, rev, until=until, compare=compare, ops=ops,
+            **(extras or {}),
         ).encode()
         if client is not None:
-            grows = kind == mutation.SET or any(op.kind == mutation.SET for op in ops)
+            grows = kind in (mutation.SET, mutation.GRANT) or any(
+                op.kind == mutation.SET for op in ops
+            )
             node.admission.admit(request, client, len(item), grows)
         self._next_request = request
         try:
@@ -101,11 +107,12 @@ class Writes:
         value: bytes,
         rev: int = mutation.CLOBBER,
         compare: tuple[tuple[str, int], ...] = (),
+        extras: Optional[dict[str, Any]] = None,
     ) -> "defer.Deferred[Optional[Outcome]]":
         """A bookkeeping write by the node itself; a failure is logged and
         the Deferred fires with ``None``."""
         timeout = max(self._node.write_timeout, BOOKKEEPING_TIMEOUT)
-        d = self.propose(kind, path, value, rev, timeout=timeout, compare=compare)
+        d = self.propose(kind, path, value, rev, timeout=timeout, compare=compare, extras=extras)
 
         def failed(f: Failure) -> None:
             self.log.debug("bookkeeping write {path} failed: {err}", path=path, err=f.value)

@@ -23,6 +23,7 @@ from doozer.server.http.gate import Gate
 from doozer.server.auth import Secrets
 from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
 from doozer.server.http.render import endpoint, json_response, render_value
+from doozer.server.http.lease import read_ttl
 from doozer.server.http.txn import read_txn
 from doozer.node import Node
 from doozer.node import health
@@ -152,10 +153,11 @@ class API:
         path = store_path(request, b"/v1/store")
         if method == "PUT":
             rev = arg_int(request, "rev", minimum=-1, default=-1)
+            lease = arg_str(request, "lease")
             body = read_body(request, self.node)
             # One connection is one client: its share of the node's pending
             # writes is bounded (doozer/node/admission.py).
-            new_rev = await self.node.set(path, body, rev, client=request.channel)
+            new_rev = await self.node.set(path, body, rev, client=request.channel, lease=lease)
             return {"path": path, "rev": new_rev}
         if method == "DELETE":
             rev = arg_int(request, "rev", minimum=-1, default=-1)
@@ -245,6 +247,35 @@ class API:
         self._method(request, "POST")
         compare, ops = read_txn(request, self.node)
         return {"rev": await self.node.txn(compare, ops, client=request.channel)}
+
+    @app.route("/v1/lease")
+    @endpoint
+    async def grant(self, request: Request) -> Any:
+        self._method(request, "POST")
+        ttl = read_ttl(request)
+        lease_id, rev = await self.node.grant(ttl, client=request.channel)
+        return {"id": lease_id, "ttl": ttl, "rev": rev}
+
+    @app.route("/v1/lease/<lease_id>/keepalive")
+    @endpoint
+    async def keepalive(self, request: Request, lease_id: str) -> Any:
+        self._method(request, "POST")
+        return {"id": lease_id, "ttl": await self.node.keepalive(lease_id)}
+
+    @app.route("/v1/lease/<lease_id>")
+    @endpoint
+    async def lease(self, request: Request, lease_id: str) -> Any:
+        method = self._method(request, "GET", "HEAD", "DELETE")
+        if method == "DELETE":
+            rev = await self.node.revoke(lease_id, client=request.channel)
+            return {"id": lease_id, "rev": rev}
+        return self.node.lease(lease_id)
+
+    @app.route("/v1/leases")
+    @endpoint
+    def leases(self, request: IRequest) -> Any:
+        self._method(request, *READ)
+        return {"leases": self.node.leases()}
 
     @app.route("/v1/backup")
     @endpoint

@@ -1,0 +1,253 @@
+"""The node's half of leases: expiry timers and keepalives (SPEC §9,
+CONSENSUS.md §L).
+
+The store (:mod:`doozer.store.leases`) holds what every node agrees on: each
+lease's ttl and its **basis**, the log position of its grant or of the last
+renewal applied. What no two nodes share is *when* each applied a basis;
+that is kept here, on this node's own clock:
+
+- **Timers (L3).** After each applied instance the node drains
+  :meth:`~doozer.store.leases.Leases.take_changes` and notes, for each new
+  basis, its own time. When ``ttl × 1.02`` has passed since then with no
+  later basis applied, a voting member proposes ``EXPIRE(id, basis)``;
+  the store acts on it only if the basis is still that one (L4), so a
+  renewal ordered first wins and duplicate EXPIREs from several members are
+  harmless. When the lease table is replaced (a snapshot installed, a
+  restart from the data dir, a restore) every lease's timer starts again
+  from now: a node never times a basis from before it learned it.
+  Deadlines wait in a heap (stale entries are dropped when they come due)
+  and one timer is set for the earliest, so a check costs what is due, not
+  a scan of every lease, and a node timing no lease has no timer at all.
+- **Keepalives (L2).** The keepalives that arrive in one reactor turn travel
+  in one ``RENEW`` (at most :data:`~doozer.store.mutation.MAX_RENEW` ids
+  each); each is answered only once its own ``RENEW`` is decided and
+  applied here, ``NOENT`` when the lease was gone by then. A keepalive never
+  joins a ``RENEW`` already proposed: the client times its lease from the
+  send of the attempt that was answered, so that attempt's RENEW must be
+  ordered after it was sent.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING, Any, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from doozer.errors import DoozerError
+from doozer.store import Outcome, mutation
+from doozer.store.leases import LEASE_ID, Leases, Position
+
+if TYPE_CHECKING:
+    from doozer.node.node import Node
+
+#: The margin on a lease's ttl for clock-rate drift of up to 1% (SPEC §9 G1).
+DRIFT = 1.02
+#: Seconds between two looks at deadlines that came due while this node did
+#: not vote (a voting node looks at each deadline when it comes).
+CHECK_EVERY = 0.5
+#: Seconds after which an EXPIRE whose lease is still there (its proposal
+#: failed or was lost) is proposed again.
+REPROPOSE_AFTER = 5.0
+#: Who the node's admission counts RENEWs under: keepalives share one
+#: client's bounds, so a keepalive storm cannot crowd out writes.
+KEEPALIVE_CLIENT = ("keepalive",)
+
+
+def check_lease_id(lease_id: str) -> str:
+    """``lease_id``, or ``BAD_ARG`` when it cannot name a lease."""
+    if not isinstance(lease_id, str) or not LEASE_ID.match(lease_id):
+        raise DoozerError("BAD_ARG", f"{str(lease_id)[:70]!r} is not a lease id")
+    return lease_id
+
+
+class LeaseTimers:
+    """The expiry timers and pending keepalives of one node."""
+
+    log = Logger()
+
+    def __init__(self, node: "Node") -> None:
+        self._node = node
+        self._table: Leases = node.store.leases
+        #: id -> (basis, when this node applied it, on its clock)
+        self._applied: dict[str, tuple[Position, float]] = {}
+        #: (deadline, id, basis, start): stale when _applied[id] differs
+        self._heap: list[tuple[float, str, Position, float]] = []
+        #: EXPIREs proposed and not yet answered
+        self._inflight: set[tuple[str, Position]] = set()
+        self._check_call: Optional[IDelayedCall] = None
+        #: keepalives of this turn, not yet proposed: id -> their Deferreds
+        self._batch: dict[str, list[defer.Deferred[int]]] = {}
+        self._flush_call: Optional[IDelayedCall] = None
+        #: counts for /metrics and tests
+        self.expires_proposed = 0
+        self.renews_proposed = 0
+        node.on_applied.append(lambda seqn, items, outcomes: self.sync())
+        node.on_running.append(self.start)
+
+    def __len__(self) -> int:
+        """Leases this node is timing."""
+        return len(self._applied)
+
+    # -- timers -----------------------------------------------------------
+
+    def start(self) -> None:
+        """The node runs: look at the deadlines when the first comes due."""
+        self._arm()
+
+    def _arm(self, at: Optional[float] = None) -> None:
+        """Have :meth:`check` run at the earliest deadline (or ``at``); no
+        timer at all while no lease is timed."""
+        node = self._node
+        if not node.running or not self._heap:
+            return
+        when = self._heap[0][0] if at is None else at
+        call = self._check_call
+        if call is not None and call.active():
+            if call.getTime() <= when:
+                return
+            call.cancel()
+        self._check_call = node.clock.callLater(max(0.0, when - node.clock.seconds()),
+                                                self._on_check)
+
+    def stop(self) -> None:
+        for call in (self._check_call, self._flush_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._check_call = self._flush_call = None
+        batch, self._batch = self._batch, {}
+        for waiting in batch.values():
+            for d in waiting:
+                d.errback(DoozerError("UNAVAILABLE", "the node is shutting down"))
+
+    def started(self, lease_id: str) -> Optional[float]:
+        """When this node started timing the lease's current basis."""
+        entry = self._applied.get(lease_id)
+        return None if entry is None else entry[1]
+
+    def sync(self) -> None:
+        """Learn the bases applied since the last call (L3), or restart
+        every timer from now when the table was replaced."""
+        table = self._node.store.leases
+        now = self._node.clock.seconds()
+        if table is not self._table:
+            self._table = table
+            table.take_changes()
+            self._applied.clear()
+            self._heap.clear()
+            for lease in table:
+                self._time(lease.id, lease.basis, lease.ttl, now)
+            return
+        for lease_id, basis in table.take_changes():
+            found = table.get(lease_id)
+            if basis is None or found is None:
+                self._applied.pop(lease_id, None)
+            elif found.basis == basis:
+                self._time(lease_id, basis, found.ttl, now)
+
+    def _time(self, lease_id: str, basis: Position, ttl: int, now: float) -> None:
+        self._applied[lease_id] = (basis, now)
+        heapq.heappush(self._heap, (now + ttl * DRIFT, lease_id, basis, now))
+        self._arm()
+
+    def _on_check(self) -> None:
+        self._check_call = None
+        if not self._node.running:
+            return
+        self.check()
+        if self._node.voting:
+            self._arm()
+        else:  # due deadlines wait until this node votes; look again later
+            self._arm(self._node.clock.seconds() + CHECK_EVERY)
+
+    def check(self) -> None:
+        """Propose EXPIRE for each lease whose deadline passed here; only a
+        voting member proposes (the heap waits while this node does not)."""
+        node = self._node
+        self.sync()
+        if not node.voting:
+            return
+        now = node.clock.seconds()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, lease_id, basis, start = heapq.heappop(heap)
+            if self._applied.get(lease_id) != (basis, start):
+                continue  # renewed, ended or re-timed since
+            key = (lease_id, basis)
+            heapq.heappush(heap, (now + REPROPOSE_AFTER, lease_id, basis, start))
+            if key in self._inflight:
+                continue
+            self._inflight.add(key)
+            self.expires_proposed += 1
+            d = node.writes.internal(mutation.EXPIRE, "", b"",
+                                     extras={"lease": lease_id, "basis": basis})
+            d.addBoth(self._answered, key)
+
+    def _answered(self, result: object, key: tuple[str, Position]) -> None:
+        # proposed again REPROPOSE_AFTER later if the lease is still there
+        self._inflight.discard(key)
+
+    # -- keepalives ---------------------------------------------------------
+
+    def keepalive(self, lease_id: str) -> "defer.Deferred[int]":
+        """Renew the lease in this turn's RENEW; fires with its ttl once
+        that RENEW is applied here with the lease present (L2)."""
+        d: defer.Deferred[int] = defer.Deferred()
+        self._batch.setdefault(lease_id, []).append(d)
+        if self._flush_call is None:
+            self._flush_call = self._node.clock.callLater(0, self._flush)
+        return d
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        batch, self._batch = self._batch, {}
+        ids = list(batch)
+        for at in range(0, len(ids), mutation.MAX_RENEW):
+            chunk = {i: batch[i] for i in ids[at:at + mutation.MAX_RENEW]}
+            self._renew(chunk)
+
+    def _renew(self, chunk: dict[str, list["defer.Deferred[int]"]]) -> None:
+        node = self._node
+        try:
+            d = node.writes.propose(
+                mutation.RENEW, "", b"", mutation.CLOBBER, timeout=node.write_timeout,
+                client=KEEPALIVE_CLIENT, extras={"leases": tuple(chunk)},
+            )
+        except DoozerError as e:
+            _fail(chunk, e)
+            return
+        self.renews_proposed += 1
+
+        def decided(outcome: Outcome) -> None:
+            gone = set(outcome.gone)
+            for lease_id, waiting in chunk.items():
+                lease = node.store.leases.get(lease_id)
+                for w in waiting:
+                    if lease_id in gone or lease is None:
+                        w.errback(_gone(lease_id))
+                    else:
+                        w.callback(lease.ttl)
+
+        def failed(f: Failure) -> None:
+            _fail(chunk, f.value if isinstance(f.value, DoozerError)
+                  else DoozerError("UNAVAILABLE", str(f.value)))
+
+        d.addCallbacks(decided, failed)
+
+
+def lease_json(lease: Any) -> dict[str, Any]:
+    """A lease as the API shows it (SPEC §9)."""
+    return {"id": lease.id, "ttl": lease.ttl, "files": sorted(lease.files)}
+
+
+def _gone(lease_id: str) -> DoozerError:
+    return DoozerError("NOENT", f"lease {lease_id} does not exist", lease=lease_id)
+
+
+def _fail(chunk: dict[str, list["defer.Deferred[int]"]], error: BaseException) -> None:
+    for waiting in chunk.values():
+        for w in waiting:
+            w.errback(error)
