@@ -39,7 +39,9 @@ With ``--disk DIR`` the run also measures a doozer cluster whose nodes keep
 ``--data-dir``s under DIR (fsyncing before the messages that need it, with
 group commit: SPEC §8), and puts etcd's data dirs under DIR instead of
 tmpfs, so that both fsync to the same disk; the memory-only doozer figures
-stay beside them.
+stay beside them. Each durable point gets a cluster of its own, and each
+node's log line at stop (``storage: N batches, fsync p50/p99 ...``, with the
+fsync latency histogram and records and bytes per batch) is printed for it.
 
 Figures are printed, never pass/fail.
 """
@@ -206,10 +208,14 @@ def _kill(ps: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def doozer_cluster(extra: list[str], disk: Optional[str] = None) -> Iterator[tuple[list[str], list[int]]]:
+def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Optional[str] = None,
+                   logs: Optional[list[str]] = None) -> Iterator[tuple[list[str], list[int]]]:
     """Three ``twistd doozer`` processes forming one cluster; yields their
     HOST:PORTs and pids. With ``disk``, each node keeps a ``--data-dir``
-    in a fresh directory under it (fsyncing: SPEC §8)."""
+    in a fresh directory under it (fsyncing: SPEC §8). With ``profile``,
+    each node runs under twistd's cProfile and saves its stats to
+    ``profile + "-n<i>.prof"`` when it stops (the reactor thread only).
+    ``logs`` gets the nodes' logs once they stopped."""
     ports = [procs.free_port() for _ in range(3)]
     addrs = [f"127.0.0.1:{p}" for p in ports]
     env = dict(os.environ, PYTHONPATH=procs.ROOT)
@@ -225,8 +231,9 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None) -> Iterator[tup
             for i, addr in enumerate(addrs):
                 log = open(os.path.join(tmp, f"n{i}.log"), "wb")
                 durable = ["--data-dir", os.path.join(data, f"n{i}")] if data else []
+                prof = [f"--profile={profile}-n{i}.prof", "--savestats"] if profile else []
                 ps.append(subprocess.Popen(
-                    [*procs.TWISTD, "-n", "--pidfile=", "doozer", "--listen", addr,
+                    [*procs.TWISTD, "-n", "--pidfile=", *prof, "doozer", "--listen", addr,
                      "--web", "false", "--peers", ",".join(addrs), *extra, *durable],
                     cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
                 ))
@@ -245,6 +252,10 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None) -> Iterator[tup
             yield addrs, [p.pid for p in ps]
         finally:
             _kill(ps)
+            if logs is not None:
+                for i in range(len(ps)):
+                    with open(os.path.join(tmp, f"n{i}.log"), errors="replace") as f:
+                        logs.append(f.read())
             if data:
                 shutil.rmtree(data, ignore_errors=True)
 
@@ -308,6 +319,9 @@ def main() -> None:
     parser.add_argument("--disk", metavar="DIR",
                         help="also measure doozer with --data-dir under DIR (fsyncing), and put "
                              "etcd's data under DIR instead of tmpfs: both on the same disk")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="run the doozer nodes under cProfile; stats saved to "
+                             "PREFIX-<run>-n<i>.prof (read them with python -m pstats)")
     parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
     parser.add_argument("--targets", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -320,12 +334,21 @@ def main() -> None:
     runs: list[tuple[str, Optional[str]]] = [("doozer", None)]
     if args.disk:
         runs.append(("doozer --data-dir", args.disk))
+    storage: dict[int, list[str]] = {}  # clients -> each durable node's summary
     for name, disk in runs:
         results[name] = {}
-        with doozer_cluster(args.doozer_args.split(), disk) as cluster:
-            settle("doozer", cluster)
-            for n in counts:
-                results[name][n] = measure("doozer", cluster, n, args.seconds)
+        prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
+                if args.profile else None)
+        # A durable cluster per point, so that each point's fsync histogram
+        # (logged by each node when it stops) is its own.
+        for points in [counts] if disk is None else [[n] for n in counts]:
+            logs: list[str] = []
+            with doozer_cluster(args.doozer_args.split(), disk, prof, logs) as cluster:
+                settle("doozer", cluster)
+                for n in points:
+                    results[name][n] = measure("doozer", cluster, n, args.seconds)
+            if disk is not None:
+                storage[points[0]] = [storage_summary(log) for log in logs]
     etcd = shutil.which("etcd") and not args.no_etcd
     if etcd:
         name = "etcd (disk)" if args.disk else "etcd"
@@ -362,6 +385,19 @@ def main() -> None:
     print("loadgen cpu (share of one core): " + ", ".join(
         f"{name} {n}: {r['loadgen_cpu']:.0%}" for name, points in results.items()
         for n, r in points.items()))
+    for n, lines in storage.items():
+        print(f"doozer --data-dir, {n} clients (each node's log at stop; settling included):")
+        for i, line in enumerate(lines):
+            print(f"  n{i} {line}")
+
+
+def storage_summary(log: str) -> str:
+    """The ``storage: ...`` line a durable node logs when it stops."""
+    for line in reversed(log.splitlines()):
+        at = line.find("] storage: ")
+        if at >= 0:
+            return line[at + 2:]
+    return "storage: no summary in the log (did the node stop cleanly?)"
 
 
 if __name__ == "__main__":

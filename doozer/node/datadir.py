@@ -35,6 +35,7 @@ from doozer.storage import records, segments
 from doozer.storage.errors import DamagedStorage, ForeignDataDir, StorageError, StorageFailed
 from doozer.storage.files import fsync_directory, read_whole, remove_temps, write_atomically
 from doozer.storage.identity import Identity
+from doozer.storage.stats import StorageStats
 from doozer.storage.writer import Runner, ThreadRunner, Writer, pack_batch, unpack_batch
 
 __all__ = ["DataDir", "SNAPSHOT_EVERY"]
@@ -155,6 +156,10 @@ class DataDir:
         #: the CAL of the newest snapshot on disk (None: not known yet)
         self.snapshot_cal: Optional[list[str]] = None
         self.on_failure: Callable[[StorageFailed], None] = lambda error: None
+        #: fsync latency and batch sizes of the log's writer (one summary
+        #: line is logged at stop; a /metrics endpoint can read it too)
+        self.stats = StorageStats()
+        self._summarised = False
         self._runner: Optional[Runner] = None
         self._reactor: Any = None
 
@@ -236,6 +241,7 @@ class DataDir:
         # (SegmentedLog's path is a property; the Sink protocol only reads it)
         self.writer = Writer(self._log, self._runner, self._reactor,  # type: ignore[arg-type]
                              on_failure=self._failed)
+        self.writer.observers.append(self.stats.observe)
         self.writer.start()
 
     def _failed(self, error: StorageFailed) -> None:
@@ -256,12 +262,19 @@ class DataDir:
         self._start_writer()
 
     def append(self, recs: list[Record]) -> "Deferred[None]":
-        """Write the records of one pump; fires once they are fsynced."""
+        """Write the records of one pump; fires once they are fsynced.
+
+        The writer starts on them at once (when it is not busy with the
+        batch before): the node appends once per pump, so nothing else of
+        this turn would join them, and the turn's end is a reactor
+        iteration later."""
         assert self.writer is not None
         self._live.extend(recs)
         payload = encode_records(recs)
         self.appended += len(payload)
-        return self.writer.append(payload)
+        done = self.writer.append(payload, len(recs))
+        self.writer.flush()
+        return done
 
     def save_snapshot_now(self, snap: Snapshot) -> None:
         """Write ``snap`` at once (blocking): a snapshot installed from a peer
@@ -340,9 +353,17 @@ class DataDir:
         self.writer.call(work).addErrback(failed)
 
     def stop(self) -> "Deferred[None]":
-        """Write what was appended, close the log, stop the thread."""
+        """Write what was appended, close the log, stop the thread; then log
+        one line on what the writer's batches cost (:class:`StorageStats`)."""
         if self.writer is None:
             d: Deferred[None] = Deferred()
             d.callback(None)
             return d
-        return self.writer.stop()
+
+        def summary(result: Any) -> Any:
+            if not self._summarised:
+                self._summarised = True
+                self.log.info("{summary}", summary=self.stats.summary())
+            return result
+
+        return self.writer.stop().addBoth(summary)

@@ -639,6 +639,9 @@ class Node:
         sequencer = replica.sequencer
         now = self.clock.seconds()
         sequencer.tick(now)
+        if self.data is not None:
+            # The records first: their fsync runs while the outbox is sent.
+            self._write_records(sequencer)
         self._send_outbox(sequencer.take_outbox())
         try:
             for seqn, items, outcomes in replica.apply_decided():

@@ -15,11 +15,11 @@ from twisted.internet.task import Clock
 from doozer.errors import DoozerError
 from doozer.consensus.durable import AcceptRec, first_request_id
 from doozer.node import Node, build_node
-from doozer.node.datadir import DataDir, snapshot_seqns
+from doozer.node.datadir import DataDir, decode_payload, snapshot_seqns
 from doozer.server.config import Config
 from doozer.storage import segments
 from doozer.storage.errors import DamagedStorage, ForeignDataDir
-from doozer.storage.writer import SynchronousRunner
+from doozer.storage.writer import SynchronousRunner, unpack_batch
 
 
 class HeldRunner:
@@ -144,6 +144,42 @@ def test_snapshots_raise_the_floor_and_cut_the_log(tmp_path: Any) -> None:
     for _ in range(100):
         clock2.advance(0.05)
     assert again.store.get("/k59").value == b"x" * 100
+
+
+def test_the_writer_s_batches_are_counted_and_summed_up_at_stop(tmp_path: Any) -> None:
+    """Every synced batch reaches DataDir.stats (the consensus records in
+    it counted); stopping logs one summary line."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    clock = Clock()
+    node = durable_node(str(tmp_path), clock)
+    settle(clock)
+    for i in range(3):
+        node.set(f"/k{i}", b"v")
+        settle(clock)
+    stats = node.data.stats
+    writer = node.data.writer
+    assert stats.batches == writer.synced_batches > 0
+    assert stats.fsync.count == stats.round_trip.count == stats.batches
+    logged: list[str] = []
+
+    def observe(event: Any) -> None:
+        logged.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        node.stop()
+        node.data.stop()
+        node.data.stop()  # the line is logged once
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    lines = [line for line in logged if line.startswith("storage: ")]
+    assert lines == [stats.summary()]
+    found, _ = segments.recover(str(tmp_path), fsync=False)
+    written = [decode_payload(p, "log") for s in found for r in s.records for p in unpack_batch(r)]
+    assert stats.batches == sum(len(s.records) for s in found)
+    assert stats.records == sum(len(recs) for recs in written)
+    assert lines[0].startswith(f"storage: {stats.batches} batches, {stats.records} records")
 
 
 def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
