@@ -1,6 +1,7 @@
 """Committed write throughput and latency of a 3-node cluster, beside etcd.
 
-    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd] [--disk DIR]
+    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd]
+        [--disk DIR [--no-memory]] [--profile PREFIX]
 
 Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
 (free ports, a cluster key unless told --insecure-peers, no access log), waits until ``/v1/cluster``
@@ -59,11 +60,13 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procs  # noqa: E402
+
+sys.path.insert(0, procs.ROOT)  # doozer itself, for its peer tokens (/_peer/consensus)
 
 VALUE = b"v" * 100
 WARMUP = 1.0
@@ -161,18 +164,50 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure(kind: str, cluster: tuple[list[str], list[int]], clients: int, seconds: float) -> dict:
-    """One point: the load generator's figures plus the servers' CPU per write."""
-    addrs, pids = cluster
-    cpu0 = cpu_seconds(pids)
-    result = run_loadgen(kind, addrs, clients, seconds)
-    used = cpu_seconds(pids) - cpu0
+class Cluster(NamedTuple):
+    """A running cluster: its client HOST:PORTs, its processes' pids, and
+    (doozer) the cluster key its ``/_peer/consensus`` wants."""
+
+    addrs: list[str]
+    pids: list[int]
+    key: Optional[bytes] = None
+
+
+def consensus_counts(cluster: Cluster) -> tuple[int, int]:
+    """Datagrams sent by all nodes so far, and the highest applied instance
+    (from each node's ``/_peer/consensus``)."""
+    from doozer.server.auth import peer_headers
+
+    sent = applied = 0
+    for addr in cluster.addrs:
+        headers, _ = peer_headers(cluster.key, b"GET", b"/_peer/consensus", time.time())
+        request = urllib.request.Request(
+            f"http://{addr}/_peer/consensus",
+            headers={k.decode(): v[0].decode() for k, v in headers.items()})
+        state = json.loads(urllib.request.urlopen(request, timeout=5).read())
+        sent += state["transport"]["stats"]["sent"]
+        applied = max(applied, state["applied_seqn"])
+    return sent, applied
+
+
+def measure(kind: str, cluster: Cluster, clients: int, seconds: float) -> dict:
+    """One point: the load generator's figures plus the servers' CPU per
+    write (and for doozer, datagrams and instances per write: work counts
+    that depend far less on the machine's other load than throughput)."""
+    counts0 = consensus_counts(cluster) if kind == "doozer" else None
+    cpu0 = cpu_seconds(cluster.pids)
+    result = run_loadgen(kind, cluster.addrs, clients, seconds)
+    used = cpu_seconds(cluster.pids) - cpu0
     total = result["total_writes"]
     result["server_cpu_us"] = used / total * 1e6 if total else None
+    if counts0 is not None and total:
+        sent, applied = consensus_counts(cluster)
+        result["datagrams_per_write"] = (sent - counts0[0]) / total
+        result["writes_per_instance"] = total / max(1, applied - counts0[1])
     return result
 
 
-def settle(kind: str, cluster: tuple[list[str], list[int]]) -> None:
+def settle(kind: str, cluster: Cluster) -> None:
     """Unmeasured writes right after the cluster formed (see the docstring)."""
     run_loadgen(kind, cluster[0], 10, SETTLE)
 
@@ -209,7 +244,7 @@ def _kill(ps: list[subprocess.Popen]) -> None:
 
 @contextmanager
 def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Optional[str] = None,
-                   logs: Optional[list[str]] = None) -> Iterator[tuple[list[str], list[int]]]:
+                   logs: Optional[list[str]] = None) -> Iterator[Cluster]:
     """Three ``twistd doozer`` processes forming one cluster; yields their
     HOST:PORTs and pids. With ``disk``, each node keeps a ``--data-dir``
     in a fresh directory under it (fsyncing: SPEC §8). With ``profile``,
@@ -221,11 +256,13 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Option
     env = dict(os.environ, PYTHONPATH=procs.ROOT)
     ps: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
+        key: Optional[bytes] = None
         if "--insecure-peers" not in extra and "--cluster-key-file" not in extra:
-            key = os.path.join(tmp, "cluster.key")
-            with open(key, "wb") as f:
-                f.write(os.urandom(24).hex().encode() + b"\n")
-            extra = [*extra, "--cluster-key-file", key]  # as a cluster must run (SPEC §5)
+            key = os.urandom(24).hex().encode()
+            path = os.path.join(tmp, "cluster.key")
+            with open(path, "wb") as f:
+                f.write(key + b"\n")
+            extra = [*extra, "--cluster-key-file", path]  # as a cluster must run (SPEC §5)
         try:
             data = tempfile.mkdtemp(dir=disk) if disk else None
             for i, addr in enumerate(addrs):
@@ -249,7 +286,7 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Option
                                    for i in range(3))
                     raise RuntimeError(f"the three doozer nodes did not form one cluster:\n{logs}")
                 time.sleep(0.2)
-            yield addrs, [p.pid for p in ps]
+            yield Cluster(addrs, [p.pid for p in ps], key)
         finally:
             _kill(ps)
             if logs is not None:
@@ -261,7 +298,7 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Option
 
 
 @contextmanager
-def etcd_cluster(disk: Optional[str] = None) -> Iterator[tuple[list[str], list[int]]]:
+def etcd_cluster(disk: Optional[str] = None) -> Iterator[Cluster]:
     """Three etcd members on loopback, data on tmpfs (or under ``disk``);
     yields their client HOST:PORTs and pids."""
     client = [procs.free_port() for _ in range(3)]
@@ -294,7 +331,7 @@ def etcd_cluster(disk: Optional[str] = None) -> Iterator[tuple[list[str], list[i
                 if time.monotonic() > deadline or any(p.poll() is not None for p in ps):
                     raise RuntimeError("the three etcd members did not form one cluster")
                 time.sleep(0.2)
-            yield addrs, [p.pid for p in ps]
+            yield Cluster(addrs, [p.pid for p in ps])
         finally:
             _kill(ps)
 
@@ -319,6 +356,8 @@ def main() -> None:
     parser.add_argument("--disk", metavar="DIR",
                         help="also measure doozer with --data-dir under DIR (fsyncing), and put "
                              "etcd's data under DIR instead of tmpfs: both on the same disk")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="with --disk: skip the memory-only doozer cluster")
     parser.add_argument("--profile", metavar="PREFIX",
                         help="run the doozer nodes under cProfile; stats saved to "
                              "PREFIX-<run>-n<i>.prof (read them with python -m pstats)")
@@ -331,7 +370,7 @@ def main() -> None:
         return
 
     results: dict[str, dict[int, dict]] = {}
-    runs: list[tuple[str, Optional[str]]] = [("doozer", None)]
+    runs: list[tuple[str, Optional[str]]] = [] if args.disk and args.no_memory else [("doozer", None)]
     if args.disk:
         runs.append(("doozer --data-dir", args.disk))
     storage: dict[int, list[str]] = {}  # clients -> each durable node's summary
@@ -382,6 +421,10 @@ def main() -> None:
     print("server cpu per write (3 processes, us): " + ", ".join(
         f"{name} {n}: {r['server_cpu_us']:.0f}" for name, points in results.items()
         for n, r in points.items() if r["server_cpu_us"] is not None))
+    print("datagrams per write (3 nodes), writes per instance: " + ", ".join(
+        f"{name} {n}: {r['datagrams_per_write']:.2f}, {r['writes_per_instance']:.1f}"
+        for name, points in results.items() for n, r in points.items()
+        if "datagrams_per_write" in r))
     print("loadgen cpu (share of one core): " + ", ".join(
         f"{name} {n}: {r['loadgen_cpu']:.0%}" for name, points in results.items()
         for n, r in points.items()))
