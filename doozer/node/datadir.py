@@ -7,7 +7,10 @@ What the node keeps on disk, on top of :mod:`doozer.storage`:
 - ``log-NNNNNNNN``: the sequencer's records (D1-D7), appended by the one
   group-commit :class:`~doozer.storage.writer.Writer`; one payload is the
   records of one pump, a msgpack list of
-  :func:`~doozer.consensus.durable.encode_record` tuples;
+  :func:`~doozer.consensus.durable.encode_record` tuples, with the
+  :class:`~doozer.consensus.durable.DecidedRec` of the instances applied
+  since the last one (the decided log: a restart applies it at once, see
+  :meth:`DataDir.replay_decided`);
 - ``snapshot-SSSSSSSSSSSSSSSS``: the store (with its history window) at
   instance ``S``, written whole (temp file, fsync, rename, fsync dir) before
   the floor record that refers to it (D7). A record file of chunks, so a
@@ -21,6 +24,7 @@ writer's thread (appends, periodic snapshots, compaction).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any, Callable, Optional
@@ -28,7 +32,10 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from doozer.consensus.durable import Record, Recovered, compact, decode_record, encode_record
+from doozer.consensus.durable import (
+    DecidedRec, Record, Recovered, compact, decode_record, encode_record)
+from doozer.consensus.messages import Learn
+from doozer.consensus.value import encode_batch
 from doozer.node.snapshot import Snapshot
 from doozer.storage import identity as identity_file
 from doozer.storage import records, segments
@@ -48,6 +55,9 @@ SNAPSHOT_EVERY = 10_000
 SNAPSHOT_BYTES = 32 << 20
 
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d{16})$")
+#: Seconds a decided record may wait for a batch to ride with before it is
+#: written on its own (an idle node: a crash then costs a re-decision).
+DECIDED_DELAY = 0.05
 #: Bytes of a snapshot in one record of its file (records hold up to 1 MiB).
 SNAPSHOT_CHUNK = 512 * 1024
 #: Bytes of encoded records in one payload when the log is compacted.
@@ -148,6 +158,10 @@ class DataDir:
         #: as the floor rises), to rewrite what must be kept when old
         #: segments are deleted
         self._live: list[Record] = []
+        #: decisions applied and not yet handed to the writer: they ride
+        #: with the next append (or go after DECIDED_DELAY)
+        self._decided: list[Record] = []
+        self._decided_call: Any = None
         self.collected = 0  # the floor up to which records were compacted away
         self.snapshot_seqn = 0  # the newest snapshot on disk
         self.snapshotting = False
@@ -220,6 +234,9 @@ class DataDir:
         self.snapshot_seqn = snap.seqn
         self.collected = recovered.floor
         self._live = compact(recs, recovered.floor)
+        # What the log holds since the snapshot counts towards the next one:
+        # else each restart could add another SNAPSHOT_BYTES to replay.
+        self.appended = sum(len(r) for segment in found for r in segment.records)
         self._log = GuardedLog(self.directory, found, self.fsync)
 
     @property
@@ -267,14 +284,63 @@ class DataDir:
         The writer starts on them at once (when it is not busy with the
         batch before): the node appends once per pump, so nothing else of
         this turn would join them, and the turn's end is a reactor
-        iteration later."""
+        iteration later. The decisions applied since the last append go
+        in the same payload."""
         assert self.writer is not None
+        if self._decided:
+            recs = self._decided + recs
+            self._decided = []
         self._live.extend(recs)
         payload = encode_records(recs)
         self.appended += len(payload)
         done = self.writer.append(payload, len(recs))
         self.writer.flush()
         return done
+
+    def decided(self, seqn: int, items: list[bytes], outcomes: Any = None) -> None:
+        """The node applied instance ``seqn`` (``Node.on_applied``): keep it
+        for a fast restart. Nothing waits for it: it rides with the next
+        append, or is written on its own after DECIDED_DELAY."""
+        if self.writer is None:
+            return
+        self._decided.append(DecidedRec(seqn, items))
+        if self._decided_call is None and self._reactor is not None:
+            self._decided_call = self._reactor.callLater(DECIDED_DELAY, self._write_decided)
+
+    def _write_decided(self) -> None:
+        self._decided_call = None
+        if self._decided and self.writer is not None and self.writer.failure is None:
+            recs, self._decided = self._decided, []
+            self._live.extend(recs)
+            payload = encode_records(recs)
+            self.appended += len(payload)
+            self.writer.append(payload, len(recs)).addErrback(lambda _: None)
+
+    def replay_decided(self, replica: Any, node_id: str, now: float) -> int:
+        """At a restart, after the replica was made from the snapshot: apply
+        the run of decisions the log holds right after it, through the
+        sequencer as if a peer had sent them (it keeps their values to
+        answer its peers, and the membership they make), without deciding
+        them again.
+
+        :returns: how many instances were applied.
+        """
+        recovered = self.recovered
+        if recovered is None:
+            return 0
+        applied = 0
+        sequencer = replica.sequencer
+        for seqn, items in recovered.decided_after(replica.applied_seqn):
+            sequencer.catchup.on_learn(node_id, Learn(seqn, encode_batch(items)), now)
+            for _ in replica.apply_decided():
+                applied += 1
+            if replica.applied_seqn != seqn:
+                break  # the sequencer did not take it: leave the rest to consensus
+        recovered.decided.clear()  # applied, or decided again by consensus
+        if self.snapshot is not None:
+            # Loaded into the store now: its bytes need not stay in memory.
+            self.snapshot = dataclasses.replace(self.snapshot, store=b"")
+        return applied
 
     def save_snapshot_now(self, snap: Snapshot) -> None:
         """Write ``snap`` at once (blocking): a snapshot installed from a peer
@@ -359,6 +425,9 @@ class DataDir:
             d: Deferred[None] = Deferred()
             d.callback(None)
             return d
+        if self._decided_call is not None and self._decided_call.active():
+            self._decided_call.cancel()
+        self._write_decided()  # the decisions not written yet go with the last batch
 
         def summary(result: Any) -> Any:
             if not self._summarised:

@@ -177,6 +177,7 @@ class Node:
         self.snapshot_every = snapshot_every
         if data is not None:
             data.on_failure = self.storage_failed
+            self.on_applied.append(data.decided)  # the decided log, for a fast restart
         #: the writes proposed here and not answered yet (D6: request ids of
         #: this incarnation; 0 in memory-only mode)
         self.writes = Writes(self, data.incarnation if data is not None else 0)
@@ -304,7 +305,7 @@ class Node:
             id=self.id,
             cluster=self.cluster,
             rev=self.store.rev,
-            seqn=snap.seqn,
+            seqn=self.store.seqn,
         )
         if not self.running:
             self.membership.write_own_record()
@@ -324,6 +325,9 @@ class Node:
             self.store,
             lambda alpha, first: self._new_sequencer([], alpha, first, recovered),
         )
+        # The decisions the log holds after the snapshot are applied now,
+        # not decided again (data dir, "the decided log").
+        data.replay_decided(self.replica, self.id, self.clock.seconds())
         self.cluster_id = snap.cluster_id
         self.alpha = snap.alpha
         self.item_lifetime = max(self.item_lifetime, 2 * self.alpha)
@@ -335,7 +339,7 @@ class Node:
             cluster=self.cluster,
             inc=data.incarnation,
             rev=self.store.rev,
-            seqn=snap.seqn,
+            seqn=self.store.seqn,
         )
         self._become_running()
         self.schedule_pump()

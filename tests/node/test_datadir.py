@@ -13,9 +13,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from doozer.errors import DoozerError
-from doozer.consensus.durable import AcceptRec, first_request_id
+from doozer.consensus.durable import AcceptRec, DecidedRec, first_request_id
 from doozer.node import Node, build_node
-from doozer.node.datadir import DataDir, decode_payload, snapshot_seqns
+from doozer.node.datadir import DECIDED_DELAY, DataDir, decode_payload, snapshot_seqns
 from doozer.server.config import Config
 from doozer.storage import segments
 from doozer.storage.errors import DamagedStorage, ForeignDataDir
@@ -180,6 +180,69 @@ def test_the_writer_s_batches_are_counted_and_summed_up_at_stop(tmp_path: Any) -
     assert stats.batches == sum(len(s.records) for s in found)
     assert stats.records == sum(len(recs) for recs in written)
     assert lines[0].startswith(f"storage: {stats.batches} batches, {stats.records} records")
+
+
+def _records_on_disk(directory: str) -> list[Any]:
+    found, _ = segments.recover(directory, fsync=False)
+    return [rec for s in found for r in s.records for p in unpack_batch(r)
+            for rec in decode_payload(p, "log")]
+
+
+def test_a_restart_applies_the_decided_log_at_once(tmp_path: Any) -> None:
+    """Each applied instance is written as a DecidedRec (riding with the next
+    batch, or on its own after DECIDED_DELAY); a restart applies the run of
+    them after its snapshot before it serves, without deciding them again."""
+    directory = str(tmp_path)
+    clock = Clock()
+    node = durable_node(directory, clock)
+    settle(clock)
+    revs = {}
+    for i in range(12):
+        node.set(f"/k{i}", b"v%d" % i).addCallback(lambda rev, i=i: revs.__setitem__(i, rev))
+        settle(clock, rounds=3)
+    clock.advance(DECIDED_DELAY)
+    decided = [r.seqn for r in _records_on_disk(directory) if type(r) is DecidedRec]
+    assert decided == list(range(1, node.store.seqn + 1))  # the genesis snapshot is of 0
+    seqn, rev = node.store.seqn, node.store.rev
+    node.stop()
+    node.data.stop()
+
+    again = durable_node(directory, Clock())  # resume, and not one turn of its clock
+    assert (again.store.seqn, again.store.rev) == (seqn, rev)
+    for i in range(12):
+        assert again.store.get(f"/k{i}").rev == revs[i]
+    assert again.sequencer is not None and again.sequencer._next_out == seqn + 1
+    assert again.data.recovered.decided == {}
+
+
+def test_without_its_decided_log_a_restart_decides_the_instances_again(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """The decided log is for speed only: with none on disk (lost in a
+    crash), or with a gap, the replay stops there and consensus decides the
+    rest again from the accepts on disk, as before there was one."""
+    directory = str(tmp_path)
+    clock = Clock()
+    real = DataDir.decided
+    monkeypatch.setattr(DataDir, "decided", lambda self, seqn, items, outcomes=None:
+                        None if seqn == 5 else real(self, seqn, items, outcomes))
+    node = durable_node(directory, clock)
+    settle(clock)
+    for i in range(8):
+        node.set(f"/k{i}", b"v")
+        settle(clock, rounds=3)
+    seqn, rev = node.store.seqn, node.store.rev
+    assert seqn > 6
+    node.stop()
+    node.data.stop()
+    monkeypatch.setattr(DataDir, "decided", real)
+
+    clock2 = Clock()
+    again = durable_node(directory, clock2)
+    assert again.store.seqn == 4  # the replay stopped at the gap
+    for _ in range(100):
+        clock2.advance(0.05)
+    assert again.store.seqn >= seqn and again.store.rev >= rev
+    assert all(again.store.get(f"/k{i}").value == b"v" for i in range(8))
 
 
 def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
