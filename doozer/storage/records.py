@@ -230,6 +230,14 @@ class Writable(Protocol):
     def close(self) -> None: ...
 
 
+#: Open flag for writes that return once synced (0 where there is none).
+O_SYNC: int = getattr(os, "O_SYNC", 0)
+
+
+def _synchronous(path: str, flags: int) -> int:
+    return os.open(path, flags | O_SYNC)
+
+
 class Appender:
     """Appends records to a record file; :meth:`sync` makes them durable.
 
@@ -255,7 +263,19 @@ class Appender:
     @classmethod
     def open(cls, path: str, contents: Contents, fsync: bool = True,
              max_record: int = MAX_RECORD) -> Appender:
-        """An appender to ``path``, which :func:`recover` returned ``contents`` of."""
+        """An appender to ``path``, which :func:`recover` returned ``contents`` of.
+
+        With ``fsync`` the file is opened ``O_SYNC``: each write returns once
+        it is on disk as ``fsync`` would leave it (file integrity
+        completion, the size included), so :meth:`sync` has nothing left to
+        do. One system call per batch instead of two, and the writer's
+        thread takes the GIL back once per batch instead of twice (under
+        load each take can wait for the busy reactor thread). Where
+        ``O_SYNC`` is missing, writes are followed by ``fsync``.
+        """
+        if fsync and O_SYNC:
+            return cls(open(path, "ab", buffering=0, opener=_synchronous), path, contents.salt,
+                       None, max_record)
         return cls(open(path, "ab", buffering=0), path, contents.salt,
                    os.fsync if fsync else None, max_record)
 

@@ -26,8 +26,11 @@ class Batch:
     :param records: what the appenders counted in them (the node: consensus
         records; 1 per append unless told).
     :param bytes: the size of the record written (payloads and framing).
-    :param write_seconds: time in ``write`` (on the writer's thread).
-    :param fsync_seconds: time in ``fsync`` (on the writer's thread).
+    :param write_seconds: time in ``write`` (on the writer's thread); it
+        holds the sync too when the file's writes are synchronous
+        (``O_SYNC``, how the node's log is opened).
+    :param fsync_seconds: time in the sink's ``sync`` (``fsync``), after
+        the write; about 0 with ``O_SYNC``.
     :param seconds: from handing the batch to the writer's thread until the
         reactor heard it was synced: the fsync plus the two hand-offs.
     """
@@ -114,7 +117,11 @@ def _n(value: float) -> str:
 
 
 class StorageStats:
-    """A writer observer that keeps bounded histograms of its batches."""
+    """A writer observer that keeps bounded histograms of its batches.
+
+    ``fsync`` is the time a batch took to become durable on the writer's
+    thread: its write and its fsync (one ``O_SYNC`` write for the log);
+    ``round_trip`` adds the hand-offs to that thread and back."""
 
     def __init__(self) -> None:
         self.batches = 0
@@ -130,7 +137,7 @@ class StorageStats:
         self.batches += 1
         self.records += batch.records
         self.bytes += batch.bytes
-        self.fsync.add(batch.fsync_seconds)
+        self.fsync.add(batch.write_seconds + batch.fsync_seconds)  # until it is durable
         self.round_trip.add(batch.seconds)
         self.records_per_batch.add(batch.records)
         self.bytes_per_batch.add(batch.bytes)

@@ -317,3 +317,26 @@ def test_any_flip_before_the_last_record_refuses(payloads: list[bytes], data: st
     damaged[at] ^= xor
     with pytest.raises(DamagedStorage):
         records.scan(bytes(damaged), "f")
+
+
+@pytest.mark.skipif(not records.O_SYNC, reason="no O_SYNC here")
+def test_an_fsyncing_appender_writes_synchronously(tmp_path: Path) -> None:
+    """With fsync the file is opened O_SYNC (each write returns once it is
+    as durable as an fsync makes it) and sync() has nothing left to do;
+    without, neither."""
+    import fcntl
+
+    path = str(tmp_path / "log")
+    records.create(path)
+    synced = records.Appender.open(path, records.recover(path))
+    flags = fcntl.fcntl(synced.file.fileno(), fcntl.F_GETFL)
+    assert flags & records.O_SYNC == records.O_SYNC and flags & os.O_APPEND
+    assert synced._sync is None
+    synced.append(b"one")
+    synced.sync()
+    synced.close()
+    plain = records.Appender.open(path, records.recover(path), fsync=False)
+    assert fcntl.fcntl(plain.file.fileno(), fcntl.F_GETFL) & records.O_SYNC != records.O_SYNC
+    plain.append(b"two")
+    plain.close()
+    assert records.recover(path).records == [b"one", b"two"]
