@@ -48,8 +48,9 @@ class HeldRunner:
                 d.callback(None)
 
 
-def durable_node(directory: str, clock: Clock, runner: Any = None, **settings: Any) -> Node:
-    data = DataDir(directory, "local", fsync=False)
+def durable_node(directory: str, clock: Clock, runner: Any = None, fsync: bool = False,
+                 **settings: Any) -> Node:
+    data = DataDir(directory, "local", fsync=fsync)
     data.open()
     data.start(clock, runner or SynchronousRunner())
     settings.setdefault("pulse", 0)
@@ -354,6 +355,44 @@ def test_a_log_cut_anywhere_in_its_last_batch_starts_from_the_batches_before(tmp
         again, torn = segments.recover(copy, fsync=False)
         assert torn is None  # cut at start-up, for good
         assert [r for s in again for r in s.records][: len(before)] == before
+        shutil.rmtree(copy)
+
+
+def test_a_preallocated_log_torn_anywhere_in_its_last_batch_starts_from_the_batches_before(
+        tmp_path: Any) -> None:
+    """With fsync the log's segment is preallocated: a crash mid-write
+    leaves the start of the last batch and then zeros, not the end of the
+    file. At every such cut the node starts from the whole batches before."""
+    import shutil
+
+    directory = str(tmp_path / "data")
+    clock = Clock()
+    node = durable_node(directory, clock, fsync=True)
+    settle(clock)
+    for i in range(3):
+        node.set(f"/k{i}", b"v")
+        settle(clock)
+    node.stop()
+    node.data.stop()
+    found, torn = segments.recover(directory, fsync=False)
+    last = found[-1]
+    end = last.contents.end
+    assert torn is None and os.path.getsize(last.path) > end  # space ahead of the records
+    start = end - 8 - len(last.records[-1])
+    before = [r for s in found for r in s.records][:-1]
+    for offset in range(start, end):
+        copy = str(tmp_path / f"cut{offset}")
+        shutil.copytree(directory, copy)
+        with open(os.path.join(copy, os.path.basename(last.path)), "r+b") as f:
+            f.seek(offset)
+            f.write(bytes(end - offset))
+        again = durable_node(copy, Clock())  # starts: no exception
+        assert again.id == "NODEA" and again.data.incarnation == 2
+        again.stop()
+        again.data.stop()
+        read, torn = segments.recover(copy, fsync=False)
+        assert torn is None
+        assert [r for s in read for r in s.records][: len(before)] == before
         shutil.rmtree(copy)
 
 
