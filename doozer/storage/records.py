@@ -324,8 +324,8 @@ class Appender:
         With ``preallocate`` the file's space is allocated that many bytes
         at a time ahead of its records (``posix_fallocate``): appending then
         rarely changes the file's size or its block map, so the sync of a
-        batch has less to commit (a third less time and CPU on ext4 here,
-        docs/benchmarks.md). The file must then be read with ``zero_tail``.
+        batch has less to commit (a third less time and CPU on ext4 here:
+        ``bench/fsync.py``, docs/benchmarks.md). The file must then be read with ``zero_tail``.
         Where space cannot be allocated (a full disk, a file system without
         it) appending goes on without.
         """
