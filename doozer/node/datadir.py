@@ -73,6 +73,31 @@ def encode_records(recs: list[Record]) -> bytes:
     return records.pack([list(encode_record(r)) for r in recs])
 
 
+def _encoded_size(record: Record) -> int:
+    """About the bytes ``record`` takes in a payload (at least), to cut
+    rewritten records into payloads that fit a record of the log."""
+    if type(record) is DecidedRec:
+        return 32 + sum(len(item) + 5 for item in record.items)
+    return 64 + len(getattr(record, "value", b""))
+
+
+def rewrite_payloads(kept: list[Record]) -> list[bytes]:
+    """``kept`` as payloads of about COMPACT_CHUNK bytes each, for the log's
+    rewrite at a compaction (each must fit one record of the log)."""
+    payloads: list[bytes] = []
+    chunk: list[Record] = []
+    size = 0
+    for record in kept:
+        chunk.append(record)
+        size += _encoded_size(record)
+        if size >= COMPACT_CHUNK:
+            payloads.append(encode_records(chunk))
+            chunk, size = [], 0
+    if chunk:
+        payloads.append(encode_records(chunk))
+    return payloads
+
+
 def decode_payload(payload: bytes, path: str) -> list[Record]:
     try:
         return [decode_record(r) for r in records.unpack(payload)]
@@ -376,17 +401,7 @@ class DataDir:
         # With one segment nothing is rewritten (its records stay until it
         # rotates); the snapshots below the floor go in any case.
         kept = list(self._live) if log.current > log.first else []
-        payloads: list[bytes] = []
-        chunk: list[Record] = []
-        size = 0
-        for record in kept:
-            chunk.append(record)
-            size += len(getattr(record, "value", b"")) + 64
-            if size >= COMPACT_CHUNK:
-                payloads.append(encode_records(chunk))
-                chunk, size = [], 0
-        if chunk:
-            payloads.append(encode_records(chunk))
+        payloads = rewrite_payloads(kept)
         directory, fsync = self.directory, self.fsync
 
         def work() -> None:  # on the writer's thread, in order with the batches

@@ -246,6 +246,22 @@ def test_without_its_decided_log_a_restart_decides_the_instances_again(
     assert all(again.store.get(f"/k{i}").value == b"v" for i in range(8))
 
 
+def test_a_compaction_rewrites_decided_records_in_payloads_that_fit() -> None:
+    """The rewrite at a compaction is cut by the records' real sizes: the
+    decided log's records carry their items, and a payload over a log
+    record's size would fail the writer (and stop the node)."""
+    from doozer.node.datadir import COMPACT_CHUNK, rewrite_payloads
+    from doozer.storage import records
+
+    items = [b"x" * 300 for _ in range(10)]
+    kept: list[Any] = [DecidedRec(s, items) for s in range(1, 2001)]
+    kept += [AcceptRec(s, (0, "A"), b"v" * 500) for s in range(2001, 3001)]
+    payloads = rewrite_payloads(kept)
+    assert all(len(p) <= COMPACT_CHUNK + 4096 for p in payloads)
+    assert all(len(p) < records.MAX_RECORD for p in payloads)
+    assert [r for p in payloads for r in decode_payload(p, "log")] == kept
+
+
 def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
     node = durable_node(str(tmp_path), Clock())
     node.data.stop()
