@@ -81,21 +81,26 @@ def _encoded_size(record: Record) -> int:
     return 64 + len(getattr(record, "value", b""))
 
 
-def rewrite_payloads(kept: list[Record]) -> list[bytes]:
-    """``kept`` as payloads of about COMPACT_CHUNK bytes each, for the log's
-    rewrite at a compaction (each must fit one record of the log)."""
-    payloads: list[bytes] = []
+def _chunks(recs: list[Record]) -> list[list[Record]]:
+    """``recs`` cut into runs of about COMPACT_CHUNK encoded bytes each."""
+    chunks: list[list[Record]] = []
     chunk: list[Record] = []
     size = 0
-    for record in kept:
+    for record in recs:
         chunk.append(record)
         size += _encoded_size(record)
         if size >= COMPACT_CHUNK:
-            payloads.append(encode_records(chunk))
+            chunks.append(chunk)
             chunk, size = [], 0
     if chunk:
-        payloads.append(encode_records(chunk))
-    return payloads
+        chunks.append(chunk)
+    return chunks
+
+
+def rewrite_payloads(kept: list[Record]) -> list[bytes]:
+    """``kept`` as payloads of about COMPACT_CHUNK bytes each, for the log's
+    rewrite at a compaction (each must fit one record of the log)."""
+    return [encode_records(chunk) for chunk in _chunks(kept)]
 
 
 def decode_payload(payload: bytes, path: str) -> list[Record]:
@@ -315,11 +320,24 @@ class DataDir:
         if self._decided:
             recs = self._decided + recs
             self._decided = []
+        done = self._write(recs)
+        self.writer.flush()
+        return done
+
+    def _write(self, recs: list[Record]) -> "Deferred[None]":
+        """Hand ``recs`` to the writer: one payload, or several when they
+        would not fit one record of the log (a busy pump of large values);
+        fires once the last (so all) are fsynced."""
+        assert self.writer is not None
         self._live.extend(recs)
         payload = encode_records(recs)
         self.appended += len(payload)
-        done = self.writer.append(payload, len(recs))
-        self.writer.flush()
+        if len(payload) + 64 <= records.MAX_RECORD // 2:
+            return self.writer.append(payload, len(recs))
+        done = None
+        for chunk in _chunks(recs):
+            done = self.writer.append(encode_records(chunk), len(chunk))
+        assert done is not None
         return done
 
     def decided(self, seqn: int, items: list[bytes], outcomes: Any = None) -> None:
@@ -336,10 +354,7 @@ class DataDir:
         self._decided_call = None
         if self._decided and self.writer is not None and self.writer.failure is None:
             recs, self._decided = self._decided, []
-            self._live.extend(recs)
-            payload = encode_records(recs)
-            self.appended += len(payload)
-            self.writer.append(payload, len(recs)).addErrback(lambda _: None)
+            self._write(recs).addErrback(lambda _: None)
 
     def replay_decided(self, replica: Any, node_id: str, now: float) -> int:
         """At a restart, after the replica was made from the snapshot: apply

@@ -262,6 +262,31 @@ def test_a_compaction_rewrites_decided_records_in_payloads_that_fit() -> None:
     assert [r for p in payloads for r in decode_payload(p, "log")] == kept
 
 
+def test_records_of_one_pump_larger_than_a_log_record_go_in_several(tmp_path: Any) -> None:
+    """A pump may make more records than one log record holds (many
+    accepts of large values, with the decided log): they are written as
+    several payloads, and the append fires only once the last is synced."""
+    clock, runner = Clock(), HeldRunner()
+    node = durable_node(str(tmp_path), clock, runner)
+    settle(clock, runner)
+    recs: list[Any] = [AcceptRec(1000 + i, (0, "X"), bytes([i]) * 60_000) for i in range(40)]
+    fired: list[Any] = []
+    node.data.append(recs).addBoth(fired.append)
+    clock.advance(0)
+    batches = 0
+    while runner.waiting:
+        assert fired == []
+        work, d = runner.waiting.pop(0)
+        work()
+        d.callback(None)
+        batches += 1
+        clock.advance(0)
+    assert fired == [None] and batches >= 3
+    node.stop()
+    node.data.stop()
+    assert [r for r in _records_on_disk(str(tmp_path)) if type(r) is AcceptRec and r.seqn >= 1000] == recs
+
+
 def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
     node = durable_node(str(tmp_path), Clock())
     node.data.stop()
