@@ -305,7 +305,7 @@ class Node:
             id=self.id,
             cluster=self.cluster,
             rev=self.store.rev,
-            seqn=self.store.seqn,
+            seqn=snap.seqn,
         )
         if not self.running:
             self.membership.write_own_record()
