@@ -1,6 +1,7 @@
 """Committed write throughput and latency of a 3-node cluster, beside etcd.
 
-    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd] [--disk DIR]
+    python bench/cluster_write.py [--seconds 5] [--clients 1,10,50] [--no-etcd]
+        [--disk DIR [--no-memory]] [--profile PREFIX]
 
 Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
 (free ports, a cluster key unless told --insecure-peers, no access log), waits until ``/v1/cluster``
@@ -39,7 +40,9 @@ With ``--disk DIR`` the run also measures a doozer cluster whose nodes keep
 ``--data-dir``s under DIR (fsyncing before the messages that need it, with
 group commit: SPEC §8), and puts etcd's data dirs under DIR instead of
 tmpfs, so that both fsync to the same disk; the memory-only doozer figures
-stay beside them.
+stay beside them. Each durable point gets a cluster of its own, and each
+node's log line at stop (``storage: N batches, fsync p50/p99 ...``, with the
+fsync latency histogram and records and bytes per batch) is printed for it.
 
 Figures are printed, never pass/fail.
 """
@@ -57,11 +60,13 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procs  # noqa: E402
+
+sys.path.insert(0, procs.ROOT)  # doozer itself, for its peer tokens (/_peer/consensus)
 
 VALUE = b"v" * 100
 WARMUP = 1.0
@@ -159,18 +164,50 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure(kind: str, cluster: tuple[list[str], list[int]], clients: int, seconds: float) -> dict:
-    """One point: the load generator's figures plus the servers' CPU per write."""
-    addrs, pids = cluster
-    cpu0 = cpu_seconds(pids)
-    result = run_loadgen(kind, addrs, clients, seconds)
-    used = cpu_seconds(pids) - cpu0
+class Cluster(NamedTuple):
+    """A running cluster: its client HOST:PORTs, its processes' pids, and
+    (doozer) the cluster key its ``/_peer/consensus`` wants."""
+
+    addrs: list[str]
+    pids: list[int]
+    key: Optional[bytes] = None
+
+
+def consensus_counts(cluster: Cluster) -> tuple[int, int]:
+    """Datagrams sent by all nodes so far, and the highest applied instance
+    (from each node's ``/_peer/consensus``)."""
+    from doozer.server.auth import peer_headers
+
+    sent = applied = 0
+    for addr in cluster.addrs:
+        headers, _ = peer_headers(cluster.key, b"GET", b"/_peer/consensus", time.time())
+        request = urllib.request.Request(
+            f"http://{addr}/_peer/consensus",
+            headers={k.decode(): v[0].decode() for k, v in headers.items()})
+        state = json.loads(urllib.request.urlopen(request, timeout=5).read())
+        sent += state["transport"]["stats"]["sent"]
+        applied = max(applied, state["applied_seqn"])
+    return sent, applied
+
+
+def measure(kind: str, cluster: Cluster, clients: int, seconds: float) -> dict:
+    """One point: the load generator's figures plus the servers' CPU per
+    write (and for doozer, datagrams and instances per write: work counts
+    that depend far less on the machine's other load than throughput)."""
+    counts0 = consensus_counts(cluster) if kind == "doozer" else None
+    cpu0 = cpu_seconds(cluster.pids)
+    result = run_loadgen(kind, cluster.addrs, clients, seconds)
+    used = cpu_seconds(cluster.pids) - cpu0
     total = result["total_writes"]
     result["server_cpu_us"] = used / total * 1e6 if total else None
+    if counts0 is not None and total:
+        sent, applied = consensus_counts(cluster)
+        result["datagrams_per_write"] = (sent - counts0[0]) / total
+        result["writes_per_instance"] = total / max(1, applied - counts0[1])
     return result
 
 
-def settle(kind: str, cluster: tuple[list[str], list[int]]) -> None:
+def settle(kind: str, cluster: Cluster) -> None:
     """Unmeasured writes right after the cluster formed (see the docstring)."""
     run_loadgen(kind, cluster[0], 10, SETTLE)
 
@@ -206,27 +243,34 @@ def _kill(ps: list[subprocess.Popen]) -> None:
 
 
 @contextmanager
-def doozer_cluster(extra: list[str], disk: Optional[str] = None) -> Iterator[tuple[list[str], list[int]]]:
+def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Optional[str] = None,
+                   logs: Optional[list[str]] = None) -> Iterator[Cluster]:
     """Three ``twistd doozer`` processes forming one cluster; yields their
     HOST:PORTs and pids. With ``disk``, each node keeps a ``--data-dir``
-    in a fresh directory under it (fsyncing: SPEC §8)."""
+    in a fresh directory under it (fsyncing: SPEC §8). With ``profile``,
+    each node runs under twistd's cProfile and saves its stats to
+    ``profile + "-n<i>.prof"`` when it stops (the reactor thread only).
+    ``logs`` gets the nodes' logs once they stopped."""
     ports = [procs.free_port() for _ in range(3)]
     addrs = [f"127.0.0.1:{p}" for p in ports]
     env = dict(os.environ, PYTHONPATH=procs.ROOT)
     ps: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
+        key: Optional[bytes] = None
         if "--insecure-peers" not in extra and "--cluster-key-file" not in extra:
-            key = os.path.join(tmp, "cluster.key")
-            with open(key, "wb") as f:
-                f.write(os.urandom(24).hex().encode() + b"\n")
-            extra = [*extra, "--cluster-key-file", key]  # as a cluster must run (SPEC §5)
+            key = os.urandom(24).hex().encode()
+            path = os.path.join(tmp, "cluster.key")
+            with open(path, "wb") as f:
+                f.write(key + b"\n")
+            extra = [*extra, "--cluster-key-file", path]  # as a cluster must run (SPEC §5)
         try:
             data = tempfile.mkdtemp(dir=disk) if disk else None
             for i, addr in enumerate(addrs):
                 log = open(os.path.join(tmp, f"n{i}.log"), "wb")
                 durable = ["--data-dir", os.path.join(data, f"n{i}")] if data else []
+                prof = [f"--profile={profile}-n{i}.prof", "--savestats"] if profile else []
                 ps.append(subprocess.Popen(
-                    [*procs.TWISTD, "-n", "--pidfile=", "doozer", "--listen", addr,
+                    [*procs.TWISTD, "-n", "--pidfile=", *prof, "doozer", "--listen", addr,
                      "--web", "false", "--peers", ",".join(addrs), *extra, *durable],
                     cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
                 ))
@@ -242,15 +286,19 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None) -> Iterator[tup
                                    for i in range(3))
                     raise RuntimeError(f"the three doozer nodes did not form one cluster:\n{logs}")
                 time.sleep(0.2)
-            yield addrs, [p.pid for p in ps]
+            yield Cluster(addrs, [p.pid for p in ps], key)
         finally:
             _kill(ps)
+            if logs is not None:
+                for i in range(len(ps)):
+                    with open(os.path.join(tmp, f"n{i}.log"), errors="replace") as f:
+                        logs.append(f.read())
             if data:
                 shutil.rmtree(data, ignore_errors=True)
 
 
 @contextmanager
-def etcd_cluster(disk: Optional[str] = None) -> Iterator[tuple[list[str], list[int]]]:
+def etcd_cluster(disk: Optional[str] = None) -> Iterator[Cluster]:
     """Three etcd members on loopback, data on tmpfs (or under ``disk``);
     yields their client HOST:PORTs and pids."""
     client = [procs.free_port() for _ in range(3)]
@@ -283,7 +331,7 @@ def etcd_cluster(disk: Optional[str] = None) -> Iterator[tuple[list[str], list[i
                 if time.monotonic() > deadline or any(p.poll() is not None for p in ps):
                     raise RuntimeError("the three etcd members did not form one cluster")
                 time.sleep(0.2)
-            yield addrs, [p.pid for p in ps]
+            yield Cluster(addrs, [p.pid for p in ps])
         finally:
             _kill(ps)
 
@@ -308,6 +356,11 @@ def main() -> None:
     parser.add_argument("--disk", metavar="DIR",
                         help="also measure doozer with --data-dir under DIR (fsyncing), and put "
                              "etcd's data under DIR instead of tmpfs: both on the same disk")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="with --disk: skip the memory-only doozer cluster")
+    parser.add_argument("--profile", metavar="PREFIX",
+                        help="run the doozer nodes under cProfile; stats saved to "
+                             "PREFIX-<run>-n<i>.prof (read them with python -m pstats)")
     parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
     parser.add_argument("--targets", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -317,23 +370,37 @@ def main() -> None:
         return
 
     results: dict[str, dict[int, dict]] = {}
-    runs: list[tuple[str, Optional[str]]] = [("doozer", None)]
+    runs: list[tuple[str, Optional[str]]] = [] if args.disk and args.no_memory else [("doozer", None)]
     if args.disk:
         runs.append(("doozer --data-dir", args.disk))
+    storage: dict[int, list[str]] = {}  # clients -> each durable node's summary
     for name, disk in runs:
         results[name] = {}
-        with doozer_cluster(args.doozer_args.split(), disk) as cluster:
-            settle("doozer", cluster)
-            for n in counts:
-                results[name][n] = measure("doozer", cluster, n, args.seconds)
+        prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
+                if args.profile else None)
+        # A durable cluster per point, so that each point's fsync histogram
+        # (logged by each node when it stops) is its own.
+        for points in [counts] if disk is None else [[n] for n in counts]:
+            logs: list[str] = []
+            with doozer_cluster(args.doozer_args.split(), disk, prof, logs) as cluster:
+                settle("doozer", cluster)
+                for n in points:
+                    results[name][n] = measure("doozer", cluster, n, args.seconds)
+            if disk is not None:
+                storage[points[0]] = [storage_summary(log) for log in logs]
     etcd = shutil.which("etcd") and not args.no_etcd
     if etcd:
         name = "etcd (disk)" if args.disk else "etcd"
         results[name] = {}
-        with etcd_cluster(args.disk) as cluster:
-            settle("etcd", cluster)
-            for n in counts:
-                results[name][n] = measure("etcd", cluster, n, args.seconds)
+        for attempt in (1, 2):  # a member that lost a free port to another process: once more
+            try:
+                with etcd_cluster(args.disk) as cluster:
+                    settle("etcd", cluster)
+                    for n in counts:
+                        results[name][n] = measure("etcd", cluster, n, args.seconds)
+                break
+            except RuntimeError as e:
+                print(f"note: etcd, attempt {attempt}: {e}")
 
     print(f"3-node clusters on loopback, {os.cpu_count()} cores, {args.seconds:g} s per point, "
           f"PUT of a 100-byte value, keep-alive, one request at a time per client")
@@ -359,9 +426,26 @@ def main() -> None:
     print("server cpu per write (3 processes, us): " + ", ".join(
         f"{name} {n}: {r['server_cpu_us']:.0f}" for name, points in results.items()
         for n, r in points.items() if r["server_cpu_us"] is not None))
+    print("datagrams per write (3 nodes), writes per instance: " + ", ".join(
+        f"{name} {n}: {r['datagrams_per_write']:.2f}, {r['writes_per_instance']:.1f}"
+        for name, points in results.items() for n, r in points.items()
+        if "datagrams_per_write" in r))
     print("loadgen cpu (share of one core): " + ", ".join(
         f"{name} {n}: {r['loadgen_cpu']:.0%}" for name, points in results.items()
         for n, r in points.items()))
+    for n, lines in storage.items():
+        print(f"doozer --data-dir, {n} clients (each node's log at stop; settling included):")
+        for i, line in enumerate(lines):
+            print(f"  n{i} {line}")
+
+
+def storage_summary(log: str) -> str:
+    """The ``storage: ...`` line a durable node logs when it stops."""
+    for line in reversed(log.splitlines()):
+        at = line.find("] storage: ")
+        if at >= 0:
+            return line[at + 2:]
+    return "storage: no summary in the log (did the node stop cleanly?)"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,14 @@ Records (each one small msgpack-able tuple, see :func:`encode_record`):
 - :class:`FloorRec` (D7): acceptor records at or below ``floor`` may be
   dropped once this record is synced (snapshot install, garbage collection).
 
+And one record that is no rule of §D: :class:`DecidedRec`, an instance's
+decided value as the node applied it. "The decided log ... [is] written for
+fast restarts, not for safety" (CONSENSUS.md §D): nothing waits for it (the
+node writes it with its next batch, outside the tokens), and a restart
+applies the run of decided instances after its snapshot at once instead of
+deciding them again (a decision is final, so this node's own record of one
+is as good as a peer's LEARN). Lost, it costs only time.
+
 D5 needs no record: ballots ``(k, self)`` of incarnation ``i`` take ``k`` in
 ``((i - 1) * BALLOT_SPAN, i * BALLOT_SPAN]`` (:meth:`Durability.ballot_floor`).
 D6 likewise: request ids of incarnation ``i`` start above
@@ -47,6 +55,7 @@ if TYPE_CHECKING:  # the sequencer holds this collaborator; typing only
 __all__ = [
     "AcceptRec",
     "BALLOT_SPAN",
+    "DecidedRec",
     "Durability",
     "FloorRec",
     "PromiseRec",
@@ -92,9 +101,17 @@ class FloorRec(NamedTuple):
     floor: int
 
 
-Record = Union[PromiseRec, AcceptRec, SkipRec, FloorRec]
+class DecidedRec(NamedTuple):
+    """Not a rule: instance ``seqn`` was decided with ``items`` (its value's
+    items, as applied), kept for a fast restart."""
 
-_CODES: dict[type, int] = {PromiseRec: 1, AcceptRec: 2, SkipRec: 3, FloorRec: 4}
+    seqn: int
+    items: list[bytes]
+
+
+Record = Union[PromiseRec, AcceptRec, SkipRec, FloorRec, DecidedRec]
+
+_CODES: dict[type, int] = {PromiseRec: 1, AcceptRec: 2, SkipRec: 3, FloorRec: 4, DecidedRec: 5}
 _TYPES = {code: cls for cls, code in _CODES.items()}
 
 #: Messages that reveal nothing an acceptor or owner must answer for later
@@ -113,6 +130,10 @@ def decode_record(data: Iterable[Any]) -> Record:
     cls = _TYPES[code]
     if cls in (PromiseRec, AcceptRec):
         fields[1] = tuple(fields[1])
+    elif cls is DecidedRec:
+        items = fields[1]
+        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
+            raise TypeError("a decided record's items are a list of byte strings")
     return cls(*fields)  # type: ignore[no-any-return]
 
 
@@ -139,6 +160,8 @@ class Recovered:
         self.own_accepted_upto = 0
         #: seqn -> [promised or None, accepted ballot or None, accepted value]
         self.acceptors: dict[int, list[Any]] = {}
+        #: seqn -> items of the instances recorded decided (above the floor)
+        self.decided: dict[int, list[bytes]] = {}
 
     @classmethod
     def replay(cls, node_id: str, incarnation: int, records: Iterable[Record]) -> "Recovered":
@@ -153,10 +176,11 @@ class Recovered:
         a higher accepted ballot replaces a lower one)."""
         t = type(record)
         if t is FloorRec:
-            floor = record.floor  # type: ignore[union-attr]
-            if floor > self.floor:
-                self.floor = floor
-                self.acceptors = {s: a for s, a in self.acceptors.items() if s > floor}
+            self.forget_upto(record.floor)  # type: ignore[union-attr]
+            return
+        if t is DecidedRec:
+            if record.seqn > self.floor:  # type: ignore[union-attr]
+                self.decided[record.seqn] = record.items  # type: ignore[union-attr]
             return
         if t is SkipRec:
             self.skip_horizon = max(self.skip_horizon, record.upto)  # type: ignore[union-attr]
@@ -198,11 +222,24 @@ class Recovered:
         if floor > self.floor:
             self.floor = floor
             self.acceptors = {s: a for s, a in self.acceptors.items() if s > floor}
+            self.decided = {s: d for s, d in self.decided.items() if s > floor}
+
+    def decided_after(self, seqn: int) -> list[tuple[int, list[bytes]]]:
+        """The run of recorded decisions right after ``seqn``: ``seqn + 1``,
+        ``seqn + 2``, ... up to the first instance not recorded."""
+        out = []
+        decided = self.decided
+        s = seqn + 1
+        while s in decided:
+            out.append((s, decided[s]))
+            s += 1
+        return out
 
 
 def compact(records: Iterable[Record], floor: int) -> list[Record]:
     """The records a node must keep once a floor of ``floor`` is synced (D7):
-    everything but acceptor records at or below it, and one skip horizon."""
+    everything but acceptor records (and decisions) at or below it, and one
+    skip horizon."""
     kept: list[Record] = []
     horizon = 0
     top_floor = 0  # only a floor that was written: never invent one here

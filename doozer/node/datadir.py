@@ -7,7 +7,10 @@ What the node keeps on disk, on top of :mod:`doozer.storage`:
 - ``log-NNNNNNNN``: the sequencer's records (D1-D7), appended by the one
   group-commit :class:`~doozer.storage.writer.Writer`; one payload is the
   records of one pump, a msgpack list of
-  :func:`~doozer.consensus.durable.encode_record` tuples;
+  :func:`~doozer.consensus.durable.encode_record` tuples, with the
+  :class:`~doozer.consensus.durable.DecidedRec` of the instances applied
+  since the last one (the decided log: a restart applies it at once, see
+  :meth:`DataDir.replay_decided`);
 - ``snapshot-SSSSSSSSSSSSSSSS``: the store (with its history window) at
   instance ``S``, written whole (temp file, fsync, rename, fsync dir) before
   the floor record that refers to it (D7). A record file of chunks, so a
@@ -21,6 +24,7 @@ writer's thread (appends, periodic snapshots, compaction).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from typing import Any, Callable, Optional
@@ -28,7 +32,10 @@ from typing import Any, Callable, Optional
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from doozer.consensus.durable import Record, Recovered, compact, decode_record, encode_record
+from doozer.consensus.durable import (
+    DecidedRec, Record, Recovered, compact, decode_record, encode_record)
+from doozer.consensus.messages import Learn
+from doozer.consensus.value import encode_batch
 from doozer.node.health import DiskWatch
 from doozer.node.snapshot import Snapshot
 from doozer.storage import identity as identity_file
@@ -36,6 +43,7 @@ from doozer.storage import records, segments
 from doozer.storage.errors import DamagedStorage, ForeignDataDir, StorageError, StorageFailed
 from doozer.storage.files import fsync_directory, read_whole, remove_temps, write_atomically
 from doozer.storage.identity import Identity
+from doozer.storage.stats import StorageStats
 from doozer.storage.writer import Runner, ThreadRunner, Writer, pack_batch, unpack_batch
 
 __all__ = ["DataDir", "SNAPSHOT_EVERY"]
@@ -48,6 +56,9 @@ SNAPSHOT_EVERY = 10_000
 SNAPSHOT_BYTES = 32 << 20
 
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d{16})$")
+#: Seconds a decided record may wait for a batch to ride with before it is
+#: written on its own (an idle node: a crash then costs a re-decision).
+DECIDED_DELAY = 0.05
 #: Bytes of a snapshot in one record of its file (records hold up to 1 MiB).
 SNAPSHOT_CHUNK = 512 * 1024
 #: Bytes of encoded records in one payload when the log is compacted.
@@ -61,6 +72,36 @@ def snapshot_name(seqn: int) -> str:
 def encode_records(recs: list[Record]) -> bytes:
     """One payload of the log: the records of one pump."""
     return records.pack([list(encode_record(r)) for r in recs])
+
+
+def _encoded_size(record: Record) -> int:
+    """About the bytes ``record`` takes in a payload (at least), to cut
+    rewritten records into payloads that fit a record of the log."""
+    if type(record) is DecidedRec:
+        return 32 + sum(len(item) + 5 for item in record.items)
+    return 64 + len(getattr(record, "value", b""))
+
+
+def _chunks(recs: list[Record]) -> list[list[Record]]:
+    """``recs`` cut into runs of about COMPACT_CHUNK encoded bytes each."""
+    chunks: list[list[Record]] = []
+    chunk: list[Record] = []
+    size = 0
+    for record in recs:
+        chunk.append(record)
+        size += _encoded_size(record)
+        if size >= COMPACT_CHUNK:
+            chunks.append(chunk)
+            chunk, size = [], 0
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def rewrite_payloads(kept: list[Record]) -> list[bytes]:
+    """``kept`` as payloads of about COMPACT_CHUNK bytes each, for the log's
+    rewrite at a compaction (each must fit one record of the log)."""
+    return [encode_records(chunk) for chunk in _chunks(kept)]
 
 
 def decode_payload(payload: bytes, path: str) -> list[Record]:
@@ -148,6 +189,10 @@ class DataDir:
         #: as the floor rises), to rewrite what must be kept when old
         #: segments are deleted
         self._live: list[Record] = []
+        #: decisions applied and not yet handed to the writer: they ride
+        #: with the next append (or go after DECIDED_DELAY)
+        self._decided: list[Record] = []
+        self._decided_call: Any = None
         self.collected = 0  # the floor up to which records were compacted away
         self.snapshot_seqn = 0  # the newest snapshot on disk
         self.snapshotting = False
@@ -156,6 +201,10 @@ class DataDir:
         #: the CAL of the newest snapshot on disk (None: not known yet)
         self.snapshot_cal: Optional[list[str]] = None
         self.on_failure: Callable[[StorageFailed], None] = lambda error: None
+        #: fsync latency and batch sizes of the log's writer (one summary
+        #: line is logged at stop; a /metrics endpoint can read it too)
+        self.stats = StorageStats()
+        self._summarised = False
         self._runner: Optional[Runner] = None
         #: how long the disk has owed an answer (``/livez``), once started
         self.disk: Optional[DiskWatch] = None
@@ -218,6 +267,9 @@ class DataDir:
         self.snapshot_seqn = snap.seqn
         self.collected = recovered.floor
         self._live = compact(recs, recovered.floor)
+        # What the log holds since the snapshot counts towards the next one:
+        # else each restart could add another SNAPSHOT_BYTES to replay.
+        self.appended = sum(len(r) for segment in found for r in segment.records)
         self._log = GuardedLog(self.directory, found, self.fsync)
 
     @property
@@ -242,6 +294,7 @@ class DataDir:
         # (SegmentedLog's path is a property; the Sink protocol only reads it)
         self.writer = Writer(self._log, self._runner, self._reactor,  # type: ignore[arg-type]
                              on_failure=self._failed)
+        self.writer.observers.append(self.stats.observe)
         self.writer.start()
 
     def _failed(self, error: StorageFailed) -> None:
@@ -262,12 +315,78 @@ class DataDir:
         self._start_writer()
 
     def append(self, recs: list[Record]) -> "Deferred[None]":
-        """Write the records of one pump; fires once they are fsynced."""
+        """Write the records of one pump; fires once they are fsynced.
+
+        The writer starts on them at once (when it is not busy with the
+        batch before): the node appends once per pump, so nothing else of
+        this turn would join them, and the turn's end is a reactor
+        iteration later. The decisions applied since the last append go
+        in the same payload."""
+        assert self.writer is not None
+        if self._decided:
+            recs = self._decided + recs
+            self._decided = []
+        done = self._write(recs)
+        self.writer.flush()
+        return done
+
+    def _write(self, recs: list[Record]) -> "Deferred[None]":
+        """Hand ``recs`` to the writer: one payload, or several when they
+        would not fit one record of the log (a busy pump of large values);
+        fires once the last (so all) are fsynced."""
         assert self.writer is not None
         self._live.extend(recs)
         payload = encode_records(recs)
         self.appended += len(payload)
-        return self.writer.append(payload)
+        if len(payload) + 64 <= records.MAX_RECORD // 2:
+            return self.writer.append(payload, len(recs))
+        done = None
+        for chunk in _chunks(recs):
+            done = self.writer.append(encode_records(chunk), len(chunk))
+        assert done is not None
+        return done
+
+    def decided(self, seqn: int, items: list[bytes], outcomes: Any = None) -> None:
+        """The node applied instance ``seqn`` (``Node.on_applied``): keep it
+        for a fast restart. Nothing waits for it: it rides with the next
+        append, or is written on its own after DECIDED_DELAY."""
+        if self.writer is None:
+            return
+        self._decided.append(DecidedRec(seqn, items))
+        if self._decided_call is None and self._reactor is not None:
+            self._decided_call = self._reactor.callLater(DECIDED_DELAY, self._write_decided)
+
+    def _write_decided(self) -> None:
+        self._decided_call = None
+        if self._decided and self.writer is not None and self.writer.failure is None:
+            recs, self._decided = self._decided, []
+            self._write(recs).addErrback(lambda _: None)
+
+    def replay_decided(self, replica: Any, node_id: str, now: float) -> int:
+        """At a restart, after the replica was made from the snapshot: apply
+        the run of decisions the log holds right after it, through the
+        sequencer as if a peer had sent them (it keeps their values to
+        answer its peers, and the membership they make), without deciding
+        them again.
+
+        :returns: how many instances were applied.
+        """
+        recovered = self.recovered
+        if recovered is None:
+            return 0
+        applied = 0
+        sequencer = replica.sequencer
+        for seqn, items in recovered.decided_after(replica.applied_seqn):
+            sequencer.catchup.on_learn(node_id, Learn(seqn, encode_batch(items)), now)
+            for _ in replica.apply_decided():
+                applied += 1
+            if replica.applied_seqn != seqn:
+                break  # the sequencer did not take it: leave the rest to consensus
+        recovered.decided.clear()  # applied, or decided again by consensus
+        if self.snapshot is not None:
+            # Loaded into the store now: its bytes need not stay in memory.
+            self.snapshot = dataclasses.replace(self.snapshot, store=b"")
+        return applied
 
     def save_snapshot_now(self, snap: Snapshot) -> None:
         """Write ``snap`` at once (blocking): a snapshot installed from a peer
@@ -303,17 +422,7 @@ class DataDir:
         # With one segment nothing is rewritten (its records stay until it
         # rotates); the snapshots below the floor go in any case.
         kept = list(self._live) if log.current > log.first else []
-        payloads: list[bytes] = []
-        chunk: list[Record] = []
-        size = 0
-        for record in kept:
-            chunk.append(record)
-            size += len(getattr(record, "value", b"")) + 64
-            if size >= COMPACT_CHUNK:
-                payloads.append(encode_records(chunk))
-                chunk, size = [], 0
-        if chunk:
-            payloads.append(encode_records(chunk))
+        payloads = rewrite_payloads(kept)
         directory, fsync = self.directory, self.fsync
 
         def work() -> None:  # on the writer's thread, in order with the batches
@@ -346,9 +455,20 @@ class DataDir:
         self.writer.call(work).addErrback(failed)
 
     def stop(self) -> "Deferred[None]":
-        """Write what was appended, close the log, stop the thread."""
+        """Write what was appended, close the log, stop the thread; then log
+        one line on what the writer's batches cost (:class:`StorageStats`)."""
         if self.writer is None:
             d: Deferred[None] = Deferred()
             d.callback(None)
             return d
-        return self.writer.stop()
+        if self._decided_call is not None and self._decided_call.active():
+            self._decided_call.cancel()
+        self._write_decided()  # the decisions not written yet go with the last batch
+
+        def summary(result: Any) -> Any:
+            if not self._summarised:
+                self._summarised = True
+                self.log.info("{summary}", summary=self.stats.summary())
+            return result
+
+        return self.writer.stop().addBoth(summary)

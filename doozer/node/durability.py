@@ -104,6 +104,11 @@ class NodeStorage:
         assert data.snapshot is not None and data.recovered is not None
         snap = data.snapshot
         node._start_from(snap, data.recovered)
+        assert node.replica is not None
+        # The decisions the log holds after the snapshot are applied now,
+        # not decided again (data dir, "the decided log").
+        data.replay_decided(node.replica, node.id, node.clock.seconds())
+        node.lease_timers.sync()
         data.snapshot_cal = node.store.cal()
         node.log.info(
             "doozer node {id} restarts in cluster {cluster!r} (incarnation {inc}) from its data "
@@ -112,7 +117,7 @@ class NodeStorage:
             cluster=node.cluster,
             inc=data.incarnation,
             rev=node.store.rev,
-            seqn=snap.seqn,
+            seqn=node.store.seqn,
         )
         node._become_running()
         node.schedule_pump()

@@ -170,6 +170,8 @@ class Node:
         self.membership = Membership(self)
         #: its side of the data dir (--data-dir), or None: memory only
         self.storage = None if data is None else NodeStorage(self, data, snapshot_every)
+        if data is not None:
+            self.on_applied.append(data.decided)  # the decided log, for a fast restart
         #: the writes proposed here and not answered yet (D6: request ids of
         #: this incarnation; 0 in memory-only mode)
         self.writes = Writes(self, 0 if self.storage is None else self.storage.incarnation)
@@ -624,6 +626,9 @@ class Node:
         sequencer = replica.sequencer
         now = self.clock.seconds()
         sequencer.tick(now)
+        if self.storage is not None:
+            # The records first: their fsync runs while the outbox is sent.
+            self.storage.write_records(sequencer)
         self._send_outbox(sequencer.take_outbox())
         try:
             for seqn, items, outcomes in replica.apply_decided():

@@ -16,6 +16,9 @@ NAME = re.compile(r"^log-(\d{8})$")
 
 #: Segments are rotated once they would grow past this.
 SEGMENT_BYTES = 64 << 20
+#: Bytes allocated at a time ahead of the records of the segment being
+#: appended to (when syncing): its syncs then rarely commit a new size.
+PREALLOCATE = 4 << 20
 
 
 def segment_name(number: int) -> str:
@@ -53,7 +56,9 @@ def recover(directory: str, fsync: bool = True,
     """Every segment's records, in order, and the torn tail cut from the last.
 
     Only the last segment may end in a torn record: a segment is synced
-    before the next one is made, so damage anywhere else is damage.
+    before the next one is made, so damage anywhere else is damage. Only
+    the last may end in preallocated space (zeros): a full segment is cut
+    to its last record, durably, before the next one is made.
 
     :raises DamagedStorage: on a gap in the numbers or damage in any segment.
     """
@@ -67,7 +72,7 @@ def recover(directory: str, fsync: bool = True,
     for number in found:
         path = os.path.join(directory, segment_name(number))
         if number == found[-1]:
-            contents = records.recover(path, fsync, max_record)
+            contents = records.recover(path, fsync, max_record, zero_tail=True)
             torn = contents.torn
         else:
             contents = records.scan(read_whole(path), path, False, max_record)
@@ -86,14 +91,20 @@ class SegmentedLog:
     :param fsync: False only in tests (``--unsafe-no-fsync``).
     :param segment_bytes: the size past which a new segment is started.
     :param max_record: the largest payload.
+    :param preallocate: bytes allocated at a time ahead of the records
+        (see :meth:`records.Appender.open`); by default
+        :data:`PREALLOCATE` when syncing, else none (it only makes syncs
+        cheaper).
     """
 
     def __init__(self, directory: str, segments: list[Segment], fsync: bool = True,
-                 segment_bytes: int = SEGMENT_BYTES, max_record: int = records.MAX_RECORD) -> None:
+                 segment_bytes: int = SEGMENT_BYTES, max_record: int = records.MAX_RECORD,
+                 preallocate: Optional[int] = None) -> None:
         self.directory = directory
         self._fsync = fsync
         self.segment_bytes = segment_bytes
         self.max_record = max_record
+        self.preallocate = (PREALLOCATE if fsync else 0) if preallocate is None else preallocate
         self.first = segments[0].number if segments else 1
         if segments:
             self.current = segments[-1].number
@@ -109,7 +120,8 @@ class SegmentedLog:
 
     def _open(self, contents: records.Contents) -> None:
         """Append to the current segment, which holds ``contents``."""
-        self._appender = records.Appender.open(self.path, contents, self._fsync, self.max_record)
+        self._appender = records.Appender.open(
+            self.path, contents, self._fsync, self.max_record, self.preallocate)
         self._size = contents.end
         self._empty = not contents.records
 
@@ -123,7 +135,9 @@ class SegmentedLog:
         """Write ``payload`` as the next record, in a new segment if this one is full."""
         size = records.FRAME.size + len(payload)
         if not self._empty and self._size + size > self.segment_bytes:
-            # The previous batch was synced, so the full segment is whole on disk.
+            # The previous batch was synced, so the full segment is whole on
+            # disk; cut to its last record, it ends there for good.
+            self._appender.trim()
             self._appender.close()
             self._start_next()
         self._appender.append(payload)

@@ -9,23 +9,29 @@ a torn batch whole and never mistakes a crash for damage (see
 
 The blocking write and fsync run through a :class:`Runner`: one dedicated
 thread in production (:class:`ThreadRunner`), at once or by hand in tests.
+
+Every synced batch is reported to the writer's :attr:`Writer.observers`
+(sizes and fsync time, :class:`~doozer.storage.stats.Batch`), on the
+reactor thread.
 """
 
 from __future__ import annotations
 
 import enum
+import queue
+import threading
+import time
 from collections import deque
 from typing import Callable, Optional, Protocol, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from doozer.storage import records
 from doozer.storage.errors import StorageError, StorageFailed
+from doozer.storage.stats import Batch
 
 #: msgpack's largest array header and bin header: a batch of payloads p is
 #: at most ARRAY_HEADER + sum(len(p) + BIN_HEADER) bytes.
@@ -74,24 +80,55 @@ class Runner(Protocol):
 class ThreadRunner:
     """Runs work in one dedicated thread, one piece at a time, in order.
 
+    A plain thread reading a queue, not a Twisted ``ThreadPool``: a batch
+    costs one queue put, and one ``callFromThread`` to report back. (The
+    pool's per-call context copies, wrappers and Deferred chain cost about
+    as much reactor time per batch as the node's own pump.)
+
     :param reactor: the reactor the results are reported on.
     :param name: the thread's name.
     """
 
     def __init__(self, reactor: IReactorFromThreads, name: str = "doozer-storage") -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+        self.name = name
+        self._queue: queue.SimpleQueue[Optional[tuple[Callable[[], None], Deferred[None]]]] = (
+            queue.SimpleQueue())
+        self._thread: Optional[threading.Thread] = None
 
     def start(self) -> None:
         """Start the thread."""
-        self._pool.start()
+        if self._thread is None:
+            # A daemon: a process that ends without stopping it (a test, a
+            # crash) is not kept alive by it; a clean stop waits for it.
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread once its work is done (it waits for it)."""
-        self._pool.stop()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
 
     def __call__(self, work: Callable[[], None]) -> Deferred[None]:
-        return deferToThreadPool(self._reactor, self._pool, work)
+        done: Deferred[None] = Deferred()
+        self._queue.put((work, done))
+        return done
+
+    def _run(self) -> None:  # the thread
+        call = self._reactor.callFromThread
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            work, done = item
+            try:
+                work()
+            except BaseException as e:  # reported, never raised in the thread
+                call(done.errback, e)
+            else:
+                call(done.callback, None)
 
 
 class SynchronousRunner:
@@ -130,23 +167,29 @@ class Writer:
         write or sync fails: the node must stop voting and exit (SPEC §8).
     :param max_record: the largest record the sink takes; a batch is cut
         before it would exceed it (the rest goes into the next batch).
+    :param timer: measures the batches' times (seconds, monotonic).
     """
 
     log = Logger()
 
     def __init__(self, sink: Sink, runner: Runner, clock: IReactorTime,
                  on_failure: Optional[Callable[[StorageFailed], None]] = None,
-                 max_record: int = records.MAX_RECORD) -> None:
+                 max_record: int = records.MAX_RECORD,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
         self.sink = sink
         self._runner = runner
         self._clock = clock
         self._on_failure = on_failure
         self.max_record = max_record
+        self._timer = timer
         self.state = State.IDLE
         self.failure: Optional[StorageFailed] = None
         self.synced_batches = 0
         self.synced_payloads = 0
-        self._pending: deque[tuple[bytes, Deferred[None]]] = deque()
+        #: called on the reactor thread with each synced :class:`Batch`,
+        #: after its appends fired (the node's summary, a ``/metrics``)
+        self.observers: list[Callable[[Batch], None]] = []
+        self._pending: deque[tuple[bytes, int, Deferred[None]]] = deque()
         self._scheduled: Optional[IDelayedCall] = None
         self._stopping = False
         self._stopped: list[Deferred[None]] = []  # stop()'s callers, waiting
@@ -155,9 +198,11 @@ class Writer:
         """Start the runner (its thread)."""
         self._runner.start()
 
-    def append(self, payload: bytes) -> Deferred[None]:
+    def append(self, payload: bytes, records: int = 1) -> Deferred[None]:
         """Write ``payload``; the Deferred fires once it is on disk and synced.
 
+        :param records: what the payload counts as for the observers
+            (:attr:`Batch.records`), e.g. the records encoded in it.
         :raises ValueError: when ``payload`` cannot fit in a record.
         :returns: a Deferred that fires with None once ``payload`` is
             durable, or fails with :class:`StorageFailed` when it never will be.
@@ -170,39 +215,55 @@ class Writer:
         if self._stopping:
             return fail(StorageError(f"{self.sink.path}: the writer is stopped"))
         done: Deferred[None] = Deferred()
-        self._pending.append((payload, done))
+        self._pending.append((payload, records, done))
         if self.state is State.IDLE and self._scheduled is None:
             # Everything appended in this turn goes into the same batch.
             self._scheduled = self._clock.callLater(0, self._flush)
         return done
+
+    def flush(self) -> None:
+        """Start writing what was appended now, not at the end of the turn:
+        for a caller whose appends of this turn are all made (the node
+        appends once per pump). Does nothing while a batch is in flight:
+        the appends wait for it, as ever."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+        self._flush()
 
     def _flush(self) -> None:
         """Write and sync the next batch, if the writer is idle and one waits."""
         self._scheduled = None
         if self.state is not State.IDLE or not self._pending:
             return
-        batch: list[tuple[bytes, Deferred[None]]] = []
+        batch: list[tuple[bytes, int, Deferred[None]]] = []
         size = ARRAY_HEADER
         while self._pending and (not batch or size + len(self._pending[0][0]) + BIN_HEADER <= self.max_record):
-            payload, done = self._pending.popleft()
-            batch.append((payload, done))
-            size += len(payload) + BIN_HEADER
-        payloads = [payload for payload, _ in batch]
-        sink = self.sink
+            item = self._pending.popleft()
+            batch.append(item)
+            size += len(item[0]) + BIN_HEADER
+        payloads = [item[0] for item in batch]
+        sink, timer = self.sink, self._timer
+        timing = [0, 0.0, 0.0]  # bytes, write and fsync seconds: set by the thread
 
         def write_and_sync() -> None:  # on the runner's thread
-            sink.append(pack_batch(payloads))
+            record = pack_batch(payloads)
+            start = timer()
+            sink.append(record)
+            written = timer()
             sink.sync()
+            timing[:] = len(record), written - start, timer() - written
 
         self.state = State.WRITING
         self._runner(write_and_sync).addCallbacks(
-            self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+            self._written, self._failed, callbackArgs=(batch, timing, timer()),
+            errbackArgs=(batch,))
 
-    def _written(self, _: None, batch: list[tuple[bytes, Deferred[None]]]) -> None:
+    def _written(self, _: None, batch: list[tuple[bytes, int, Deferred[None]]],
+                 timing: list[float], started: float) -> None:
         """A batch is durable: release its appends, then write the next one."""
         self.synced_batches += 1
         self.synced_payloads += len(batch)
-        for _payload, done in batch:
+        for _payload, _records, done in batch:
             if not done.called:  # its caller may have cancelled it
                 done.callback(None)
         # Whatever arrived during the sync (or during those callbacks) has
@@ -212,8 +273,17 @@ class Writer:
             self._flush()
         elif self._stopping:
             self._close()
+        if self.observers:
+            size, write_seconds, fsync_seconds = timing
+            report = Batch(len(batch), sum(item[1] for item in batch), int(size),
+                           write_seconds, fsync_seconds, self._timer() - started)
+            for observer in self.observers:
+                try:
+                    observer(report)
+                except Exception:
+                    self.log.failure("a storage observer raised")
 
-    def _failed(self, reason: Failure, batch: list[tuple[bytes, Deferred[None]]]) -> None:
+    def _failed(self, reason: Failure, batch: list[tuple[bytes, int, Deferred[None]]]) -> None:
         """A write or sync failed: fail everything, now and later, and say so."""
         # After a failed fsync the kernel may have dropped the dirty pages:
         # a retry could "succeed" without the data. So never write again.
@@ -226,7 +296,7 @@ class Writer:
             self._scheduled = None
         waiting = batch + list(self._pending)
         self._pending.clear()
-        for _payload, done in waiting:
+        for _payload, _records, done in waiting:
             if not done.called:
                 done.errback(error)
         self.log.error("{error}", error=str(error))

@@ -91,6 +91,45 @@ def _pack_pieces(head: dict[str, int], files: list[File], events: list[Event],
     yield packer.pack("leases") + packer.pack(leases)
 
 
+def _load_base(store: Store, files: list[Any]) -> None:
+    """Put the base tree (the files at the oldest kept rev) into the new,
+    empty ``store``: its files and their directories, and no history (the
+    base is where history starts).
+
+    Written out rather than ``Store._set`` per file, which records each as
+    a change and made loading 100,000 files take a second, mostly to build
+    history that was thrown away again (docs/benchmarks.md, "Restart").
+
+    :raises ValueError: a malformed entry, a path twice, or a path that is
+        a file in one entry and a directory in another.
+    """
+    by_path = store._files
+    dirs = store._dirs
+    live = 0
+    for path, rev, value in files:
+        validate_path(path)
+        if type(rev) is not int or type(value) is not bytes:
+            raise ValueError(f"a file entry of {path} with a rev {rev!r} or value of the wrong type")
+        if path in by_path or path in dirs:
+            raise ValueError(f"{path} twice, or a file and a directory")
+        by_path[path] = File(path, rev, value)
+        live += len(path) + len(value)
+        child = path
+        while True:  # its directories, up to the first one that exists
+            cut = child.rfind("/")
+            directory, name = (child[:cut] if cut > 0 else "/"), child[cut + 1:]
+            entries = dirs.get(directory)
+            if entries is not None:
+                entries.add(name)
+                break
+            if directory in by_path:
+                raise ValueError(f"{directory} is a file and a directory")
+            dirs[directory] = {name}
+            child = directory
+    store._live_bytes += live
+    store._cal = None
+
+
 def load(data: bytes | memoryview, hist: int = 2000) -> Store:
     """A store holding what :func:`dump` saved, history included.
 
@@ -101,8 +140,7 @@ def load(data: bytes | memoryview, hist: int = 2000) -> Store:
         if doc.get("version") != 3:
             raise ValueError("unknown snapshot version")
         store = Store(hist)
-        for path, rev, value in doc["files"]:
-            store._set(validate_path(path), value, rev, store._files.get(path))
+        _load_base(store, doc["files"])
         # The base tree is where history starts, not history itself.
         store.history.restart(doc["base"])
         store.rev = doc["base"]

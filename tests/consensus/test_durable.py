@@ -152,8 +152,32 @@ def test_floor_is_collectable_only_once_synced() -> None:
 
 def test_records_round_trip() -> None:
     for record in (dur.PromiseRec(1, (2, "a")), dur.AcceptRec(3, (0, "b"), b"v"),
-                   dur.SkipRec(7), dur.FloorRec(9)):
+                   dur.SkipRec(7), dur.FloorRec(9), dur.DecidedRec(4, [b"x", b""]),
+                   dur.DecidedRec(5, [])):
         assert dur.decode_record(list(dur.encode_record(record))) == record
+
+
+@pytest.mark.parametrize("items", [[b"x", "y"], b"xy", None, [1]])
+def test_a_decided_record_holds_byte_strings(items: object) -> None:
+    with pytest.raises(TypeError):
+        dur.decode_record([5, 4, items])
+
+
+def test_decided_records_above_the_floor_make_the_run_after_a_seqn() -> None:
+    """The decided log (no rule of §D): kept above the floor only, read back
+    as the run of instances right after a seqn, up to the first gap."""
+    records = [dur.DecidedRec(s, [b"%d" % s]) for s in (3, 4, 5, 7, 8)]
+    rec = dur.Recovered.replay("a", 2, [*records, dur.FloorRec(3), dur.DecidedRec(2, [b"old"])])
+    assert sorted(rec.decided) == [4, 5, 7, 8]
+    assert rec.decided_after(3) == [(4, [b"4"]), (5, [b"5"])]
+    assert rec.decided_after(6) == [(7, [b"7"]), (8, [b"8"])]
+    assert rec.decided_after(8) == [] and rec.decided_after(1) == []
+    rec.forget_upto(7)
+    assert sorted(rec.decided) == [8]
+    assert rec.used_below() == 8  # a decision is no own accept: D3 is unchanged
+    kept = dur.compact(records + [dur.FloorRec(4)], 4)
+    assert kept == [dur.DecidedRec(5, [b"5"]), dur.DecidedRec(7, [b"7"]), dur.DecidedRec(8, [b"8"]),
+                    dur.FloorRec(4)]
 
 
 # -- the simulation -----------------------------------------------------------

@@ -13,13 +13,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from doozer.errors import DoozerError
-from doozer.consensus.durable import AcceptRec, first_request_id
+from doozer.consensus.durable import AcceptRec, DecidedRec, first_request_id
 from doozer.node import Node, build_node
-from doozer.node.datadir import DataDir, snapshot_seqns
+from doozer.node.datadir import DECIDED_DELAY, DataDir, decode_payload, snapshot_seqns
 from doozer.server.config import Config
 from doozer.storage import segments
 from doozer.storage.errors import DamagedStorage, ForeignDataDir
-from doozer.storage.writer import SynchronousRunner
+from doozer.storage.writer import SynchronousRunner, unpack_batch
 
 
 class HeldRunner:
@@ -48,8 +48,9 @@ class HeldRunner:
                 d.callback(None)
 
 
-def durable_node(directory: str, clock: Clock, runner: Any = None, **settings: Any) -> Node:
-    data = DataDir(directory, "local", fsync=False)
+def durable_node(directory: str, clock: Clock, runner: Any = None, fsync: bool = False,
+                 **settings: Any) -> Node:
+    data = DataDir(directory, "local", fsync=fsync)
     data.open()
     data.start(clock, runner or SynchronousRunner())
     settings.setdefault("pulse", 0)
@@ -193,6 +194,146 @@ def test_snapshots_raise_the_floor_and_cut_the_log(tmp_path: Any) -> None:
     assert again.store.get("/k59").value == b"x" * 100
 
 
+def test_the_writer_s_batches_are_counted_and_summed_up_at_stop(tmp_path: Any) -> None:
+    """Every synced batch reaches DataDir.stats (the consensus records in
+    it counted); stopping logs one summary line."""
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    clock = Clock()
+    node = durable_node(str(tmp_path), clock)
+    settle(clock)
+    for i in range(3):
+        node.set(f"/k{i}", b"v")
+        settle(clock)
+    stats = node.storage.data.stats
+    writer = node.storage.data.writer
+    assert stats.batches == writer.synced_batches > 0
+    assert stats.fsync.count == stats.round_trip.count == stats.batches
+    logged: list[str] = []
+
+    def observe(event: Any) -> None:
+        logged.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        node.stop()
+        node.storage.data.stop()
+        node.storage.data.stop()  # the line is logged once
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    lines = [line for line in logged if line.startswith("storage: ")]
+    assert lines == [stats.summary()]
+    found, _ = segments.recover(str(tmp_path), fsync=False)
+    written = [decode_payload(p, "log") for s in found for r in s.records for p in unpack_batch(r)]
+    assert stats.batches == sum(len(s.records) for s in found)
+    assert stats.records == sum(len(recs) for recs in written)
+    assert lines[0].startswith(f"storage: {stats.batches} batches, {stats.records} records")
+
+
+def _records_on_disk(directory: str) -> list[Any]:
+    found, _ = segments.recover(directory, fsync=False)
+    return [rec for s in found for r in s.records for p in unpack_batch(r)
+            for rec in decode_payload(p, "log")]
+
+
+def test_a_restart_applies_the_decided_log_at_once(tmp_path: Any) -> None:
+    """Each applied instance is written as a DecidedRec (riding with the next
+    batch, or on its own after DECIDED_DELAY); a restart applies the run of
+    them after its snapshot before it serves, without deciding them again."""
+    directory = str(tmp_path)
+    clock = Clock()
+    node = durable_node(directory, clock)
+    settle(clock)
+    revs = {}
+    for i in range(12):
+        node.set(f"/k{i}", b"v%d" % i).addCallback(lambda rev, i=i: revs.__setitem__(i, rev))
+        settle(clock, rounds=3)
+    clock.advance(DECIDED_DELAY)
+    decided = [r.seqn for r in _records_on_disk(directory) if type(r) is DecidedRec]
+    assert decided == list(range(1, node.store.seqn + 1))  # the genesis snapshot is of 0
+    seqn, rev = node.store.seqn, node.store.rev
+    node.stop()
+    node.storage.data.stop()
+
+    again = durable_node(directory, Clock())  # resume, and not one turn of its clock
+    assert (again.store.seqn, again.store.rev) == (seqn, rev)
+    for i in range(12):
+        assert again.store.get(f"/k{i}").rev == revs[i]
+    assert again.sequencer is not None and again.sequencer._next_out == seqn + 1
+    assert again.storage.data.recovered.decided == {}
+
+
+def test_without_its_decided_log_a_restart_decides_the_instances_again(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    """The decided log is for speed only: with none on disk (lost in a
+    crash), or with a gap, the replay stops there and consensus decides the
+    rest again from the accepts on disk, as before there was one."""
+    directory = str(tmp_path)
+    clock = Clock()
+    real = DataDir.decided
+    monkeypatch.setattr(DataDir, "decided", lambda self, seqn, items, outcomes=None:
+                        None if seqn == 5 else real(self, seqn, items, outcomes))
+    node = durable_node(directory, clock)
+    settle(clock)
+    for i in range(8):
+        node.set(f"/k{i}", b"v")
+        settle(clock, rounds=3)
+    seqn, rev = node.store.seqn, node.store.rev
+    assert seqn > 6
+    node.stop()
+    node.storage.data.stop()
+    monkeypatch.setattr(DataDir, "decided", real)
+
+    clock2 = Clock()
+    again = durable_node(directory, clock2)
+    assert again.store.seqn == 4  # the replay stopped at the gap
+    for _ in range(100):
+        clock2.advance(0.05)
+    assert again.store.seqn >= seqn and again.store.rev >= rev
+    assert all(again.store.get(f"/k{i}").value == b"v" for i in range(8))
+
+
+def test_a_compaction_rewrites_decided_records_in_payloads_that_fit() -> None:
+    """The rewrite at a compaction is cut by the records' real sizes: the
+    decided log's records carry their items, and a payload over a log
+    record's size would fail the writer (and stop the node)."""
+    from doozer.node.datadir import COMPACT_CHUNK, rewrite_payloads
+    from doozer.storage import records
+
+    items = [b"x" * 300 for _ in range(10)]
+    kept: list[Any] = [DecidedRec(s, items) for s in range(1, 2001)]
+    kept += [AcceptRec(s, (0, "A"), b"v" * 500) for s in range(2001, 3001)]
+    payloads = rewrite_payloads(kept)
+    assert all(len(p) <= COMPACT_CHUNK + 4096 for p in payloads)
+    assert all(len(p) < records.MAX_RECORD for p in payloads)
+    assert [r for p in payloads for r in decode_payload(p, "log")] == kept
+
+
+def test_records_of_one_pump_larger_than_a_log_record_go_in_several(tmp_path: Any) -> None:
+    """A pump may make more records than one log record holds (many
+    accepts of large values, with the decided log): they are written as
+    several payloads, and the append fires only once the last is synced."""
+    clock, runner = Clock(), HeldRunner()
+    node = durable_node(str(tmp_path), clock, runner)
+    settle(clock, runner)
+    recs: list[Any] = [AcceptRec(1000 + i, (0, "X"), bytes([i]) * 60_000) for i in range(40)]
+    fired: list[Any] = []
+    node.storage.data.append(recs).addBoth(fired.append)
+    clock.advance(0)
+    batches = 0
+    while runner.waiting:
+        assert fired == []
+        work, d = runner.waiting.pop(0)
+        work()
+        d.callback(None)
+        batches += 1
+        clock.advance(0)
+    assert fired == [None] and batches >= 3
+    node.stop()
+    node.storage.data.stop()
+    assert [r for r in _records_on_disk(str(tmp_path)) if type(r) is AcceptRec and r.seqn >= 1000] == recs
+
+
 def test_a_data_dir_of_another_cluster_is_refused(tmp_path: Any) -> None:
     node = durable_node(str(tmp_path), Clock())
     node.storage.data.stop()
@@ -302,6 +443,44 @@ def test_a_log_cut_anywhere_in_its_last_batch_starts_from_the_batches_before(tmp
         again, torn = segments.recover(copy, fsync=False)
         assert torn is None  # cut at start-up, for good
         assert [r for s in again for r in s.records][: len(before)] == before
+        shutil.rmtree(copy)
+
+
+def test_a_preallocated_log_torn_anywhere_in_its_last_batch_starts_from_the_batches_before(
+        tmp_path: Any) -> None:
+    """With fsync the log's segment is preallocated: a crash mid-write
+    leaves the start of the last batch and then zeros, not the end of the
+    file. At every such cut the node starts from the whole batches before."""
+    import shutil
+
+    directory = str(tmp_path / "data")
+    clock = Clock()
+    node = durable_node(directory, clock, fsync=True)
+    settle(clock)
+    for i in range(3):
+        node.set(f"/k{i}", b"v")
+        settle(clock)
+    node.stop()
+    node.storage.data.stop()
+    found, torn = segments.recover(directory, fsync=False)
+    last = found[-1]
+    end = last.contents.end
+    assert torn is None and os.path.getsize(last.path) > end  # space ahead of the records
+    start = end - 8 - len(last.records[-1])
+    before = [r for s in found for r in s.records][:-1]
+    for offset in range(start, end):
+        copy = str(tmp_path / f"cut{offset}")
+        shutil.copytree(directory, copy)
+        with open(os.path.join(copy, os.path.basename(last.path)), "r+b") as f:
+            f.seek(offset)
+            f.write(bytes(end - offset))
+        again = durable_node(copy, Clock())  # starts: no exception
+        assert again.id == "NODEA" and again.storage.data.incarnation == 2
+        again.stop()
+        again.storage.data.stop()
+        read, torn = segments.recover(copy, fsync=False)
+        assert torn is None
+        assert [r for s in read for r in s.records][: len(before)] == before
         shutil.rmtree(copy)
 
 

@@ -317,3 +317,159 @@ def test_any_flip_before_the_last_record_refuses(payloads: list[bytes], data: st
     damaged[at] ^= xor
     with pytest.raises(DamagedStorage):
         records.scan(bytes(damaged), "f")
+
+
+@pytest.mark.skipif(not records.O_SYNC, reason="no O_SYNC here")
+def test_an_fsyncing_appender_writes_synchronously(tmp_path: Path) -> None:
+    """With fsync the file is opened O_SYNC (each write returns once it is
+    as durable as an fsync makes it) and sync() has nothing left to do;
+    without, neither."""
+    import fcntl
+
+    path = str(tmp_path / "log")
+    records.create(path)
+    synced = records.Appender.open(path, records.recover(path))
+    flags = fcntl.fcntl(synced.file.fileno(), fcntl.F_GETFL)
+    assert flags & records.O_SYNC == records.O_SYNC
+    assert synced._sync is None
+    synced.append(b"one")
+    synced.sync()
+    synced.close()
+    plain = records.Appender.open(path, records.recover(path), fsync=False)
+    assert fcntl.fcntl(plain.file.fileno(), fcntl.F_GETFL) & records.O_SYNC != records.O_SYNC
+    plain.append(b"two")
+    plain.close()
+    assert records.recover(path).records == [b"one", b"two"]
+
+
+# -- preallocated files: zeros past the last record -----------------------------
+
+STEP = 4096
+
+
+def write_preallocated(path: str, payloads: list[bytes]) -> list[int]:
+    """A preallocated record file holding ``payloads``; each record's offset."""
+    records.create(path, fsync=False)
+    appender = records.Appender.open(
+        path, records.recover(path, fsync=False), fsync=False, preallocate=STEP)
+    offsets = []
+    for payload in payloads:
+        offsets.append(appender.position)
+        appender.append(payload)
+    appender.close()
+    return offsets
+
+
+def zero(path: str, start: int, end: int) -> None:
+    """Zeros over ``[start, end)``: bytes a crash never wrote."""
+    with open(path, "r+b") as f:
+        f.seek(start)
+        f.write(bytes(end - start))
+
+
+def test_preallocated_file_runs_ahead_and_reads_back(tmp_path: Path) -> None:
+    """The file's size runs a step ahead of its records; read with
+    zero_tail it ends at the last record, without it the zeros refuse."""
+    path = str(tmp_path / "log")
+    offsets = write_preallocated(path, PAYLOADS)
+    end = offsets[-1] + records.FRAME.size + len(PAYLOADS[-1])
+    size = os.path.getsize(path)
+    assert size >= STEP and size > end
+    contents = records.recover(path, zero_tail=True)
+    assert contents.records == PAYLOADS and contents.torn is None and contents.end == end
+    assert os.path.getsize(path) == size  # a clean end keeps the space
+    with pytest.raises(DamagedStorage, match="more than one torn write"):
+        records.recover(path, max_record=100)  # without zero_tail the zeros are bytes
+    appender = records.Appender.open(path, contents, fsync=False, preallocate=STEP)
+    appender.append(b"more")
+    appender.close()
+    assert records.recover(path, zero_tail=True).records == PAYLOADS + [b"more"]
+
+
+def test_preallocated_torn_last_record_is_cut_at_every_offset(tmp_path: Path) -> None:
+    """A crash while writing the last record leaves a prefix of it and then
+    zeros (the space was allocated): at every cut, the records before it
+    read back, and appending goes on where they end."""
+    base = str(tmp_path / "base")
+    offsets = write_preallocated(base, PAYLOADS)
+    start = offsets[-1]
+    end = start + records.FRAME.size + len(PAYLOADS[-1])
+    for at in range(start, end):
+        path = str(tmp_path / "log")
+        shutil.copy(base, path)
+        zero(path, at, end)
+        contents = records.recover(path, zero_tail=True)
+        assert contents.records == PAYLOADS[:-1], at
+        assert contents.end == start
+        if contents.torn is not None:  # else only zeros were written: nothing to cut
+            assert contents.torn.offset == start and os.path.getsize(path) == start
+        appender = records.Appender.open(path, contents, fsync=False, preallocate=STEP)
+        appender.append(b"next")
+        appender.close()
+        assert records.recover(path, zero_tail=True).records == PAYLOADS[:-1] + [b"next"]
+
+
+def test_preallocated_damage_is_refused(tmp_path: Path) -> None:
+    """A flipped byte in a middle record, or bytes past the last record
+    farther than one torn record reaches, refuse as in any record file."""
+    base = str(tmp_path / "base")
+    offsets = write_preallocated(base, PAYLOADS)
+    end = offsets[-1] + records.FRAME.size + len(PAYLOADS[-1])
+    path = str(tmp_path / "middle")
+    shutil.copy(base, path)
+    flip(path, offsets[1] + records.FRAME.size + 2)
+    with pytest.raises(DamagedStorage, match="followed by a good record"):
+        records.recover(path, zero_tail=True)
+    path = str(tmp_path / "far")
+    shutil.copy(base, path)
+    flip(path, end + 200)
+    with pytest.raises(DamagedStorage, match="more than one torn write"):
+        records.recover(path, zero_tail=True, max_record=100)
+    path = str(tmp_path / "near")  # within one record's reach: a torn write, cut
+    shutil.copy(base, path)
+    flip(path, end + 5)
+    contents = records.recover(path, zero_tail=True)
+    assert contents.records == PAYLOADS and contents.torn is not None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.binary(min_size=1, max_size=60), min_size=1, max_size=8), st.data())
+def test_preallocated_any_crash_reads_back_as_a_prefix(tmp_path: Path, payloads: list[bytes],
+                                                        data: st.DataObject) -> None:
+    """Whatever prefix of the bytes written reached the disk (the rest
+    zeros), reading gives a prefix of the records, whole."""
+    path = str(tmp_path / "log")
+    if os.path.exists(path):
+        os.unlink(path)
+    write_preallocated(path, payloads)
+    size = records.HEADER.size + sum(records.FRAME.size + len(p) for p in payloads)
+    at = data.draw(st.integers(min_value=records.HEADER.size, max_value=size))
+    zero(path, at, size)
+    got = records.recover(path, zero_tail=True).records
+    assert got == payloads[:len(got)]
+    assert sum(records.FRAME.size + len(p) for p in got) <= at - records.HEADER.size
+
+
+def test_preallocation_that_fails_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk (or a file system without it) refuses the allocation:
+    the records are written all the same, without space ahead."""
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    path = str(tmp_path / "log")
+    write_preallocated(path, PAYLOADS)
+    assert os.path.getsize(path) == records.HEADER.size + sum(records.FRAME.size + len(p) for p in PAYLOADS)
+    assert records.recover(path, zero_tail=True).records == PAYLOADS
+
+
+def test_trim_cuts_the_space_ahead(tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    records.create(path, fsync=False)
+    appender = records.Appender.open(path, records.recover(path), fsync=False, preallocate=STEP)
+    appender.append(b"one")
+    assert os.path.getsize(path) > appender.position
+    appender.trim()
+    appender.close()
+    assert os.path.getsize(path) == records.HEADER.size + records.FRAME.size + 3
+    assert records.recover(path).records == [b"one"]  # no zeros left: reads strictly

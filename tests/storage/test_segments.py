@@ -118,3 +118,59 @@ def test_writer_on_segments_drops_through_call(tmp_path: Path) -> None:
     writer.call(lambda: log.drop_before(4)).addCallback(done.append)
     assert done == [None] and segments.numbers(directory) == [4, 5, 6]
     writer.stop()
+
+
+def test_preallocated_segments_are_cut_to_their_records_when_full(tmp_path: Path) -> None:
+    """With preallocation the segment being appended to runs ahead of its
+    records; a full one is cut to its last record before the next is made,
+    so only the last segment ends in zeros, and all read back."""
+    directory = str(tmp_path)
+    log = SegmentedLog(directory, [], fsync=False, segment_bytes=100, preallocate=4096)
+    for payload in PAYLOADS:
+        log.append(payload)
+    log.sync()
+    log.close()
+    numbers = segments.numbers(directory)
+    assert len(numbers) > 2
+    for number in numbers[:-1]:
+        path = os.path.join(directory, segments.segment_name(number))
+        contents = records.scan(open(path, "rb").read(), path, torn_ok=False)  # no zeros
+        assert contents.end == os.path.getsize(path)
+    last = os.path.join(directory, segments.segment_name(numbers[-1]))
+    assert os.path.getsize(last) > 4096
+    assert all_records(directory) == PAYLOADS
+    again = fill(directory, [b"more"])
+    again.close()
+    assert all_records(directory) == PAYLOADS + [b"more"]
+
+
+def test_zeros_after_a_segment_that_is_not_the_last_are_damage(tmp_path: Path) -> None:
+    directory = str(tmp_path)
+    fill(directory, PAYLOADS).close()
+    first = os.path.join(directory, segments.segment_name(segments.numbers(directory)[0]))
+    with open(first, "ab") as f:
+        f.write(bytes(50))
+    with pytest.raises(DamagedStorage, match="written whole"):
+        segments.recover(directory)
+
+
+def test_preallocation_is_for_syncing_logs_only(tmp_path: Path) -> None:
+    """It makes syncs cheaper, so a log that never syncs (tests) has none."""
+    for name, fsync, step in (("plain", False, 0), ("synced", True, segments.PREALLOCATE)):
+        os.makedirs(tmp_path / name)
+        log = SegmentedLog(str(tmp_path / name), [], fsync=fsync)
+        assert log.preallocate == step
+        log.close()
+
+
+def test_a_preallocated_segment_reopened_without_preallocation_goes_on_at_its_records(
+        tmp_path: Path) -> None:
+    """Records go where the last good one ends, never after the zeros (a
+    node restarted without fsync on a dir written with it)."""
+    directory = str(tmp_path)
+    log = SegmentedLog(directory, [], fsync=False, segment_bytes=10_000, preallocate=4096)
+    log.append(b"first")
+    log.close()
+    plain = fill(directory, [b"second"], segment_bytes=10_000)
+    plain.close()
+    assert all_records(directory) == [b"first", b"second"]

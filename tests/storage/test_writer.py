@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 
 from doozer.storage import records
 from doozer.storage.errors import StorageError, StorageFailed
+from doozer.storage.stats import Batch
 from doozer.storage.writer import (
     State, SynchronousRunner, ThreadRunner, Writer, pack_batch, unpack_batch)
 
@@ -43,6 +44,30 @@ class FakeSink:
 
     def batches(self) -> list[list[bytes]]:
         return [unpack_batch(r) for r in self.records]
+
+
+class TimedSink(FakeSink):
+    """A fake sink whose write and fsync take time on a fake timer."""
+
+    def __init__(self, timer: "FakeTimer") -> None:
+        super().__init__()
+        self.timer = timer
+
+    def append(self, payload: bytes) -> None:
+        self.timer.now += 0.001
+        super().append(payload)
+
+    def sync(self) -> None:
+        self.timer.now += 0.004
+        super().sync()
+
+
+class FakeTimer:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class ManualRunner:
@@ -163,6 +188,82 @@ def test_callbacks_appending_join_the_next_batch() -> None:
     runner.finish()
     runner.finish()
     assert sink.batches() == [[b"a", b"b"], [b"from-callback"]]
+
+
+def test_observers_hear_each_synced_batch() -> None:
+    """Each synced batch is reported once, after its appends fired: its
+    payloads, the records its appenders counted, its size, the write and
+    fsync times, and the round trip from hand-off to report."""
+    timer = FakeTimer()
+    writer, sink, runner, clock = make(sink=TimedSink(timer), timer=timer)
+    heard: list[Batch] = []
+    fired: list[bytes] = []
+    writer.observers.append(lambda batch: heard.append(batch) or fired.append(b"observer"))
+    writer.append(b"a" * 10, records=3).addCallback(lambda _: fired.append(b"a"))
+    writer.append(b"b" * 20).addCallback(lambda _: fired.append(b"b"))
+    clock.advance(0)
+    timer.now += 0.002  # the hand-off to the thread
+    runner.finish()
+    assert fired == [b"a", b"b", b"observer"]
+    record = sink.records[0]
+    assert heard == [Batch(payloads=2, records=4, bytes=len(record), write_seconds=pytest.approx(0.001),
+                           fsync_seconds=pytest.approx(0.004), seconds=pytest.approx(0.007))]
+    writer.append(b"c")
+    clock.advance(0)
+    runner.finish()
+    assert [b.records for b in heard] == [4, 1]
+
+
+def test_a_failed_batch_is_not_observed() -> None:
+    writer, sink, runner, clock = make(sink=FakeSink(OSError(errno.EIO, "EIO")))
+    heard: list[Batch] = []
+    writer.observers.append(heard.append)
+    out = outcome(writer.append(b"a"))
+    clock.advance(0)
+    runner.finish()
+    assert out[0].check(StorageFailed)
+    assert heard == [] and writer.state is State.FAILED
+
+
+@pytest.mark.logs_failures
+def test_an_observer_that_raises_changes_nothing() -> None:
+    """An observer's error is logged; the appends still fire and the next
+    batch still goes."""
+    writer, sink, runner, clock = make()
+
+    def broken(batch: Batch) -> None:
+        raise RuntimeError("observer broke")
+
+    heard: list[Batch] = []
+    writer.observers.extend([broken, heard.append])
+    out = outcome(writer.append(b"a"))
+    clock.advance(0)
+    later = outcome(writer.append(b"b"))
+    runner.finish()
+    assert out == [None] and len(heard) == 1 and len(runner.waiting) == 1
+    runner.finish()
+    assert later == [None] and len(heard) == 2
+
+
+def test_flush_starts_the_batch_within_the_turn() -> None:
+    """flush() hands what was appended to the runner at once; the batch
+    scheduled for the turn's end is cancelled, so nothing is written twice."""
+    writer, sink, runner, clock = make()
+    first = outcome(writer.append(b"a"))
+    writer.append(b"b")
+    writer.flush()
+    assert len(runner.waiting) == 1 and writer.state is State.WRITING
+    assert clock.getDelayedCalls() == []
+    # While that batch is in flight, flush() only lets appends wait for it.
+    writer.append(b"c")
+    writer.flush()
+    clock.advance(0)
+    assert len(runner.waiting) == 1 and first == []
+    runner.finish()
+    runner.finish()
+    assert sink.batches() == [[b"a", b"b"], [b"c"]] and first == [None]
+    writer.flush()  # nothing waits: nothing happens
+    assert runner.waiting == [] and sink.syncs == 2
 
 
 def test_batches_are_cut_at_the_record_size() -> None:
@@ -336,7 +437,36 @@ async def test_thread_runner_writes_off_the_reactor_thread(tmp_path: Path) -> No
     await DeferredList(appends, fireOnOneErrback=True)
     await writer.append(b"last")
     await writer.stop()
-    assert set(threads) == {"PoolThread-storage-test-0"}
+    assert set(threads) == {"storage-test"}  # the one thread, named as asked
     assert set(fired_on) == {threading.main_thread().name}
     payloads = [p for r in records.recover(path).records for p in unpack_batch(r)]
     assert payloads == [b"%d" % n for n in range(20)] + [b"last"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_runner_reports_errors_in_order_and_stops() -> None:
+    """Work runs one piece at a time in order; an error fails only its own
+    Deferred (on the reactor thread); stop waits for the thread to end."""
+    from twisted.internet import reactor
+
+    runner = ThreadRunner(reactor, name="runner-test")
+    runner.start()
+    ran: list[int] = []
+
+    def broken() -> None:
+        ran.append(1)
+        raise OSError(errno.EIO, "EIO")
+
+    first = runner(lambda: ran.append(0))
+    failed = runner(broken)
+    last = runner(lambda: ran.append(2))
+    await first
+    with pytest.raises(OSError):
+        await failed
+    await last
+    assert ran == [0, 1, 2]
+    thread = runner._thread
+    assert thread is not None and thread.name == "runner-test" and thread.is_alive()
+    runner.stop()
+    assert not thread.is_alive()
+    runner.stop()  # twice is harmless
