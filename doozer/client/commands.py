@@ -15,14 +15,13 @@ connected to, and ``-a`` is not looked at.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, BinaryIO, Callable, Optional, Union
 
 from doozer.client.errors import NoEnt
 from doozer.client.types import Event
+from doozer.storage.files import write_atomically
 
 USAGE = """\
 usage: doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]
@@ -319,34 +318,10 @@ async def _backup(ctx: Context, path: str) -> None:
             f"the backup from {ctx.client.current} is unusable, nothing saved: {error}"
         ) from None
     try:
-        save_atomically(path, data)
+        write_atomically(path, data)  # temp file, fsync, rename, fsync dir; mode 0600
     except OSError as error:
         raise CommandError(f"cannot save the backup to {path}: {error.strerror or error}") from None
     ctx.line(contents.rev)
-
-
-def save_atomically(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` whole or not at all (a temporary file
-    beside it, fsynced, renamed over it, the directory fsynced)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @command("restore", "FILE", "make a data dir for a new cluster from the backup FILE (offline)",
