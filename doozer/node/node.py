@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import random
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, Optional
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from doozer import __version__
 from doozer.addr import format_addr
@@ -28,7 +27,7 @@ from doozer.store import mutation
 from doozer.store import backup as store_backup
 from doozer.node.admission import Admission
 from doozer.store.cal import client_may_write
-from doozer.consensus.messages import Bundle, Message
+from doozer.consensus.messages import Message
 from doozer.consensus.durable import Recovered
 from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError, too_large
@@ -36,7 +35,9 @@ from doozer.node.durability import NodeStorage
 from doozer.node.info import ClusterInfo
 from doozer.node.membership import Membership
 from doozer.node.peers import Peers
+from doozer.node.pump import Pump
 from doozer.store.path import validate_path
+from doozer.node import reads
 from doozer.node.replica import Replica
 from doozer.node.snapshot import Snapshot
 from doozer.node.leases import LeaseTimers, check_lease_id, lease_json
@@ -145,12 +146,9 @@ class Node:
         #: bounds on the writes pending here (BUSY) and the store (NOSPACE)
         self.admission = admission or Admission()
         self.admission.store_size = lambda: self.store.size
-        self._pump_call: Optional[IDelayedCall] = None
-        self._tick_call: Optional[IDelayedCall] = None
-        self._tick_at: Optional[float] = None
+        self.pump = Pump(self)
         self._running_since = 0.0
         self._record: Optional[list[tuple[str, bytes]]] = None
-        self._voting = False  # whether the last pump found this node voting
         self.on_running: list[Callable[[], None]] = []
         self.on_chores: list[Callable[[], None]] = []
         #: called with ``(seqn, items, outcomes)`` for each instance applied,
@@ -336,10 +334,7 @@ class Node:
     def stop(self) -> None:
         """Stop timers and fail the writes still waiting."""
         self.running = False
-        for call in (self._pump_call, self._tick_call):
-            if call is not None and call.active():
-                call.cancel()
-        self._pump_call = self._tick_call = None
+        self.pump.stop()
         self.membership.stop()
         self.lease_timers.stop()
         self.writes.fail_all("the node is shutting down")
@@ -542,116 +537,27 @@ class Node:
         consistent: bool = False,
         client: Optional[Hashable] = None,
     ) -> "defer.Deferred[int]":
-        """The rev a read should use, once the node can answer at it.
-
-        :param rev: the rev asked for, or ``None`` for the current one.
-        :param timeout: seconds to wait for a rev this node has not applied.
-        :param consistent: first run a consensus round, so the read reflects
-            every write acknowledged anywhere before it started.
-        :returns: a Deferred firing with the rev to read at; it fails with
-            ``TIMEOUT`` or ``TOO_LATE``.
-        """
-        if consistent:
-            d = self.nop(client=client)
-            if rev is not None:
-                return d.addCallback(lambda _: self._wait_rev(rev, timeout))
-            return d
-        if rev is None:
-            return defer.succeed(self.store.rev)
-        return self._wait_rev(rev, timeout)
-
-    def _wait_rev(self, rev: int, timeout: float) -> "defer.Deferred[int]":
-        self.store.check_not_too_late(rev)
-        if rev <= self.store.rev:
-            return defer.succeed(rev)
-
-        def timed_out(result: object, timeout: float) -> NoReturn:
-            raise DoozerError(
-                "TIMEOUT",
-                f"rev {rev} was not reached within {timeout:g} s (this node is at "
-                f"{self.store.rev})",
-            )
-
-        d = self.store.wait_rev(rev)
-        d.addTimeout(timeout, self.clock, onTimeoutCancel=timed_out)
-        return d
+        """The rev a read should use, once the node can answer at it
+        (:func:`doozer.node.reads.read_rev`)."""
+        return reads.read_rev(self, rev, timeout, consistent, client)
 
     def watch(
         self, glob: str, rev: Optional[int], limit: int, timeout: float
     ) -> "defer.Deferred[tuple[list[Event], int]]":
-        """Changes to files matching ``glob`` from ``rev`` on.
-
-        :returns: a Deferred firing with ``(events, next)``; ``events`` is
-            empty when ``timeout`` passed first; it fails with the store's
-            ``BAD_GLOB`` or ``TOO_LATE``. Cancelling it (the client went
-            away) drops the waiter at once.
-        """
-        start = self.store.rev + 1 if rev is None else rev
-        d = self.store.watch(glob, start, limit)
-        # One timer and two callbacks, not Deferred.addTimeout (used for
-        # writes): a node holds tens of thousands of watches, and
-        # addTimeout's four closures and two more callback entries cost
-        # 1.2 KB more per held watch (tracemalloc: 3,126 against 1,902
-        # bytes; bench/watch_fanout.py: 10.2 against 9.0 KiB of RSS).
-        timer = self.clock.callLater(timeout, d.cancel)
-
-        def got(events: list[Event]) -> tuple[list[Event], int]:
-            if timer.active():
-                timer.cancel()
-            return events, events[-1].rev + 1
-
-        def timed_out(f: Failure) -> Any:
-            f.trap(defer.CancelledError)
-            if timer.active():  # cancelled by the caller (the client went away)
-                timer.cancel()
-                return f
-            return [], max(start, self.store.rev + 1)
-
-        return d.addCallbacks(got, timed_out)
+        """Changes to files matching ``glob`` from ``rev`` on
+        (:func:`doozer.node.reads.watch`)."""
+        return reads.watch(self.store, self.clock, glob, rev, limit, timeout)
 
     # ------------------------------------------------------------------
-    # consensus plumbing
+    # consensus plumbing (the turns themselves: doozer/node/pump.py)
 
     def schedule_pump(self) -> None:
-        # Everything proposed or received in one reactor turn is handled in
-        # one pump, so it shares one instance (batching for free).
-        if self._pump_call is None:
-            self._pump_call = self.clock.callLater(0, self._pump)
+        """Run the sequencer at the end of this reactor turn."""
+        self.pump.schedule()
 
     def _pump(self) -> None:
-        self._pump_call = None
-        replica = self.replica
-        if replica is None or self.failed is not None:
-            return
-        sequencer = replica.sequencer
-        now = self.clock.seconds()
-        sequencer.tick(now)
-        if self.storage is not None:
-            # The records first: their fsync runs while the outbox is sent.
-            self.storage.write_records(sequencer)
-        self._send_outbox(sequencer.take_outbox())
-        try:
-            for seqn, items, outcomes in replica.apply_decided():
-                for callback in self.on_applied:
-                    callback(seqn, items, outcomes)
-                self.writes.applied(outcomes)
-        except Exception:
-            # The store sets its seqn first, so it names the failed instance.
-            self.log.failure("applying instance {seqn} failed", seqn=self.store.seqn)
-            self._fail(f"applying instance {self.store.seqn} failed (a bug)")
-            return
-        if self.storage is not None:
-            self.storage.write_records(sequencer)
-        if sequencer.is_member() != self._voting:
-            self._voting = not self._voting
-            if self._voting:
-                self.log.info(
-                    "doozer node {id} votes in cluster {cluster!r} from seqn {seqn} on",
-                    id=self.id,
-                    cluster=self.cluster,
-                    seqn=self.applied_seqn + 1,
-                )
-        self._schedule_tick()
+        # Every turn comes through here: the simulators wrap this method.
+        self.pump.run()
 
     def _fail(self, why: str, advice: Optional[str] = None) -> None:
         """Stop for good after a bug in applying: the instances handed out
@@ -668,40 +574,6 @@ class Node:
         self.stop()
         for callback in self.on_fatal:
             callback(why)
-
-    def _send_outbox(self, outbox: list[tuple[str, Message]]) -> None:
-        # Everything for one peer from this turn goes in one datagram (a
-        # Bundle, in order): the ACCEPTED and SKIP an ACCEPT provokes, or
-        # the many messages of a busy turn, cost one send, not several.
-        if len(outbox) == 1:
-            self._send(*outbox[0])
-            return
-        by_dest: dict[str, list[Message]] = {}
-        for dest, message in outbox:
-            queue = by_dest.get(dest)
-            if queue is None:
-                by_dest[dest] = [message]
-            else:
-                queue.append(message)
-        for dest, queue in by_dest.items():
-            self._send(dest, queue[0] if len(queue) == 1 else Bundle(tuple(queue)))
-
-    def _schedule_tick(self) -> None:
-        when = self.require_sequencer().next_wakeup()
-        if when is None or not self.running:
-            return
-        if self._tick_call is not None and self._tick_call.active():
-            if self._tick_at is not None and self._tick_at <= when:
-                return
-            self._tick_call.cancel()
-        self._tick_at = when
-        delay = max(0.0, when - self.clock.seconds())
-        self._tick_call = self.clock.callLater(delay, self._on_tick)
-
-    def _on_tick(self) -> None:
-        self._tick_call = None
-        self._tick_at = None
-        self._pump()
 
 
 def _random_id(rng: random.Random) -> str:

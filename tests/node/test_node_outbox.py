@@ -18,11 +18,11 @@ def test_one_pump_sends_one_bundle_per_peer_in_order() -> None:
     m2 = Accepted(5, (0, "A"), b"d" * 16)
     m3 = Skip("A", 3, 5)
     m4 = Ping(1, 2)
-    node._send_outbox([("B", m1), ("C", m2), ("B", m3), ("B", m4)])
+    node.pump.send_outbox([("B", m1), ("C", m2), ("B", m3), ("B", m4)])
     assert sent == [("B", Bundle((m1, m3, m4))), ("C", m2)]
     sent.clear()
-    node._send_outbox([("C", m4)])
+    node.pump.send_outbox([("C", m4)])
     assert sent == [("C", m4)]
     sent.clear()
-    node._send_outbox([])
+    node.pump.send_outbox([])
     assert sent == []
