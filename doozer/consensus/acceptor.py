@@ -51,7 +51,7 @@ class Acceptor:
         if inst is None:
             if s > seq._known_upto:
                 seq.catchup.beyond(sender, s)
-                seq._hold_early(s, sender, msg)
+                seq.early.hold(s, sender, msg)
             return
         ballot = msg.ballot
         if ballot[1] != sender or not inst.valid_ballot(ballot) or sender not in inst.members:
@@ -116,7 +116,7 @@ class Acceptor:
             # SKIP, and an owner that skipped to a new membership (the
             # voting gap) and then died could only be revoked by a quorum
             # of the old members, which may no longer exist.
-            seq._hold_early(seq._known_upto + 1, sender, msg)
+            seq.early.hold(seq._known_upto + 1, sender, msg)
         for t in range(max(msg.start, seq._next_out), min(msg.upto, seq._known_upto + 1)):
             m = members[t]
             if m[t % len(m)] != owner or t in seq._decided:
@@ -160,7 +160,7 @@ class Acceptor:
             # Just beyond our window (a revoker a little ahead of us, e.g.
             # revoking a silent owner's turns as they come into its window):
             # promise them once we get there, as a delayed datagram would.
-            seq._hold_early(min(beyond), sender, Prepare(tuple(beyond), ballot))
+            seq.early.hold(min(beyond), sender, Prepare(tuple(beyond), ballot))
         if nack is not None:
             seq._send(sender, Nack(*nack))
         budget = seq.max_value // 2

@@ -22,8 +22,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
 from doozer.consensus.diagnostics import debug_state
-from doozer.consensus.durable import Durability, Record, SkipRec
-from doozer.consensus.instance import PROPOSING, Instance
+from doozer.consensus.durable import Durability, Record
+from doozer.consensus.early import EarlyMessages
+from doozer.consensus.instance import Instance
 from doozer.consensus.messages import (
     ENVELOPE_OVERHEAD,
     ITEM_OVERHEAD,
@@ -40,8 +41,9 @@ from doozer.consensus.messages import (
     TooOld,
     Want,
 )
+from doozer.consensus.proposer import Proposer
 from doozer.consensus.revoker import Revoker
-from doozer.consensus.value import MalformedValue, decode_batch, encode_batch
+from doozer.consensus.value import MalformedValue, decode_batch
 
 #: Most bytes of decided values kept to answer WANT (with
 #: :data:`LOG_ENTRY_OVERHEAD` per value): the memory bound of the log, which
@@ -157,8 +159,7 @@ class Sequencer:
         self._forwarded: dict[bytes, list[float]] = {}  # item -> [first sent, last sent]
         # ACCEPT/ACCEPTED for instances just beyond our window, handled once
         # the window reaches them: (seqn, sender, message), bounded.
-        self._early: list[tuple[int, str, Message]] = []
-        self._early_bytes = 0
+        self.early = EarlyMessages(self)
         # Owners whose instances this node revoked while they were silent,
         # and when: revoked ahead until they speak (Revoker.revoke_silent_ahead).
         self._silent_owners: dict[str, float] = {}
@@ -171,6 +172,7 @@ class Sequencer:
         self.acceptor = Acceptor(self)
         self.revoker = Revoker(self)
         self.catchup = CatchUp(self)
+        self.proposer = Proposer(self)
         self._handlers = self._make_handlers()
         self.durable = durable
         if durable is not None:
@@ -217,8 +219,8 @@ class Sequencer:
     def flush(self, now: float) -> None:
         """Send pending skips and cut queued items into instances."""
         self._now = now
-        if self._early and self._early_ready():
-            self._replay_early(now)
+        if self.early and self.early.ready():
+            self.early.replay(now)
         if self._cursor < self._next_out:
             self._cursor = self._next_out
         if self._silent_owners and self._known_upto >= self._ahead_from:
@@ -229,14 +231,14 @@ class Sequencer:
             # the old membership's quorum (a kill right after a claim then
             # stopped the cluster for good: fault suite, claimkill, under
             # load).
-            if self._skip_pending():
-                self._do_skip(now)
+            if self.proposer.skip_pending():
+                self.proposer.skip(now)
             if self._queue:
-                self._cut(now)
+                self.proposer.cut(now)
             self._drain_local(now)
             # Local decisions (a one-member cluster) may have made room for
             # more; otherwise everything left is blocked or sent.
-            if not (self._skip_pending() or (self._queue and not self._blocked)):
+            if not (self.proposer.skip_pending() or (self._queue and not self._blocked)):
                 break
 
     def set_members(self, seqn: int, members: Iterable[str]) -> None:
@@ -333,8 +335,8 @@ class Sequencer:
         if (
             self._local
             or (self._queue and not self._blocked)
-            or self._skip_pending()
-            or (self._early and self._early_ready())
+            or self.proposer.skip_pending()
+            or (self.early and self.early.ready())
         ):
             return self._now
         return self._last_scan + self._scan_interval()
@@ -460,47 +462,6 @@ class Sequencer:
             message = local.popleft()
             handlers[type(message)](me, message, now)
 
-    #: Bounds on the messages held for instances beyond the window.
-    EARLY_MAX = 256
-    EARLY_MAX_BYTES = 4 * 1024 * 1024
-
-    def _hold_early(self, s: int, sender: str, msg: Message) -> None:
-        """Keep an ACCEPT/ACCEPTED/SKIP/PREPARE for ``s`` just beyond our window.
-
-        We are a few instances behind the sender (we do not know M(s) yet).
-        Dropping the message would make us lose the instance for good when
-        the others decide it without us (nothing resends a decided instance):
-        we would then wait for a WANT to learn it, and our own unused
-        instances below it would stay open, holding the whole log back until
-        they are revoked. Handling it a moment later, once our window reaches
-        ``s``, is the same as a delayed datagram, which the protocol allows.
-        """
-        if s > self._known_upto + self.alpha or len(self._early) >= self.EARLY_MAX:
-            return
-        size = len(msg.value) if type(msg) is Accept else 0
-        if self._early_bytes + size > self.EARLY_MAX_BYTES:
-            return
-        self._early.append((s, sender, msg))
-        self._early_bytes += size
-        self._count("held_early")
-
-    def _early_ready(self) -> bool:
-        known = self._known_upto
-        return any(s <= known for s, _, _ in self._early)
-
-    def _replay_early(self, now: float) -> None:
-        """Handle the held messages whose instance is now in the window."""
-        known = self._known_upto
-        ready = [e for e in self._early if e[0] <= known]
-        self._early = [e for e in self._early if e[0] > known]
-        self._early_bytes = sum(
-            len(m.value) for _, _, m in self._early if type(m) is Accept
-        )
-        handlers = self._handlers
-        for _, sender, msg in ready:
-            handlers[type(msg)](sender, msg, now)
-        self._drain_local(now)
-
     def _inst(self, s: int) -> Optional[Instance]:
         """The instance ``s`` if it lies in the window (creating it), else None."""
         inst = self._instances.get(s)
@@ -543,113 +504,6 @@ class Sequencer:
         return any(d >= self._next_out for d in self.peer_decided.values())
 
     # ------------------------------------------------------------------
-    # the owner: proposing (rule 4) and skipping (rules 5-6)
-
-    def _skip_pending(self) -> bool:
-        return min(self._skip_upto, self._known_upto + 1) > self._cursor
-
-    def _do_skip(self, now: float) -> None:
-        start = self._cursor
-        upto = min(self._skip_upto, self._known_upto + 1)
-        me = self.node_id
-        owned = False
-        for t in range(start, upto):
-            m = self._members[t]
-            if m[t % len(m)] != me:
-                continue
-            owned = True
-            if t in self._decided:
-                continue
-            inst = self._inst(t)
-            if inst is not None:
-                inst.skip()
-        self._cursor = upto
-        if owned:
-            if self.durable is not None:
-                self.durable.record(SkipRec(upto))  # D4: before the SKIP leaves
-            # Our range is decided when our SKIP to ourselves is handled
-            # (Acceptor.on_skip), as everyone else decides it: in durable
-            # mode only once the horizon is durable (deciding it at once let
-            # this node apply later instances past it, then forget the SKIP
-            # in a crash and propose there: 5-node simulation, seed 9).
-            msg = Skip(me, start, upto)
-            self._send(me, msg)
-            dests = self._window_peers()
-            dests.update(self._observers)
-            dests.discard(me)
-            self._bcast(sorted(dests), msg)
-
-    def _next_own(self) -> Optional[int]:
-        me = self.node_id
-        s = self._cursor
-        while s <= self._known_upto:
-            m = self._members[s]
-            if m[s % len(m)] == me and s not in self._decided:
-                # Created here if need be (_cut uses it next); in durable
-                # mode restored: a revoker may have prepared it before our
-                # restart.
-                inst = self._inst(s)
-                # Rule 6: an instance a revoker prepared is passed over.
-                if inst is None or (inst.promised == (0, me) and inst.accepted_ballot is None):
-                    return s
-            s += 1
-        return None
-
-    def _cut(self, now: float) -> None:
-        me = self.node_id
-        while self._queue:
-            if self._inflight >= self.max_inflight:
-                self._blocked = "inflight"
-                return
-            s = self._next_own()
-            if s is None:
-                if me not in self._members.get(self._known_upto, ()):
-                    self.catchup.forward_queue(now)
-                else:
-                    self._blocked = "window"
-                return
-            items = self._take_batch()
-            value = encode_batch(items)
-            inst = self._inst(s)
-            assert inst is not None
-            inst.phase = PROPOSING
-            inst.ballot = (0, me)
-            inst.items = items
-            inst.own_value = value
-            inst.value = value
-            inst.value_digest = inst.note_value(value)
-            inst.sent_at = now
-            self._coord[s] = inst
-            self._inflight += 1
-            self._cursor = s + 1
-            self._proposed_at = now
-            self._count("proposed")
-            msg = Accept(s, inst.ballot, value)
-            # To ourselves first: in durable mode our own acceptor accepts
-            # it at once, which records it, so the ACCEPT to the others,
-            # produced after that record, waits for its fsync (D3,
-            # Durability.send).
-            self._send(me, msg)
-            for dest in inst.members:
-                if dest != me:
-                    self._send(dest, msg)
-        self._blocked = ""
-
-    def _take_batch(self) -> list[bytes]:
-        budget = self.max_value - ENVELOPE_OVERHEAD
-        size = 0
-        n = 0
-        queue = self._queue
-        for item in queue:
-            size += len(item) + ITEM_OVERHEAD
-            if size > budget and n:
-                break
-            n += 1
-        items = queue[:n]
-        del queue[:n]
-        return items
-
-    # ------------------------------------------------------------------
     # learner
 
     def _decide(self, s: int, value: bytes) -> None:
@@ -690,7 +544,7 @@ class Sequencer:
         inst = self._inst(s)
         if inst is None:
             self.catchup.beyond(sender, s)
-            self._hold_early(s, sender, msg)
+            self.early.hold(s, sender, msg)
             return
         if sender not in inst.members or not inst.valid_ballot(msg.ballot):
             self._count("bad_accepted")

@@ -619,9 +619,9 @@ def test_beyond_window_messages_handled_once_the_window_reaches_them() -> None:
     out = s.take_outbox()
     assert {m for _, m in out if type(m) is Accepted} == {Accepted(7, (0, "b"), digest(b"v"))}
     assert {m for _, m in out if type(m) is Skip} == {Skip("a", 1, 7)}
-    assert s._decided[7] == b"v" and s._decided[6] == NOOP and s._early == []
+    assert s._decided[7] == b"v" and s._decided[6] == NOOP and len(s.early) == 0
     s.receive("b", Accept(300, (0, "b"), b"v"), 0.0)  # far beyond: not kept
-    assert s._early == []
+    assert len(s.early) == 0
 
 
 def test_set_members_changes_owners() -> None:
