@@ -161,6 +161,8 @@ class Node:
         self.failed: Optional[str] = None
         #: what the node refused or dropped, by reason (for /metrics)
         self.counters: dict[str, int] = {}
+        #: snapshots copied from a peer and installed (for /metrics)
+        self.snapshot_installs = 0
         #: the transport's side of ``/_peer/consensus`` (set by the service).
         self.transport_state: Optional[Callable[[], dict[str, Any]]] = None
         self.running = False
@@ -274,6 +276,7 @@ class Node:
             settled = given_up
         self.writes.settle_from_store(settled)
         self.lease_timers.sync()  # L3: every lease timed again from now
+        self.snapshot_installs += 1
         if self.storage is not None:
             self.storage.installed()
         self.log.info(
@@ -673,6 +676,7 @@ class Node:
         # Everything for one peer from this turn goes in one datagram (a
         # Bundle, in order): the ACCEPTED and SKIP an ACCEPT provokes, or
         # the many messages of a busy turn, cost one send, not several.
+        self.peers.round_trips.sent(outbox, self.clock.seconds())
         if len(outbox) == 1:
             self._send(*outbox[0])
             return
