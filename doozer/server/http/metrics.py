@@ -16,7 +16,8 @@ from doozer.node.metrics import NodeMetrics
 
 __all__ = ["CONTENT_TYPE", "render"]
 
-#: The text format's content type (``text/plain; version=0.0.4; charset=utf-8``).
+#: The text format's content type, the library's latest (``text/plain;
+#: version=1.0.0; charset=utf-8`` with prometheus_client 0.26).
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode("ascii")
 
 
