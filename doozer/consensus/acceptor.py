@@ -124,7 +124,7 @@ class Acceptor:
             inst = seq._inst(t)
             if inst is not None and me in inst.members:
                 inst.skip()
-            seq._decide(t, NOOP)
+            seq._decide(t, NOOP, skip=True)
 
     def on_prepare(self, sender: str, msg: Prepare, now: float) -> None:
         """Rule 1, for a list of instances; rule 6 for our own unused ones."""

@@ -43,7 +43,7 @@ from doozer.consensus.messages import (
 )
 from doozer.consensus.proposer import Proposer
 from doozer.consensus.revoker import Revoker
-from doozer.consensus.value import MalformedValue, decode_batch
+from doozer.consensus.value import NOOP, MalformedValue, decode_batch
 
 #: Most bytes of decided values kept to answer WANT (with
 #: :data:`LOG_ENTRY_OVERHEAD` per value): the memory bound of the log, which
@@ -506,10 +506,13 @@ class Sequencer:
     # ------------------------------------------------------------------
     # learner
 
-    def _decide(self, s: int, value: bytes) -> None:
+    def _decide(self, s: int, value: bytes, skip: bool = False) -> None:
         if s < self._next_out or s in self._decided:
             return
         self._decided[s] = value
+        # by kind, for /metrics: its owner's SKIP, the empty batch otherwise
+        # (revoked, or learned), or items
+        self._count("decided_skip" if skip else "decided_noop" if value == NOOP else "decided_value")
         inst = self._instances.get(s)
         if inst is not None:
             inst.decided = True

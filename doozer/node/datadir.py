@@ -195,6 +195,8 @@ class DataDir:
         self._decided_call: Any = None
         self.collected = 0  # the floor up to which records were compacted away
         self.snapshot_seqn = 0  # the newest snapshot on disk
+        #: the size of the newest snapshot written or read (/metrics)
+        self.snapshot_bytes = 0
         self.snapshotting = False
         #: bytes of records appended since the newest snapshot was started
         self.appended = 0
@@ -265,12 +267,24 @@ class DataDir:
         self.recovered = recovered
         self.snapshot = snap
         self.snapshot_seqn = snap.seqn
+        self.snapshot_bytes = os.path.getsize(path)
         self.collected = recovered.floor
         self._live = compact(recs, recovered.floor)
         # What the log holds since the snapshot counts towards the next one:
         # else each restart could add another SNAPSHOT_BYTES to replay.
         self.appended = sum(len(r) for segment in found for r in segment.records)
         self._log = GuardedLog(self.directory, found, self.fsync)
+
+    @property
+    def log_bytes(self) -> int:
+        """Bytes of the records in the log's kept segments (0 before the
+        node is in a cluster); read by /metrics."""
+        return 0 if self._log is None else self._log.kept_bytes
+
+    @property
+    def log_segments(self) -> int:
+        """How many segment files the log keeps (0 before it has any)."""
+        return 0 if self._log is None else self._log.segments
 
     @property
     def restarting(self) -> bool:
@@ -309,7 +323,7 @@ class DataDir:
         self.identity = identity_file.create(
             self.directory, self.cluster, cluster_id, node_id, self.fsync)
         self.incarnation = self.identity.incarnation
-        write_snapshot(self.directory, snap, self.fsync)
+        self.snapshot_bytes = os.path.getsize(write_snapshot(self.directory, snap, self.fsync))
         self.snapshot_seqn = snap.seqn
         self._log = GuardedLog(self.directory, [], self.fsync)
         self._start_writer()
@@ -391,7 +405,7 @@ class DataDir:
     def save_snapshot_now(self, snap: Snapshot) -> None:
         """Write ``snap`` at once (blocking): a snapshot installed from a peer
         must be on disk before its floor record (D7)."""
-        write_snapshot(self.directory, snap, self.fsync)
+        self.snapshot_bytes = os.path.getsize(write_snapshot(self.directory, snap, self.fsync))
         self.snapshot_seqn = max(self.snapshot_seqn, snap.seqn)
 
     def save_snapshot(self, snap: Snapshot) -> "Deferred[None]":
@@ -406,7 +420,7 @@ class DataDir:
             return result
 
         def work() -> None:
-            write_snapshot(directory, snap, fsync)
+            self.snapshot_bytes = os.path.getsize(write_snapshot(directory, snap, fsync))
 
         return self.writer.call(work).addBoth(done)
 

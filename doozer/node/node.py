@@ -159,6 +159,8 @@ class Node:
         self.failed: Optional[str] = None
         #: what the node refused or dropped, by reason (for /metrics)
         self.counters: dict[str, int] = {}
+        #: snapshots copied from a peer and installed (for /metrics)
+        self.snapshot_installs = 0
         #: the transport's side of ``/_peer/consensus`` (set by the service).
         self.transport_state: Optional[Callable[[], dict[str, Any]]] = None
         self.running = False
@@ -272,6 +274,7 @@ class Node:
             settled = given_up
         self.writes.settle_from_store(settled)
         self.lease_timers.sync()  # L3: every lease timed again from now
+        self.snapshot_installs += 1
         if self.storage is not None:
             self.storage.installed()
         self.log.info(

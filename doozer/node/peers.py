@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from doozer.addr import Addr
-from doozer.consensus.messages import Forward, Message
+from doozer.consensus.messages import Accepted, Forward, Message
+from doozer.node.stats import RoundTrips
 from doozer.store import mutation
 from doozer.store.cal import slot_of_path
 
@@ -37,6 +38,9 @@ class Peers:
         #: message type -> handler(sender, message, source address), for
         #: discovery messages (set by :class:`doozer.node.discovery.Discovery`)
         self.discovery_handlers: dict[type, Callable[[str, Any, Addr], None]] = {}
+        #: how long each peer takes to answer this node's ACCEPTs (/metrics);
+        #: the node tells it what it sends, this door what comes back
+        self.round_trips = RoundTrips(node.id)
 
     def receive(self, sender: str, message: Message) -> None:
         """A consensus message from a peer (called by the transport).
@@ -65,7 +69,10 @@ class Peers:
             if screened is None:
                 return
             message = screened
-        sequencer.receive(sender, message, node.clock.seconds())
+        now = node.clock.seconds()
+        if type(message) is Accepted:
+            self.round_trips.received(sender, message, now)
+        sequencer.receive(sender, message, now)
         node.schedule_pump()
 
     def receive_discovery(self, sender: str, message: Message, addr: Addr) -> None:

@@ -93,7 +93,9 @@ class Pump:
 
         A Bundle keeps their order: the ACCEPTED and SKIP an ACCEPT provokes,
         or the many messages of a busy turn, cost one send, not several."""
-        send = self._node._send
+        node = self._node
+        node.peers.round_trips.sent(outbox, node.clock.seconds())
+        send = node._send
         if len(outbox) == 1:
             send(*outbox[0])
             return

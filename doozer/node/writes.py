@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 
 from doozer.consensus.durable import first_request_id
 from doozer.errors import DoozerError
+from doozer.node.stats import WriteStats
 from doozer.store import Outcome, mutation
 
 if TYPE_CHECKING:
@@ -40,7 +41,11 @@ class Writes:
         # old one by the de-duplication record. 0 is the memory-only mode
         # (a restart there is a new node id).
         self._next_request = first_request_id(incarnation)
-        self._pending: dict[int, defer.Deferred[Outcome]] = {}
+        # request -> (its Deferred, when a client's write was proposed; None
+        # for the node's own bookkeeping, which the stats do not count)
+        self._pending: dict[int, tuple[defer.Deferred[Outcome], Optional[float]]] = {}
+        #: clients' writes committed and failed, and the commit latency (/metrics)
+        self.stats = WriteStats()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -83,22 +88,35 @@ class Writes:
             )
             node.admission.admit(request, client, len(item), grows)
         self._next_request = request
+        now = node.clock.seconds()
         try:
-            sequencer.propose(item, node.clock.seconds())
+            sequencer.propose(item, now)
         except ValueError:
             node.admission.release(request)
-            raise DoozerError("TOO_LARGE", "the write does not fit one consensus datagram") from None
+            error = DoozerError("TOO_LARGE", "the write does not fit one consensus datagram")
+            if client is not None:
+                self.stats.fail(error)
+            raise error from None
 
         def forget(d: defer.Deferred[Outcome]) -> None:
             # The mutation may still be decided; we only stop waiting for it.
             self._pending.pop(request, None)
 
         d: defer.Deferred[Outcome] = defer.Deferred(forget)
-        self._pending[request] = d
+        self._pending[request] = (d, None if client is None else now)
         node.schedule_pump()
         if timeout is not None:
-            d.addTimeout(timeout, node.clock, onTimeoutCancel=_undecided)
+            d.addTimeout(
+                timeout, node.clock,
+                onTimeoutCancel=_undecided if client is None else self._timed_out,
+            )
         return d
+
+    def _timed_out(self, result: object, timeout: float) -> Failure:
+        """A client's write not decided in time: counted, then answered."""
+        error = _undecided_error(timeout)
+        self.stats.fail(error)
+        return Failure(error)
 
     def internal(
         self,
@@ -129,9 +147,30 @@ class Writes:
             if origin != me:
                 continue
             release(request)
-            d = pending.pop(request, None)
-            if d is not None:
-                _settle(d, outcome)
+            entry = pending.pop(request, None)
+            if entry is not None:
+                self._settle(entry, outcome)
+
+    def _settle(
+        self, entry: tuple["defer.Deferred[Outcome]", Optional[float]], outcome: Outcome
+    ) -> None:
+        """Answer a write with its outcome, counting a client's."""
+        d, proposed = entry
+        if proposed is not None:
+            if outcome.error is None:
+                self.stats.commit(self._node.clock.seconds() - proposed)
+            else:
+                self.stats.fail(outcome.error)
+        _settle(d, outcome)
+
+    def _fail(
+        self, entry: tuple["defer.Deferred[Outcome]", Optional[float]], error: DoozerError
+    ) -> None:
+        """Fail a write with ``error``, counting a client's."""
+        d, proposed = entry
+        if proposed is not None:
+            self.stats.fail(error)
+        d.errback(error)
 
     def settle_from_store(self, settled: list[bytes]) -> None:
         """Answer the writes an installed snapshot settled.
@@ -149,7 +188,7 @@ class Writes:
             outcome = node.store.outcome_of((node.id, request))
             if outcome is not None:
                 node.admission.release(request)
-                _settle(self._pending.pop(request), outcome)
+                self._settle(self._pending.pop(request), outcome)
         for item in settled:
             try:
                 origin, request = mutation.Mutation.decode(item).key
@@ -158,15 +197,16 @@ class Writes:
             if origin != node.id:
                 continue
             node.admission.release(request)
-            d = self._pending.pop(request, None)
-            if d is not None:
-                d.errback(
+            entry = self._pending.pop(request, None)
+            if entry is not None:
+                self._fail(
+                    entry,
                     DoozerError(
                         "UNAVAILABLE",
                         "this node caught up from a snapshot while the write was in "
                         "flight; it may or may not have committed",
                         indeterminate=True,
-                    )
+                    ),
                 )
 
     def fail_all(self, why: str) -> None:
@@ -174,19 +214,21 @@ class Writes:
         indeterminate, since each may still be decided by the others."""
         pending, self._pending = self._pending, {}
         self._node.admission.clear()
-        for d in pending.values():
-            d.errback(DoozerError("UNAVAILABLE", why, indeterminate=True))
+        for entry in pending.values():
+            self._fail(entry, DoozerError("UNAVAILABLE", why, indeterminate=True))
 
 
 def _undecided(result: object, timeout: float) -> Failure:
     """``addTimeout``'s answer for a write not decided in time."""
-    return Failure(
-        DoozerError(
-            "UNAVAILABLE",
-            f"the write was not committed within {timeout:g} s "
-            "(no quorum?); it may still commit later",
-            indeterminate=True,
-        )
+    return Failure(_undecided_error(timeout))
+
+
+def _undecided_error(timeout: float) -> DoozerError:
+    return DoozerError(
+        "UNAVAILABLE",
+        f"the write was not committed within {timeout:g} s "
+        "(no quorum?); it may still commit later",
+        indeterminate=True,
     )
 
 

@@ -28,6 +28,7 @@ from doozer.server.http.txn import BODY_SLACK as TXN_BODY_SLACK
 from doozer.server.doozerd.protocol import NativeFactory
 from doozer.node import Node, build_node
 from doozer.node.datadir import DataDir
+from doozer.node.metrics import NodeMetrics
 from doozer.storage.errors import StorageError
 from doozer.server.hosts import HostPolicy
 from doozer.server.limits import Limits
@@ -157,6 +158,9 @@ class NodeService(Service):
         # Both client ports share one set of connection limits and counters.
         self.limits = limits = Limits.from_config(config, self.reactor)
         limits.fit_fd_limit()
+        # /metrics: this node's own registry, with what only the service holds
+        transport = self.transport
+        self.metrics = api.metrics = NodeMetrics(node, lambda: transport.stats, limits)
         scheme = "https" if config.tls_cert else "http"
         site = Site(
             api.resource(),

@@ -106,12 +106,27 @@ class SegmentedLog:
         self.max_record = max_record
         self.preallocate = (PREALLOCATE if fsync else 0) if preallocate is None else preallocate
         self.first = segments[0].number if segments else 1
+        # Bytes of each full segment still kept, and their sum (read from
+        # the reactor thread for /metrics: plain ints, no lock needed).
+        self._full: dict[int, int] = {s.number: s.contents.end for s in segments[:-1]}
+        self._full_bytes = sum(self._full.values())
         if segments:
             self.current = segments[-1].number
             self._open(segments[-1].contents)
         else:
             self.current = 0
             self._start_next()
+
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of the kept segments up to their last record (the one
+        being appended to may have more allocated ahead of it)."""
+        return self._full_bytes + self._size
+
+    @property
+    def segments(self) -> int:
+        """How many segments are kept."""
+        return self.current - self.first + 1
 
     @property
     def path(self) -> str:
@@ -139,6 +154,8 @@ class SegmentedLog:
             # disk; cut to its last record, it ends there for good.
             self._appender.trim()
             self._appender.close()
+            self._full[self.current] = self._size
+            self._full_bytes += self._size
             self._start_next()
         self._appender.append(payload)
         self._size += size
@@ -166,6 +183,7 @@ class SegmentedLog:
             path = os.path.join(self.directory, segment_name(self.first))
             os.unlink(path)
             deleted.append(path)
+            self._full_bytes -= self._full.pop(self.first, 0)
             self.first += 1
         if deleted and self._fsync:
             fsync_directory(self.directory)

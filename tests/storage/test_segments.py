@@ -174,3 +174,23 @@ def test_a_preallocated_segment_reopened_without_preallocation_goes_on_at_its_re
     plain = fill(directory, [b"second"], segment_bytes=10_000)
     plain.close()
     assert all_records(directory) == [b"first", b"second"]
+
+
+def _on_disk(directory: str) -> int:
+    return sum(os.path.getsize(os.path.join(directory, segments.segment_name(n)))
+               for n in segments.numbers(directory))
+
+
+def test_kept_bytes_follow_rotation_drops_and_a_reopen(tmp_path: Path) -> None:
+    """``kept_bytes`` (what /metrics shows as the log's size) is the size of
+    the segment files up to their last record, without reading them:
+    through rotations, after old segments are dropped, and when reopened."""
+    directory = str(tmp_path)
+    log = fill(directory, [b"%02d" % n * 10 for n in range(8)], segment_bytes=100)
+    assert log.segments == len(segments.numbers(directory)) > 2
+    assert log.kept_bytes == _on_disk(directory)
+    log.drop_before(log.current)
+    assert log.segments == 1 and log.kept_bytes == _on_disk(directory)
+    log.close()
+    reopened = fill(directory, [b"x" * 30], segment_bytes=1000)
+    assert reopened.kept_bytes == _on_disk(directory)

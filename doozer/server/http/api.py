@@ -24,9 +24,11 @@ from doozer.server.auth import Secrets
 from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
 from doozer.server.http.render import endpoint, json_response, render_value
 from doozer.server.http.lease import read_ttl
+from doozer.server.http import metrics as metrics_route
 from doozer.server.http.txn import read_txn
 from doozer.node import Node
 from doozer.node import health
+from doozer.node.metrics import NodeMetrics
 from doozer.server.auth import TokenCheck
 from doozer.store import Dir, Event, File
 
@@ -49,6 +51,9 @@ class API:
     :param cluster_keys: every key a peer's token may be made with.
     :param insecure_peers: without a key, serve peers' endpoints to anyone
         (``--insecure-peers``).
+    :param metrics: the node's metrics (the service's, which also reads
+        its transport and limits); made from the node at the first scrape
+        when not given.
     """
 
     app = Klein()
@@ -63,8 +68,10 @@ class API:
         cluster_key: Optional[bytes] = None,
         cluster_keys: tuple[bytes, ...] = (),
         insecure_peers: bool = False,
+        metrics: Optional[NodeMetrics] = None,
     ) -> None:
         self.node = node
+        self.metrics = metrics
         self.cluster_key = cluster_key
         keys = cluster_keys or ((cluster_key,) if cluster_key else ())
         self.peer_tokens = TokenCheck(keys, node.clock.seconds) if keys else None
@@ -316,6 +323,18 @@ class API:
         if not verdict.ok:
             raise verdict.error("NOT_READY", "ready")
         return {"ready": True}
+
+    @app.route("/metrics")
+    @endpoint
+    def metrics_(self, request: IRequest) -> Any:
+        # SPEC §11: the read secret when secrets are set (the gate checks
+        # it), and on the client port only, like the probes.
+        self._method(request, *READ)
+        if self.readonly:
+            raise DoozerError("NOT_FOUND", "metrics are served on the node's API address")
+        if self.metrics is None:
+            self.metrics = NodeMetrics(self.node)
+        return metrics_route.render(self.metrics, request)
 
 
 def _wants_octets(request: IRequest) -> bool:
