@@ -35,7 +35,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
-from doozer.client import Client, DoozerError, NoEnt, RevMismatch, TooLate, connect
+from doozer.client import Client, DoozerError, NoEnt, RevMismatch, connect
 from doozer.client.lease import Lease
 from doozer.client.txn import TxnOp
 
@@ -226,26 +226,28 @@ class Candidate:
                 if e.extra.get("lease") == lease.id:
                     return  # our lease is gone: grant a new one
                 await self._or_lost(deferLater(self.clock, self.ttl / 10, lambda: None))
-            except (DoozerError, TooLate):
+            except DoozerError:  # TooLate, no quorum, no node...
                 await self._or_lost(deferLater(self.clock, self.ttl / 10, lambda: None))
 
     async def _claim(self, lease: Lease) -> Optional[int]:
         """Create ``key`` on the lease (rev 0). None when this candidate is
         now master; else the rev of the holder's key, to follow from."""
         assert lease.id is not None
-        try:
-            token = await self.client.set(self.key, self.name.encode(), 0, lease=lease.id)
-        except RevMismatch:
+        while True:
             try:
-                current = await self.client.get_raw(self.key)
-            except NoEnt:
-                return 0  # deleted meanwhile: watch from the start, see it gone, retry
+                token = await self.client.set(self.key, self.name.encode(), 0, lease=lease.id)
+                break
+            except RevMismatch:
+                try:
+                    current = await self.client.get_raw(self.key)
+                except NoEnt:
+                    continue  # deleted since: try again
             holder = current.value.decode("utf-8", "replace")
             if holder == self.name and self.key in (await self.client.lease_info(lease.id))["files"]:
                 token = current.rev  # an earlier try committed (a retry after failover)
-            else:
-                self._set(False, holder)
-                return current.rev
+                break
+            self._set(False, holder)
+            return current.rev
         if lease.is_lost:
             return 0
         if not self.is_master:

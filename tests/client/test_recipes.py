@@ -219,6 +219,25 @@ def test_a_master_whose_key_is_overwritten_steps_down_and_follows() -> None:
         _work(w, alice, "x")
 
 
+def test_a_claim_that_committed_but_answered_rev_mismatch_still_makes_it_master() -> None:
+    """The claim's answer was lost and the client's retry on another node
+    said REV_MISMATCH (its own create): the key is on its own lease, so it
+    is master — not a follower of itself waiting for ever."""
+    w = _world()
+    alice = _candidate(w, "alice", [], "node:1")
+    real_set = alice.client.set
+
+    async def set_then_mismatch(path: str, value: bytes, rev: int = -1, lease: Any = None) -> int:
+        got = await real_set(path, value, rev, lease=lease)
+        raise RevMismatch("as a retry after failover answers", rev=got)
+
+    alice.client.set = lambda *a, **k: ensureDeferred(set_then_mismatch(*a, **k))
+    alice.start()
+    w.settle()
+    key = w.resolve(w.client().get(KEY))
+    assert alice.is_master and alice.token == key.rev
+
+
 # ----------------------------------------------------------------------
 # registry
 
