@@ -37,8 +37,8 @@ def grant(node: Any, ttl: int = TTL) -> str:
     return str(body["id"])
 
 
-def keepalive(node: Any, lease: str) -> int:
-    return int(node.request("POST", f"/v1/lease/{lease}/keepalive", b"", timeout=10)[0])
+def keepalive(node: Any, lease: str, timeout: float = 10) -> int:
+    return int(node.request("POST", f"/v1/lease/{lease}/keepalive", b"", timeout=timeout)[0])
 
 
 def test_a_silent_holders_files_go_on_every_node_within_ttl_and_2s(cluster: Any) -> None:
@@ -199,3 +199,91 @@ def test_a_killed_lease_keepalive_command_lets_the_lease_end_within_ttl_and_2s(
     finally:
         holder.close()
     assert gone - killed <= TTL * 1.02 + 2 + 1
+
+
+def fault_cluster(cluster: Any, n: int, *args: str) -> list[Any]:
+    """``n`` voting members, each reading its blocked peers from its own
+    ``DOOZER_TEST_FAULTS`` file (doozer/server/faults.py), as the fault
+    suite's nodes do."""
+    from process.test_cluster_process import free_ports
+
+    ports = free_ports(n)
+    nodes = [cluster.node([q for q in ports if q != p], *args, port=p, start=False)
+             for p in ports]
+    for node in nodes:
+        node.fault_file = os.path.join(node.workdir, "faults.json")
+        node.env["DOOZER_TEST_FAULTS"] = node.fault_file
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_up()
+    for node in nodes:
+        wait_for(f"{node.addr} to vote", node.votes)
+    return nodes
+
+
+def block(node: Any, peers: list[Any]) -> None:
+    """Drop every datagram between ``node`` and ``peers`` (its side only)."""
+    tmp = node.fault_file + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump([p.addr for p in peers], f)
+    os.replace(tmp, node.fault_file)
+
+
+def test_a_client_renewing_through_a_cut_off_member_loses_its_lease_on_the_majority_only(
+        cluster: Any) -> None:
+    """The holder renews through C; C is cut off from A and B. Its
+    keepalives fail there (no quorum), so the lease ends on A and B after
+    ttl from the last 200's send and within ttl×1.02 + 2 s of the cut; C,
+    without a quorum, applies nothing until the partition heals."""
+    ttl = 3
+    # a write (a RENEW too) undecided after 2 s answers 503 UNAVAILABLE
+    a, b, c = fault_cluster(cluster, 3, "--write-timeout", "2")
+    lease = grant(c, ttl)
+    assert c.request("PUT", f"/v1/store/svc/worker?lease={lease}", b"up")[0] == 200
+    for n in (a, b):
+        wait_for(f"/svc/worker on {n.addr}", lambda n=n: get_value(n, "/svc/worker") == "up")
+    last_ok = 0.0
+    for _ in range(3):
+        sent = time.monotonic()
+        assert keepalive(c, lease) == 200
+        last_ok = sent
+        time.sleep(ttl / 3)
+    block(c, [a, b])
+    block(a, [c])
+    block(b, [c])
+    cut = time.monotonic()
+    failures: list[Any] = []
+    try:
+        # the holder keeps trying through C (every ttl/10, as Client.lease
+        # does once a keepalive fails) until A and B have both let it go
+        while get_value(a, "/svc/worker") is not None or get_value(b, "/svc/worker") is not None:
+            assert time.monotonic() - cut < ttl * 1.02 + 2 + 10, failures
+            sent = time.monotonic()
+            try:
+                status: Any = keepalive(c, lease, timeout=4)
+            except OSError as e:  # no answer within the client's timeout
+                status = repr(e)
+            if status == 200:
+                last_ok = sent  # only until the fault file is read (0.2 s)
+            else:
+                failures.append(status)
+            time.sleep(ttl / 10)
+        gone = time.monotonic()
+        assert failures and all(f in (503, 504) or isinstance(f, str) for f in failures), failures
+        assert gone - last_ok >= ttl  # G1
+        # G2: the majority hears no renewal from the cut (+ the 0.2 s the
+        # fault file may take to be read, + 1 s for this test's polling)
+        assert gone - max(cut, last_ok) <= ttl * 1.02 + 2 + 0.2 + 1
+        for n in (a, b):
+            assert n.request("GET", f"/v1/lease/{lease}")[0] == 404
+        # C, cut off, decides nothing: its copy keeps the file and the lease
+        time.sleep(ttl)
+        assert get_value(c, "/svc/worker") == "up"
+        assert c.request("GET", f"/v1/lease/{lease}")[0] == 200
+    finally:
+        for n in (a, b, c):
+            block(n, [])
+    wait_for("C applies the expiry once healed",
+             lambda: get_value(c, "/svc/worker") is None
+             and c.request("GET", f"/v1/lease/{lease}")[0] == 404, 60)
+    assert keepalive(c, lease) == 404
