@@ -5,7 +5,7 @@ store's rev exactly where the grants left it, and no lease is lost.
 The rounds run back to back through all three members, for longer than a
 lease would live unrenewed (ttl × 1.02 + 2 s), so that every lease still
 being there at the end shows the renewals, not the ttl, kept it. On the
-2-core test machine a round of 10,000 keepalives takes about 15-20 s, a
+2-core test machine a round of 10,000 keepalives takes 5-20 s, about a
 third of the ttl."""
 
 from __future__ import annotations
