@@ -168,7 +168,7 @@ def test_a_killed_client_processes_lease_ends_after_ttl_and_within_ttl_and_2s(
             assert get_value(n, "/svc/worker") == "up", holder.lines()
         killed = holder.kill()
         untils = [float(line.split()[1]) for line in holder.lines() if line.startswith("until ")]
-        assert len(untils) >= 6, holder.lines()  # about three renewals a ttl
+        assert len(untils) >= 3, holder.lines()  # the grant and renewals (about three a ttl)
         promised = max(untils)  # the last answered keepalive's send + ttl
         gone = gone_everywhere(nodes, "/svc/worker", TTL * 1.02 + 2 + 5)
     finally:
