@@ -1,7 +1,7 @@
 """The ``doozer`` command (SPEC §4): the entry point, the command line, exit
 statuses; the commands themselves are :mod:`doozer.client.commands`.
 
-``doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]``; ``doozer help``
+``doozer [-a URI] [-r REV] [-t DURATION] [-l ID] COMMAND [ARGS]``; ``doozer help``
 lists the commands and ``doozer help COMMAND`` documents one. Exit status:
 0 success, 1 rev mismatch, 2 any other error, always with one line on
 stderr and never a traceback.

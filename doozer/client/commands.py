@@ -24,7 +24,7 @@ from doozer.client.types import Event
 from doozer.storage.files import write_atomically
 
 USAGE = """\
-usage: doozer [-a URI] [-r REV] [-t DURATION] COMMAND [ARGS]
+usage: doozer [-a URI] [-r REV] [-t DURATION] [-l ID] COMMAND [ARGS]
 
 options:
   -a URI       where the cluster is: doozer:?ca=HOST:PORT&ca=HOST:PORT&sk=SECRET
@@ -32,6 +32,7 @@ options:
                doozer:?ca=127.0.0.1:8046)
   -r REV       read at REV (get, stat, find) or start there (wait, watch)
   -t DURATION  how long wait may wait: 30, 30s, 1m30s (default: forever)
+  -l ID        attach the file to lease ID (set, add); also --lease=ID
 
 commands:
 {commands}
@@ -373,5 +374,6 @@ def help_text(name: str = "") -> str:
     cmd = COMMANDS.get(name)
     if cmd is None:
         raise UsageError(f"unknown command {name!r}; see 'doozer help'")
-    head = f"usage: doozer [-a URI] [-r REV] [-t DURATION] {cmd.name} {' '.join(cmd.args)}"
+    lease = "[-l ID] " if cmd.name in ("set", "add") else ""
+    head = f"usage: doozer [-a URI] [-r REV] [-t DURATION] {lease}{cmd.name} {' '.join(cmd.args)}"
     return f"{head.rstrip()}\n\n{cmd.summary}.\n\n{cmd.doc}\n"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from clientutil import World, outcome
 from twisted.internet.defer import ensureDeferred
 
-from doozer.client.cli import parse_args, run
+from doozer.client.cli import UsageError, parse_args, run
 
 
 def cli(w: World, *argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
@@ -56,3 +57,40 @@ def test_keepalive_renews_until_the_lease_is_gone() -> None:
     w.resolve(w.node.revoke(lease_id))
     w.advance(2)
     assert done == [2] and "NOENT" in err.getvalue().decode()
+
+
+def test_every_spelling_of_l_attaches_on_set_and_add() -> None:
+    """SPEC §9's ``-l ID`` on set and add, before or after the command, as
+    ``-l ID``, ``-lID``, ``-l=ID`` and ``--lease=ID``; a file written
+    without it is detached again."""
+    w = World()
+    lease_id = cli(w, "lease", "grant", "30")[1].strip()
+    argvs = [("-l", lease_id, "add", "/l/a"), ("add", f"-l{lease_id}", "/l/b"),
+             ("add", "/l/c", f"-l={lease_id}"), ("set", f"--lease={lease_id}", "/l/d", "0"),
+             (f"-l{lease_id}", "set", "/l/e", "-1")]
+    for argv in argvs:
+        assert cli(w, *argv, stdin=b"x")[:3:2] == (0, ""), argv
+    leases = w.node.store.leases
+    assert [leases.lease_of(f"/l/{n}") for n in "abcde"] == [lease_id] * 5
+    assert cli(w, "set", "/l/a", "-1", stdin=b"y")[0] == 0
+    assert leases.lease_of("/l/a") is None
+    assert cli(w, "lease", "list")[1] == f"{lease_id} 30 /l/b /l/c /l/d /l/e\n"
+
+
+def test_l_without_an_id_or_with_a_bad_one_fails_and_writes_nothing() -> None:
+    w = World()
+    rev = w.node.store.rev
+    with pytest.raises(UsageError, match="-l needs a value"):
+        parse_args(["add", "/l/a", "-l"])
+    for bad in ("a/b", "x" * 65, "\u00e9"):
+        status, out, err = cli(w, "add", "-l", bad, "/l/a", stdin=b"x")
+        assert (status, out) == (2, "") and "BAD_ARG" in err and "not a lease id" in err, bad
+    assert w.node.store.rev == rev
+
+
+def test_help_shows_l_where_it_applies() -> None:
+    w = World()
+    assert "-l ID" in cli(w, "help")[1]
+    head = "usage: doozer [-a URI] [-r REV] [-t DURATION] [-l ID] add PATH\n"
+    assert cli(w, "help", "add")[1].startswith(head)
+    assert "-l ID" not in cli(w, "help", "get")[1].splitlines()[0]

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from leasefuzz import LeaseFuzz
 from procutil import NodeProcess, closed_by_node, self_signed_cert
 
 pytestmark = pytest.mark.slow
@@ -273,13 +274,20 @@ def _backup_rev(reply: bytes) -> int:
 
 def test_fuzz_keeps_exactly_the_acknowledged_writes(node: NodeProcess) -> None:
     """A few thousand seeded random requests: afterwards the node answers and
-    holds exactly the writes that got 200 (seed printed for replay)."""
+    holds exactly the writes that got 200 (seed printed for replay). A fifth
+    of them go to the lease endpoints (tests/leasefuzz.py), each answer
+    checked there, and the leases and leased files are checked at the end."""
     seed = random.randrange(1 << 30)
     print(f"fuzz seed {seed}")
     rng = random.Random(seed)
+    leases = LeaseFuzz(random.Random(seed + 1))
     acked: list[tuple[int, str, str, bytes]] = []
     txns = 0
-    for _ in range(2500):
+    for _ in range(3000):
+        if rng.random() < 0.2:
+            data, meaning = leases.request(node.port)
+            leases.check(data, meaning, raw_http(node.port, data, timeout=5), seed)
+            continue
         data, meaning = _random_request(rng, node.port)
         reply = raw_http(node.port, data, timeout=5, half_close=meaning[0] == "junk")
         status = reply[9:12]
@@ -316,3 +324,6 @@ def test_fuzz_keeps_exactly_the_acknowledged_writes(node: NodeProcess) -> None:
         for f in walk["files"]
     }
     assert held == model, f"seed {seed}"
+    leases.check_node(node, seed)
+    assert min(leases.counts.values()) > 0, leases.counts  # each kind of success
+    assert node.request("GET", "/readyz")[0] == 200

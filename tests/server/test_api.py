@@ -330,6 +330,16 @@ def test_unknown_route_is_json_not_found(h: Harness) -> None:
     assert (reply.code, reply.json["error"]) == (404, "NOT_FOUND")
 
 
+@pytest.mark.parametrize("method, url", [("GET", "/v1//rev"), ("POST", "/v1/lease//keepalive"),
+                                         ("POST", "/v1//lease"), ("GET", "/v1/store//")])
+def test_doubled_slashes_outside_a_path_are_not_found_not_redirected(
+        h: Harness, method: str, url: str) -> None:
+    """werkzeug would answer these with a bodiless 308 to the merged URL;
+    every answer is a SPEC §3 error body instead (the lease fuzz found it)."""
+    reply = h.call(method, url)
+    assert (reply.code, reply.json["error"]) == (404, "NOT_FOUND")
+
+
 @pytest.mark.parametrize("method, url", [("POST", "/v1/store/a"), ("DELETE", "/v1/rev"), ("GET", "/v1/nop")])
 def test_wrong_method_is_405(h: Harness, method: str, url: str) -> None:
     """A known endpoint with the wrong method is 405 METHOD_NOT_ALLOWED."""

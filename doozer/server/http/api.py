@@ -57,6 +57,10 @@ class API:
     """
 
     app = Klein()
+    # werkzeug would answer ``/v1//rev`` or ``/v1/lease//keepalive`` with a
+    # bodiless 308 to the merged path; every answer here is a SPEC §3 body
+    # (such a URL gets 404 NOT_FOUND). Set before the routes below bind.
+    app.url_map.merge_slashes = False
     log = Logger()
 
     def __init__(
