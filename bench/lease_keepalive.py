@@ -7,7 +7,9 @@
 Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
 (as ``bench/cluster_write.py`` does: free ports, a cluster key, no access
 log) and, in the same run, a 3-member etcd cluster (data on tmpfs, or under
-``--disk``), and measures on each:
+``--disk``). All the clusters run from the start, and each point below is
+taken on each cluster in turn, so that the machine's other load changing
+between points does not fall on one of them only. On each it measures:
 
 1. **Idle leases** (first, on the freshly formed cluster, after 3 s of
    unmeasured keepalives to let it settle): the resident memory (VmRSS) of
@@ -61,6 +63,7 @@ DIR is measured too, and etcd's data goes under DIR: both on the same disk.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -283,20 +286,31 @@ def run_loadgen(kind: str, mode: str, cluster: Cluster, clients: int, leases: in
 # one cluster's figures
 
 
-def measure(kind: str, cluster: Cluster, args: argparse.Namespace,
-            counts: list[int]) -> dict[str, Any]:
-    """Every figure of one cluster, in the order the docstring gives."""
-    run_loadgen(kind, "keepalive", cluster, 10, 10, SETTLE, KEEPALIVE_TTL)  # settle
-    out: dict[str, Any] = {"rss_before": [procs.rss_kib(p) for p in cluster.pids]}
-    out["grant"] = run_loadgen(kind, "grant", cluster, IDLE_CLIENTS, args.idle, 0, IDLE_TTL)
-    time.sleep(QUIET)
-    out["rss_after"] = [procs.rss_kib(p) for p in cluster.pids]
-    out["one_each"] = {n: run_loadgen(kind, "keepalive", cluster, n, n, args.seconds,
-                                      KEEPALIVE_TTL) for n in counts}
-    out["many"] = run_loadgen(kind, "keepalive", cluster, args.lease_clients, args.leases,
-                              args.seconds, KEEPALIVE_TTL)
-    # the reference: committed writes (bench/cluster_write.py's PUTs) on the same cluster
-    out["put"] = cluster_write.measure(kind, cluster, args.lease_clients, args.seconds)
+def measure(clusters: dict[str, tuple[str, Cluster]], args: argparse.Namespace,
+            counts: list[int]) -> dict[str, dict[str, Any]]:
+    """Every figure of every cluster, in the order the docstring gives.
+    All clusters run from the start; each point is taken on each cluster in
+    turn, so that a change in the machine's other load between points falls
+    on all of them rather than on whichever was measured last."""
+    out: dict[str, dict[str, Any]] = {name: {"one_each": {}} for name in clusters}
+    for name, (kind, cluster) in clusters.items():
+        run_loadgen(kind, "keepalive", cluster, 10, 10, SETTLE, KEEPALIVE_TTL)  # settle
+        r = out[name]
+        r["rss_before"] = [procs.rss_kib(p) for p in cluster.pids]
+        r["grant"] = run_loadgen(kind, "grant", cluster, IDLE_CLIENTS, args.idle, 0, IDLE_TTL)
+        time.sleep(QUIET)
+        r["rss_after"] = [procs.rss_kib(p) for p in cluster.pids]
+    for n in counts:
+        for name, (kind, cluster) in clusters.items():
+            out[name]["one_each"][n] = run_loadgen(kind, "keepalive", cluster, n, n,
+                                                   args.seconds, KEEPALIVE_TTL)
+    for name, (kind, cluster) in clusters.items():
+        out[name]["many"] = run_loadgen(kind, "keepalive", cluster, args.lease_clients,
+                                        args.leases, args.seconds, KEEPALIVE_TTL)
+    for name, (kind, cluster) in clusters.items():
+        # the reference: committed writes (bench/cluster_write.py's PUTs)
+        out[name]["put"] = cluster_write.measure(kind, cluster, args.lease_clients,
+                                                 args.seconds)
     return out
 
 
@@ -320,7 +334,6 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
            counts: list[int]) -> None:
     names = list(results)
     etcd = next((n for n in names if n.startswith("etcd")), None)
-    base = names[0]
     print(f"3-node clusters on loopback, {os.cpu_count()} cores shared by the servers and the "
           f"load generator; {args.seconds:g} s per point after {WARMUP:g} s of warm-up")
     print("load generator: one separate asyncio process, raw HTTP/1.1 keep-alive connections, "
@@ -331,11 +344,13 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
         where = f"data under {args.disk}" if args.disk else "data on tmpfs"
         print(f"etcd: {version}, v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive: one "
               f"message per request on one keep-alive connection), {where}")
-    ratio_head = f"  {base}/etcd" if etcd else ""
+    # one ratio column per doozer cluster, against etcd
+    ours = [i for i, n in enumerate(names) if n != etcd] if etcd else []
+    ratio_head = "".join(f"{'  ' + names[i] + '/etcd':>22}" for i in ours)
 
     def row(label: str, values: list[Optional[float]], fmt: str = ",.0f") -> None:
         cells = "".join(f"{_num(v, fmt):>20}" for v in values)
-        ratio = f"{_ratio(values[0], values[names.index(etcd)]):>14}" if etcd else ""
+        ratio = "".join(f"{_ratio(values[i], values[names.index(etcd)]):>22}" for i in ours)
         print(f"{label:<36}{cells}{ratio}")
 
     print(f"\n{'':<36}" + "".join(f"{n:>20}" for n in names) + ratio_head)
@@ -420,24 +435,25 @@ def main() -> None:
                                  args.leases, args.seconds, args.ttl)))
         return
 
-    results: dict[str, dict[str, Any]] = {}
     runs: list[tuple[str, Optional[str]]] = [] if args.disk and args.no_memory else [("doozer", None)]
     if args.disk:
         runs.append(("doozer --data-dir", args.disk))
-    for name, disk in runs:
-        prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
-                if args.profile else None)
-        with cluster_write.doozer_cluster(args.doozer_args.split(), disk, prof) as cluster:
-            results[name] = measure("doozer", cluster, args, counts)
-    if shutil.which("etcd") and not args.no_etcd:
-        for attempt in (1, 2):  # a member that lost a free port to another process: once more
-            try:
-                with cluster_write.etcd_cluster(args.disk) as cluster:
-                    results["etcd (disk)" if args.disk else "etcd"] = measure(
-                        "etcd", cluster, args, counts)
-                break
-            except RuntimeError as e:
-                print(f"note: etcd, attempt {attempt}: {e}")
+    clusters: dict[str, tuple[str, Cluster]] = {}
+    with contextlib.ExitStack() as stack:
+        for name, disk in runs:
+            prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
+                    if args.profile else None)
+            clusters[name] = ("doozer", stack.enter_context(
+                cluster_write.doozer_cluster(args.doozer_args.split(), disk, prof)))
+        if shutil.which("etcd") and not args.no_etcd:
+            for attempt in (1, 2):  # a member that lost a free port to another process: again
+                try:
+                    clusters["etcd (disk)" if args.disk else "etcd"] = (
+                        "etcd", stack.enter_context(cluster_write.etcd_cluster(args.disk)))
+                    break
+                except RuntimeError as e:
+                    print(f"note: etcd, attempt {attempt}: {e}")
+        results = measure(clusters, args, counts)
     report(results, args, counts)
 
 
