@@ -308,6 +308,7 @@ def measure(clusters: dict[str, tuple[str, Cluster]], args: argparse.Namespace,
         out[name]["many"] = run_loadgen(kind, "keepalive", cluster, args.lease_clients,
                                         args.leases, args.seconds, KEEPALIVE_TTL)
     for name, (kind, cluster) in clusters.items():
+        out[name]["rss_end"] = [procs.rss_kib(p) for p in cluster.pids]
         # the reference: committed writes (bench/cluster_write.py's PUTs)
         out[name]["put"] = cluster_write.measure(kind, cluster, args.lease_clients,
                                                  args.seconds)
@@ -381,6 +382,9 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
         cells = ", ".join(f"{b:,} -> {a:,} ({c:,.0f} B)" for b, a, c in
                           zip(r["rss_before"], r["rss_after"], costs[k]))
         print(f"  {k}: {cells}")
+    print("RSS after the keepalive points (before the PUT reference), KiB, each process: "
+          + "; ".join(f"{k} " + ", ".join(f"{v:,}" for v in results[k]["rss_end"])
+                      for k in names))
     print("server cpu per keepalive (3 processes, us): " + "; ".join(
         f"{k} " + ", ".join(f"{n} cl {_num(results[k]['one_each'][n].get('server_cpu_us'))}"
                             for n in counts)
