@@ -232,6 +232,7 @@ def loadgen(kind: str, mode: str, targets: list[str], clients: int, leases: int,
             "p50_ms": lat[len(lat) // 2] * 1000 if lat else None,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else None,
             "errors": len(errors),
+            "error_statuses": {str(c): errors.count(c) for c in sorted(set(errors))},
             "revoke_errors": revoke_errors[0],
             "loadgen_cpu": window.get("cpu", (cpu() - c0) / took),
         }
@@ -406,8 +407,9 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
         for label, p in [*((f"{n} clients", results[k]["one_each"][n]) for n in counts),
                          (f"{args.leases} leases", results[k]["many"])]:
             if p["errors"] or p["revoke_errors"]:
-                print(f"note: {k}, {label}: {p['errors']} keepalives not renewed, "
-                      f"{p['revoke_errors']} revokes failed")
+                print(f"note: {k}, {label}: {p['errors']} keepalives not renewed "
+                      f"(HTTP statuses {p['error_statuses']}; etcd's 200 without a TTL is "
+                      f"a lease not found), {p['revoke_errors']} revokes failed")
 
 
 def main() -> None:
