@@ -15,9 +15,13 @@ that is kept here, on this node's own clock:
   harmless. When the lease table is replaced (a snapshot installed, a
   restart from the data dir, a restore) every lease's timer starts again
   from now: a node never times a basis from before it learned it.
-  Deadlines wait in a heap (stale entries are dropped when they come due)
-  and one timer is set for the earliest, so a check costs what is due, not
-  a scan of every lease, and a node timing no lease has no timer at all.
+  Deadlines wait in a heap and one timer is set for the earliest, so a
+  check costs what is due, not a scan of every lease, and a node timing no
+  lease has no timer at all. A lease has one entry, not one per renewal: a
+  renewal only notes its basis, and the entry, when it comes due, is pushed
+  again at the deadline of the basis then current. (An entry per renewal,
+  dropped when due, made the heap grow with keepalives/s × ttl: a client
+  renewing in a loop cost the node ~300 bytes per keepalive for the ttl.)
 - **Keepalives (L2).** The keepalives that arrive in one reactor turn travel
   in one ``RENEW`` (at most :data:`~doozer.store.mutation.MAX_RENEW` ids
   each); each is answered only once its own ``RENEW`` is decided and
@@ -149,9 +153,11 @@ class LeaseTimers:
                 self._time(lease_id, basis, found.ttl, now)
 
     def _time(self, lease_id: str, basis: Position, ttl: int, now: float) -> None:
+        timed = lease_id in self._applied  # then its entry is in the heap already
         self._applied[lease_id] = (basis, now)
-        heapq.heappush(self._heap, (now + ttl * DRIFT, lease_id, basis, now))
-        self._arm()
+        if not timed:
+            heapq.heappush(self._heap, (now + ttl * DRIFT, lease_id, basis, now))
+            self._arm()
 
     def _on_check(self) -> None:
         self._check_call = None
@@ -174,8 +180,12 @@ class LeaseTimers:
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, lease_id, basis, start = heapq.heappop(heap)
-            if self._applied.get(lease_id) != (basis, start):
-                continue  # renewed, ended or re-timed since
+            current = self._applied.get(lease_id)
+            if current != (basis, start):
+                lease = self._table.get(lease_id)
+                if current is not None and lease is not None:  # renewed since
+                    heapq.heappush(heap, (current[1] + lease.ttl * DRIFT, lease_id, *current))
+                continue  # else ended since
             key = (lease_id, basis)
             heapq.heappush(heap, (now + REPROPOSE_AFTER, lease_id, basis, start))
             if key in self._inflight:

@@ -71,6 +71,26 @@ def test_a_renewal_applied_later_moves_the_deadline() -> None:
     assert node.store.leases.get(lease_id) is None
 
 
+def test_a_keepalive_storm_keeps_one_deadline_per_lease_and_the_last_renewal_counts() -> None:
+    # Each renewal used to push a heap entry that lived until its deadline:
+    # a client renewing in a loop grew the node by keepalives/s x ttl entries.
+    clock = Clock()
+    node = single_node(clock)
+    lease_id = granted(node, clock, 4)
+    entries = []
+    for _ in range(2000):  # 20 s of renewals 10 ms apart, past several first deadlines
+        node.keepalive(lease_id)
+        clock.advance(0.01)
+        entries.append(len(node.lease_timers._heap))
+    assert max(entries) <= 2
+    last = node.lease_timers.started(lease_id)
+    assert last is not None
+    advance(clock, last + 4 * DRIFT - 0.1 - clock.seconds())
+    assert node.store.leases.get(lease_id) is not None
+    advance(clock, CHECK_EVERY + 0.2)
+    assert node.store.leases.get(lease_id) is None
+
+
 def test_keepalives_of_one_turn_travel_in_one_renew_that_takes_no_rev() -> None:
     clock = Clock()
     node = single_node(clock)
