@@ -83,6 +83,7 @@ class LeaseOp:
     def from_json(cls, obj: Mapping[str, Any]) -> "LeaseOp":
         fields = {k: v for k, v in obj.items() if k != "type"}
         fields.setdefault("complete", None)
+        fields.setdefault("lease", None)  # a grant with no answer names none
         return cls(**fields)
 
     def __str__(self) -> str:

@@ -109,7 +109,8 @@ def test_check_history_runs_the_lease_checks() -> None:
 
 
 def test_history_with_leases_and_faults_saves_and_loads(tmp_path) -> None:
-    h = history(good_ops(), faults=[(5.0, 6.0), (7.0, float("inf"))])
+    unanswered = LeaseOp(next(_ids), "c", GRANT, None, 0.0, None, INDETERMINATE, ttl=3, code="TimeoutError")
+    h = history(good_ops() + [unanswered], faults=[(5.0, 6.0), (7.0, float("inf"))])
     h.save(tmp_path / "h.jsonl")
     back = History.load(tmp_path / "h.jsonl")
     assert back.leases == h.leases and back.faults == h.faults
