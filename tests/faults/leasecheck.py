@@ -202,14 +202,15 @@ def _faulty(faults: Sequence[tuple[float, float]], lo: float, hi: float) -> bool
 
 def _check_g2(leases: dict[str, _Lease], faults: Sequence[tuple[float, float]], result: CheckResult) -> None:
     """G2 (see the module docs)."""
-    checked = 0
+    checked = unanswered = faulty = 0
     delays: list[float] = []
     for lease in leases.values():
         for quiet in lease.of(SILENCE):
             ttl = quiet.ttl or lease.ttl
             before = [o for o in lease.ops if o.kind in (GRANT, KEEPALIVE) and o.invoke < quiet.invoke]
             if ttl is None or any(o.outcome == INDETERMINATE for o in before):
-                continue  # an unanswered renewal may still be decided later
+                unanswered += 1  # an unanswered renewal may still be decided later
+                continue
             renewed = max((o.invoke for o in before if o.outcome == OK), default=None)
             if renewed is None:
                 continue
@@ -217,7 +218,10 @@ def _check_g2(leases: dict[str, _Lease], faults: Sequence[tuple[float, float]], 
             probes = sorted((o for o in lease.of(PROBE) if o.invoke > quiet.invoke), key=lambda o: o.invoke)
             gone = next((o for o in probes if o.outcome == FAIL and o.code == "NOENT"), None)
             last = gone or (probes[-1] if probes else None)
-            if last is None or _faulty(faults, renewed, last.invoke):
+            if last is None:
+                continue
+            if _faulty(faults, renewed, last.invoke):
+                faulty += 1
                 continue
             checked += 1
             if gone is not None:
@@ -230,6 +234,7 @@ def _check_g2(leases: dict[str, _Lease], faults: Sequence[tuple[float, float]], 
                     f"{ttl * DRIFT + SLACK:.2f} s), with no fault since its last renewal: {late}"
                 )
     result.info["g2_checked"] = checked
+    result.info["g2_skipped"] = {"unanswered keepalive": unanswered, "fault": faulty}
     result.info["g2_longest_silence_to_gone_s"] = round(max(delays), 3) if delays else None
 
 

@@ -39,6 +39,9 @@ TTLS = (2, 3, 4)
 HOLD = (1.0, 12.0)
 #: Share of tenures that end in silence (the rest: revoke).
 SILENT = 0.5
+#: While the nemesis is calm: the chance that a tenure ends after each
+#: answered keepalive, and the share of ends in silence.
+CALM_END, CALM_SILENT = 0.3, 0.9
 #: Seconds between two probes of a silent holder's lease.
 PROBE_EVERY = 0.25
 #: A silent holder stops probing this long after G2's bound
@@ -56,10 +59,15 @@ class LeaseWorkload:
 
     :param call: :func:`tests.faults.run.http_call` (passed in: that module
         imports this one).
+    :param calm: whether the nemesis has no fault going on now (the cluster
+        was healthy since the last one). While it is, holders end their
+        tenures sooner and mostly in silence, so that some silent leases
+        fall in the fault-free windows where G2 is judged; this only
+        chooses what is tried, never what is checked.
     """
 
     def __init__(self, cluster: Any, rec: Recorder, leases: LeaseLog, seed: int, holders: int,
-                 key: str, start_rev: int, call: Call) -> None:
+                 key: str, start_rev: int, call: Call, calm: Callable[[], bool] = lambda: False) -> None:
         self.cluster = cluster
         self.rec = rec
         self.leases = leases
@@ -68,6 +76,7 @@ class LeaseWorkload:
         self.key = key
         self.start_rev = start_rev
         self.call = call
+        self.calm = calm
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
 
@@ -139,6 +148,8 @@ class LeaseWorkload:
                                   f"/v1/lease/{lease}/keepalive", timeout=ttl / 2 + 0.5)
                 if k is not None and k.outcome == OK:
                     believed = k.invoke + ttl
+                    if self.calm() and rng.random() < CALM_END:
+                        break  # end this tenure now, while no fault is going on
                 elif k is not None and k.code == "NOENT":
                     lost = True
                     break
@@ -147,7 +158,7 @@ class LeaseWorkload:
                     break
             if lost or self.stop.is_set():
                 continue
-            if rng.random() >= SILENT:
+            if rng.random() >= (CALM_SILENT if self.calm() else SILENT):
                 self._request(proc, REVOKE, lease, rng.randrange(n), "DELETE", f"/v1/lease/{lease}")
                 continue
             self._silent(proc, rng, lease, ttl)

@@ -512,10 +512,16 @@ class Nemesis:
         #: per ``snapshot`` fault: installs by the member cut off
         self.snapshot_results: list[int] = []
         self.t0 = time.monotonic()
+        #: no fault going on: healthy since the last one (see :meth:`windows`)
+        self.calm = True
 
     def note(self, kind: str, **what: Any) -> None:
         now = time.monotonic()  # also the clock of the recorded ops ("at")
         entry = {"t": round(now - self.t0, 2), "fault": kind, **what, "at": now}
+        if kind == "healthy":
+            self.calm = True
+        elif kind not in ("heal", "snapshot-installed"):
+            self.calm = False
         self.events.append(entry)
         self.log("nemesis " + json.dumps(entry))
         if self.path:
@@ -800,7 +806,8 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
         work.start()
         if lease_holders:
             holders = LeaseWorkload(cluster, rec, lease_log, seed, lease_holders,
-                                    f"/election/s{seed}/leader", start_rev, http_call)
+                                    f"/election/s{seed}/leader", start_rev, http_call,
+                                    calm=lambda: nemesis.calm)
             holders.start()
         t_work = time.monotonic()
         until = t_work + seconds
