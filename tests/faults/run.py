@@ -13,6 +13,10 @@ majority, kills a second member just after a replacement claims its slot
 cluster settle, dumps every live node's event log through the watch API and
 runs :func:`tests.faults.checker.check_history` on the whole record.
 
+Lease holders (:mod:`tests.faults.leaseload`, ``--lease-holders``) contend
+for an election key meanwhile; :mod:`tests.faults.leasecheck` judges them
+(G1, G2, disjoint tenures) with the nemesis's fault windows.
+
 With ``--fast`` the workload is :class:`tests.faults.fastload.FastWorkload`
 (keep-alive connections, thousands of writes a second at ``--rate``) and the
 node logs are followed during the run instead of dumped at the end.
