@@ -836,12 +836,12 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
         observed = (o.kind == READ and o.outcome == OK) or (o.outcome == FAIL and o.code == _REV_MISMATCH)
         if not observed or not o.rev or not common.covers(o.rev):
             continue
-        at = common.at(o.rev)
-        got = next((e for e in at if e.path == o.key), None)
-        if not at:
+        here = common.at(o.rev)
+        hit = next((e for e in here if e.path == o.key), None)
+        if not here:
             result.fail(f"{o} reports file rev {o.rev}, but nothing changed at that rev")
-        elif got is None or got.op != "set" or (o.kind == READ and got.value != o.value):
-            result.fail(f"{o} reports file rev {o.rev}, but the log has {_show(at)} at that rev")
+        elif hit is None or hit.op != "set" or (o.kind == READ and hit.value != o.value):
+            result.fail(f"{o} reports file rev {o.rev}, but the log has {_show(here)} at that rev")
     keys = set(written) | deleted
     first_at: dict[tuple[str, bytes | None], int] = {}
     again: dict[tuple[str, bytes | None], list[int]] = defaultdict(list)

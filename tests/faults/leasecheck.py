@@ -103,7 +103,8 @@ def _leases(history: History, common: CommonLog) -> dict[str, _Lease]:
         if o.kind == GRANT and o.ttl is not None:
             lease.ttl = o.ttl
         if o.kind in (KEEPALIVE, PROBE, REVOKE) and o.outcome == FAIL and o.code == "NOENT":
-            lease.seen.append((o.complete, f"{o.kind} NOENT"))  # type: ignore[arg-type]
+            assert o.complete is not None  # a failure was answered
+            lease.seen.append((o.complete, f"{o.kind} NOENT"))
     for r in common.revs:
         for e in common.at(r):
             if e.path.startswith(LEASE_DIR):
@@ -130,7 +131,7 @@ def check_leases(history: History, common: Optional[CommonLog] = None) -> CheckR
     revoked = _check_g1(leases, result)
     _check_g2(leases, history.faults, result)
     _check_election(history.leases, leases, common, result)
-    ka = defaultdict(int)
+    ka: dict[str, int] = defaultdict(int)
     for o in history.leases:
         if o.kind == KEEPALIVE:
             ka[o.outcome if o.code is None or o.outcome == OK else f"{o.outcome} {o.code}"] += 1

@@ -208,7 +208,7 @@ class LeaseWorkload:
                 self._sleep(0.2)
                 continue
             op = self.rec.from_http(holder[0], status, data)
-            if op.outcome == OK:
+            if op.outcome == OK and op.rev is not None:
                 nxt = op.rev
             elif op.code == "TOO_LATE":  # a node that joined by snapshot: from its oldest rev
                 oldest = data.get("oldest") if isinstance(data, dict) else None

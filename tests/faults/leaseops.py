@@ -73,7 +73,7 @@ class LeaseOp:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": "lease"}
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             v = getattr(self, name)
             if v is not None:
                 out[name] = v
