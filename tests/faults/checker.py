@@ -655,26 +655,41 @@ class CommonLog:
     """The union of the node logs: what happened at each covered rev.
 
     :param events: rev -> the change at that rev (covered revs without an
-        entry were no-ops, failed writes or bookkeeping without a change).
+        entry were no-ops, failed writes or bookkeeping without a change);
+        at a rev with several changes (a lease's end deletes its files and
+        ``/ctl/lease/<id>`` at one rev, a transaction applies its ops at
+        one rev) the first by path.
     :param coverage: sorted, disjoint, inclusive ``(start, end)`` rev ranges
         that some node's dump covers.
+    :param more: rev -> every change at that rev, sorted by path, for the
+        revs with more than one.
     """
 
     events: dict[int, Event]
     coverage: list[tuple[int, int]]
+    more: dict[int, tuple[Event, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._starts = [s for s, _e in self.coverage]
         self._revs: list[int] | None = None
 
+    def at(self, rev: int) -> tuple[Event, ...]:
+        """Every change at ``rev`` (sorted by path; empty if none)."""
+        many = self.more.get(rev)
+        if many is not None:
+            return many
+        one = self.events.get(rev)
+        return () if one is None else (one,)
+
     @classmethod
     def from_logs(cls, logs: Sequence[NodeLog]) -> "CommonLog":
         """Union of ``logs`` (where they disagree, the first one wins)."""
-        events: dict[int, Event] = {}
+        changes: dict[int, tuple[Event, ...]] = {}
         for log in logs:
-            for e in log.events:
-                if log.covers(e.rev):
-                    events.setdefault(e.rev, e)
+            for rev, evs in group_by_rev(log).items():
+                changes.setdefault(rev, evs)
+        events = {r: evs[0] for r, evs in changes.items()}
+        more = {r: evs for r, evs in changes.items() if len(evs) > 1}
         spans = sorted((log.start, log.end) for log in logs if log.start <= log.end)  # type: ignore[operator]
         coverage: list[tuple[int, int]] = []
         for s, e in spans:  # type: ignore[misc]
@@ -682,7 +697,7 @@ class CommonLog:
                 coverage[-1] = (coverage[-1][0], max(coverage[-1][1], e))
             else:
                 coverage.append((s, e))
-        return cls(events, coverage)
+        return cls(events, coverage, more)
 
     def covers(self, rev: int) -> bool:
         """Whether some node's dump says what happened at ``rev``."""
@@ -703,8 +718,23 @@ class CommonLog:
     def between(self, lo: int, hi: int, match: Callable[[str], bool] | None = None) -> list[Event]:
         """Events with ``lo <= rev < hi`` (matching ``match``), by rev."""
         revs = self.revs
-        found = (self.events[r] for r in revs[bisect_left(revs, lo):bisect_left(revs, hi)])
+        found = (e for r in revs[bisect_left(revs, lo):bisect_left(revs, hi)] for e in self.at(r))
         return [e for e in found if match is None or match(e.path)]
+
+
+def group_by_rev(log: NodeLog) -> dict[int, tuple[Event, ...]]:
+    """The changes of ``log`` within its coverage, by rev (sorted by path)."""
+    out: dict[int, list[Event]] = defaultdict(list)
+    for e in log.events:
+        if log.covers(e.rev):
+            out[e.rev].append(e)
+    return {r: tuple(sorted(evs, key=lambda e: e.path)) for r, evs in out.items()}
+
+
+def _show(evs: tuple[Event, ...] | None) -> str:
+    if not evs:
+        return "nothing"
+    return " + ".join(map(str, evs))
 
 
 def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int = 0) -> CheckResult:
@@ -724,11 +754,17 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
     """
     result = CheckResult("logs")
     for log in logs:
-        prev = None
+        prev: Event | None = None
+        paths: set[str] = set()
         for e in log.events:
-            if prev is not None and e.rev <= prev:
-                result.fail(f"node {log.node}: log not strictly ordered by rev at {prev} then {e.rev}")
-            prev = e.rev
+            if prev is not None and e.rev < prev.rev:
+                result.fail(f"node {log.node}: log not strictly ordered by rev at {prev.rev} then {e.rev}")
+            elif prev is not None and e.rev == prev.rev and e.path in paths:
+                result.fail(f"node {log.node}: {e.path} changed twice at rev {e.rev}")
+            if prev is None or e.rev != prev.rev:
+                paths = set()
+            paths.add(e.path)
+            prev = e
     common = CommonLog.from_logs(logs)
     result.info["common"] = common
     revs = common.revs
@@ -744,17 +780,16 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
                     return j
         return -1
 
-    # diffs[i]: rev -> log i's own event there (None: it has none), where
-    # it differs from the union.
-    diffs: list[dict[int, Event | None]] = []
+    # diffs[i]: rev -> log i's own changes there (None: it has none), where
+    # they differ from the union.
+    diffs: list[dict[int, tuple[Event, ...] | None]] = []
     for i, log in enumerate(logs):
-        own: dict[int, Event | None] = {}
+        own: dict[int, tuple[Event, ...] | None] = {}
         mine = set()
-        for e in log.events:
-            if log.covers(e.rev):
-                mine.add(e.rev)
-                if common.events.get(e.rev) != e:
-                    own[e.rev] = e
+        for rev, evs in group_by_rev(log).items():
+            mine.add(rev)
+            if common.at(rev) != evs:
+                own[rev] = evs
         lo, hi = bisect_left(revs, log.start), bisect_right(revs, log.end)  # type: ignore[arg-type]
         if hi - lo != len(mine):  # the union has changes in this log's range that it lacks
             for r in revs[lo:hi]:
@@ -770,7 +805,7 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
             r = rs[0]
             result.fail(
                 f"nodes {other.node} and {log.node} diverge at {len(rs)} revs in [{lo_r}, {hi_r}], "
-                f"first at rev {r}: {common.events.get(r) or 'nothing'} vs {own[r] or 'nothing'}"
+                f"first at rev {r}: {_show(common.at(r))} vs {_show(own[r])}"
             )
     any_diff = set().union(*diffs) if diffs else set()
     unverified = 0
@@ -787,30 +822,30 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
         if not common.covers(o.rev):
             unverified += 1
             continue
-        if o.rev not in any_diff and common.events.get(o.rev) == want:
+        if o.rev not in any_diff and want in common.at(o.rev):
             continue  # every log covering the rev has it (they agree with the union there)
         for i, log in enumerate(logs):
             if not log.covers(o.rev):
                 continue
-            got = diffs[i][o.rev] if o.rev in diffs[i] else common.events.get(o.rev)
-            if got is None:
+            got = diffs[i][o.rev] if o.rev in diffs[i] else common.at(o.rev)
+            if not got:
                 result.fail(f"node {log.node}: acknowledged write lost: {o} is not in the log at rev {o.rev}")
-            elif got != want:
-                result.fail(f"node {log.node}: acknowledged write {o} but the log has {got} at rev {o.rev}")
+            elif want not in got:
+                result.fail(f"node {log.node}: acknowledged write {o} but the log has {_show(got)} at rev {o.rev}")
     for o in ops:  # reads and REV_MISMATCHes that named a file rev
         observed = (o.kind == READ and o.outcome == OK) or (o.outcome == FAIL and o.code == _REV_MISMATCH)
         if not observed or not o.rev or not common.covers(o.rev):
             continue
-        got = common.events.get(o.rev)
-        if got is None:
+        here = common.at(o.rev)
+        hit = next((e for e in here if e.path == o.key), None)
+        if not here:
             result.fail(f"{o} reports file rev {o.rev}, but nothing changed at that rev")
-        elif got.path != o.key or got.op != "set" or (o.kind == READ and got.value != o.value):
-            result.fail(f"{o} reports file rev {o.rev}, but the log has {got} at that rev")
+        elif hit is None or hit.op != "set" or (o.kind == READ and hit.value != o.value):
+            result.fail(f"{o} reports file rev {o.rev}, but the log has {_show(here)} at that rev")
     keys = set(written) | deleted
     first_at: dict[tuple[str, bytes | None], int] = {}
     again: dict[tuple[str, bytes | None], list[int]] = defaultdict(list)
-    for r in revs:
-        e = common.events[r]
+    for e in (e for r in revs for e in common.at(r)):
         if e.path not in keys or e.rev <= start_rev:
             continue
         if e.op == "set" and e.value not in written[e.path]:
@@ -926,11 +961,17 @@ def check_watches(ops: Sequence[Op], common: CommonLog | None = None) -> CheckRe
                 elif not evs and c.rev < asked:
                     result.fail(f"watch stream {sid}: next={c.rev} is below the rev asked for ({asked})")
                 got.extend(evs)
-            for a, b in zip(got, got[1:]):
-                if b.rev == a.rev:
-                    result.fail(f"watch stream {sid}: duplicated event at rev {a.rev}: {a} then {b}")
-                elif b.rev < a.rev:
-                    result.fail(f"watch stream {sid}: events out of order: {a} then {b}")
+            prev: Event | None = None
+            paths: set[str] = set()  # the paths of the events at prev's rev (one rev, several changes)
+            for e in got:
+                if prev is not None and e.rev < prev.rev:
+                    result.fail(f"watch stream {sid}: events out of order: {prev} then {e}")
+                elif prev is not None and e.rev == prev.rev and e.path in paths:
+                    result.fail(f"watch stream {sid}: duplicated event at rev {e.rev}: {prev} then {e}")
+                if prev is None or e.rev != prev.rev:
+                    paths = set()
+                paths.add(e.path)
+                prev = e
             if common is None:
                 continue
             if seg[0].prec is not None:
@@ -939,29 +980,29 @@ def check_watches(ops: Sequence[Op], common: CommonLog | None = None) -> CheckRe
                 lo = got[0].rev if got else (seg[0].rev or 0)
             hi = seg[-1].rev if seg[-1].rev is not None else lo
             checked += 1
-            received: dict[int, Event] = {}
+            received: dict[tuple[int, str], Event] = {}
             for e in got:
-                received.setdefault(e.rev, e)
+                received.setdefault((e.rev, e.path), e)
             if hi > lo:
                 unverified += (hi - lo) - common.covered(lo, hi)
             # What the stream got, against the log ...
-            for r, have in sorted(received.items()):
+            for (r, path), have in sorted(received.items()):
                 if not lo <= r < hi or not common.covers(r):
                     continue
-                want = common.events.get(r)
-                if want is not None and not match(want.path):
-                    want = None
-                if want is None:
+                at = [e for e in common.at(r) if match(e.path)]
+                want = next((e for e in at if e.path == path), None)
+                if want is None and not at:
                     result.fail(f"watch stream {sid}: got {have}, but the log has no such change at rev {r}")
                 elif want != have:
-                    result.fail(f"watch stream {sid}: got {have}, but the log has {want}")
+                    result.fail(f"watch stream {sid}: got {have}, but the log has {_show(tuple(at))}")
             # ... and what the log has for the glob, against the stream.
             if calls[0].key not in by_glob:
                 by_glob[calls[0].key] = _matching_revs(common, match)
             revs = by_glob[calls[0].key]
             for r in revs[bisect_left(revs, lo):bisect_left(revs, hi)]:
-                if r not in received:
-                    result.fail(f"watch stream {sid}: gap: missed {common.events[r]} (stream covers revs {lo}..{hi - 1})")
+                for e in common.at(r):
+                    if (r, e.path) not in received and match(e.path):
+                        result.fail(f"watch stream {sid}: gap: missed {e} (stream covers revs {lo}..{hi - 1})")
     result.info.update(streams=len(streams), segments_checked=checked, unverified=unverified)
     return result
 
@@ -971,12 +1012,13 @@ def _matching_revs(common: CommonLog, match: Callable[[str], bool]) -> list[int]
     memo: dict[str, bool] = {}
     out = []
     for r in common.revs:
-        path = common.events[r].path
-        hit = memo.get(path)
-        if hit is None:
-            hit = memo[path] = bool(match(path))
-        if hit:
-            out.append(r)
+        for e in common.at(r):
+            hit = memo.get(e.path)
+            if hit is None:
+                hit = memo[e.path] = bool(match(e.path))
+            if hit:
+                out.append(r)
+                break
     return out
 
 
@@ -987,7 +1029,8 @@ def _matching_revs(common: CommonLog, match: Callable[[str], bool]) -> list[int]
 
 def check_history(history: History, **lin_options: Any) -> Report:
     """Run every check that applies to ``history``: linearizability always,
-    logs when node logs were dumped, watches when watch calls were recorded.
+    logs when node logs were dumped, watches when watch calls were recorded,
+    leases (:mod:`tests.faults.leasecheck`) when lease holders ran.
     ``lin_options`` go to :func:`check_linearizability`."""
     results = [check_linearizability(history.ops, initial=history.initial, **lin_options)]
     common = None
@@ -997,6 +1040,10 @@ def check_history(history: History, **lin_options: Any) -> Report:
         results.append(logs)
     if any(o.kind == WATCH for o in history.ops):
         results.append(check_watches(history.ops, common))
+    if history.leases:
+        from .leasecheck import check_leases  # which imports this module
+
+        results.append(check_leases(history, common))
     return Report(results)
 
 

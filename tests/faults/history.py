@@ -310,6 +310,11 @@ class History:
     logs: list[NodeLog] = field(default_factory=list)
     initial: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     start_rev: int = 0
+    #: the lease holders' requests (:mod:`tests.faults.leaseops`)
+    leases: list[Any] = field(default_factory=list)
+    #: ``(start, end)`` times (the ops' clock) when a fault was active or
+    #: the cluster was not yet healthy again after one (end ``inf``: never)
+    faults: list[tuple[float, float]] = field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
         """Write as JSON lines (one op / log / initial entry per line)."""
@@ -319,11 +324,14 @@ class History:
 
     def iter_json(self) -> Iterator[dict[str, Any]]:
         """The JSON objects :meth:`save` writes."""
-        yield {"type": "meta", "start_rev": self.start_rev}
+        yield {"type": "meta", "start_rev": self.start_rev,
+               "faults": [[a, None if b == float("inf") else b] for a, b in self.faults]}
         for key, (value, rev) in sorted(self.initial.items()):
             yield {"type": "initial", "key": key, "value": encode_value(value), "rev": rev}
         for op in self.ops:
             yield op.to_json()
+        for lop in self.leases:
+            yield lop.to_json()
         for log in self.logs:
             yield log.to_json()
 
@@ -348,6 +356,11 @@ class History:
                 hist.logs.append(NodeLog.from_json(obj))
             elif kind == "meta":
                 hist.start_rev = int(obj.get("start_rev", 0))
+                hist.faults = [(a, float("inf") if b is None else b) for a, b in obj.get("faults", [])]
+            elif kind == "lease":
+                from .leaseops import LeaseOp  # the lease record imports this module
+
+                hist.leases.append(LeaseOp.from_json(obj))
             elif kind == "initial":
                 value = decode_value(obj["value"])
                 assert value is not None

@@ -13,6 +13,10 @@ majority, kills a second member just after a replacement claims its slot
 cluster settle, dumps every live node's event log through the watch API and
 runs :func:`tests.faults.checker.check_history` on the whole record.
 
+Lease holders (:mod:`tests.faults.leaseload`, ``--lease-holders``) contend
+for an election key meanwhile; :mod:`tests.faults.leasecheck` judges them
+(G1, G2, disjoint tenures) with the nemesis's fault windows.
+
 With ``--fast`` the workload is :class:`tests.faults.fastload.FastWorkload`
 (keep-alive connections, thousands of writes a second at ``--rate``) and the
 node logs are followed during the run instead of dumped at the end.
@@ -47,6 +51,8 @@ from typing import Any, Callable, Optional
 from tests.faults.checker import Verdict, check_history
 from tests.faults.fastload import FastWorkload
 from tests.faults.history import CAS, DELETE, OK, READ, SET, WATCH, WRITES, Event, NodeLog, Recorder
+from tests.faults.leaseload import LeaseWorkload
+from tests.faults.leaseops import LeaseLog
 from tests.procutil import NodeProcess, free_port
 
 try:  # peers' endpoints (/_peer/...) take a token made with the cluster key
@@ -80,6 +86,8 @@ VOTE_WAIT = 10.0
 #: answers come), and clients per node.
 FAST_RATE = 0
 FAST_CLIENTS = 8
+#: Lease holders contending for the election key (tests/faults/leaseload.py).
+LEASE_HOLDERS = 4
 #: Seconds the cluster must stay healthy after a heal before the next fault.
 STABLE = 2.0
 #: Client socket timeout: well above the write timeout.
@@ -126,6 +134,9 @@ class Cluster:
         self.slots: list[NodeProcess] = []
         self.all: list[NodeProcess] = []  # every process started, for cleanup
         self.paused: set[int] = set()
+        #: when the streak of healthy answers that ended the last
+        #: :meth:`wait_healthy` began (before its first check was sent)
+        self.healthy_since = 0.0
         self._gen = 0
         self.lock = threading.Lock()
         # One cluster key for every node (SPEC §5: a node with --peers
@@ -266,10 +277,12 @@ class Cluster:
         deadline = time.monotonic() + seconds
         since: Optional[float] = None
         while time.monotonic() < deadline:
+            started = time.monotonic()
             if self.healthy():
                 if since is None:
-                    since = time.monotonic()
+                    since = started
                 elif time.monotonic() - since >= stable:
+                    self.healthy_since = since
                     return True
             else:
                 since = None
@@ -503,9 +516,16 @@ class Nemesis:
         #: per ``snapshot`` fault: installs by the member cut off
         self.snapshot_results: list[int] = []
         self.t0 = time.monotonic()
+        #: no fault going on: healthy since the last one (see :meth:`windows`)
+        self.calm = True
 
     def note(self, kind: str, **what: Any) -> None:
-        entry = {"t": round(time.monotonic() - self.t0, 2), "fault": kind, **what}
+        now = time.monotonic()  # also the clock of the recorded ops ("at")
+        entry = {"t": round(now - self.t0, 2), "fault": kind, **what, "at": now}
+        if kind == "healthy":
+            self.calm = True
+        elif kind not in ("heal", "snapshot-installed"):
+            self.calm = False
         self.events.append(entry)
         self.log("nemesis " + json.dumps(entry))
         if self.path:
@@ -532,9 +552,29 @@ class Nemesis:
                     self.log("consensus state saved in " + self.cluster.dump_consensus(tag))
                     time.sleep(3)
                 return
+            self.note("healthy", since=self.cluster.healthy_since)
             if after is not None:
                 after()
             self._quiet(rng.uniform(1.0, 3.0), until)
+
+    def windows(self) -> list[tuple[float, float]]:
+        """When a fault was active or the cluster not yet healthy again:
+        from a fault's first note to the start of the streak of healthy
+        answers that ended it (``inf`` if none came), on the recorder's
+        clock. In that streak every slot's node votes, the CAL is exactly
+        them and a write commits: a quorum is connected."""
+        out: list[tuple[float, float]] = []
+        start: Optional[float] = None
+        for e in self.events:
+            if e["fault"] == "healthy":
+                if start is not None:
+                    out.append((start, e["since"]))
+                start = None
+            elif start is None and e["fault"] not in ("heal", "snapshot-installed"):
+                start = e["at"]
+        if start is not None:
+            out.append((start, float("inf")))
+        return out
 
     def _quiet(self, seconds: float, until: float) -> None:
         time.sleep(max(0.0, min(seconds, until - time.monotonic())))
@@ -728,12 +768,14 @@ class Nemesis:
 def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, keys: int = 6,
         out: Optional[str] = None, workdir: Optional[str] = None, kinds: tuple = FAULT_KINDS,
         quiet: bool = False, time_limit: float = 300, fast: bool = False, rate: float = FAST_RATE,
-        clients: int = FAST_CLIENTS) -> dict:
+        clients: int = FAST_CLIENTS, lease_holders: int = LEASE_HOLDERS) -> dict:
     """One run; returns a summary dict (``ok``, ``verdict``, counts, report).
 
     ``fast``: the keep-alive workload of :mod:`tests.faults.fastload` at
     ``rate`` writes a second (0: unpaced) with ``clients`` connections per
-    node, instead of ``workers`` threads per node."""
+    node, instead of ``workers`` threads per node. ``lease_holders``: the
+    lease holders of :mod:`tests.faults.leaseload` contending for
+    ``/election/s<seed>/leader`` (0: none)."""
     lines: list[str] = []
     t_start = time.monotonic()
 
@@ -748,8 +790,10 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
     os.makedirs(workdir, exist_ok=True)
     cluster = Cluster(nodes, workdir, f"faults{seed}", log, hist=FAST_HIST if fast else HIST)
     rec = Recorder()
+    lease_log = LeaseLog()  # time.monotonic, like the recorder
     result: dict = {"seed": seed, "nodes": nodes, "workdir": workdir, "fast": fast}
     work: Any = None
+    holders: Optional[LeaseWorkload] = None
     try:
         pace = f"{rate:g} writes/s" if rate else "unpaced"
         mode = f"fast workload ({pace}, {clients} clients per node)" if fast else f"{workers} workers per node"
@@ -764,13 +808,22 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             work = Workload(cluster, rec, seed, workers, keys, prefix, start_rev)
         nemesis = Nemesis(cluster, seed, log, kinds, path=os.path.join(workdir, "nemesis.jsonl"))
         work.start()
+        if lease_holders:
+            holders = LeaseWorkload(cluster, rec, lease_log, seed, lease_holders,
+                                    f"/election/s{seed}/leader", start_rev, http_call,
+                                    calm=lambda: nemesis.calm)
+            holders.start()
         t_work = time.monotonic()
         until = t_work + seconds
         nemesis.run(until)
         if not nemesis.unhealthy:
             time.sleep(max(0.0, until - time.monotonic()))
         log("stopping workers")
+        if holders is not None:
+            holders.stop.set()
         work.join(CLIENT_TIMEOUT + WATCH_WAIT + 5)
+        if holders is not None:
+            holders.join(CLIENT_TIMEOUT + WATCH_WAIT + 5)
         work_seconds = time.monotonic() - t_work
         cluster.heal()
         if not cluster.wait_healthy(90):
@@ -794,6 +847,8 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             log(f"dumped {len(logs)} node logs, revs {start_rev + 1}..{end_rev}")
         installs = cluster.snapshot_installs()
         history = rec.history(logs=logs, start_rev=start_rev)
+        history.leases = list(lease_log.ops)
+        history.faults = nemesis.windows()
         if out:
             history.save(out)
         t_check = time.monotonic()
@@ -833,6 +888,7 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             revs=end_rev - start_rev,
             node_logs=len(logs),
             check_seconds=round(check_seconds, 2),
+            leases=next((r.info for r in report.results if r.name == "leases"), {}),
             seconds=round(time.monotonic() - t_start, 1),
         )
         log("ops by kind and outcome: " + json.dumps(result["ops"]))
@@ -845,6 +901,8 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
         log(f"snapshot installs: {installs['total']} ({installs['catchups']} by nodes left behind, "
             f"{installs['joins']} joins of new nodes; counters.snapshot_installs of the live nodes: "
             f"{installs['counted']}); by the member of each snapshot fault: {nemesis.snapshot_results}")
+        if result["leases"]:
+            log("leases: " + json.dumps(result["leases"]))
         log(f"violations: {violations}")
         log(f"checker ({result['check_seconds']} s): " + report.summary())
         return result
@@ -876,6 +934,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help=f"target writes per second of --fast (implies it; default {FAST_RATE}; 0: unpaced)")
     p.add_argument("--clients", type=int, default=FAST_CLIENTS,
                    help=f"--fast: connections per node (default {FAST_CLIENTS})")
+    p.add_argument("--lease-holders", type=int, default=LEASE_HOLDERS,
+                   help=f"lease holders contending for the election key (default {LEASE_HOLDERS}; 0: none)")
     args = p.parse_args(argv)
     fast = args.fast or args.rate is not None
     rate = FAST_RATE if args.rate is None else args.rate
@@ -892,7 +952,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     seed = args.seed if args.seed is not None else random.randrange(1_000_000)
     try:
         res = run(args.nodes, args.seconds, seed, args.workers, args.keys, args.out, args.workdir,
-                  kinds=kinds, time_limit=args.time_limit, fast=fast, rate=rate, clients=args.clients)
+                  kinds=kinds, time_limit=args.time_limit, fast=fast, rate=rate, clients=args.clients,
+                  lease_holders=args.lease_holders)
     except RuntimeError as e:
         print(f"run failed (seed {seed}): {e}", file=sys.stderr)
         return 3

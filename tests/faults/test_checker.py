@@ -990,3 +990,43 @@ def test_command_line_exit_codes(tmp_path, capsys) -> None:
     assert main([str(good)]) == 0
     assert main([str(bad)]) == 1
     assert "linearizability: fail" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------
+# Several changes at one rev (a lease's end, a transaction)
+# ---------------------------------------------------------------------------
+
+MULTI = [
+    Event(1, "/a", "set", "x"),
+    Event(2, "/ctl/lease/L", "del"),
+    Event(2, "/e/k", "del"),
+    Event(3, "/a", "set", "y"),
+]
+
+
+def test_logs_with_several_changes_at_one_rev_pass_in_any_order() -> None:
+    """Two nodes listing a rev's changes in different orders agree."""
+    other = [MULTI[0], MULTI[2], MULTI[1], MULTI[3]]
+    result = check_logs([NodeLog("n1", MULTI, 1, 3), NodeLog("n2", other, 1, 3)])
+    assert_ok(result)
+    assert result.info["common"].at(2) == (MULTI[1], MULTI[2])
+
+
+def test_a_log_missing_one_change_of_a_rev_diverges() -> None:
+    partial = [e for e in MULTI if e.path != "/e/k"]
+    assert_fail(check_logs([NodeLog("n1", MULTI, 1, 3), NodeLog("n2", partial, 1, 3)]), "diverge", "rev 2")
+
+
+def test_a_path_changed_twice_at_one_rev_fails() -> None:
+    assert_fail(check_logs([NodeLog("n1", MULTI + [Event(3, "/a", "set", "z")], 1, 3)]), "changed twice")
+
+
+def test_watch_streams_over_a_rev_with_several_changes() -> None:
+    """A stream gets every matching change of the rev, once; a missing one
+    is a gap, a repeated one a duplicate."""
+    common = CommonLog.from_logs([NodeLog("n1", MULTI, 1, 3)])
+    assert_ok(check_watches([watch_call("/**", 1, MULTI, 4, 0)], common))
+    assert_ok(check_watches([watch_call("/e/*", 1, [MULTI[2]], 3, 0)], common))
+    assert_fail(check_watches([watch_call("/**", 1, [MULTI[0], MULTI[1], MULTI[3]], 4, 0)], common), "gap", "/e/k")
+    assert_fail(check_watches([watch_call("/**", 1, MULTI[:3] + [MULTI[2], MULTI[3]], 4, 0)], common),
+                "duplicated")
