@@ -214,6 +214,13 @@ class UDPTransport(DatagramProtocol):
         """The configured address of a peer, else the one it last sent from."""
         return self.addresses.get(node_id) or self.learned.get(node_id)
 
+    def taken_from(self, node_id: str) -> int:
+        """How many datagrams of ``node_id`` were taken so far (0 when it was
+        never heard, or forgotten): a count that stops moving means the peer
+        went silent (what :class:`doozer.node.names.NameBook` watches)."""
+        window = self._windows.get(node_id)
+        return 0 if window is None else window.taken
+
     # -- sending -----------------------------------------------------------
 
     def frame(self, message: Message, destination: Optional[str] = None) -> bytes:
