@@ -261,8 +261,7 @@ def test_failing_fetches_are_logged_once_per_interval() -> None:
 def named_discovery(peers: list, records: dict, addr: str = "a:1001"):
     """Discovery whose peers are host names, resolved by a fake resolver."""
     from doozer.node.names import NameBook
-
-    from tests.node.test_names import FakeDNS
+    from namesutil import FakeDNS
 
     clock, net, node = Clock(), Net(), FakeNode(addr)
     dns = FakeDNS(records)

@@ -4,37 +4,13 @@ when their peer falls silent, off the reactor thread, and never too often."""
 from __future__ import annotations
 
 import socket
-from typing import Optional
 
 import pytest
-from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from doozer.node.names import MIN_INTERVAL, STALE, NameBook, resolve_host
 
-
-class FakeDNS:
-    """A resolver whose answers the test sets, and that records each question."""
-
-    def __init__(self, records: dict[str, str]) -> None:
-        self.records = records
-        self.asked: list[str] = []
-        self.held: Optional[list[tuple[str, defer.Deferred]]] = None  # answers kept back
-
-    def __call__(self, name: str) -> defer.Deferred:
-        self.asked.append(name)
-        d: defer.Deferred = defer.Deferred()
-        if self.held is not None:
-            self.held.append((name, d))
-            return d
-        self._answer(name, d)
-        return d
-
-    def _answer(self, name: str, d: defer.Deferred) -> None:
-        if name in self.records:
-            d.callback(self.records[name])
-        else:
-            d.errback(ValueError(f"host name {name!r} does not resolve"))
+from namesutil import FakeDNS
 
 
 def test_resolve_host() -> None:
