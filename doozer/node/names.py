@@ -16,14 +16,17 @@ Look-ups are bounded: one at a time per name, at most one per name every
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from doozer.addr import Addr, is_ip
+from doozer.addr import Addr, is_ip, parse_addr
+
+if TYPE_CHECKING:  # what follow_addresses updates; typing only
+    from doozer.consensus.transport import UDPTransport
 
 #: Seconds without a datagram from a named peer before its name is looked up again.
 STALE = 3.0
@@ -32,7 +35,7 @@ MIN_INTERVAL = 5.0
 #: Seconds between two log lines about one name that fails to resolve.
 FAILURE_LOG_INTERVAL = 60.0
 
-FAMILY_NAMES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
+FAMILY_NAMES: dict[int, str] = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 
 
 def resolve_host(host: str, family: int = 0) -> str:
@@ -187,3 +190,37 @@ class NameBook:
             why=failure.getErrorMessage(),
             kept=f"still sending to {kept}" if kept else "no address for it yet",
         )
+
+
+def follow_addresses(
+    names: NameBook,
+    transport: "UDPTransport",
+    addresses: dict[str, str],
+    own_id: str,
+    watch: bool = True,
+) -> None:
+    """Point the transport at every node of ``/ctl/node``: its address, or
+    what its host name resolves to.
+
+    With ``watch``, a named peer is looked up again when it has been silent
+    for a while, or when its datagrams come from elsewhere than its name
+    resolved to (it moved; a look-up then tells where to send).
+
+    :param addresses: node id -> ``HOST:PORT`` text (``/ctl/node/<id>/addr``).
+    """
+    for peer_id, text in addresses.items():
+        try:
+            addr = parse_addr(text)
+        except ValueError:
+            continue
+        mine = peer_id == own_id
+        if watch and not mine:
+            names.watch(peer_id, addr, transport.taken_from(peer_id))
+        ip = names.lookup(addr)
+        if ip is None:
+            continue
+        source = transport.source_of(peer_id)
+        if watch and not mine and source is not None and source != ip:
+            names.silent(addr)  # answered at once by a fake resolver
+            ip = names.lookup(addr) or ip
+        transport.set_address(peer_id, ip)

@@ -17,11 +17,11 @@ from twisted.logger import Logger
 from doozer.server.http.api import API
 from doozer.node.discovery import Discovery
 from doozer.server.config import Config
-from doozer.addr import format_addr, is_ipv6, parse_addr
+from doozer.addr import format_addr, is_ipv6
 from doozer.consensus.transport import UDPTransport
 from doozer.consensus.diagnostics import transport_state
 from doozer.node.fetcher import SnapshotFetcher
-from doozer.node.names import NameBook, thread_resolver
+from doozer.node.names import NameBook, follow_addresses, thread_resolver
 from doozer.server import faults
 from doozer.server.auth import Secrets
 from doozer.server.http.peerhttp import SnapshotClient
@@ -228,23 +228,12 @@ class NodeService(Service):
         self.fetcher.chores()
 
     def _update_addresses(self, watch: bool = False) -> None:
-        """Where each node of ``/ctl/node`` is sent to: its address, or what
-        its host name resolves to; with ``watch``, a named peer silent for
-        a while has its name looked up again (SPEC §5)."""
+        """Where each node of ``/ctl/node`` is sent to (SPEC §5: a named
+        peer that stops answering has its name looked up again)."""
         node = self.node
         if node is None:
             return
-        transport = self.transport
-        for peer_id, text in node.info.node_addresses().items():
-            try:
-                addr = parse_addr(text)
-            except ValueError:
-                continue
-            if watch and peer_id != node.id:
-                self.names.watch(peer_id, addr, transport.taken_from(peer_id))
-            ip = self.names.lookup(addr)
-            if ip is not None:
-                transport.set_address(peer_id, ip)
+        follow_addresses(self.names, self.transport, node.info.node_addresses(), node.id, watch)
 
     def _warn_insecure(self) -> None:
         """Say at start and every hour that peers are not authenticated."""

@@ -93,3 +93,65 @@ def test_names_kept_are_bounded() -> None:
 def test_without_a_resolver_only_addresses_answer() -> None:
     book = NameBook(Clock(), None)
     assert book.lookup(("b", 1)) is None and book.lookup(("::1", 1)) == ("::1", 1)
+
+
+def test_follow_addresses_sends_to_a_silent_peers_new_address() -> None:
+    """Node level: member B's /ctl/node/B/addr is the name b:1002. While B
+    answers, datagrams go where b resolved at start; once B has been silent
+    for STALE seconds b is looked up again, and the next datagram to B goes
+    to its new address."""
+    from doozer.consensus.messages import Ping
+    from doozer.consensus.transport import UDPTransport
+    from doozer.node.names import follow_addresses
+
+    from consensus.test_transport import FakeDatagramTransport
+
+    clock, dns = Clock(), FakeDNS({"b": "10.0.0.2"})
+    names = NameBook(clock, dns, known={"a": "10.0.0.1", "b": "10.0.0.2"})
+    me = UDPTransport(cluster_name="c", cluster_id="cid", node_id="A", deliver=lambda s, m: None)
+    me.makeConnection(FakeDatagramTransport())
+    them = UDPTransport(cluster_name="c", cluster_id="cid", node_id="B", deliver=lambda s, m: None)
+    them.makeConnection(FakeDatagramTransport())
+    them.set_address("A", ("10.0.0.1", 1001))
+    book = {"A": "a:1001", "B": "b:1002"}
+
+    def chores(seconds: float, b_talks: bool) -> None:
+        for _ in range(int(seconds / 0.5)):
+            if b_talks:
+                them.send("A", Ping(1, 2))
+                data, _ = them.transport.written.pop()
+                me.datagramReceived(data, ("10.0.0.2", 1002))
+            follow_addresses(names, me, book, "A")
+            clock.advance(0.5)
+
+    chores(10, b_talks=True)
+    assert dns.asked == []  # B answers from where b resolved: no look-up
+    me.send("B", Ping(1, 2))
+    assert me.transport.written[-1][1] == ("10.0.0.2", 1002)
+    dns.records["b"] = "10.0.0.9"  # B moved, and is silent at its old address
+    chores(STALE + 1, b_talks=False)
+    assert dns.asked == ["b"]
+    me.send("B", Ping(1, 3))
+    assert me.transport.written[-1][1] == ("10.0.0.9", 1002)
+
+
+def test_follow_addresses_looks_up_a_peer_heard_from_elsewhere() -> None:
+    """A named peer whose datagrams come from another address than its
+    name resolved to (it came back elsewhere) is looked up again at once."""
+    from doozer.consensus.transport import UDPTransport
+    from doozer.consensus.messages import Ping
+    from doozer.node.names import follow_addresses
+
+    from consensus.test_transport import FakeDatagramTransport
+
+    clock, dns = Clock(), FakeDNS({"b": "10.0.0.9"})
+    names = NameBook(clock, dns, known={"a": "10.0.0.1", "b": "10.0.0.2"})
+    me = UDPTransport(cluster_name="c", cluster_id="cid", node_id="A", deliver=lambda s, m: None)
+    them = UDPTransport(cluster_name="c", cluster_id="cid", node_id="B", deliver=lambda s, m: None)
+    for t in (me, them):
+        t.makeConnection(FakeDatagramTransport())
+    them.set_address("A", ("10.0.0.1", 1001))
+    them.send("A", Ping(1, 2))
+    me.datagramReceived(them.transport.written.pop()[0], ("10.0.0.9", 1002))
+    follow_addresses(names, me, {"A": "a:1001", "B": "b:1002"}, "A")
+    assert dns.asked == ["b"] and me.address_of("B") == ("10.0.0.9", 1002)
