@@ -156,6 +156,24 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _reachable(listen: tuple[str, int], bind_ip: str, peers: list[tuple[str, int]],
+               resolved: dict[str, str]) -> None:
+    """A --listen that resolves to loopback cannot be reached by peers on
+    other machines: a host name that /etc/hosts maps to 127.0.1.1 (as
+    Debian does for the machine's own name) would otherwise start a node
+    nobody can reach."""
+    if is_ip(listen[0]) or not _loopback(bind_ip):
+        return
+    remote = [p for p in peers if not _loopback(resolved.get(p[0], p[0]))]
+    if remote:
+        raise usage.UsageError(
+            f"--listen {format_addr(listen)} resolves to {bind_ip}, a loopback address, "
+            f"but --peers names {format_addr(remote[0])} on another machine, which cannot "
+            "reach it there; give --listen the address (or a name of it) the peers reach "
+            "this node at"
+        )
+
+
 def build_config(opts: Any, environ: Any) -> Config:
     """Check the options and turn them into a :class:`Config`.
 
@@ -194,6 +212,7 @@ def build_config(opts: Any, environ: Any) -> Config:
             except ValueError as e:
                 raise usage.UsageError(f"--peers: {e}") from None
             _resolve(peers[-1][0], family, "peers", resolved)
+    _reachable(listen, bind_ip, peers, resolved)
     max_value = _number(opts, "max-value", int, 0)
     if max_value > MAX_VALUE_CEILING:
         raise usage.UsageError(

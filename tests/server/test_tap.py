@@ -140,11 +140,11 @@ def test_listen_and_peers_take_ipv4_ipv6_and_host_names() -> None:
     """SPEC §5: HOST is an IPv4 address, an IPv6 address in brackets, or a
     host name, resolved at start-up; the node binds to the resolved address
     and keeps the name as given (it is what it advertises)."""
-    config = parse("--listen", "LocalHost:8046", "--peers", "localhost:8047,10.0.0.2:8046",
+    config = parse("--listen", "LocalHost:8046", "--peers", "localhost:8047,127.0.0.2:8046",
                    "--insecure-peers", env={})["config"]
     assert config.listen == ("localhost", 8046)  # host names are case-insensitive
     assert config.bind == ("127.0.0.1", 8046)
-    assert config.peers == [("localhost", 8047), ("10.0.0.2", 8046)]
+    assert config.peers == [("localhost", 8047), ("127.0.0.2", 8046)]
     assert config.resolved == {"localhost": "127.0.0.1"}
     assert config.web == ("localhost", 8000) and config.ip_of(config.web) == ("127.0.0.1", 8000)
     config = parse("--listen", "[::1]:8046", "--peers", "[::1]:8047,[fe80::1]:8046",
@@ -172,6 +172,8 @@ def test_a_name_that_resolves_to_loopback_needs_no_cluster_key() -> None:
         (["--peers", "[::1]:8047"], "not an IPv4 address like --listen's"),
         (["--listen", "[::1]:8046", "--peers", "10.0.0.2:8047"], "not an IPv6 address like --listen's"),
         (["--listen", "0.0.0.0:8046"], "not 0.0.0.0:8046"),
+        (["--listen", "localhost:8046", "--peers", "10.0.0.2:8046"],
+         "resolves to 127.0.0.1, a loopback address, but --peers names 10.0.0.2:8046"),
         (["--listen", "[::]:8046"], r"not \[::\]:8046"),
     ],
 )
