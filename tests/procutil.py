@@ -14,6 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Optional
 
+from doozer.node.names import resolve_host
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: twistd of the running interpreter (``python -m twisted`` is twist, not twistd).
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -31,15 +33,16 @@ def cluster_key_file(directory: Any) -> str:
     return path
 
 
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both TCP and UDP on ``host`` (127.0.0.1, or ::1)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+        with socket.socket(family) as s:
+            s.bind((host, 0))
             port = s.getsockname()[1]
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
             try:
-                u.bind(("127.0.0.1", port))
+                u.bind((host, port))
             except OSError:
                 continue
         return port
@@ -51,11 +54,14 @@ class NodeProcess:
     :param workdir: where it runs (its log goes to ``node.log`` there).
     :param args: extra ``twistd doozer`` options.
     :param env: extra environment variables.
+    :param host: its --listen host: 127.0.0.1, ``::1`` or a name that
+        resolves to either (a free port is picked on what it resolves to).
     """
 
     def __init__(self, workdir: str, *args: str, port: Optional[int] = None,
-                 env: Optional[dict] = None, web: bool = False) -> None:
-        self.port = port or free_port()
+                 env: Optional[dict] = None, web: bool = False, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or free_port(resolve_host(host))
         self.web_port = free_port() if web else None
         self.workdir = workdir
         self.args = list(args)
@@ -65,7 +71,7 @@ class NodeProcess:
 
     @property
     def addr(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -94,15 +94,17 @@ def _bundle(parts: tuple[Message, ...]) -> Message:
 class _ReplayWindow:
     """Counters seen from one sender: the highest, and a bitmask below it;
     and how many of its datagrams were taken and refused as replays (what
-    ``/_peer/consensus`` shows of each sender)."""
+    ``/_peer/consensus`` shows of each sender); and the address its last
+    datagram taken came from."""
 
-    __slots__ = ("highest", "mask", "taken", "replayed")
+    __slots__ = ("highest", "mask", "taken", "replayed", "source")
 
     def __init__(self) -> None:
         self.highest = -1
         self.mask = 0
         self.taken = 0
         self.replayed = 0
+        self.source: Optional[Address] = None
 
     def check_and_set(self, counter: int, size: int) -> bool:
         """True (and remember it) when ``counter`` was not seen before."""
@@ -213,6 +215,20 @@ class UDPTransport(DatagramProtocol):
     def address_of(self, node_id: str) -> Optional[Address]:
         """The configured address of a peer, else the one it last sent from."""
         return self.addresses.get(node_id) or self.learned.get(node_id)
+
+    def taken_from(self, node_id: str) -> int:
+        """How many datagrams of ``node_id`` were taken so far (0 when it was
+        never heard, or forgotten): a count that stops moving means the peer
+        went silent (what :class:`doozer.node.names.NameBook` watches)."""
+        window = self._windows.get(node_id)
+        return 0 if window is None else window.taken
+
+    def source_of(self, node_id: str) -> Optional[Address]:
+        """The ``(host, port)`` the last datagram taken from ``node_id`` came
+        from (None: never heard, or forgotten). A named peer heard from
+        elsewhere than its name resolved to has moved: look it up again."""
+        window = self._windows.get(node_id)
+        return None if window is None else window.source
 
     # -- sending -----------------------------------------------------------
 
@@ -363,7 +379,7 @@ class UDPTransport(DatagramProtocol):
         if sender == self.node_id:
             stats["looped"] += 1
             return
-        if not self._fresh(sender, env.counter):
+        if not self._fresh(sender, env.counter, addr):
             stats["replayed"] += 1
             return
         if sender not in self.addresses:
@@ -387,7 +403,7 @@ class UDPTransport(DatagramProtocol):
                 stats["deliver_errors"] += 1
                 self.log.failure("consensus message from {sender} failed", sender=sender)
 
-    def _fresh(self, sender: str, counter: int) -> bool:
+    def _fresh(self, sender: str, counter: int, source: Address) -> bool:
         windows = self._windows
         window = windows.get(sender)
         if window is None:
@@ -398,6 +414,7 @@ class UDPTransport(DatagramProtocol):
             windows.move_to_end(sender)
         if window.check_and_set(counter, self.replay_window):
             window.taken += 1
+            window.source = (source[0], source[1])
             return True
         window.replayed += 1
         return False

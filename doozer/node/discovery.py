@@ -11,6 +11,14 @@ each named peer, and every node answers with a
 
 So a restarted node cut off from its live cluster never starts a second
 cluster of the same name: it needs every peer to answer "in no cluster".
+
+A peer named by a host name is sent to at what its name resolves to (a
+:class:`~doozer.node.names.NameBook`), looked up again while it does not
+answer. Answers are matched to the ``--peers`` entry they answer by the
+address the peer says it has or the one they came from; "the lowest
+address" compares the addresses the nodes say they have (their
+``--listen`` as given), so every node ranks them alike however each was
+named in the others' ``--peers``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from twisted.python.failure import Failure
 
 from doozer.addr import Addr, format_addr, parse_addr
 from doozer.consensus.messages import NO_CLUSTER, Hello, Message, Status
+from doozer.node.names import NameBook
 from doozer.node.snapshot import Snapshot
 
 if TYPE_CHECKING:  # the service wires discovery to its node; typing only
@@ -40,6 +49,7 @@ def decide(
 ) -> tuple[str, Optional[Addr]]:
     """What to do given the peers' recent answers (pure, so it is tested alone).
 
+    :param statuses: the answers by ``--peers`` entry.
     :returns: ``("attach", addr)``, ``("start", None)`` or ``("wait", None)``.
     """
     for addr in peers:
@@ -50,9 +60,17 @@ def decide(
         (s := statuses.get(addr)) is not None and s.cluster_id == NO_CLUSTER and s.cluster_name == cluster
         for addr in peers
     )
-    if answered_free and all(me < addr for addr in peers):
+    if answered_free and all(me < _said(statuses[addr], addr) for addr in peers):
         return "start", None
     return "wait", None
+
+
+def _said(status: Status, entry: Addr) -> Addr:
+    """The address a peer says it has (its ``--listen``), else its entry."""
+    try:
+        return parse_addr(status.addr)
+    except ValueError:
+        return entry
 
 
 class Discovery:
@@ -63,6 +81,7 @@ class Discovery:
     :param send_to: sends a message to an address (the UDP transport).
     :param fetch: fetches a peer's snapshot: ``fetch(addr) -> Deferred[Snapshot]``.
     :param clock: time and scheduling.
+    :param names: resolves peers' host names (default: IP addresses only).
     """
 
     log = Logger()
@@ -74,15 +93,21 @@ class Discovery:
         send_to: Callable[[Addr, Message], object],
         fetch: Callable[[Addr], "defer.Deferred[Snapshot]"],
         clock: IReactorTime,
+        names: Optional[NameBook] = None,
     ) -> None:
         self.node = node
+        self.names = names if names is not None else NameBook(clock, None)
         self.me = parse_addr(node.addr)
-        self.peers = [p for p in peers if p != self.me]
+        own = self.names.lookup(self.me)
+        # Our own address, however named, is not a peer (a datagram to it
+        # would be dropped as looped, and we would wait for it forever).
+        self.peers = [p for p in peers if p != self.me and (own is None or self.names.lookup(p) != own)]
         self.send_to = send_to
         self.fetch = fetch
         self.clock = clock
         self.statuses: dict[Addr, Status] = {}
         self._heard_at: dict[Addr, float] = {}
+        self._started_at = clock.seconds()
         self._call: Optional[IDelayedCall] = None
         self._fetching = False
         self._logged_at = float("-inf")
@@ -126,12 +151,26 @@ class Discovery:
         )
 
     def on_status(self, sender: str, status: Status, source: Addr) -> None:
-        try:
-            addr = parse_addr(status.addr)
-        except ValueError:
+        addr = self._entry(status, source)
+        if addr is None:
             return
         self.statuses[addr] = status
         self._heard_at[addr] = self.clock.seconds()
+
+    def _entry(self, status: Status, source: Addr) -> Optional[Addr]:
+        """The ``--peers`` entry a Status answers: the one it names, else
+        the one whose address it came from."""
+        try:
+            said: Optional[Addr] = parse_addr(status.addr)
+        except ValueError:
+            said = None
+        if said in self.peers:
+            return said
+        came_from = (source[0], source[1])
+        for peer in self.peers:
+            if self.names.lookup(peer) == came_from:
+                return peer
+        return None
 
     def _round(self) -> None:
         self._call = None
@@ -149,7 +188,11 @@ class Discovery:
             self._logged_at = now
             self._log_waiting(fresh)
         for peer in self.peers:
-            self.send_to(peer, Hello(self.node.addr, self.node.cluster))
+            if now - self._heard_at.get(peer, self._started_at) > STATUS_TTL:
+                self.names.silent(peer)  # look its name up again (rate-limited)
+            ip = self.names.lookup(peer)
+            if ip is not None:
+                self.send_to(ip, Hello(self.node.addr, self.node.cluster))
         self._call = self.clock.callLater(HELLO_INTERVAL, self._round)
 
     def _attach(self, addr: Addr) -> None:
@@ -178,7 +221,9 @@ class Discovery:
             )
 
         # maybeDeferred: a fetch that raises at once must not end discovery.
-        defer.maybeDeferred(self.fetch, addr).addCallbacks(fetched, failed)
+        # From the peer's address as resolved: its HTTP port answers to that
+        # Host whatever its --listen (SPEC §12 "Browsers").
+        defer.maybeDeferred(self.fetch, self.names.lookup(addr) or addr).addCallbacks(fetched, failed)
 
     def _log_waiting(self, fresh: dict[Addr, Status]) -> None:
         silent = [format_addr(p) for p in self.peers if p not in fresh]

@@ -49,3 +49,16 @@ class Config:
     fsync: bool = True
     #: instances applied between two snapshots written to the data dir
     snapshot_every: int = 10_000
+    #: the host names of --listen, --web and --peers as resolved at start-up
+    #: (name -> IP address); see :mod:`doozer.node.names`
+    resolved: dict[str, str] = field(default_factory=dict)
+
+    def ip_of(self, addr: Addr) -> Addr:
+        """``addr`` with its host name replaced by the IP address it resolved
+        to at start-up (an address is itself)."""
+        return (self.resolved.get(addr[0], addr[0]), addr[1])
+
+    @property
+    def bind(self) -> Addr:
+        """Where the node listens (TCP and UDP): --listen, resolved."""
+        return self.ip_of(self.listen)

@@ -158,10 +158,14 @@ class HostPolicy:
         """The rules of the node's port at ``addr`` (its ``--listen`` or ``--web``).
 
         :param config: the node's :class:`doozer.server.config.Config`.
+
+        A host name in ``--listen`` or ``--web`` is answered to, and so is
+        the IP address it resolved to (peers fetch snapshots by address).
         """
+        also = [config.listen[0], config.ip_of(config.listen)[0], config.ip_of(addr)[0]]
         return cls(
             addr,
-            also=[config.listen[0]],
+            also=also,
             allowed_hosts=config.allowed_hosts,
             cors_origins=config.cors_origins,
             scheme=scheme,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gc
 import os
+import socket
 import sys
 from typing import Any, Optional
 
@@ -16,10 +17,11 @@ from twisted.logger import Logger
 from doozer.server.http.api import API
 from doozer.node.discovery import Discovery
 from doozer.server.config import Config
-from doozer.addr import format_addr, parse_addr
+from doozer.addr import format_addr, is_ipv6
 from doozer.consensus.transport import UDPTransport
 from doozer.consensus.diagnostics import transport_state
 from doozer.node.fetcher import SnapshotFetcher
+from doozer.node.names import NameBook, follow_addresses, thread_resolver
 from doozer.server import faults
 from doozer.server.auth import Secrets
 from doozer.server.http.peerhttp import SnapshotClient
@@ -139,13 +141,21 @@ class NodeService(Service):
         # environment variable DOOZER_TEST_FAULTS is set.
         self.transport.fault_file = faults.install(self.transport, self.reactor)
         node._send = self.transport.send
+        bind = config.bind
+        # Peers named by host names: looked up again when they fall silent.
+        self.names = NameBook(
+            self.reactor,
+            thread_resolver(self.reactor, socket.AF_INET6 if is_ipv6(bind[0]) else socket.AF_INET),
+            known=config.resolved,
+        )
+        self.names.on_change.append(lambda name, old, new: self._update_addresses())
         node.transport_state = lambda: transport_state(self.transport)
         fetch = SnapshotClient(self.reactor, config.cluster_keys, tls=bool(config.tls_cert))
         self.fetcher = SnapshotFetcher(node, fetch, self.transport.address_of, self.reactor)
         node.on_running.append(self._joined)
         node.on_chores.append(self._chores)
         node.on_fatal.append(self._fatal)
-        host, port = config.listen
+        host, port = bind
         self.ports.append(self.transport.listen(self.reactor, port, host))
         secrets = Secrets(config.rw_secret, config.ro_secret)
         api = API(
@@ -195,13 +205,13 @@ class NodeService(Service):
                 self.reactor.listenTCP(
                     config.web[1],
                     SniffingFactory(web_site, None, limits),
-                    interface=config.web[0],
+                    interface=config.ip_of(config.web)[0],
                     backlog=BACKLOG,
                 )
             )
             self.log.info("doozer WebView on http://{addr}/", addr=format_addr(config.web))
         self.discovery = Discovery(
-            node, config.peers, self.transport.send_to, fetch, self.reactor
+            node, config.peers, self.transport.send_to, fetch, self.reactor, self.names
         )
         if node.storage is not None and node.storage.data.restarting:
             # A data dir with state never starts or looks for a cluster: it
@@ -218,14 +228,16 @@ class NodeService(Service):
 
     def _chores(self) -> None:
         """Keep peers' addresses current; fetch a snapshot when left behind."""
-        node = self.node
-        assert node is not None
-        for peer_id, addr in node.info.node_addresses().items():
-            try:
-                self.transport.set_address(peer_id, parse_addr(addr))
-            except ValueError:
-                continue
+        self._update_addresses(watch=True)
         self.fetcher.chores()
+
+    def _update_addresses(self, watch: bool = False) -> None:
+        """Where each node of ``/ctl/node`` is sent to (SPEC §5: a named
+        peer that stops answering has its name looked up again)."""
+        node = self.node
+        if node is None:
+            return
+        follow_addresses(self.names, self.transport, node.info.node_addresses(), node.id, watch)
 
     def _warn_insecure(self) -> None:
         """Say at start and every hour that peers are not authenticated."""

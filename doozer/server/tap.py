@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from typing import Any, Optional
 
 from twisted.application.service import IService
 from twisted.python import usage
 
 from doozer.server.config import Config
-from doozer.addr import parse_addr
+from doozer.addr import format_addr, is_ip, is_ipv6, parse_addr
 
 #: A proposal travels in one UDP datagram; keep room for the path and framing.
 MAX_VALUE_CEILING = 60000
@@ -25,9 +26,11 @@ class Options(usage.Options):
         "API on 127.0.0.1:8046 and the WebView on 127.0.0.1:8000."
     )
     optParameters = [
-        ["listen", "l", "127.0.0.1:8046", "HOST:PORT of this node: HTTP API on TCP, peers on UDP"],
+        ["listen", "l", "127.0.0.1:8046", "HOST:PORT of this node (an IPv4 address, [IPv6] or a host name, "
+         "resolved at start): HTTP API on TCP, peers on UDP; peers and clients reach it there"],
         ["web", "w", None, "WebView address HOST:PORT (default: same host, port 8000); 'false' disables it"],
-        ["peers", "p", None, "comma-separated HOST:PORT of other nodes to attach to or start a cluster with"],
+        ["peers", "p", None, "comma-separated HOST:PORT of other nodes to attach to or start a cluster with; "
+         "host names are resolved at start and again when their node stops answering"],
         ["cluster", "c", "local", "cluster name (/ctl/name)"],
         ["timeout", None, "60", "seconds of silence after which a member is removed from its CAL slot"],
         ["fill", None, "0.1", "seconds before a silent member's sequence number is filled with a no-op"],
@@ -101,15 +104,26 @@ def _secret(path: Optional[str], env: Optional[str], name: str) -> Optional[byte
     return env.encode() if env else None
 
 
-def _ip_literal(addr: tuple[str, int], name: str) -> None:
-    """Peers are reached over UDP, which takes IP addresses only (no DNS)."""
+def _resolve(host: str, family: int, name: str, resolved: dict[str, str]) -> str:
+    """The IP address of an option's host, resolved once at start-up (SPEC
+    §5: a name that does not resolve is a start-up error, never a silent
+    failure later)."""
+    from doozer.node.names import FAMILY_NAMES, resolve_host
+
+    if is_ip(host):
+        if family and (socket.AF_INET6 if is_ipv6(host) else socket.AF_INET) != family:
+            raise usage.UsageError(
+                f"--{name}: {host} is not an {FAMILY_NAMES[family]} address like --listen's; "
+                "a node's UDP port speaks one family, so every node of a cluster must "
+                "use the same one"
+            )
+        return host
     try:
-        ipaddress.ip_address(addr[0])
-    except ValueError:
-        raise usage.UsageError(
-            f"--{name}: {addr[0]!r} is not an IP address; peers talk over UDP "
-            "by address, so name every node by its IP:PORT (as its --listen)"
-        ) from None
+        ip = resolve_host(host, family)
+    except ValueError as e:
+        raise usage.UsageError(f"--{name}: {e}") from None
+    resolved[host] = ip
+    return ip
 
 
 #: Shortest cluster key accepted (a key is a secret, not a password).
@@ -142,6 +156,24 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _reachable(listen: tuple[str, int], bind_ip: str, peers: list[tuple[str, int]],
+               resolved: dict[str, str]) -> None:
+    """A --listen that resolves to loopback cannot be reached by peers on
+    other machines: a host name that /etc/hosts maps to 127.0.1.1 (as
+    Debian does for the machine's own name) would otherwise start a node
+    nobody can reach."""
+    if is_ip(listen[0]) or not _loopback(bind_ip):
+        return
+    remote = [p for p in peers if not _loopback(resolved.get(p[0], p[0]))]
+    if remote:
+        raise usage.UsageError(
+            f"--listen {format_addr(listen)} resolves to {bind_ip}, a loopback address, "
+            f"but --peers names {format_addr(remote[0])} on another machine, which cannot "
+            "reach it there; give --listen the address (or a name of it) the peers reach "
+            "this node at"
+        )
+
+
 def build_config(opts: Any, environ: Any) -> Config:
     """Check the options and turn them into a :class:`Config`.
 
@@ -151,12 +183,16 @@ def build_config(opts: Any, environ: Any) -> Config:
         listen = parse_addr(opts["listen"])
     except ValueError as e:
         raise usage.UsageError(f"--listen: {e}") from None
-    if listen[0] in ("0.0.0.0", "::", ""):
+    resolved: dict[str, str] = {}
+    # A name is resolved to its IPv4 address if it has one; the node binds
+    # there and advertises the name (peers look it up again if it moves).
+    bind_ip = _resolve(listen[0], 0, "listen", resolved)
+    if ipaddress.ip_address(bind_ip).is_unspecified:
         raise usage.UsageError(
             "--listen must name the address peers and clients reach this node at, "
-            "not 0.0.0.0"
+            f"not {format_addr((bind_ip, listen[1]))}"
         )
-    _ip_literal(listen, "listen")
+    family = socket.AF_INET6 if is_ipv6(bind_ip) else socket.AF_INET
     web: Optional[tuple[str, int]]
     if opts["web"] is None:
         web = (listen[0], 8000)
@@ -167,6 +203,7 @@ def build_config(opts: Any, environ: Any) -> Config:
             web = parse_addr(opts["web"], default_host=listen[0])
         except ValueError as e:
             raise usage.UsageError(f"--web: {e}") from None
+        _resolve(web[0], 0, "web", resolved)
     peers = []
     for peer in (opts["peers"] or "").split(","):
         if peer.strip():
@@ -174,7 +211,8 @@ def build_config(opts: Any, environ: Any) -> Config:
                 peers.append(parse_addr(peer.strip()))
             except ValueError as e:
                 raise usage.UsageError(f"--peers: {e}") from None
-            _ip_literal(peers[-1], "peers")
+            _resolve(peers[-1][0], family, "peers", resolved)
+    _reachable(listen, bind_ip, peers, resolved)
     max_value = _number(opts, "max-value", int, 0)
     if max_value > MAX_VALUE_CEILING:
         raise usage.UsageError(
@@ -197,7 +235,7 @@ def build_config(opts: Any, environ: Any) -> Config:
     if opts["cluster-key-file"]:
         cluster_keys = _cluster_keys(opts["cluster-key-file"])
     insecure = bool(opts["insecure-peers"])
-    if not cluster_keys and not insecure and (peers or not _loopback(listen[0])):
+    if not cluster_keys and not insecure and (peers or not _loopback(bind_ip)):
         raise usage.UsageError(
             "a node with --peers or a non-loopback --listen needs --cluster-key-file: without "
             "a key anyone who can reach its UDP port can act as a peer. Make one with "
@@ -229,6 +267,7 @@ def build_config(opts: Any, environ: Any) -> Config:
         max_pending_bytes=_number(opts, "max-pending-bytes", int, 1),
         quota_bytes=_number(opts, "quota-bytes", int, 1),
         access_log=bool(opts["access-log"]),
+        resolved=resolved,
         **_data_dir(opts),
         **_client_limits(opts),
     )

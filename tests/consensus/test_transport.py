@@ -520,3 +520,20 @@ def test_datagrams_written_are_counted_per_address_for_a_bounded_number() -> Non
     for port in (1, 2, 3, 3):
         a.send_to(("127.0.0.1", port), Ping(0, 0), "b")
     assert transport_state(a)["sent_to"] == {"127.0.0.1:2": 1, "127.0.0.1:3": 2}
+
+
+def test_counts_and_sources_of_each_sender() -> None:
+    """What the service watches to look a named peer up again: how many of
+    its datagrams were taken (silent when it stops moving) and where the
+    last came from (moved when it is not where its name resolved to);
+    replays count for neither."""
+    a, b, got = pair()
+    assert b.taken_from("a") == 0 and b.source_of("a") is None
+    a.send("b", Ping(1, 2))
+    a.send("b", Ping(1, 3))
+    frames = [data for data, _ in a.transport.written]
+    b.datagramReceived(frames[0], A)
+    b.datagramReceived(frames[1], ("::1", 1001, 0, 0))
+    assert b.taken_from("a") == 2 and b.source_of("a") == ("::1", 1001)
+    b.datagramReceived(frames[1], ("10.9.9.9", 1))  # a replay, from anywhere
+    assert b.taken_from("a") == 2 and b.source_of("a") == ("::1", 1001)

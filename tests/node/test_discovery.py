@@ -256,3 +256,64 @@ def test_failing_fetches_are_logged_once_per_interval() -> None:
     warnings = [x for x in lines if "could not copy the cluster's state" in x]
     assert 2 <= len(warnings) <= 3, lines
     assert "answered 401; will retry" in warnings[0]
+
+
+def named_discovery(peers: list, records: dict, addr: str = "a:1001"):
+    """Discovery whose peers are host names, resolved by a fake resolver."""
+    from doozer.node.names import NameBook
+    from namesutil import FakeDNS
+
+    clock, net, node = Clock(), Net(), FakeNode(addr)
+    dns = FakeDNS(records)
+    names = NameBook(clock, dns, known=dict(records))
+    d = Discovery(node, peers, net.send_to, net.fetch, clock, names)
+    return d, node, net, clock, dns
+
+
+def test_named_peers_get_hellos_at_their_address_and_answers_match_them() -> None:
+    """A Status names the peer's own --listen, which need not be how our
+    --peers names it: an answer from a peer's address counts for that entry."""
+    d, node, net, clock, dns = named_discovery(
+        [("b", 1002), ("c", 1003)], {"a": "10.0.0.1", "b": "10.0.0.2", "c": "10.0.0.3"}
+    )
+    d.start()
+    assert sorted(net.hellos()) == [("10.0.0.2", 1002), ("10.0.0.3", 1003)]
+    status = Status("b:1002", "local", NO_CLUSTER, False, 0)
+    node.peers.discovery_handlers[Status]("B", status, ("10.0.0.2", 1002))
+    other = Status("10.0.0.3:1003", "local", NO_CLUSTER, False, 0)  # c's --listen is its IP
+    node.peers.discovery_handlers[Status]("C", other, ("10.0.0.3", 1003, 0, 0))
+    clock.advance(HELLO_INTERVAL)
+    # Both answered free, but c says it is 10.0.0.3:1003, below a:1001: the
+    # addresses the nodes say they have are compared, so c starts, not a.
+    assert set(d.statuses) == {("b", 1002), ("c", 1003)}
+    assert node.genesis == []
+    node.peers.discovery_handlers[Status](
+        "C", Status("c:1003", "local", NO_CLUSTER, False, 0), ("10.0.0.3", 1003)
+    )
+    clock.advance(HELLO_INTERVAL)
+    assert node.genesis == [2]
+
+
+def test_a_silent_named_peer_is_looked_up_again_and_found_at_its_new_address() -> None:
+    d, node, net, clock, dns = named_discovery([("b", 1002)], {"a": "10.0.0.1", "b": "10.0.0.2"})
+    d.start()
+    assert net.hellos() == [("10.0.0.2", 1002)]
+    dns.records["b"] = "10.0.0.7"  # b came back elsewhere
+    for _ in range(int(STATUS_TTL / HELLO_INTERVAL) + 2):
+        clock.advance(HELLO_INTERVAL)
+    assert dns.asked == ["b"]
+    assert net.hellos()[-1] == ("10.0.0.7", 1002)
+    node.peers.discovery_handlers[Status](
+        "B", Status("b:1002", "local", "CID", True, 3), ("10.0.0.7", 1002)
+    )
+    clock.advance(HELLO_INTERVAL)
+    assert [a for a, _ in net.fetches] == [("10.0.0.7", 1002)]  # fetched by address
+
+
+def test_own_address_under_another_name_is_not_a_peer() -> None:
+    d, node, net, clock, dns = named_discovery(
+        [("a", 1001), ("self-alias", 1001)], {"a": "10.0.0.1", "self-alias": "10.0.0.1"},
+        addr="10.0.0.1:1001",
+    )
+    d.start()
+    assert node.genesis == [0] and net.sent == []

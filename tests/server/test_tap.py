@@ -136,13 +136,51 @@ def test_write_timeout_defaults_to_ten_seconds_and_reaches_the_node() -> None:
         parse("--write-timeout", "0", env={})
 
 
-def test_listen_and_peers_must_be_ip_addresses() -> None:
-    """Regression: a host name in --peers made UDP's write() raise inside
-    discovery, which then stopped for good; refuse it at start-up instead."""
-    with pytest.raises(usage.UsageError, match="not an IP address"):
-        parse("--peers", "localhost:8047", "--insecure-peers", env={})
-    with pytest.raises(usage.UsageError, match="not an IP address"):
-        parse("--listen", "localhost:8046", "--insecure-peers", env={})
-    assert parse("--peers", "[::1]:8047,10.0.0.2:8046", "--insecure-peers", env={})["config"].peers == [
-        ("::1", 8047), ("10.0.0.2", 8046)
-    ]
+def test_listen_and_peers_take_ipv4_ipv6_and_host_names() -> None:
+    """SPEC §5: HOST is an IPv4 address, an IPv6 address in brackets, or a
+    host name, resolved at start-up; the node binds to the resolved address
+    and keeps the name as given (it is what it advertises)."""
+    config = parse("--listen", "LocalHost:8046", "--peers", "localhost:8047,127.0.0.2:8046",
+                   "--insecure-peers", env={})["config"]
+    assert config.listen == ("localhost", 8046)  # host names are case-insensitive
+    assert config.bind == ("127.0.0.1", 8046)
+    assert config.peers == [("localhost", 8047), ("127.0.0.2", 8046)]
+    assert config.resolved == {"localhost": "127.0.0.1"}
+    assert config.web == ("localhost", 8000) and config.ip_of(config.web) == ("127.0.0.1", 8000)
+    config = parse("--listen", "[::1]:8046", "--peers", "[::1]:8047,[fe80::1]:8046",
+                   "--insecure-peers", env={})["config"]
+    assert config.bind == config.listen == ("::1", 8046)
+    assert config.peers == [("::1", 8047), ("fe80::1", 8046)]
+    assert config.web == ("::1", 8000)
+
+
+def test_a_name_that_resolves_to_loopback_needs_no_cluster_key() -> None:
+    """A loopback --listen needs no key, whether named by address or name."""
+    assert parse("--listen", "localhost:8046", env={})["config"].bind == ("127.0.0.1", 8046)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--listen", "nowhere.invalid:8046"], "--listen: host name 'nowhere.invalid' does not resolve"),
+        (["--peers", "127.0.0.1:9,nowhere.invalid:8047"],
+         "--peers: host name 'nowhere.invalid' does not resolve to an IPv4 address"),
+        (["--web", "nowhere.invalid:8000"], "--web: host name 'nowhere.invalid' does not resolve"),
+        (["--listen", "::1:8046"], "IPv6 address goes in brackets"),
+        (["--peers", "[::1:8047"], "IPv6 address goes in brackets"),
+        (["--peers", "bad name:8047"], "neither an IP address nor a host name"),
+        (["--peers", "[::1]:8047"], "not an IPv4 address like --listen's"),
+        (["--listen", "[::1]:8046", "--peers", "10.0.0.2:8047"], "not an IPv6 address like --listen's"),
+        (["--listen", "0.0.0.0:8046"], "not 0.0.0.0:8046"),
+        (["--listen", "localhost:8046", "--peers", "10.0.0.2:8046"],
+         "resolves to 127.0.0.1, a loopback address, but --peers names 10.0.0.2:8046"),
+        (["--listen", "[::]:8046"], r"not \[::\]:8046"),
+    ],
+)
+def test_bad_or_unresolvable_addresses_are_start_up_errors(argv: list, message: str) -> None:
+    """Never a silent failure later: a name that does not resolve (the
+    .invalid domain never does, RFC 6761), a mix of IPv4 and IPv6 (a UDP
+    port speaks one family) or an unbracketed IPv6 address stops the node
+    at start-up with a line saying which option and why."""
+    with pytest.raises(usage.UsageError, match=message):
+        parse(*argv, "--insecure-peers", env={})

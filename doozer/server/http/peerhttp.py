@@ -36,18 +36,18 @@ class SnapshotClient:
     def __call__(self, addr: Addr) -> "defer.Deferred[Snapshot]":
         """GET the snapshot of the peer at ``addr``."""
         import treq
+        from twisted.web.client import Agent
+        from twisted.web.http_headers import Headers
 
-        if self.tls:
-            from treq.client import HTTPClient
-
-            client: Any = HTTPClient(https_agent(self.reactor))
-        else:
-            client = treq
+        # The Agent itself, not treq's request(): treq runs the URL through
+        # hyperlink's IDNA encoding, which refuses an IPv6 host ([::1]).
+        agent = https_agent(self.reactor) if self.tls else Agent(self.reactor)
         url = f"{'https' if self.tls else 'http'}://{format_addr(addr)}{PEER_SNAPSHOT.decode()}"
         key: Optional[bytes] = self.keys[0] if self.keys else None
         # A peer token bound to this request, never a client secret.
         headers, nonce = peer_headers(key, b"GET", PEER_SNAPSHOT, self.reactor.seconds())
-        d = client.get(url, headers=headers, timeout=30)
+        d = agent.request(b"GET", url.encode("ascii"), Headers(headers))
+        d.addTimeout(30, self.reactor)
 
         def got(response: Any) -> Any:
             if response.code != 200:
