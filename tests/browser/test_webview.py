@@ -175,8 +175,10 @@ def node(start_node: Any) -> Node:
 # browser
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    """One Chromium for every browser test module (each test has its own
+    context: see ``page``)."""
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
