@@ -60,7 +60,7 @@ export function showDetail(path, open) {
   $("detail-hex").textContent = f.base64 ? hexDump(f.value) : "";
   $("detail-hex").hidden = $("detail-hex-title").hidden = !f.base64;
   // A changed file in a history view: what it was at the compared rev.
-  const was = f.diff === "changed" && f.was;
+  const was = S.view && f.diff === "changed" && f.was;
   $("detail-was-title").textContent = was ? "at rev " + S.view.since + " (its rev " + f.was.rev + ")" : "";
   $("detail-was").textContent = was ? f.was.value : "";
   $("detail-was").classList.toggle("b64", !!(was && f.was.base64));
