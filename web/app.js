@@ -7,13 +7,16 @@
 //   common.js   constants, DOM helpers, the page's state (S)
 //   model.js    the tree model: a walk's result, then watch events, applied
 //   network.js  the read API, the main loop (load -> watch), reconnection
-//   status.js   status and banner, messages, cluster, breadcrumbs, secret
+//   status.js   status and banner, messages, breadcrumbs, secret
+//   health.js   members (voting, applied rev), fault tolerance, leases
+//   history.js  the tree as of an old rev, and the changes between two
 //   view.js     the rows (virtual scrolling) and the detail dialog
 //   app.js      (this) wiring: the UI's events, timers, the start
 
 import { $, CLUSTER_EVERY, COMPONENT, S, session } from "./common.js";
 import { files, findDir, hooks, resetTree, setAllOpen } from "./model.js";
-import { refreshCluster, run } from "./network.js";
+import { initHistory } from "./history.js";
+import { refreshHealth, run } from "./network.js";
 import { message, renderCrumbs, updateBanner } from "./status.js";
 import { scheduleRender, showDetail } from "./view.js";
 
@@ -100,7 +103,8 @@ $("filter").addEventListener("input", () => {
 
 window.addEventListener("scroll", scheduleRender, { passive: true });
 window.addEventListener("resize", scheduleRender);
-setInterval(refreshCluster, CLUSTER_EVERY);
+setInterval(refreshHealth, CLUSTER_EVERY);
+initHistory();
 
 // ---------------------------------------------------------------- start
 

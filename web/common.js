@@ -11,7 +11,9 @@ export const FLASH_MS = 2500;       // how long a changed row stays highlighted
 export const BACKOFF_FIRST = 500;   // ms
 export const BACKOFF_MAX = 5000;    // ms
 export const SHORT = 100;           // characters of a value shown in a row
-export const CLUSTER_EVERY = 2000;  // ms between /v1/cluster polls
+export const CLUSTER_EVERY = 2000;  // ms between /v1/cluster and /v1/leases polls
+export const LEASES_SHOWN = 100;    // leases listed (the rest are counted)
+export const LEASE_FILES_SHOWN = 5; // files listed per lease (the rest are counted)
 const SECRET_KEY = "doozer.secret";
 export const COMPONENT = /^[A-Za-z0-9._-]{1,255}$/;
 
@@ -42,7 +44,7 @@ export const S = {
   glob: "/**",
   badRoot: null,         // why the URL is not a store path
   secret: session("get"),
-  state: "connecting",   // connecting | live | disconnected | auth | error
+  state: "connecting",   // connecting | live | disconnected | auth | error | history
   gen: 0,                // bumped to abandon the running loop
   next: null,            // rev to watch from
   knownRev: 0,           // the store rev our tree reflects
@@ -55,5 +57,8 @@ export const S = {
   reason: "",
   detailPath: null,      // path shown in the detail dialog
   rowsDirty: true,       // the rows must be rebuilt (the tree or the filter changed)
+  view: null,            // history shown: {rev, since, counts}; null when live
+  oldest: null,          // oldest rev the node still answers at (last seen)
+  histGen: 0,            // bumped to abandon a history load in progress
 };
 

@@ -1,7 +1,8 @@
 // doozer WebView: the tree model. The files of the subtree shown (S.root),
 // as directories of their children with live file counts; a walk's result
-// replaces it, watch events update it. No DOM here: what changed is drawn by
-// view.js, asked through hooks.
+// replaces it, watch events update it. A history view is a tree as of an old
+// rev, its files marked with how they differ from another rev (diff). No DOM
+// here: what changed is drawn by view.js, asked through hooks.
 
 import { FLASH_MS, S } from "./common.js";
 
@@ -15,6 +16,7 @@ export class Dir {
     this.count = 0;         // live files below
     this.open = !(path === "/ctl" && S.root === "/");
     this.flash = 0;
+    this.diffs = 0;         // files below that differ from the compared rev
   }
   sortedChildren() {
     if (this.sorted === null) {
@@ -35,6 +37,8 @@ export class File {
     this.base64 = false;
     this.flash = 0;
     this.deleted = 0;       // when it was deleted (shown struck out, then removed)
+    this.diff = "";         // history view: "added" | "changed" | "deleted" | ""
+    this.was = null;        // history view: {rev, value, base64} at the compared rev
   }
 }
 
@@ -166,7 +170,7 @@ function purge() {
   const now = performance.now();
   let later = false;
   for (const f of Array.from(files.values())) {
-    if (!f.deleted) continue;
+    if (!f.deleted || f.diff === "deleted") continue;
     if (now - f.deleted >= FLASH_MS) {
       const dir = f.parent;
       removeNode(f);
@@ -177,10 +181,8 @@ function purge() {
   hooks.scheduleRender();
 }
 
-// Replace the whole tree with a walk's result, keeping which directories
-// are collapsed; after the first load, differences are highlighted.
-export function replaceTree(list) {
-  const first = files.size === 0;
+// Which directories are open and which collapsed, to keep across a new tree.
+function openness() {
   const closed = new Set();
   const open = new Set();
   (function collect(d) {
@@ -188,6 +190,26 @@ export function replaceTree(list) {
       if (c instanceof Dir) { (c.open ? open : closed).add(c.path); collect(c); }
     }
   })(tree);
+  return { closed, open };
+}
+
+function restoreOpenness({ closed, open }) {
+  (function restore(d) {
+    for (const c of d.children.values()) {
+      if (c instanceof Dir) {
+        if (closed.has(c.path)) c.open = false;
+        else if (open.has(c.path)) c.open = true;
+        restore(c);
+      }
+    }
+  })(tree);
+}
+
+// Replace the whole tree with a walk's result, keeping which directories
+// are collapsed; after the first load, differences are highlighted.
+export function replaceTree(list) {
+  const first = files.size === 0;
+  const kept = openness();
   const old = new Map();
   for (const f of files.values()) if (!f.deleted) old.set(f.path, f);
   tree = new Dir("", S.root, null);
@@ -198,17 +220,70 @@ export function replaceTree(list) {
     const flash = !first && (!before || before.rev !== item.rev);
     setFile(item.path, item.rev, item.value ?? "", item.encoding === "base64", flash, now);
   }
-  (function restore(d) {
-    for (const c of d.children.values()) {
-      if (c instanceof Dir) {
-        if (closed.has(c.path)) c.open = false;
-        else if (open.has(c.path)) c.open = true;
-        restore(c);
-      }
-    }
-  })(tree);
+  restoreOpenness(kept);
   S.rowsDirty = true;
   hooks.scheduleRender();
+}
+
+// Whether a file at path would displace something in the tree: a file on
+// the way to it, or a directory where it is (a path that was a file at one
+// rev and a directory at the other).
+function displaces(path) {
+  const parts = relParts(path);
+  let d = tree;
+  for (let i = 0; i < parts.length; i++) {
+    const c = d.children.get(parts[i]);
+    if (!c) return false;
+    if (c instanceof File) return i < parts.length - 1;
+    if (i === parts.length - 1) return true;
+    d = c;
+  }
+  return false;
+}
+
+function markDiff(f, kind, before) {
+  f.diff = kind;
+  if (before) f.was = { rev: before.rev, value: before.value ?? "", base64: before.encoding === "base64" };
+  for (let d = f.parent; d; d = d.parent) d.diffs += 1;
+}
+
+// A history view: the tree as of a rev (list: a walk at that rev) and, with
+// base (a walk at an older rev), every difference marked: files added,
+// changed (another rev) and deleted (shown struck out, with their old
+// value). Returns the counts of each.
+export function showTrees(list, base) {
+  const kept = openness();
+  tree = new Dir("", S.root, null);
+  files.clear();
+  const counts = { added: 0, changed: 0, deleted: 0 };
+  const before = base ? new Map(base.map((b) => [b.path, b])) : null;
+  for (const item of list) {
+    setFile(item.path, item.rev, item.value ?? "", item.encoding === "base64", false, 0);
+    if (!before) continue;
+    const b = before.get(item.path);
+    const kind = !b ? "added" : b.rev !== item.rev ? "changed" : "";
+    if (kind) {
+      markDiff(files.get(item.path), kind, b);
+      counts[kind] += 1;
+    }
+  }
+  if (before) {
+    const now = new Set(list.map((item) => item.path));
+    for (const b of base) {
+      if (now.has(b.path)) continue;
+      counts.deleted += 1;
+      if (displaces(b.path)) continue;
+      setFile(b.path, b.rev, b.value ?? "", b.encoding === "base64", false, 0);
+      const f = files.get(b.path);
+      f.deleted = 1;
+      addCount(f, -1);
+      markDiff(f, "deleted", b);
+    }
+  }
+  restoreOpenness(kept);
+  S.rowsDirty = true;
+  hooks.scheduleRender();
+  return counts;
 }
 
 export function applyEvents(events) {

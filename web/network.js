@@ -12,19 +12,23 @@
 //          or next is older than the node's history (410 TOO_LATE: reload)
 //   401:   ask for the secret, keep it in sessionStorage, send it as
 //          "Authorization: Bearer <secret>"
+//   health: GET /v1/cluster and GET /v1/leases every 2 s (and the leases at
+//          once when the watch shows /ctl/lease change), live or not
+// A history view (history.js) abandons the loop (S.gen); "live" runs it again.
 
 import {
   BACKOFF_FIRST, BACKOFF_MAX, PAGE, REQUEST_SLACK, REQUEST_TIMEOUT, S, WATCH_TIMEOUT,
 } from "./common.js";
+import { renderCluster, renderLeases } from "./health.js";
 import { applyEvents, replaceTree } from "./model.js";
-import { askSecret, message, noteNodeRev, renderCluster, renderCrumbs, setState } from "./status.js";
+import { askSecret, message, noteNodeRev, renderCrumbs, setState } from "./status.js";
 
 // ------------------------------------------------------------------ errors
 
-class NetError extends Error {}          // no answer: node down, timeout
-class AuthNeeded extends Error {}        // 401
+export class NetError extends Error {}   // no answer: node down, timeout
+export class AuthNeeded extends Error {} // 401
 class Superseded extends Error {}        // a newer run took over
-class HttpError extends Error {
+export class HttpError extends Error {
   constructor(status, body) {
     super((body && (body.detail || body.error)) || "HTTP " + status);
     this.status = status;
@@ -35,7 +39,7 @@ class HttpError extends Error {
 
 // ------------------------------------------------------------------- api
 
-async function api(path, params, timeoutSec) {
+export async function api(path, params, timeoutSec) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params || {})) url.searchParams.set(k, String(v));
   const headers = { Accept: "application/json" };
@@ -95,13 +99,17 @@ export async function run() {
         await load(live);
         needLoad = false;
       }
-      if (S.state !== "live") { setState("live"); refreshCluster(); }
+      if (S.state !== "live") { setState("live"); refreshHealth(); }
       S.attempt = 0;
       const r = await api("/v1/watch", { glob: S.glob, rev: S.next, timeout: WATCH_TIMEOUT },
                           WATCH_TIMEOUT + REQUEST_SLACK);
       live();
       tooLate = 0;
-      applyEvents(r.events || []);
+      const events = r.events || [];
+      applyEvents(events);
+      if (events.some((ev) => typeof ev.path === "string" && ev.path.startsWith("/ctl/lease/"))) {
+        refreshLeases();
+      }
       if (typeof r.next === "number" && r.next > S.next) S.next = r.next;
       S.knownRev = Math.max(S.knownRev, S.next - 1);
     } catch (e) {
@@ -152,20 +160,7 @@ async function load(live) {
   }
   S.glob = S.mode === "file" ? S.root : S.root === "/" ? "/**" : S.root + "/**";
   renderCrumbs();
-  const list = [];
-  let rev = null;
-  for (let offset = 0; ; ) {
-    const params = { glob: S.glob, offset, limit: PAGE };
-    if (rev !== null) params.rev = rev;
-    const r = await api("/v1/walk", params);
-    live();
-    if (rev === null) rev = r.rev;
-    const got = r.files || [];
-    for (const f of got) list.push(f);
-    offset += got.length;
-    if (got.length < PAGE) break;
-    message("loading… " + list.length + " files");
-  }
+  const { list, rev } = await walkAll(null, live);
   const self = await api("/v1/self");
   live();
   S.nodeId = self.id;
@@ -175,13 +170,51 @@ async function load(live) {
   if (list.length >= PAGE) message("loaded " + list.length + " files");
 }
 
+// Every file of the page's subtree (S.glob) as of rev (null: now), a
+// thousand per request, every page after the first at the first's rev.
+// check() is called after each answer (it throws to abandon the walk).
+export async function walkAll(at, check) {
+  const list = [];
+  let rev = at;
+  for (let offset = 0; ; ) {
+    const params = { glob: S.glob, offset, limit: PAGE };
+    if (rev !== null) params.rev = rev;
+    const r = await api("/v1/walk", params);
+    check();
+    if (rev === null) rev = r.rev;
+    const got = r.files || [];
+    for (const f of got) list.push(f);
+    offset += got.length;
+    if (got.length < PAGE) break;
+    message("loading… " + list.length + " files");
+  }
+  return { list, rev };
+}
+
+function healthy() {
+  return S.state === "live" || S.state === "history";
+}
+
 export async function refreshCluster() {
-  if (S.state !== "live") return;
+  if (!healthy()) return;
   try {
-    const c = await api("/v1/cluster");
-    renderCluster(c);
+    renderCluster(await api("/v1/cluster"));
   } catch (e) {
     // The main loop notices and reports lost connections.
   }
+}
+
+export async function refreshLeases() {
+  if (!healthy()) return;
+  try {
+    renderLeases(await api("/v1/leases"));
+  } catch (e) {
+    // As above.
+  }
+}
+
+export function refreshHealth() {
+  refreshCluster();
+  refreshLeases();
 }
 

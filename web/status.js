@@ -1,8 +1,9 @@
 // doozer WebView: what is around the tree. The status pill and the banner,
-// passing messages, the store's rev, the cluster's members, the breadcrumbs,
-// and the dialog that asks for the secret.
+// passing messages, the store's rev, the breadcrumbs, and the dialog that
+// asks for the secret. (The cluster's health and leases: health.js.)
 
 import { $, el, S, session } from "./common.js";
+import { notedLiveRev } from "./history.js";
 
 export function setState(state, detail) {
   S.state = state;
@@ -15,9 +16,10 @@ export function setState(state, detail) {
     disconnected: "disconnected, retrying",
     auth: "secret needed",
     error: "error",
+    history: "history",
   }[state];
   st.textContent = text;
-  document.body.classList.toggle("stale", state !== "live");
+  document.body.classList.toggle("stale", state !== "live" && state !== "history");
   $("forget-secret").hidden = !S.secret;
   updateBanner(detail);
 }
@@ -57,43 +59,11 @@ export function noteNodeRev(rev) {
   if (S.nodeRev === null || rev > S.nodeRev || S.state !== "live") {
     S.nodeRev = rev;
     $("store-rev").textContent = String(rev);
+    notedLiveRev();
   }
 }
 
-// ---------------------------------------------------------- cluster, path
-
-export function renderCluster(c) {
-  const name = c.cluster || "";
-  $("cluster-name").textContent = name;
-  document.title = (name ? name + " – " : "") + "doozer" + (S.root !== "/" ? " " + S.root : "");
-  const tbody = $("members").querySelector("tbody");
-  const rows = [];
-  const seen = new Set();
-  for (const m of c.members || []) {
-    seen.add(m.id);
-    rows.push(memberRow(m.id, m.addr, m.slot, m.applied, true));
-  }
-  for (const n of c.nodes || []) {
-    const id = typeof n === "string" ? n : n && n.id;
-    if (!id || seen.has(id)) continue;
-    rows.push(memberRow(id, n.addr, null, n.applied, false));
-  }
-  tbody.replaceChildren(...rows);
-  $("members-box").hidden = rows.length === 0;
-}
-
-function memberRow(id, addr, slot, applied, member) {
-  const tr = el("tr", member ? "member" : "nonmember");
-  tr.dataset.id = id;
-  tr.append(el("td", "m-id", id), el("td", "m-addr", addr ?? ""),
-            el("td", "m-slot", slot === null || slot === undefined ? "–" : String(slot)),
-            el("td", "m-applied", applied === null || applied === undefined ? "" : String(applied)));
-  const note = [];
-  if (!member) note.push("not a member");
-  if (id === S.nodeId) note.push("serving this page");
-  tr.append(el("td", "m-note", note.join(", ")));
-  return tr;
-}
+// ------------------------------------------------------------------ path
 
 export function renderCrumbs() {
   const nav = $("crumbs");

@@ -52,12 +52,19 @@ export function showDetail(path, open) {
   $("detail-path").textContent = path;
   const meta = ["rev " + f.rev, byteLength(f) + " bytes"];
   if (f.base64) meta.push("not UTF-8: shown as base64");
-  if (f.deleted) meta.push("deleted");
+  if (f.diff && S.view) meta.push(f.diff + " since rev " + S.view.since);
+  else if (f.deleted) meta.push("deleted");
   $("detail-meta").textContent = meta.join(" · ");
   $("detail-value").textContent = f.value;
   $("detail-value").classList.toggle("b64", f.base64);
   $("detail-hex").textContent = f.base64 ? hexDump(f.value) : "";
   $("detail-hex").hidden = $("detail-hex-title").hidden = !f.base64;
+  // A changed file in a history view: what it was at the compared rev.
+  const was = S.view && f.diff === "changed" && f.was;
+  $("detail-was-title").textContent = was ? "at rev " + S.view.since + " (its rev " + f.was.rev + ")" : "";
+  $("detail-was").textContent = was ? f.was.value : "";
+  $("detail-was").classList.toggle("b64", !!(was && f.was.base64));
+  $("detail-was").hidden = $("detail-was-title").hidden = !was;
   if (open && !dlg.open) dlg.showModal();
 }
 
@@ -130,12 +137,22 @@ function fillRow(e, row, now) {
   const n = row.node;
   const isDir = n instanceof Dir;
   const flash = n.flash && now - n.flash < FLASH_MS ? n.flash : 0;
-  const sig = [row.depth, row.label, isDir ? n.open + "/" + n.count : n.rev + "/" + n.base64 + "/" + n.deleted,
+  const sig = [row.depth, row.label, isDir ? n.open + "/" + n.count + "/" + n.diffs
+                 : n.rev + "/" + n.base64 + "/" + n.deleted + "/" + n.diff,
                isDir ? "" : n.value, flash].join("|");
   if (e._sig === sig) return !!flash;
   e._sig = sig;
   e.className = "row " + (isDir ? "dir" : "file") + (flash ? (isDir ? " flash-dir" : " flash") : "")
-    + (!isDir && n.deleted ? " deleted" : "");
+    + (!isDir && n.deleted ? " deleted" : "") + (!isDir && n.diff ? " diff-" + n.diff : "")
+    + (isDir && n.diffs ? " has-diffs" : "");
+  if (!isDir && n.diff && S.view) {
+    e.dataset.diff = n.diff;
+    e.title = n.diff + " since rev " + S.view.since
+      + (n.was && n.diff === "changed" ? " (was rev " + n.was.rev + ": " + shortValue(n.was).text + ")" : "");
+  } else {
+    delete e.dataset.diff;
+    e.removeAttribute("title");
+  }
   e.style.animationDelay = flash ? -(now - flash) + "ms" : "";
   e.setAttribute("role", "treeitem");
   if (isDir) e.setAttribute("aria-expanded", String(n.open));
@@ -166,7 +183,10 @@ function fillRow(e, row, now) {
   const cr = el("span", "c-rev", isDir ? "" : String(n.rev));
   const cv = el("span", "c-value");
   if (isDir) {
-    cv.append(el("span", "count", n.count + (n.count === 1 ? " file" : " files")));
+    cv.append(el("span", "count", n.count + (n.count === 1 ? " file" : " files")
+      + (n.diffs ? " · " + n.diffs + (n.diffs === 1 ? " change" : " changes") : "")));
+  } else if (n.diff === "deleted") {
+    cv.append(el("span", "gone", "deleted"), el("span", "v was", shortValue(n).text));
   } else if (n.deleted) {
     cv.append(el("span", "gone", "deleted"));
   } else {
@@ -186,6 +206,9 @@ function fillRow(e, row, now) {
         more.title = "show the whole value (" + byteLength(n) + " bytes)";
         cv.append(more);
       }
+    }
+    if (n.diff === "changed" && n.was && (n.was.value !== n.value || n.was.base64 !== n.base64)) {
+      cv.append(el("span", "was", "was " + (n.was.value === "" ? "(empty)" : shortValue(n.was).text)));
     }
   }
   e.replaceChildren(cp, cr, cv);

@@ -3,7 +3,8 @@
 subprocesses on 127.0.0.1).
 
 Run with ``pytest -m browser tests/browser``. Playwright's own browser
-download is not used: the tests point it at the system Chromium.
+download is not used: the tests point it at the system Chromium. The
+fixtures (nodes, browser, page) are in conftest.py.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
 from procutil import free_port
@@ -150,50 +151,8 @@ class Node:
         return int(self.request("DELETE", "/v1/store" + path)["rev"])
 
 
-@pytest.fixture
-def start_node(tmp_path: Path) -> Iterator[Any]:
-    """Start nodes; every one is stopped after the test."""
-    nodes: list[Node] = []
-
-    def start(**kwargs: Any) -> Node:
-        node = Node(tmp_path, **kwargs)
-        nodes.append(node)
-        node.start()
-        return node
-
-    yield start
-    for node in nodes:
-        node.stop()
-
-
-@pytest.fixture
-def node(start_node: Any) -> Node:
-    return start_node()
-
-
 # ----------------------------------------------------------------------
-# browser
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh tab (own sessionStorage) whose page errors fail the test."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"errors in the page: {errors}"
+# browser (the fixtures: conftest.py)
 
 
 def expect(locator: Any) -> Any:

@@ -161,7 +161,9 @@ def test_page_needs_nothing_from_outside() -> None:
     html = (WEB_DIR / "index.html").read_text()
     for url in re.findall(r'(?:src|href)="([^"]*)"', html):
         assert url.startswith(f"/{STATIC_PREFIX}/") or url.startswith("data:"), url
-    for name in ("index.html", "app.js", "style.css"):
+    names = ["index.html", "style.css"] + sorted(p.name for p in WEB_DIR.glob("*.js"))
+    assert "app.js" in names and "history.js" in names
+    for name in names:
         text = (WEB_DIR / name).read_text()
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), name
         assert "@import" not in text and "@font-face" not in text
@@ -212,3 +214,40 @@ def test_page_loads_without_the_secret() -> None:
         stub.get(ORIGIN + "/v1/rev", headers={"Authorization": "Bearer ro-secret"})
     )
     assert response.code == 200
+
+
+def test_health_and_history_reads_on_the_webview_address() -> None:
+    """What the page's health panel and history read is served on the
+    WebView address: /v1/cluster (voting, applied, fault_tolerance),
+    /v1/leases, and reads at ?rev= (410 TOO_LATE with the oldest rev once the
+    rev left the history window); revoking a lease there is refused."""
+    from apiutil import Harness
+
+    from doozer.server.http.api import API
+
+    h = Harness(hist=5)
+    web = StubTreq(WebView(API(h.node, readonly=True).resource()).resource())
+
+    def get(path: str) -> tuple[int, Any]:
+        code, _, body = fetch(web, path)
+        return code, json.loads(body)
+
+    code, cluster = get("/v1/cluster")
+    assert code == 200
+    (member,) = cluster["members"]
+    assert member["voting"] is True and member["applied"] == cluster["rev"]
+    assert cluster["fault_tolerance"] == 0  # one voter: it may not fail
+
+    lease = h.call("POST", "/v1/lease", json.dumps({"ttl": 30}).encode()).json["id"]
+    assert h.put("/svc/leader", b"me", lease=lease).code == 200
+    assert get("/v1/leases") == (200, {"leases": [{"id": lease, "ttl": 30, "files": ["/svc/leader"]}]})
+    code, _, body = fetch(web, f"/v1/lease/{lease}", method="DELETE")
+    assert (code, json.loads(body)["error"]) == (405, "METHOD_NOT_ALLOWED")
+
+    for i in range(30):
+        h.put("/h", str(i).encode())
+    code, late = get("/v1/stat/?rev=1")
+    assert (code, late["error"]) == (410, "TOO_LATE")
+    assert late["oldest"] > 1
+    code, walked = get(f"/v1/walk?glob=/**&rev={late['oldest']}")
+    assert code == 200 and walked["rev"] == late["oldest"]
