@@ -11,7 +11,7 @@ cut off) costs no copy and is tried again, from a source chosen afresh,
 been cut off, or had picked a dead member still in the CAL, waiting seconds
 after it could reach a live source again, and when its vote was needed for a
 quorum the whole cluster (lease expiries included, SPEC §9 G2) waited with
-it (the lease simulation, tests/leasesim.py, seed 67).
+it (the lease simulation, tests/leasesim.py, found it).
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def test_failed_fetches_do_not_push_the_next_try_back() -> None:
     stays FIRST_BACKOFF and the node copies state from a live source within
     about a second of reaching one, not after a back-off of many seconds
     grown while it could reach none (its quorum, and the lease expiries of
-    SPEC §9 G2, waited on it: tests/leasesim.py seed 67)."""
+    SPEC §9 G2, waited on it: found by tests/leasesim.py)."""
     clock = Clock()
     node = FakeNode(clock, installs=[True])
     reachable = [False]
