@@ -49,6 +49,13 @@ class SimNode:
         self.name = name
         self.clock = Clock()
         self.clock.advance(sim.now)
+        #: how fast this process's clock runs against true (the sim's) time:
+        #: 1.0 unless the simulation draws drifting clocks (SPEC §9 allows
+        #: rates off by up to 1%)
+        self.rate = sim.draw_rate()
+        #: the sim time up to which this clock has been advanced (a paused
+        #: process's clock stands still, and jumps when it wakes)
+        self.synced = sim.now
         config = Config(
             listen=("127.0.0.1", port),
             cluster=NAME,
@@ -59,6 +66,15 @@ class SimNode:
         )
         self.node = node = build_node(config, self.clock, name, rng=random.Random(sim.rng.random()))
         node.item_lifetime = max(sim.item_lifetime, 2 * sim.alpha)
+        if sim.retain is not None:
+            make = node._new_sequencer
+
+            def new_sequencer(*args: Any, **kwargs: Any) -> Any:
+                seq = make(*args, **kwargs)
+                seq.retain = sim.retain  # a short log: laggards need snapshots sooner
+                return seq
+
+            node._new_sequencer = new_sequencer  # type: ignore[method-assign]
         if sim.retain_seconds is not None:
             node.retain_seconds = sim.retain_seconds  # before its sequencer is made
         node.peers.trust_outsiders = True  # a cluster with a key: non-members are nodes of it
@@ -87,6 +103,36 @@ class SimNode:
     def address_of(self, node_id: str) -> Optional[str]:
         return self.addresses.get(node_id) or self.learned.get(node_id)
 
+    # -- this process's clock against true time --------------------------
+
+    def time_of(self, local: float) -> float:
+        """The sim time at which this clock will read ``local``."""
+        if self.rate == 1.0:
+            return local
+        return self.synced + (local - self.clock.seconds()) / self.rate
+
+    def advance_to(self, t: float) -> None:
+        """Run this clock on to sim time ``t`` (at its rate); its next call,
+        if it is due by ``t`` by :meth:`time_of`, fires even when rounding
+        would leave the clock a hair short of it."""
+        clock = self.clock
+        if self.rate == 1.0:
+            amount = t - clock.seconds()
+        else:
+            local = clock.seconds() + (t - self.synced) * self.rate
+            if clock.calls:
+                first = clock.calls[0].getTime()
+                if self.time_of(first) <= t:
+                    local = max(local, first)
+            amount = max(0.0, local - clock.seconds())
+        self.synced = t
+        # A Clock keeps its calls sorted (nothing here resets one): with none
+        # due, moving its time is all advance() would do.
+        if clock.calls and clock.calls[0].getTime() <= clock.rightNow + amount:
+            clock.advance(amount)
+        else:
+            clock.rightNow += amount
+
 
 class NodeSim:
     """A seeded cluster of real nodes.
@@ -95,11 +141,17 @@ class NodeSim:
     :param n: CAL slots (members when healthy).
     :param retain_seconds: the nodes' log retention by time (None: the
         product's default).
+    :param retain: decided values each node keeps at least (None: the
+        sequencer's default of 1,000).
+    :param drift: each process's clock runs at a rate drawn uniformly from
+        ``[1 - drift, 1 + drift]`` (0: every clock keeps true time, and the
+        seeded runs are those of before clock rates existed).
     """
 
     def __init__(self, seed: int, n: int = 3, *, alpha: int = 50, timeout: float = 4.0,
                  write_timeout: float = 2.0, item_lifetime: int = 1000,
-                 retain_seconds: Optional[float] = None) -> None:
+                 retain_seconds: Optional[float] = None, retain: Optional[int] = None,
+                 drift: float = 0.0) -> None:
         self.seed = seed
         self.n = n
         self.rng = random.Random(seed)
@@ -108,6 +160,12 @@ class NodeSim:
         self.write_timeout = write_timeout
         self.item_lifetime = item_lifetime
         self.retain_seconds = retain_seconds
+        self.retain = retain
+        self.drift = drift
+        #: its own generator, so drawing rates leaves the others' draws alone
+        self.rates = random.Random(seed ^ 0xC10C)
+        #: set to choose each new process's clock rate (called with nothing)
+        self.rate_for: Optional[Callable[[], float]] = None
         self.checker = Checker(self.fail)
         self.now = 0.0
         self.events = Clock()  # the scenario's own timeline
@@ -124,9 +182,19 @@ class NodeSim:
         #: that must act at one exact message, e.g. cut a node off then)
         self.on_send: Optional[Callable[[SimNode, str, Any], None]] = None
         self.acks: list[tuple[int, str, bytes]] = []  # (rev, path, value)
+        #: called with each new process (tests that watch every node)
+        self.on_spawn: list[Callable[[SimNode], None]] = []
         self.trace: list[str] = []
 
     # -- processes -------------------------------------------------------
+
+    def draw_rate(self) -> float:
+        """A new process's clock rate (see ``drift`` and :attr:`rate_for`)."""
+        if self.rate_for is not None:
+            return self.rate_for()
+        if not self.drift:
+            return 1.0
+        return self.rates.uniform(1.0 - self.drift, 1.0 + self.drift)
 
     def _spawn(self) -> SimNode:
         self._ports += 1
@@ -134,6 +202,8 @@ class NodeSim:
         sn = SimNode(self, name, self._ports)
         self.nodes[name] = sn
         self.by_addr[sn.node.addr] = sn
+        for hook in self.on_spawn:
+            hook(sn)
         return sn
 
     def start(self) -> None:
@@ -184,7 +254,7 @@ class NodeSim:
             return  # healed already
         sn.paused = False
         if sn.alive:
-            sn.clock.advance(self.now - sn.clock.seconds())
+            sn.advance_to(self.now)  # the clock jumps over the pause
             held, sn.held = sn.held, []
             for sender, data in held:
                 self._deliver(sn, sender, data)
@@ -296,10 +366,10 @@ class NodeSim:
     def _next_time(self) -> float:
         times = [self.net.next_time()]
         if self.events.calls:
-            times.append(min(c.getTime() for c in self.events.calls))
+            times.append(self.events.calls[0].getTime())
         for sn in self.live():
             if not sn.paused and sn.clock.calls:
-                times.append(min(c.getTime() for c in sn.clock.calls))
+                times.append(sn.time_of(sn.clock.calls[0].getTime()))  # kept sorted
         return min(times) if times else float("inf")
 
     def run_for(self, seconds: float) -> None:
@@ -314,7 +384,7 @@ class NodeSim:
             self.events.advance(t - self.events.seconds())
             for sn in self.live():
                 if not sn.paused:
-                    sn.clock.advance(t - sn.clock.seconds())
+                    sn.advance_to(t)
             for src, addr, data in self.net.due(t, self._receiver):
                 self._deliver(self.by_addr[addr], src, data)
             if t >= end:

@@ -3,9 +3,15 @@
 The sequencer says when it needs one (``snapshot_needed``: peers ahead of
 it no longer keep what it misses). The :class:`SnapshotFetcher` picks a
 source among the other CAL members, fetches, installs, and backs off when
-that did not help: a fetch that fails, or a snapshot that is not ahead of
-this node (its source was behind too), waits longer before the next one,
-so a node never copies a whole store every round of chores.
+that did not help: a snapshot that is not ahead of this node (its source was
+behind too) waits longer before the next one, so a node never copies a whole
+store every round of chores. A fetch that fails (its source dead, stopped or
+cut off) costs no copy and is tried again, from a source chosen afresh,
+:data:`FIRST_BACKOFF` later: doubling that wait too left a node that had
+been cut off, or had picked a dead member still in the CAL, waiting seconds
+after it could reach a live source again, and when its vote was needed for a
+quorum the whole cluster (lease expiries included, SPEC §9 G2) waited with
+it (the lease simulation, tests/leasesim.py, found it).
 """
 
 from __future__ import annotations
@@ -93,13 +99,15 @@ class SnapshotFetcher:
 
     def _failed(self, failure: Failure) -> None:
         self.fetching = False
-        self._wait(failure.getErrorMessage())
+        self._wait(failure.getErrorMessage(), escalate=False)
 
-    def _wait(self, why: str) -> None:
-        self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff))
-        self._retry_at = self.clock.seconds() + self._backoff
+    def _wait(self, why: str, escalate: bool = True) -> None:
+        if escalate:
+            self._backoff = min(MAX_BACKOFF, max(FIRST_BACKOFF, 2 * self._backoff))
+        wait = self._backoff if escalate else FIRST_BACKOFF
+        self._retry_at = self.clock.seconds() + wait
         self.log.warn(
             "copying state did not help ({why}); next try in {wait:g} s",
             why=why,
-            wait=self._backoff,
+            wait=wait,
         )

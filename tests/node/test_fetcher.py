@@ -9,7 +9,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
-from doozer.node.fetcher import MAX_BACKOFF, SnapshotFetcher
+from doozer.node.fetcher import FIRST_BACKOFF, MAX_BACKOFF, SnapshotFetcher
 
 
 class FakeNode:
@@ -59,7 +59,7 @@ def test_a_failed_fetch_backs_off_and_a_good_install_resets() -> None:
     outcomes = [defer.fail(ConnectionError("refused")), defer.succeed("SNAP"), defer.succeed("SNAP")]
     fetcher = SnapshotFetcher(node, lambda addr: outcomes.pop(0), lambda peer: ("h", 1), clock)
     fetcher.chores()
-    assert fetcher._backoff > 0 and not fetcher.fetching
+    assert fetcher._retry_at > clock.seconds() and not fetcher.fetching
     run(fetcher, clock, 1.0)
     assert fetcher._backoff == 0  # the install worked
     fetcher.chores()
@@ -78,3 +78,29 @@ def test_no_fetch_without_need_or_source() -> None:
     fetcher.address_of = lambda peer: ("h", 1)
     run(fetcher, clock, 5)
     assert calls == []
+
+
+def test_failed_fetches_do_not_push_the_next_try_back() -> None:
+    """A node cut off for a while (or picking a dead member still in the
+    CAL) fails fetch after fetch; those cost no copy, so the wait after each
+    stays FIRST_BACKOFF and the node copies state from a live source within
+    about a second of reaching one, not after a back-off of many seconds
+    grown while it could reach none (its quorum, and the lease expiries of
+    SPEC §9 G2, waited on it: found by tests/leasesim.py)."""
+    clock = Clock()
+    node = FakeNode(clock, installs=[True])
+    reachable = [False]
+    tries: list[float] = []
+
+    def fetch(addr: Any) -> "defer.Deferred[Any]":
+        tries.append(clock.seconds())
+        return defer.succeed("SNAP") if reachable[0] else defer.fail(ConnectionError("timed out"))
+
+    fetcher = SnapshotFetcher(node, fetch, lambda peer: ("h", 1), clock)
+    run(fetcher, clock, 20)
+    assert len(tries) >= 15 and fetcher._backoff == 0
+    healed = clock.seconds()
+    reachable[0] = True
+    run(fetcher, clock, 2 * FIRST_BACKOFF)
+    assert tries[-1] - healed <= FIRST_BACKOFF
+    assert node._installs == []  # installed
