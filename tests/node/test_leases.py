@@ -91,6 +91,35 @@ def test_a_keepalive_storm_keeps_one_deadline_per_lease_and_the_last_renewal_cou
     assert node.store.leases.get(lease_id) is None
 
 
+def test_a_renewal_that_beats_an_expire_is_timed_from_its_own_deadline() -> None:
+    # The EXPIRE proposed at the deadline loses to a RENEW ordered before it
+    # (L4); the lease's one heap entry then waits REPROPOSE_AFTER (5 s) to
+    # propose again. The renewal's deadline, ttl x 1.02 later, comes first
+    # and must get an entry of its own: kept alone, the entry made the
+    # lease expire up to 5 s late (the lease simulation, seed 40: G2).
+    clock = Clock()
+    node = single_node(clock)
+    lease_id = granted(node, clock, 1)
+    timers = node.lease_timers
+    # Past the deadline with the check not yet run, a keepalive's RENEW and
+    # the check's EXPIRE go into one instance, the RENEW first.
+    assert timers._check_call is not None
+    timers._check_call.cancel()
+    advance(clock, 1.1)
+    proposed = timers.expires_proposed
+    node.keepalive(lease_id)
+    timers._flush()
+    timers.check()
+    clock.advance(0)
+    assert timers.expires_proposed == proposed + 1
+    assert node.store.leases.get(lease_id) is not None  # the RENEW came first
+    assert timers.started(lease_id) == clock.seconds()
+    advance(clock, 1 * DRIFT - 0.05)
+    assert node.store.leases.get(lease_id) is not None
+    advance(clock, CHECK_EVERY + 0.25)
+    assert node.store.leases.get(lease_id) is None, "expired late"
+
+
 def test_keepalives_of_one_turn_travel_in_one_renew_that_takes_no_rev() -> None:
     clock = Clock()
     node = single_node(clock)
