@@ -17,7 +17,10 @@ that catch it (docs/testing.md has the figures).
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
+from typing import Iterator, Optional
 
 import pytest
 
@@ -30,16 +33,38 @@ FIRST = int(os.environ.get("DOOZER_LEASE_SIM_FIRST_SEED", "0"))
 CHUNK = 50
 
 
+def _run_seed(seed: int) -> Optional[str]:
+    """One seed's violation, or None."""
+    try:
+        leasesim.scenario(seed)
+    except nodesim.Violation as e:
+        return f"{e}\n(replay: leasesim.scenario({seed}))"
+    return None
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[Optional[concurrent.futures.Executor]]:
+    """The seeds are independent and CPU-bound: on a machine with two or
+    more cores they run in that many forked processes (the whole suite's
+    time on CI's two cores), else here."""
+    n = min(2, os.cpu_count() or 1)
+    if n < 2:
+        yield None
+        return
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
+        yield pool
+
+
 @pytest.mark.parametrize("chunk", range(max(1, (SEEDS + CHUNK - 1) // CHUNK)))
-def test_leases_keep_g1_g2_g3_under_random_faults(chunk: int) -> None:
+def test_leases_keep_g1_g2_g3_under_random_faults(
+    chunk: int, workers: Optional[concurrent.futures.Executor]
+) -> None:
     """Every seed keeps G1-G3 and the node simulation's invariants."""
     start = FIRST + chunk * CHUNK
-    failures = []
-    for seed in range(start, min(start + CHUNK, FIRST + SEEDS)):
-        try:
-            leasesim.scenario(seed)
-        except nodesim.Violation as e:
-            failures.append(f"{e}\n(replay: leasesim.scenario({seed}))")
+    seeds = range(start, min(start + CHUNK, FIRST + SEEDS))
+    results = workers.map(_run_seed, seeds) if workers is not None else map(_run_seed, seeds)
+    failures = [f for f in results if f is not None]
     assert not failures, "\n\n".join(failures)
 
 
