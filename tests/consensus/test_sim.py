@@ -21,48 +21,58 @@ A failing seed is printed; replay it with ``sim.scenario(seed, n)``.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import sys
+from typing import Optional
 
 import pytest
 
 import sim
+from conftest import map_seeds
 
 SEEDS = int(os.environ.get("DOOZER_SIM_SEEDS", "1000"))
 FIRST = int(os.environ.get("DOOZER_SIM_FIRST_SEED", "0"))
 CHUNK = 100
 
 
-def _run(n: int, seeds: range, bundle: bool = False) -> list[str]:
-    failures = []
-    for seed in seeds:
-        try:
-            sim.scenario(seed, n, bundle=bundle)
-        except sim.Violation as e:
-            failures.append(f"{e} (replay: sim.scenario({seed}, {n}, bundle={bundle}))")
-    return failures
+def _run_one(args: tuple[int, int, bool]) -> Optional[str]:
+    seed, n, bundle = args
+    try:
+        sim.scenario(seed, n, bundle=bundle)
+    except sim.Violation as e:
+        return f"{e} (replay: sim.scenario({seed}, {n}, bundle={bundle}))"
+    return None
+
+
+def _run(n: int, seeds: range, bundle: bool = False,
+         workers: Optional[concurrent.futures.Executor] = None) -> list[str]:
+    results = map_seeds(workers, _run_one, [(seed, n, bundle) for seed in seeds])
+    return [f for f in results if f is not None]
 
 
 @pytest.mark.parametrize("n", [3, 5])
 @pytest.mark.parametrize("chunk", range(max(1, (SEEDS + CHUNK - 1) // CHUNK)))
-def test_random_faults(n: int, chunk: int) -> None:
+def test_random_faults(n: int, chunk: int, seed_workers: Optional[concurrent.futures.Executor]) -> None:
     """Every seeded run under random faults keeps all invariants and recovers."""
     start = FIRST + chunk * CHUNK
     seeds = range(start, min(start + CHUNK, FIRST + SEEDS))
-    failures = _run(n, seeds)
+    failures = _run(n, seeds, workers=seed_workers)
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("n", [3, 5])
 @pytest.mark.parametrize("chunk", range(max(1, (SEEDS // 2 + CHUNK - 1) // CHUNK)))
-def test_random_faults_bundled(n: int, chunk: int) -> None:
+def test_random_faults_bundled(
+    n: int, chunk: int, seed_workers: Optional[concurrent.futures.Executor]
+) -> None:
     """The same runs with each pump's messages to a peer in one Bundle datagram
     (as the node sends them): a lost, duplicated or late datagram now loses,
     repeats or delays several messages at once; every invariant still holds."""
     start = FIRST + chunk * CHUNK
     seeds = range(start, min(start + CHUNK, FIRST + SEEDS // 2))
-    failures = _run(n, seeds, bundle=True)
+    failures = _run(n, seeds, bundle=True, workers=seed_workers)
     assert not failures, "\n".join(failures)
 
 

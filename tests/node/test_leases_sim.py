@@ -18,13 +18,13 @@ that catch it (docs/testing.md has the figures).
 from __future__ import annotations
 
 import concurrent.futures
-import multiprocessing
 import os
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 
 import leasesim
+from conftest import map_seeds
 import nodesim
 from doozer.node.leases import DRIFT
 
@@ -42,29 +42,14 @@ def _run_seed(seed: int) -> Optional[str]:
     return None
 
 
-@pytest.fixture(scope="module")
-def workers() -> Iterator[Optional[concurrent.futures.Executor]]:
-    """The seeds are independent and CPU-bound: on a machine with two or
-    more cores they run in that many forked processes (the whole suite's
-    time on CI's two cores), else here."""
-    n = min(2, os.cpu_count() or 1)
-    if n < 2:
-        yield None
-        return
-    ctx = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(n, mp_context=ctx) as pool:
-        yield pool
-
-
 @pytest.mark.parametrize("chunk", range(max(1, (SEEDS + CHUNK - 1) // CHUNK)))
 def test_leases_keep_g1_g2_g3_under_random_faults(
-    chunk: int, workers: Optional[concurrent.futures.Executor]
+    chunk: int, seed_workers: Optional[concurrent.futures.Executor]
 ) -> None:
     """Every seed keeps G1-G3 and the node simulation's invariants."""
     start = FIRST + chunk * CHUNK
     seeds = range(start, min(start + CHUNK, FIRST + SEEDS))
-    results = workers.map(_run_seed, seeds) if workers is not None else map(_run_seed, seeds)
-    failures = [f for f in results if f is not None]
+    failures = [f for f in map_seeds(seed_workers, _run_seed, seeds) if f is not None]
     assert not failures, "\n\n".join(failures)
 
 
