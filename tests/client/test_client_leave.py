@@ -14,7 +14,8 @@ def test_leave_is_never_failed_over_to_another_node() -> None:
     world = World("a:1", "b:1")
     world.net.kill("a:1")
     with pytest.raises(Unreachable):
-        world.resolve(world.client().leave())
+        world.resolve(world.client("a:1", "b:1").leave())
+    assert ("DELETE", "b:1") not in world.net.calls
     assert world.node.member and not world.node.leaving.left
 
 

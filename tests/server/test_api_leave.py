@@ -24,7 +24,7 @@ def test_only_delete() -> None:
 
 
 def test_needs_the_read_write_secret() -> None:
-    h = Harness(rw="RW", ro="RO")
+    h = Harness(rw=b"RW", ro=b"RO")
     assert h.call("DELETE", "/v1/self/slot").code == 401
     r = h.call("DELETE", "/v1/self/slot", authorization="Bearer RO")
     assert r.code == 403 and r.json["error"] == "FORBIDDEN"
@@ -42,3 +42,19 @@ def test_refused_while_shutting_down() -> None:
     h.node.leaving.hand_off()
     r = h.call("DELETE", "/v1/self/slot")
     assert r.code == 503 and r.json["error"] == "READONLY"
+
+
+def test_a_one_member_hand_off_ends_and_decides_no_more_than_its_window() -> None:
+    """The last member hands off without leaving: its window's turns are
+    skipped once, and the log does not run on with no-ops (it did, without
+    end, while the horizon followed the window)."""
+    h = Harness()
+    h.settle()
+    before = h.node.applied_seqn
+    done: list = []
+    h.node.leaving.hand_off().addCallback(done.append)
+    for _ in range(20):
+        h.clock.advance(0.01)
+        h.settle()
+    assert done and done[0]["left"] is False and done[0]["pending"] == 0
+    assert h.node.applied_seqn <= before + 2 * h.node.alpha
