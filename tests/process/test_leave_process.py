@@ -101,8 +101,8 @@ class Writer(threading.Thread):
 
 def test_sigterm_under_50_writers_fails_no_write(cluster) -> None:
     """3 nodes, 50 writers (10 through the node that leaves, 40 through the
-    others); SIGTERM one member: every write succeeds, the node exits 0
-    having left its slot, and the figures are printed."""
+    others); SIGTERM one member: every write succeeds, the node shuts down
+    cleanly having left its slot, and the figures are printed."""
     nodes = cluster.start(3)
     leaver, stay = nodes[2], nodes[:2]
     stop = threading.Event()
@@ -127,9 +127,13 @@ def test_sigterm_under_50_writers_fails_no_write(cluster) -> None:
         w.join(60)
     failed = [f for w in writers for f in w.failed]
     assert failed == []
-    assert code == 0, leaver.read_log()[-2000:]
     log = leaver.read_log()
+    # twistd ends by raising the signal again once shut down: -15 is clean.
+    assert code in (0, -signal.SIGTERM) and "Server Shut Down." in log, log[-2000:]
     assert "handed off in" in log and "left the CAL: True" in log, log[-2000:]
+    # No write it took was left unanswered: a connection it closed after
+    # that carried none (the writer went on at the next node).
+    assert "writes still waiting: 0," in log
 
     def worst(start: float, end: float, staying_only: bool) -> float:
         return max(
