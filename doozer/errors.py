@@ -20,6 +20,8 @@ STATUS: dict[str, int] = {
     "REV_MISMATCH": 409,
     "ISDIR": 409,
     "NOTDIR": 409,
+    # SPEC §11's leave, refused: the members left would have no quorum
+    "NO_QUORUM": 409,
     "TOO_LATE": 410,
     "TOO_LARGE": 413,
     "READONLY": 503,

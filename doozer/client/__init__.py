@@ -34,6 +34,7 @@ from doozer.client.errors import (
     NotDir,
     NotFound,
     NotLive,
+    NoQuorum,
     NotReady,
     Other,
     ReadOnly,
@@ -58,5 +59,5 @@ __all__ = [
     "BadPath", "BadGlob", "BadArg", "MissingArg", "Unauthorized", "Forbidden",
     "NoEnt", "RevMismatch", "IsDir", "NotDir", "TooLate", "TooLarge", "ReadOnly",
     "Unavailable", "Unreachable", "Timeout", "NotFound", "MethodNotAllowed", "Busy",
-    "NoSpace", "Misdirected", "NotLive", "NotReady", "Other",
+    "NoSpace", "Misdirected", "NotLive", "NotReady", "NoQuorum", "Other",
 ]

@@ -321,6 +321,18 @@ class Client:
         return await self._json("GET", "/v1/cluster")
 
     @_deferred
+    async def leave(self, timeout: float = 30.0) -> dict[str, Any]:
+        """LEAVE (``DELETE /v1/self/slot``): the first address's node empties
+        its CAL slot and stops voting. Sent to that one node only, never
+        failed over: another node must not be made to leave instead."""
+        one = Failover((self.current,), self._transport.http, self.clock,
+                       secret=self.secret, timeout=self.timeout)
+        reply = await one.call("DELETE", "/v1/self/slot", write=True, wait=timeout)
+        if reply.status != 200:
+            raise error_from_response(reply.status, reply.body, reply.base)
+        return dict(json.loads(reply.body))
+
+    @_deferred
     async def backup(self, timeout: float = BACKUP_TIMEOUT) -> bytes:
         """BACKUP: one backup of the answering node's store at one rev (SPEC §8).
 

@@ -295,6 +295,17 @@ async def _self(ctx: Context) -> None:
     ctx.line((await ctx.client.self_info()).id)
 
 
+@command("leave", "", "make the node leave its CAL slot and stop voting",
+         "Asks the node of -a (its first address only: never another) to empty its\n"
+         "CAL slot and stop voting (DELETE /v1/self/slot), and prints the slot. The\n"
+         "node goes on serving reads as a non-member and claims no slot again until it\n"
+         "is restarted. Refused (NO_QUORUM, exit 2) when the members left would have\n"
+         "no quorum; NOENT when the node holds no slot. Needs the read-write secret\n"
+         "when the node has secrets. See docs/operations.md, \"Leaving\".")
+async def _leave(ctx: Context) -> None:
+    ctx.line((await ctx.client.leave())["slot"])
+
+
 @command("nop", "", "run one consensus round",
          "Makes the cluster agree on a no-op (it takes a rev); prints nothing.")
 async def _nop(ctx: Context) -> None:

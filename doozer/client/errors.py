@@ -201,6 +201,14 @@ class NotReady(ClientError):
     CODE = "NOT_READY"
 
 
+class NoQuorum(ClientError):
+    """``doozer leave`` refused: without the node the members left (or the
+    voters of the instances still open) would have no quorum
+    (``members_left``, ``live``, ``quorum``). Nothing was proposed."""
+
+    CODE = "NO_QUORUM"
+
+
 class Other(ClientError):
     """A server bug (500) or an answer the client does not understand."""
 
@@ -233,6 +241,7 @@ ERRORS: dict[str, type[ClientError]] = {
         Misdirected,
         NotLive,
         NotReady,
+        NoQuorum,
         Other,
     )
 }

@@ -28,17 +28,48 @@ class Proposer:
 
     def __init__(self, seq: "Sequencer") -> None:
         self._seq = seq
+        #: the node is leaving (SPEC §11, SIGTERM): once its queue is cut it
+        #: gives up every own instance of the window it has not proposed in
+        #: (:meth:`hand_off`)
+        self.handing_off = False
+        self._hand_off_upto = 0  # that horizon, fixed once the queue was empty
+
+    def hand_off(self) -> None:
+        """Give up this node's unused instances of the window (rules 5-6).
+
+        What is queued is still proposed first, in the next own instances
+        (:meth:`cut` runs before the horizon is fixed); every own instance
+        after those, up to the end of the window as it is when the queue is
+        first empty, is skipped. Peers then never wait ``--fill`` for this
+        node's turns in the window. It is the owner's SKIP of rule 5 with a
+        farther horizon: only instances at or after the cursor, which this
+        node has never proposed in (rule 6), and in durable mode the horizon
+        is on disk before the SKIP leaves (D4).
+
+        The horizon is fixed once, not moved with the window: a member that
+        skipped each new window at once would make the others skip theirs
+        (rule 5) and the cluster decide no-ops without end (a one-member
+        cluster did, in one reactor turn). Later turns are skipped by rule 5
+        while the node runs, and owned by nobody once its removal counts.
+        """
+        self.handing_off = True
+
+    def _horizon(self) -> int:
+        """Own instances below it are to be skipped (within the window)."""
+        seq = self._seq
+        if self.handing_off and not self._hand_off_upto and not seq._queue:
+            self._hand_off_upto = seq._known_upto + 1
+        return min(max(seq._skip_upto, self._hand_off_upto), seq._known_upto + 1)
 
     def skip_pending(self) -> bool:
         """Whether own instances below the skip horizon wait to be skipped."""
-        seq = self._seq
-        return min(seq._skip_upto, seq._known_upto + 1) > seq._cursor
+        return self._horizon() > self._seq._cursor
 
     def skip(self, now: float) -> None:
         """Skip this node's unused instances below the horizon (rules 5-6)."""
         seq = self._seq
         start = seq._cursor
-        upto = min(seq._skip_upto, seq._known_upto + 1)
+        upto = self._horizon()
         me = seq.node_id
         owned = False
         for t in range(start, upto):

@@ -241,6 +241,12 @@ class Sequencer:
             if not (self.proposer.skip_pending() or (self._queue and not self._blocked)):
                 break
 
+    def hand_off(self, now: float) -> None:
+        """The node is leaving: from now on give up its unused instances
+        (:meth:`Proposer.hand_off <doozer.consensus.proposer.Proposer.hand_off>`)."""
+        self.proposer.hand_off()
+        self.flush(now)
+
     def set_members(self, seqn: int, members: Iterable[str]) -> None:
         """Record ``M(seqn)``; the node calls it with ``seqn = s + alpha``
         after applying instance ``s``. The first value given for a seqn wins.

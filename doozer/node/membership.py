@@ -117,7 +117,7 @@ class Membership:
             self._check_back()
         else:
             node.require_sequencer().suspects = ()  # stale once out of the CAL
-            if not self._claiming:
+            if not self._claiming and not node.leaving.left:
                 self._claim_free_slot()
         self.schedule_chores()
 

@@ -33,6 +33,7 @@ from doozer.consensus.sequencer import Sequencer
 from doozer.errors import DoozerError, too_large
 from doozer.node.durability import NodeStorage
 from doozer.node.info import ClusterInfo
+from doozer.node.leaving import Leaving
 from doozer.node.membership import Membership
 from doozer.node.peers import Peers
 from doozer.node.pump import Pump
@@ -168,6 +169,8 @@ class Node:
         #: node, and what it says of itself and its cluster
         self.peers = Peers(self)
         self.membership = Membership(self)
+        #: ``doozer leave`` and the SIGTERM hand-off (SPEC §11)
+        self.leaving = Leaving(self)
         #: its side of the data dir (--data-dir), or None: memory only
         self.storage = None if data is None else NodeStorage(self, data, snapshot_every)
         if data is not None:
@@ -365,12 +368,16 @@ class Node:
 
     @property
     def writable(self) -> bool:
-        """Whether this node takes client writes."""
-        return self.running and self.member
+        """Whether this node takes client writes (not while shutting down)."""
+        return self.running and self.member and not self.leaving.handing_off
 
     def check_writable(self) -> None:
         """Raise ``READONLY`` unless this node takes client writes (the one
         rule both front ends ask before they read a write's body)."""
+        if self.leaving.handing_off:
+            raise DoozerError(
+                "READONLY", "this node is shutting down; write to another member (see /v1/cluster)"
+            )
         if self.sequencer is None or not self.writable:
             raise DoozerError(
                 "READONLY",

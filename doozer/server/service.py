@@ -156,7 +156,9 @@ class NodeService(Service):
         node.on_chores.append(self._chores)
         node.on_fatal.append(self._fatal)
         host, port = bind
-        self.ports.append(self.transport.listen(self.reactor, port, host))
+        # Peer traffic stays open during the hand-off at stop; the TCP ports do not.
+        self.udp_port = self.transport.listen(self.reactor, port, host)
+        self.ports.append(self.udp_port)
         secrets = Secrets(config.rw_secret, config.ro_secret)
         api = API(
             node,
@@ -285,8 +287,27 @@ class NodeService(Service):
             return self.reactor.listenTCP(port, tls, interface=host, backlog=BACKLOG)
         return self.reactor.listenTCP(port, factory, interface=host, backlog=BACKLOG)
 
-    def stopService(self) -> "defer.Deferred[Any]":
+    @defer.inlineCallbacks
+    def stopService(self) -> Any:
+        """Hand off (SPEC §11, SIGTERM: :meth:`Leaving.hand_off
+        <doozer.node.leaving.Leaving.hand_off>`), then stop.
+
+        The client ports close first, so new connections go elsewhere;
+        requests on open ones still come in, and their writes are refused
+        (``READONLY``, which clients fail over) while the writes in flight
+        are answered. Peer traffic goes on until the node has handed off."""
         super().stopService()
+        node = self.node
+        if node is not None and node.running and node.failed is None:
+            udp = getattr(self, "udp_port", None)
+            tcp = [p for p in self.ports if p is not udp]
+            self.ports = [p for p in self.ports if p is udp]
+            yield defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in tcp])
+            self.log.info("stopping: handing off before the process exits")
+            yield node.leaving.hand_off()
+        yield self._stop()
+
+    def _stop(self) -> "defer.Deferred[Any]":
         if getattr(self, "discovery", None) is not None:
             self.discovery.stop()
         call = getattr(self, "_insecure_call", None)

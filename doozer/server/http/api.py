@@ -245,6 +245,13 @@ class API:
         self._method(request, *READ)
         return self.node.info.self_info()
 
+    @app.route("/v1/self/slot")
+    @endpoint
+    async def leave(self, request: Request) -> Any:
+        # SPEC §11's ``doozer leave``: a write (the read-write secret).
+        self._method(request, "DELETE")
+        return await self.node.leaving.leave()
+
     @app.route("/v1/nop")
     @endpoint
     async def nop(self, request: Request) -> Any:
