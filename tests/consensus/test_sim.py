@@ -30,7 +30,7 @@ from typing import Optional
 import pytest
 
 import sim
-from conftest import map_seeds
+from seeds import map_seeds
 
 SEEDS = int(os.environ.get("DOOZER_SIM_SEEDS", "1000"))
 FIRST = int(os.environ.get("DOOZER_SIM_FIRST_SEED", "0"))

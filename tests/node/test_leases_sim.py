@@ -24,7 +24,7 @@ from typing import Optional
 import pytest
 
 import leasesim
-from conftest import map_seeds
+from seeds import map_seeds
 import nodesim
 from doozer.node.leases import DRIFT
 
