@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,19 +34,53 @@ def cluster_key_file(directory: Any) -> str:
     return path
 
 
+#: not the global generator, which tests (hypothesis) may seed
+_pick = random.SystemRandom()
+
+
+def _port_range() -> range:
+    """The ports this test process hands out: below the kernel's ephemeral
+    range (so no outgoing connection takes one between its pick and its
+    bind), a separate share for each pytest-xdist worker (two workers
+    picking at once never pick the same port)."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    low = max(low, 12000)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    share = (low - 10000) // count
+    start = 10000 + (index % count) * share
+    return range(start, start + share)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP and UDP on ``host`` (127.0.0.1, or ::1)."""
+    """A port free for both TCP and UDP on ``host`` (127.0.0.1, or ::1),
+    never the same one twice in this process (a port just closed is free
+    again: two picks for one cluster once named the same port, and a node
+    failed to start with 'Address already in use')."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    while True:
-        with socket.socket(family) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        with socket.socket(family, socket.SOCK_DGRAM) as u:
-            try:
+    # Kept on the sys module: this file is imported both as ``procutil``
+    # and as ``tests.procutil`` (the fault runner), two module objects.
+    given: set[int] = sys.__dict__.setdefault("_doozer_test_ports_given", set())
+    ports = _port_range()
+    for _ in range(len(ports)):
+        port = _pick.choice(ports)
+        if port in given:
+            continue
+        try:
+            with socket.socket(family) as t, socket.socket(family, socket.SOCK_DGRAM) as u:
+                t.bind((host, port))
                 u.bind((host, port))
-            except OSError:
-                continue
+        except OSError:
+            continue
+        given.add(port)
         return port
+    raise RuntimeError(f"no free port left in {ports}")
 
 
 class NodeProcess:
