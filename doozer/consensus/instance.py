@@ -18,6 +18,7 @@ __all__ = ["NOOP", "Instance", "digest"]
 PROPOSING = "proposing"  # owner, ballot (0, self), phase 2 only (rule 4)
 PREPARING = "preparing"  # revoker, phase 1 sent (rule 7)
 ACCEPTING = "accepting"  # revoker, phase 2 sent with the adopted value
+PARKED = "parked"  # revoker, phase 1 done, a no-op adopted: phase 2 once waited on
 BACKOFF = "backoff"  # revoker, NACKed; retries at retry_at with a higher k
 
 

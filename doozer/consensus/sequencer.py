@@ -236,6 +236,8 @@ class Sequencer:
             if self._queue:
                 self.proposer.cut(now)
             self._drain_local(now)
+            if self.revoker.parked and self.revoker.release(now):
+                self._drain_local(now)
             # Local decisions (a one-member cluster) may have made room for
             # more; otherwise everything left is blocked or sent.
             if not (self.proposer.skip_pending() or (self._queue and not self._blocked)):
