@@ -66,7 +66,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -76,7 +75,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cluster_write  # noqa: E402
 import procs  # noqa: E402
-from cluster_write import Cluster  # noqa: E402
+from procs import Cluster  # noqa: E402
 
 WARMUP = 1.0
 SETTLE = 3.0
@@ -341,10 +340,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
     print("load generator: one separate asyncio process, raw HTTP/1.1 keep-alive connections, "
           "one request at a time per client, clients round-robin over the 3 nodes")
     if etcd:
-        version = subprocess.run(["etcd", "--version"], capture_output=True,
-                                 text=True).stdout.splitlines()[0]
         where = f"data under {args.disk}" if args.disk else "data on tmpfs"
-        print(f"etcd: {version}, v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive: one "
+        print(f"etcd: {procs.etcd_version()}, v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive: one "
               f"message per request on one keep-alive connection), {where}")
     # one ratio column per doozer cluster, against etcd
     ours = [i for i, n in enumerate(names) if n != etcd] if etcd else []
@@ -420,16 +417,7 @@ def main() -> None:
     parser.add_argument("--leases", type=int, default=1000)
     parser.add_argument("--lease-clients", type=int, default=50)
     parser.add_argument("--idle", type=int, default=10000, help="idle leases for the RSS figure")
-    parser.add_argument("--no-etcd", action="store_true")
-    parser.add_argument("--doozer-args", default="", help="extra twistd doozer options")
-    parser.add_argument("--disk", metavar="DIR",
-                        help="also measure doozer with --data-dir under DIR, and put etcd's "
-                             "data under DIR instead of tmpfs")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="with --disk: skip the memory-only doozer cluster")
-    parser.add_argument("--profile", metavar="PREFIX",
-                        help="run the doozer nodes under cProfile; stats saved to "
-                             "PREFIX-<memory|disk>-n<i>.prof")
+    procs.add_cluster_options(parser)
     parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("grant", "keepalive"), help=argparse.SUPPRESS)
     parser.add_argument("--targets", help=argparse.SUPPRESS)
@@ -441,24 +429,14 @@ def main() -> None:
                                  args.leases, args.seconds, args.ttl)))
         return
 
-    runs: list[tuple[str, Optional[str]]] = [] if args.disk and args.no_memory else [("doozer", None)]
-    if args.disk:
-        runs.append(("doozer --data-dir", args.disk))
     clusters: dict[str, tuple[str, Cluster]] = {}
     with contextlib.ExitStack() as stack:
-        for name, disk in runs:
-            prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
-                    if args.profile else None)
+        for name, disk, prof in procs.doozer_runs(args):
             clusters[name] = ("doozer", stack.enter_context(
-                cluster_write.doozer_cluster(args.doozer_args.split(), disk, prof)))
-        if shutil.which("etcd") and not args.no_etcd:
-            for attempt in (1, 2):  # a member that lost a free port to another process: again
-                try:
-                    clusters["etcd (disk)" if args.disk else "etcd"] = (
-                        "etcd", stack.enter_context(cluster_write.etcd_cluster(args.disk)))
-                    break
-                except RuntimeError as e:
-                    print(f"note: etcd, attempt {attempt}: {e}")
+                procs.doozer_cluster(args.doozer_args.split(), disk, prof)))
+        etcd = None if args.no_etcd else procs.start_etcd(stack, args.disk)
+        if etcd is not None:
+            clusters[procs.etcd_name(args)] = ("etcd", etcd)
         results = measure(clusters, args, counts)
     report(results, args, counts)
 
