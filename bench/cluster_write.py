@@ -64,6 +64,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procs  # noqa: E402
 from procs import Cluster  # noqa: E402
+from rawhttp import read_response  # noqa: E402
 
 sys.path.insert(0, procs.ROOT)  # doozer itself, for its peer tokens (/_peer/consensus)
 
@@ -93,22 +94,6 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-    async def read_response(reader: asyncio.StreamReader) -> int:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"content-length:")
-        if at >= 0:
-            end = lower.index(b"\r\n", at)
-            await reader.readexactly(int(lower[at + 15 : end]))
-        elif b"chunked" in lower:
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                await reader.readexactly(size + 2)
-                if size == 0:
-                    break
-        return status
-
     done = [0]
 
     async def client(i: int, start: float, end: float, lat: list, errors: list) -> None:
@@ -120,7 +105,7 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
             if t0 >= end:
                 break
             writer.write(request(i, n, targets[i % len(targets)]))
-            status = await read_response(reader)
+            status, _ = await read_response(reader)
             t1 = time.perf_counter()
             n += 1
             done[0] += 1

@@ -76,6 +76,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_write  # noqa: E402
 import procs  # noqa: E402
 from procs import Cluster  # noqa: E402
+from rawhttp import read_response  # noqa: E402
 
 WARMUP = 1.0
 SETTLE = 3.0
@@ -134,23 +135,6 @@ def loadgen(kind: str, mode: str, targets: list[str], clients: int, leases: int,
     ``seconds``, revoke them. Prints one JSON line of figures at the end."""
     import asyncio
     import resource
-
-    async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"content-length:")
-        if at >= 0:
-            end = lower.index(b"\r\n", at)
-            return status, await reader.readexactly(int(lower[at + 15:end]))
-        body = b""
-        if b"chunked" in lower:
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                body += (await reader.readexactly(size + 2))[:-2]
-                if size == 0:
-                    break
-        return status, body
 
     def cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
