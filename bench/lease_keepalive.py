@@ -336,24 +336,22 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
         ratio = "".join(f"{_ratio(values[i], values[names.index(etcd)]):>22}" for i in ours)
         print(f"{label:<36}{cells}{ratio}")
 
-    print(f"\n{'':<36}" + "".join(f"{n:>20}" for n in names) + ratio_head)
-    for n in counts:
-        pts = [results[k]["one_each"][n] for k in names]
-        row(f"keepalives/s, {n} clients x 1 lease", [p["per_s"] for p in pts])
+    def rate_rows(label: str, pts: list[dict[str, Any]]) -> None:
+        """A point's rate, then its p50 and p99 latencies."""
+        row(label, [p["per_s"] for p in pts])
         row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
         row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
-    pts = [results[k]["many"] for k in names]
-    row(f"keepalives/s, {args.leases} leases / {args.lease_clients} cl", [p["per_s"] for p in pts])
-    row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
-    row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
-    pts = [results[k]["put"] for k in names]
-    row(f"PUT writes/s, {args.lease_clients} clients (reference)", [p["per_s"] for p in pts])
-    row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
-    row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
-    pts = [results[k]["grant"] for k in names]
-    row(f"grants/s, {args.idle} by {IDLE_CLIENTS} clients", [p["per_s"] for p in pts])
-    row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
-    row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
+
+    print(f"\n{'':<36}" + "".join(f"{n:>20}" for n in names) + ratio_head)
+    for n in counts:
+        rate_rows(f"keepalives/s, {n} clients x 1 lease",
+                  [results[k]["one_each"][n] for k in names])
+    rate_rows(f"keepalives/s, {args.leases} leases / {args.lease_clients} cl",
+              [results[k]["many"] for k in names])
+    rate_rows(f"PUT writes/s, {args.lease_clients} clients (reference)",
+              [results[k]["put"] for k in names])
+    rate_rows(f"grants/s, {args.idle} by {IDLE_CLIENTS} clients",
+              [results[k]["grant"] for k in names])
     costs = {k: per_lease_bytes(results[k], args.idle) for k in names}
     row("RSS per idle lease, bytes (mean of 3)", [sum(c) / len(c) for c in costs.values()])
 
