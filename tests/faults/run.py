@@ -49,6 +49,7 @@ from collections import Counter
 from typing import Any, Callable, Optional
 
 from tests.faults.checker import Verdict, check_history
+from tests.faults.clients import CLIENT_TIMEOUT, WRITE_TIMEOUT, ClientThreads, http_call, recorded_call
 from tests.faults.fastload import FastWorkload
 from tests.faults.history import CAS, DELETE, OK, READ, SET, WATCH, WRITES, Event, NodeLog, Recorder
 from tests.faults.leaseload import LeaseWorkload
@@ -63,10 +64,9 @@ except ImportError:  # code before peer tokens: /_peer/ is open to clients
 FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway", "claimkill", "snapshot")
 
 #: Node options: short --timeout so silent members are replaced during the
-#: run, a short write timeout so a lost majority answers 503 quickly, and
-#: enough history to keep the whole run.
+#: run, and enough history to keep the whole run (the write timeout:
+#: :data:`tests.faults.clients.WRITE_TIMEOUT`).
 TIMEOUT = 4.0
-WRITE_TIMEOUT = 2.0
 HIST = 1_000_000
 #: With ``--fast`` the runner follows the node logs during the run, so a
 #: node keeps less (about a minute at the fast rate): a snapshot carries
@@ -90,35 +90,7 @@ FAST_CLIENTS = 8
 LEASE_HOLDERS = 4
 #: Seconds the cluster must stay healthy after a heal before the next fault.
 STABLE = 2.0
-#: Client socket timeout: well above the write timeout.
-CLIENT_TIMEOUT = WRITE_TIMEOUT + 6.0
 WATCH_WAIT = 2  # the watch's own ``timeout`` argument
-
-
-def http_call(addr: str, method: str, path: str, body: Optional[bytes] = None,
-              timeout: float = CLIENT_TIMEOUT,
-              on_sent: Optional[Callable[[], None]] = None,
-              headers: Optional[dict] = None) -> tuple[int, Any]:
-    """One HTTP request; (status, JSON body or None). Raises OSError /
-    http.client errors on connection trouble.
-
-    ``on_sent`` is called once the connection is open, just before the
-    request is written (the op's invoke time): a refused connection is no
-    operation at all."""
-    host, port = addr.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.connect()
-        if on_sent is not None:
-            on_sent()
-        conn.request(method, path, body=body, headers={"Content-Type": "application/octet-stream", **(headers or {})})
-        resp = conn.getresponse()
-        raw = resp.read()
-        ctype = resp.getheader("Content-Type", "")
-        data = json.loads(raw) if ctype.startswith("application/json") and raw else None
-        return resp.status, data
-    finally:
-        conn.close()
 
 
 class Cluster:
@@ -386,11 +358,12 @@ class Cluster:
         return NodeLog(node.addr, events, start, end)
 
 
-class Workload:
+class Workload(ClientThreads):
     """Client workers on every node, recording into one :class:`Recorder`."""
 
     def __init__(self, cluster: Cluster, rec: Recorder, seed: int, workers: int,
                  keys: int, prefix: str, start_rev: int, generation: float = 20.0) -> None:
+        super().__init__()
         self.cluster = cluster
         self.rec = rec
         self.seed = seed
@@ -399,8 +372,6 @@ class Workload:
         self.prefix = prefix
         self.start_rev = start_rev
         self.generation = generation
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
         self.t0 = time.monotonic()
 
     def key(self, rng: random.Random) -> str:
@@ -417,32 +388,16 @@ class Workload:
             for j, glob in enumerate(globs[:2] if n > 3 else globs):
                 t = threading.Thread(target=self._watcher, args=(f"watch{s}.{j}", s, glob), daemon=True)
                 self.threads.append(t)
-        for t in self.threads:
-            t.start()
-
-    def join(self, seconds: float) -> None:
-        self.stop.set()
-        deadline = time.monotonic() + seconds
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+        super().start()
 
     def _request(self, proc: Any, slot: int, kind: str, key: str, method: str, path: str,
                  body: Optional[bytes] = None, value: Optional[bytes] = None,
                  prec: Optional[int] = None, timeout: float = CLIENT_TIMEOUT):
         """Run one request; returns the completed op, or None when the
         connection could not even be opened (nothing was sent)."""
-        holder: list = []
-
-        def sent() -> None:
-            holder.append(self.rec.invoke(proc, kind, key, value=value, prec=prec))
-
-        try:
-            status, data = http_call(self.cluster.addr(slot), method, path, body, timeout, on_sent=sent)
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            if not holder:
-                return None
-            return self.rec.indeterminate(holder[0], type(e).__name__)
-        return self.rec.from_http(holder[0], status, data)
+        return recorded_call(http_call, self.cluster.addr(slot), method, path, body, timeout,
+                             lambda: self.rec.invoke(proc, kind, key, value=value, prec=prec),
+                             self.rec.indeterminate, self.rec.from_http)
 
     def _client(self, w: int, slot: int) -> None:
         rng = random.Random(f"{self.seed}-client-{w}")
