@@ -48,7 +48,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .history import (
     CAS,
@@ -722,6 +722,24 @@ class CommonLog:
         return [e for e in found if match is None or match(e.path)]
 
 
+def disorder(events: Iterable[Event]) -> Iterator[tuple[bool, Event, Event]]:
+    """Where a run of events, a log's or a watch stream's, breaks rev order:
+    ``(True, prev, e)`` where ``e``'s rev is below the one before it,
+    ``(False, prev, e)`` where ``e`` changes a path its rev changed already
+    (one rev may hold several changes, one per path: a transaction's)."""
+    prev: Event | None = None
+    paths: set[str] = set()  # the paths of the events at prev's rev
+    for e in events:
+        if prev is not None and e.rev < prev.rev:
+            yield True, prev, e
+        elif prev is not None and e.rev == prev.rev and e.path in paths:
+            yield False, prev, e
+        if prev is None or e.rev != prev.rev:
+            paths = set()
+        paths.add(e.path)
+        prev = e
+
+
 def group_by_rev(log: NodeLog) -> dict[int, tuple[Event, ...]]:
     """The changes of ``log`` within its coverage, by rev (sorted by path)."""
     out: dict[int, list[Event]] = defaultdict(list)
@@ -754,17 +772,9 @@ def check_logs(logs: Sequence[NodeLog], ops: Sequence[Op] = (), start_rev: int =
     """
     result = CheckResult("logs")
     for log in logs:
-        prev: Event | None = None
-        paths: set[str] = set()
-        for e in log.events:
-            if prev is not None and e.rev < prev.rev:
-                result.fail(f"node {log.node}: log not strictly ordered by rev at {prev.rev} then {e.rev}")
-            elif prev is not None and e.rev == prev.rev and e.path in paths:
-                result.fail(f"node {log.node}: {e.path} changed twice at rev {e.rev}")
-            if prev is None or e.rev != prev.rev:
-                paths = set()
-            paths.add(e.path)
-            prev = e
+        for backwards, prev, e in disorder(log.events):
+            result.fail(f"node {log.node}: log not strictly ordered by rev at {prev.rev} then {e.rev}"
+                        if backwards else f"node {log.node}: {e.path} changed twice at rev {e.rev}")
     common = CommonLog.from_logs(logs)
     result.info["common"] = common
     revs = common.revs
@@ -961,17 +971,9 @@ def check_watches(ops: Sequence[Op], common: CommonLog | None = None) -> CheckRe
                 elif not evs and c.rev < asked:
                     result.fail(f"watch stream {sid}: next={c.rev} is below the rev asked for ({asked})")
                 got.extend(evs)
-            prev: Event | None = None
-            paths: set[str] = set()  # the paths of the events at prev's rev (one rev, several changes)
-            for e in got:
-                if prev is not None and e.rev < prev.rev:
-                    result.fail(f"watch stream {sid}: events out of order: {prev} then {e}")
-                elif prev is not None and e.rev == prev.rev and e.path in paths:
-                    result.fail(f"watch stream {sid}: duplicated event at rev {e.rev}: {prev} then {e}")
-                if prev is None or e.rev != prev.rev:
-                    paths = set()
-                paths.add(e.path)
-                prev = e
+            for backwards, prev, e in disorder(got):
+                result.fail(f"watch stream {sid}: events out of order: {prev} then {e}" if backwards
+                            else f"watch stream {sid}: duplicated event at rev {e.rev}: {prev} then {e}")
             if common is None:
                 continue
             if seg[0].prec is not None:
