@@ -1,7 +1,7 @@
 """What the fault suite's client threads share: one HTTP call, recorded as
 an operation from the moment it is sent, and a stop for all of them.
 
-Both the runner's workers (:mod:`tests.faults.run`) and the lease
+Both the runner's workers (:mod:`tests.faults.workload`) and the lease
 holders (:mod:`tests.faults.leaseload`) record each request they make; an
 op's invoke time is when its connection opened, so a refused connection is
 no operation at all, and a call that fails after it was sent is
