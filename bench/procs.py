@@ -43,6 +43,17 @@ def rss_kib(pid: int) -> int:
 
 
 @contextmanager
+def _serving(proc: subprocess.Popen, url: str) -> Iterator[None]:
+    """Once ``proc`` answers ``url``: the block; then ``proc`` is stopped."""
+    try:
+        wait_http(url)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
 def doozer_node(*args: str) -> Iterator[tuple[int, subprocess.Popen]]:
     """A one-member node in its own process; yields (port, process)."""
     port = free_port()
@@ -53,12 +64,8 @@ def doozer_node(*args: str) -> Iterator[tuple[int, subprocess.Popen]]:
              "--listen", f"127.0.0.1:{port}", "--web", "false", *args],
             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/v1/rev")
+        with _serving(proc, f"http://127.0.0.1:{port}/v1/rev"):
             yield port, proc
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 @contextmanager
@@ -69,12 +76,8 @@ def bare_klein() -> Iterator[tuple[int, subprocess.Popen]]:
         [sys.executable, os.path.join(ROOT, "bench", "bare_klein.py"), str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v1/store/message")
+    with _serving(proc, f"http://127.0.0.1:{port}/v1/store/message"):
         yield port, proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def put(port: int, path: str, body: bytes) -> dict:
