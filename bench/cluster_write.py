@@ -51,20 +51,20 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
-from typing import Iterator, NamedTuple, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import procs  # noqa: E402
+from procs import Cluster  # noqa: E402
+from rawhttp import read_response  # noqa: E402
 
 sys.path.insert(0, procs.ROOT)  # doozer itself, for its peer tokens (/_peer/consensus)
 
@@ -94,22 +94,6 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-    async def read_response(reader: asyncio.StreamReader) -> int:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"content-length:")
-        if at >= 0:
-            end = lower.index(b"\r\n", at)
-            await reader.readexactly(int(lower[at + 15 : end]))
-        elif b"chunked" in lower:
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                await reader.readexactly(size + 2)
-                if size == 0:
-                    break
-        return status
-
     done = [0]
 
     async def client(i: int, start: float, end: float, lat: list, errors: list) -> None:
@@ -121,7 +105,7 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
             if t0 >= end:
                 break
             writer.write(request(i, n, targets[i % len(targets)]))
-            status = await read_response(reader)
+            status, _ = await read_response(reader)
             t1 = time.perf_counter()
             n += 1
             done[0] += 1
@@ -162,15 +146,6 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = f.read().rsplit(")", 1)[1].split()
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-class Cluster(NamedTuple):
-    """A running cluster: its client HOST:PORTs, its processes' pids, and
-    (doozer) the cluster key its ``/_peer/consensus`` wants."""
-
-    addrs: list[str]
-    pids: list[int]
-    key: Optional[bytes] = None
 
 
 def consensus_counts(cluster: Cluster) -> tuple[int, int]:
@@ -223,120 +198,6 @@ def run_loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> 
 
 
 # ----------------------------------------------------------------------
-# the clusters
-
-
-def _get_json(url: str) -> dict:
-    return json.loads(urllib.request.urlopen(url, timeout=2).read())
-
-
-def _kill(ps: list[subprocess.Popen]) -> None:
-    for p in ps:
-        if p.poll() is None:
-            p.terminate()
-    for p in ps:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-
-
-@contextmanager
-def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Optional[str] = None,
-                   logs: Optional[list[str]] = None) -> Iterator[Cluster]:
-    """Three ``twistd doozer`` processes forming one cluster; yields their
-    HOST:PORTs and pids. With ``disk``, each node keeps a ``--data-dir``
-    in a fresh directory under it (fsyncing: SPEC §8). With ``profile``,
-    each node runs under twistd's cProfile and saves its stats to
-    ``profile + "-n<i>.prof"`` when it stops (the reactor thread only).
-    ``logs`` gets the nodes' logs once they stopped."""
-    ports = [procs.free_port() for _ in range(3)]
-    addrs = [f"127.0.0.1:{p}" for p in ports]
-    env = dict(os.environ, PYTHONPATH=procs.ROOT)
-    ps: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        key: Optional[bytes] = None
-        if "--insecure-peers" not in extra and "--cluster-key-file" not in extra:
-            key = os.urandom(24).hex().encode()
-            path = os.path.join(tmp, "cluster.key")
-            with open(path, "wb") as f:
-                f.write(key + b"\n")
-            extra = [*extra, "--cluster-key-file", path]  # as a cluster must run (SPEC §5)
-        try:
-            data = tempfile.mkdtemp(dir=disk) if disk else None
-            for i, addr in enumerate(addrs):
-                log = open(os.path.join(tmp, f"n{i}.log"), "wb")
-                durable = ["--data-dir", os.path.join(data, f"n{i}")] if data else []
-                prof = [f"--profile={profile}-n{i}.prof", "--savestats"] if profile else []
-                ps.append(subprocess.Popen(
-                    [*procs.TWISTD, "-n", "--pidfile=", *prof, "doozer", "--listen", addr,
-                     "--web", "false", "--peers", ",".join(addrs), *extra, *durable],
-                    cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT,
-                ))
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if all(len(_get_json(f"http://{a}/v1/cluster")["members"]) == 3 for a in addrs):
-                        break
-                except (OSError, ValueError):
-                    pass
-                if time.monotonic() > deadline or any(p.poll() is not None for p in ps):
-                    logs = "".join(open(os.path.join(tmp, f"n{i}.log")).read()[-1500:]
-                                   for i in range(3))
-                    raise RuntimeError(f"the three doozer nodes did not form one cluster:\n{logs}")
-                time.sleep(0.2)
-            yield Cluster(addrs, [p.pid for p in ps], key)
-        finally:
-            _kill(ps)
-            if logs is not None:
-                for i in range(len(ps)):
-                    with open(os.path.join(tmp, f"n{i}.log"), errors="replace") as f:
-                        logs.append(f.read())
-            if data:
-                shutil.rmtree(data, ignore_errors=True)
-
-
-@contextmanager
-def etcd_cluster(disk: Optional[str] = None) -> Iterator[Cluster]:
-    """Three etcd members on loopback, data on tmpfs (or under ``disk``);
-    yields their client HOST:PORTs and pids."""
-    client = [procs.free_port() for _ in range(3)]
-    peer = [procs.free_port() for _ in range(3)]
-    initial = ",".join(f"e{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
-    base = disk or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
-    ps: list[subprocess.Popen] = []
-    with tempfile.TemporaryDirectory(dir=base) as tmp:
-        try:
-            for i in range(3):
-                ps.append(subprocess.Popen(
-                    ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"e{i}"),
-                     "--listen-client-urls", f"http://127.0.0.1:{client[i]}",
-                     "--advertise-client-urls", f"http://127.0.0.1:{client[i]}",
-                     "--listen-peer-urls", f"http://127.0.0.1:{peer[i]}",
-                     "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[i]}",
-                     "--initial-cluster", initial, "--initial-cluster-token", "bench",
-                     "--initial-cluster-state", "new", "--logger", "zap",
-                     "--log-level", "error"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                ))
-            addrs = [f"127.0.0.1:{p}" for p in client]
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if all(_get_json(f"http://{a}/health").get("health") == "true" for a in addrs):
-                        break
-                except (OSError, ValueError):
-                    pass
-                if time.monotonic() > deadline or any(p.poll() is not None for p in ps):
-                    raise RuntimeError("the three etcd members did not form one cluster")
-                time.sleep(0.2)
-            yield Cluster(addrs, [p.pid for p in ps])
-        finally:
-            _kill(ps)
-
-
-# ----------------------------------------------------------------------
 
 
 def _fmt(r: dict | None) -> str:
@@ -351,16 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", default="1,10,50")
-    parser.add_argument("--no-etcd", action="store_true", help="measure doozer only")
-    parser.add_argument("--doozer-args", default="", help="extra twistd doozer options")
-    parser.add_argument("--disk", metavar="DIR",
-                        help="also measure doozer with --data-dir under DIR (fsyncing), and put "
-                             "etcd's data under DIR instead of tmpfs: both on the same disk")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="with --disk: skip the memory-only doozer cluster")
-    parser.add_argument("--profile", metavar="PREFIX",
-                        help="run the doozer nodes under cProfile; stats saved to "
-                             "PREFIX-<run>-n<i>.prof (read them with python -m pstats)")
+    procs.add_cluster_options(parser)
     parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
     parser.add_argument("--targets", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -370,19 +222,14 @@ def main() -> None:
         return
 
     results: dict[str, dict[int, dict]] = {}
-    runs: list[tuple[str, Optional[str]]] = [] if args.disk and args.no_memory else [("doozer", None)]
-    if args.disk:
-        runs.append(("doozer --data-dir", args.disk))
     storage: dict[int, list[str]] = {}  # clients -> each durable node's summary
-    for name, disk in runs:
+    for name, disk, prof in procs.doozer_runs(args):
         results[name] = {}
-        prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
-                if args.profile else None)
         # A durable cluster per point, so that each point's fsync histogram
         # (logged by each node when it stops) is its own.
         for points in [counts] if disk is None else [[n] for n in counts]:
             logs: list[str] = []
-            with doozer_cluster(args.doozer_args.split(), disk, prof, logs) as cluster:
+            with procs.doozer_cluster(args.doozer_args.split(), disk, prof, logs) as cluster:
                 settle("doozer", cluster)
                 for n in points:
                     results[name][n] = measure("doozer", cluster, n, args.seconds)
@@ -390,17 +237,14 @@ def main() -> None:
                 storage[points[0]] = [storage_summary(log) for log in logs]
     etcd = shutil.which("etcd") and not args.no_etcd
     if etcd:
-        name = "etcd (disk)" if args.disk else "etcd"
+        name = procs.etcd_name(args)
         results[name] = {}
-        for attempt in (1, 2):  # a member that lost a free port to another process: once more
-            try:
-                with etcd_cluster(args.disk) as cluster:
-                    settle("etcd", cluster)
-                    for n in counts:
-                        results[name][n] = measure("etcd", cluster, n, args.seconds)
-                break
-            except RuntimeError as e:
-                print(f"note: etcd, attempt {attempt}: {e}")
+        with contextlib.ExitStack() as stack:
+            etcd_cluster = procs.start_etcd(stack, args.disk)
+            if etcd_cluster is not None:
+                settle("etcd", etcd_cluster)
+                for n in counts:
+                    results[name][n] = measure("etcd", etcd_cluster, n, args.seconds)
 
     print(f"3-node clusters on loopback, {os.cpu_count()} cores, {args.seconds:g} s per point, "
           f"PUT of a 100-byte value, keep-alive, one request at a time per client")
@@ -408,9 +252,8 @@ def main() -> None:
     if args.disk:
         print(f"disk: doozer --data-dir and etcd's data dir under {args.disk} (fsync on both)")
     if etcd:
-        out = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout
         where = f"data under {args.disk}" if args.disk else "data on tmpfs"
-        print(f"etcd: {out.splitlines()[0]}, v3 JSON gateway POST /v3/kv/put, {where}")
+        print(f"etcd: {procs.etcd_version()}, v3 JSON gateway POST /v3/kv/put, {where}")
     else:
         print("etcd: not measured (not installed, or --no-etcd)")
     head = f"{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}"

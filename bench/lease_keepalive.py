@@ -66,7 +66,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -76,7 +75,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cluster_write  # noqa: E402
 import procs  # noqa: E402
-from cluster_write import Cluster  # noqa: E402
+from procs import Cluster  # noqa: E402
+from rawhttp import read_response  # noqa: E402
 
 WARMUP = 1.0
 SETTLE = 3.0
@@ -135,23 +135,6 @@ def loadgen(kind: str, mode: str, targets: list[str], clients: int, leases: int,
     ``seconds``, revoke them. Prints one JSON line of figures at the end."""
     import asyncio
     import resource
-
-    async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        at = lower.find(b"content-length:")
-        if at >= 0:
-            end = lower.index(b"\r\n", at)
-            return status, await reader.readexactly(int(lower[at + 15:end]))
-        body = b""
-        if b"chunked" in lower:
-            while True:
-                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                body += (await reader.readexactly(size + 2))[:-2]
-                if size == 0:
-                    break
-        return status, body
 
     def cpu() -> float:
         r = resource.getrusage(resource.RUSAGE_SELF)
@@ -341,10 +324,8 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
     print("load generator: one separate asyncio process, raw HTTP/1.1 keep-alive connections, "
           "one request at a time per client, clients round-robin over the 3 nodes")
     if etcd:
-        version = subprocess.run(["etcd", "--version"], capture_output=True,
-                                 text=True).stdout.splitlines()[0]
         where = f"data under {args.disk}" if args.disk else "data on tmpfs"
-        print(f"etcd: {version}, v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive: one "
+        print(f"etcd: {procs.etcd_version()}, v3 JSON gateway (/v3/lease/grant, /v3/lease/keepalive: one "
               f"message per request on one keep-alive connection), {where}")
     # one ratio column per doozer cluster, against etcd
     ours = [i for i, n in enumerate(names) if n != etcd] if etcd else []
@@ -355,24 +336,22 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace,
         ratio = "".join(f"{_ratio(values[i], values[names.index(etcd)]):>22}" for i in ours)
         print(f"{label:<36}{cells}{ratio}")
 
-    print(f"\n{'':<36}" + "".join(f"{n:>20}" for n in names) + ratio_head)
-    for n in counts:
-        pts = [results[k]["one_each"][n] for k in names]
-        row(f"keepalives/s, {n} clients x 1 lease", [p["per_s"] for p in pts])
+    def rate_rows(label: str, pts: list[dict[str, Any]]) -> None:
+        """A point's rate, then its p50 and p99 latencies."""
+        row(label, [p["per_s"] for p in pts])
         row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
         row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
-    pts = [results[k]["many"] for k in names]
-    row(f"keepalives/s, {args.leases} leases / {args.lease_clients} cl", [p["per_s"] for p in pts])
-    row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
-    row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
-    pts = [results[k]["put"] for k in names]
-    row(f"PUT writes/s, {args.lease_clients} clients (reference)", [p["per_s"] for p in pts])
-    row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
-    row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
-    pts = [results[k]["grant"] for k in names]
-    row(f"grants/s, {args.idle} by {IDLE_CLIENTS} clients", [p["per_s"] for p in pts])
-    row("  p50 ms", [p["p50_ms"] for p in pts], ".2f")
-    row("  p99 ms", [p["p99_ms"] for p in pts], ".2f")
+
+    print(f"\n{'':<36}" + "".join(f"{n:>20}" for n in names) + ratio_head)
+    for n in counts:
+        rate_rows(f"keepalives/s, {n} clients x 1 lease",
+                  [results[k]["one_each"][n] for k in names])
+    rate_rows(f"keepalives/s, {args.leases} leases / {args.lease_clients} cl",
+              [results[k]["many"] for k in names])
+    rate_rows(f"PUT writes/s, {args.lease_clients} clients (reference)",
+              [results[k]["put"] for k in names])
+    rate_rows(f"grants/s, {args.idle} by {IDLE_CLIENTS} clients",
+              [results[k]["grant"] for k in names])
     costs = {k: per_lease_bytes(results[k], args.idle) for k in names}
     row("RSS per idle lease, bytes (mean of 3)", [sum(c) / len(c) for c in costs.values()])
 
@@ -420,16 +399,7 @@ def main() -> None:
     parser.add_argument("--leases", type=int, default=1000)
     parser.add_argument("--lease-clients", type=int, default=50)
     parser.add_argument("--idle", type=int, default=10000, help="idle leases for the RSS figure")
-    parser.add_argument("--no-etcd", action="store_true")
-    parser.add_argument("--doozer-args", default="", help="extra twistd doozer options")
-    parser.add_argument("--disk", metavar="DIR",
-                        help="also measure doozer with --data-dir under DIR, and put etcd's "
-                             "data under DIR instead of tmpfs")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="with --disk: skip the memory-only doozer cluster")
-    parser.add_argument("--profile", metavar="PREFIX",
-                        help="run the doozer nodes under cProfile; stats saved to "
-                             "PREFIX-<memory|disk>-n<i>.prof")
+    procs.add_cluster_options(parser)
     parser.add_argument("--loadgen", choices=("doozer", "etcd"), help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=("grant", "keepalive"), help=argparse.SUPPRESS)
     parser.add_argument("--targets", help=argparse.SUPPRESS)
@@ -441,24 +411,14 @@ def main() -> None:
                                  args.leases, args.seconds, args.ttl)))
         return
 
-    runs: list[tuple[str, Optional[str]]] = [] if args.disk and args.no_memory else [("doozer", None)]
-    if args.disk:
-        runs.append(("doozer --data-dir", args.disk))
     clusters: dict[str, tuple[str, Cluster]] = {}
     with contextlib.ExitStack() as stack:
-        for name, disk in runs:
-            prof = (f"{os.path.abspath(args.profile)}-{'disk' if disk else 'memory'}"
-                    if args.profile else None)
+        for name, disk, prof in procs.doozer_runs(args):
             clusters[name] = ("doozer", stack.enter_context(
-                cluster_write.doozer_cluster(args.doozer_args.split(), disk, prof)))
-        if shutil.which("etcd") and not args.no_etcd:
-            for attempt in (1, 2):  # a member that lost a free port to another process: again
-                try:
-                    clusters["etcd (disk)" if args.disk else "etcd"] = (
-                        "etcd", stack.enter_context(cluster_write.etcd_cluster(args.disk)))
-                    break
-                except RuntimeError as e:
-                    print(f"note: etcd, attempt {attempt}: {e}")
+                procs.doozer_cluster(args.doozer_args.split(), disk, prof)))
+        etcd = None if args.no_etcd else procs.start_etcd(stack, args.disk)
+        if etcd is not None:
+            clusters[procs.etcd_name(args)] = ("etcd", etcd)
         results = measure(clusters, args, counts)
     report(results, args, counts)
 

@@ -2,7 +2,7 @@
 
     python bench/profile_http.py [--seconds 8] [--clients 50] [--top 12] [--keep PREFIX]
 
-Starts a 3-node cluster (bench/cluster_write.py's ``doozer_cluster``, every
+Starts a 3-node cluster (bench/procs.py's ``doozer_cluster``, every
 node under twistd's cProfile), and loads ONE node of it, the profiled one,
 with one kind of request from the load generator of
 ``bench/cluster_write.py`` run in its own process:
@@ -50,6 +50,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_write  # noqa: E402
+import procs  # noqa: E402
 
 PARTS = [
     ("parse", ("twisted/web/http.py", "twisted/web/_newclient", "twisted/web/http_headers.py")),
@@ -102,7 +103,7 @@ def shares(prof: str) -> tuple[float, dict[str, float], list[tuple[float, str]]]
 
 def run(kind: str, seconds: float, clients: int, prefix: str) -> dict:
     """Load node 0 of a profiled cluster with ``kind``; returns the load's figures."""
-    with cluster_write.doozer_cluster([], profile=prefix) as cluster:
+    with procs.doozer_cluster([], profile=prefix) as cluster:
         target = cluster.addrs[0]
         cluster_write.run_loadgen("doozer", [target] * 3, 10, 1.0)  # settle, as the bench does
         if kind == "put":

@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from doozer.node.names import resolve_host
 
@@ -180,6 +180,35 @@ class NodeProcess:
         if getattr(self, "log", None):
             self.log.close()
             self.log = None
+
+
+def wait_for(what: str, check: Callable[[], Any], seconds: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true, and return that; an
+    ``OSError`` (a node still starting, or just killed) counts as a no.
+    Fails saying ``what`` and the last answer."""
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except OSError as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def start_voting(nodes: "Sequence[NodeProcess]", seconds: float = 30.0) -> None:
+    """Start every node of a cluster, then wait until each is up and votes.
+    All are started before any is waited for: a node of a fresh cluster
+    answers only once its peers do."""
+    for node in nodes:
+        node.start(wait=False)
+    for node in nodes:
+        node.wait_up()
+        wait_for(f"{node.addr} to vote", node.votes, seconds)
 
 
 def self_signed_cert(directory: Any) -> tuple[str, str]:

@@ -18,7 +18,7 @@ docs/operations.md ("Metrics") says what each metric means.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Optional, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -122,12 +122,9 @@ class NodeMetrics:
         for reason, n in (("busy", refused["busy"] + refused["busy_share"]),
                           ("nospace", refused["nospace"])):
             failed[reason] = failed.get(reason, 0) + n
-        by_reason = CounterMetricFamily(
+        yield _counters(
             "doozer_writes_failed_total", "Clients' writes that failed, by the error code "
-            "they were answered (lower case).", labels=["reason"])
-        for reason in sorted(failed):
-            by_reason.add_metric([reason], failed[reason])
-        yield by_reason
+            "they were answered (lower case).", "reason", sorted(failed.items()))
         yield _histogram(
             "doozer_commit_latency_seconds",
             "Seconds from proposing a client's write until it was applied here, of committed "
@@ -140,22 +137,16 @@ class NodeMetrics:
         node = self.node
         seq = node.sequencer
         counters: Mapping[str, int] = seq.counters if seq is not None else {}
-        decided = CounterMetricFamily(
+        yield _counters(
             "doozer_instances_decided_total", "Consensus instances decided here, by kind: value "
             "(writes), noop (the empty batch: revoked, or learned from a peer), skip (its "
-            "owner's SKIP).", labels=["kind"])
-        for kind, key in _DECIDED:
-            decided.add_metric([kind], counters.get(key, 0))
-        yield decided
+            "owner's SKIP).", "kind", [(kind, counters.get(key, 0)) for kind, key in _DECIDED])
         yield CounterMetricFamily(
             "doozer_revocations_total", "Instances this node began to revoke (PREPARE sent; "
             "again after a NACK).", value=counters.get("prepared", 0))
-        events = CounterMetricFamily(
+        yield _counters(
             "doozer_consensus_events_total", "The sequencer's counters, as /_peer/consensus "
-            "shows them.", labels=["event"])
-        for event in sorted(counters):
-            events.add_metric([event], counters[event])
-        yield events
+            "shows them.", "event", sorted(counters.items()))
         yield CounterMetricFamily(
             "doozer_snapshot_installs_total", "Snapshots copied from a peer and installed "
             "(joining, or catching up).", value=node.snapshot_installs)
@@ -189,21 +180,14 @@ class NodeMetrics:
         yield CounterMetricFamily(
             "doozer_peer_datagrams_received_total", "Datagrams read from the UDP port.",
             value=stats.get("received", 0))
-        dropped = CounterMetricFamily(
+        yield _counters(
             "doozer_peer_datagrams_dropped_total", "Datagrams dropped by the transport, by "
             "reason (received: oversized ... replayed; sent: no_address ... queue_dropped).",
-            labels=["reason"])
-        for reason in sorted(stats):
-            if reason not in _NOT_DROPS:
-                dropped.add_metric([reason], stats[reason])
-        yield dropped
-        refused = CounterMetricFamily(
-            "doozer_peer_messages_dropped_total", "Peers' messages the node did not take, by "
-            "reason.", labels=["reason"])
+            "reason", [(reason, n) for reason, n in sorted(stats.items()) if reason not in _NOT_DROPS])
         counts = {**dict.fromkeys(_MESSAGE_DROPS, 0), **node.counters}
-        for reason in sorted(counts):
-            refused.add_metric([reason], counts[reason])
-        yield refused
+        yield _counters(
+            "doozer_peer_messages_dropped_total", "Peers' messages the node did not take, by "
+            "reason.", "reason", sorted(counts.items()))
         rtt = HistogramMetricFamily(
             "doozer_peer_round_trip_seconds", "Seconds from an ACCEPT this node sent a peer "
             "until its ACCEPTED came back, per peer.", labels=["peer"])
@@ -218,12 +202,10 @@ class NodeMetrics:
         yield GaugeMetricFamily(
             "doozer_client_connections", "Open client connections (both client ports).",
             value=limits.open)
-        events = CounterMetricFamily(
+        yield _counters(
             "doozer_client_limit_events_total", "Client connections and requests refused, cut "
-            "or paused by a limit (docs/operations.md, Limits).", labels=["event"])
-        for event in sorted(limits.counters):
-            events.add_metric([event], limits.counters[event])
-        yield events
+            "or paused by a limit (docs/operations.md, Limits).", "event",
+            sorted(limits.counters.items()))
 
     def _storage(self) -> Iterator[Metric]:
         storage = self.node.storage
@@ -245,6 +227,16 @@ class NodeMetrics:
         yield GaugeMetricFamily(
             "doozer_unsynced_bytes", "Bytes (about) of records handed to the disk and not yet "
             "fsynced.", value=storage.unsynced)
+
+
+def _counters(name: str, documentation: str, label: str,
+              counts: Iterable[tuple[str, float]]) -> CounterMetricFamily:
+    """A counter family with one label: a sample per (label value, count),
+    in the order given."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in counts:
+        family.add_metric([value], count)
+    return family
 
 
 def _buckets(histogram: Histogram) -> list[tuple[str, float]]:

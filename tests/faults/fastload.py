@@ -1,6 +1,6 @@
 """The fault suite's fast workload: thousands of recorded writes per second.
 
-The thread workers of :mod:`tests.faults.run` (``http.client``, a new
+The thread workers of :mod:`tests.faults.workload` (``http.client``, a new
 connection per request, pauses of 0-30 ms) reach about 140 revs/s; this
 module drives a cluster at a target rate (``--fast``, ``--rate``) from one
 asyncio loop in a thread of the runner, with keep-alive HTTP/1.1

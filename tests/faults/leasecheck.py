@@ -53,9 +53,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-from .checker import CheckResult, CommonLog
+from .logcheck import CommonLog
 from .history import FAIL, INDETERMINATE, OK, WATCH, History, Op
 from .leaseops import GRANT, KEEPALIVE, PROBE, REVOKE, SILENCE, TAKEOVER, LeaseOp
+from .results import CheckResult
 
 LEASE_DIR = "/ctl/lease/"
 #: SPEC §9 G2: ttl × DRIFT + SLACK.

@@ -21,7 +21,6 @@ check (:mod:`tests.faults.leasecheck`) compares with the keepalives.
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
 import threading
@@ -29,7 +28,8 @@ import time
 import urllib.parse
 from typing import Any, Callable, Optional
 
-from .history import OK, WATCH, Recorder
+from .clients import Call, ClientThreads, recorded_call
+from .history import OK, WATCH, Op, Recorder
 from .leaseops import GRANT, KEEPALIVE, PROBE, REVOKE, SILENCE, TAKEOVER, LeaseLog, LeaseOp
 
 #: Lease ttls (seconds): short, so that leases end often within a run, and
@@ -48,17 +48,13 @@ PROBE_EVERY = 0.25
 #: (ttl × 1.02 + 2 s) if its lease is still there.
 PROBE_BEYOND = 10.0
 WATCH_WAIT = 2
-_ERRORS = (OSError, http.client.HTTPException, ValueError)
-
-Call = Callable[..., tuple[int, Any]]
 
 
-class LeaseWorkload:
+class LeaseWorkload(ClientThreads):
     """``holders`` lease holders contending for ``key``, and one
     ``/ctl/lease/*`` watcher per node slot.
 
-    :param call: :func:`tests.faults.run.http_call` (passed in: that module
-        imports this one).
+    :param call: :func:`tests.faults.clients.http_call`, or a stand-in.
     :param calm: whether the nemesis has no fault going on now (the cluster
         was healthy since the last one). While it is, holders end their
         tenures sooner and mostly in silence, so that some silent leases
@@ -68,6 +64,7 @@ class LeaseWorkload:
 
     def __init__(self, cluster: Any, rec: Recorder, leases: LeaseLog, seed: int, holders: int,
                  key: str, start_rev: int, call: Call, calm: Callable[[], bool] = lambda: False) -> None:
+        super().__init__()
         self.cluster = cluster
         self.rec = rec
         self.leases = leases
@@ -77,43 +74,23 @@ class LeaseWorkload:
         self.start_rev = start_rev
         self.call = call
         self.calm = calm
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
 
     def start(self) -> None:
         for w in range(self.holders):
             self.threads.append(threading.Thread(target=self._holder, args=(w,), daemon=True, name=f"lease{w}"))
         for s in range(self.cluster.n):
             self.threads.append(threading.Thread(target=self._watcher, args=(s,), daemon=True, name=f"lw{s}"))
-        for t in self.threads:
-            t.start()
-
-    def join(self, seconds: float) -> None:
-        self.stop.set()
-        deadline = time.monotonic() + seconds
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.monotonic()))
+        super().start()
 
     # -- requests -----------------------------------------------------------
 
     def _request(self, proc: str, kind: str, lease: Optional[str], slot: int, method: str, path: str,
                  body: Optional[bytes] = None, timeout: float = 4.0, **extra: Any) -> Optional[LeaseOp]:
         """One lease request; None when no connection opened (nothing sent)."""
-        holder: list[LeaseOp] = []
         addr = self.cluster.addr(slot)
-
-        def sent() -> None:
-            holder.append(self.leases.invoke(proc, kind, lease, node=addr, **extra))
-
-        try:
-            status, data = self.call(addr, method, path, body, timeout, on_sent=sent)
-        except _ERRORS as e:
-            return self.leases.lost(holder[0], type(e).__name__) if holder else None
-        return self.leases.answer(holder[0], status, data)
-
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep unless the run stops first; False if it did."""
-        return not self.stop.wait(max(0.0, seconds))
+        return recorded_call(self.call, addr, method, path, body, timeout,
+                             lambda: self.leases.invoke(proc, kind, lease, node=addr, **extra),
+                             self.leases.lost, self.leases.answer)
 
     # -- a holder -----------------------------------------------------------
 
@@ -194,20 +171,18 @@ class LeaseWorkload:
         nxt = self.start_rev + 1
         while not self.stop.is_set():
             q = urllib.parse.urlencode({"glob": glob, "rev": nxt, "limit": 1000, "timeout": WATCH_WAIT})
-            holder: list = []
 
-            def sent() -> None:
-                holder.append(self.rec.invoke(proc, WATCH, glob, prec=nxt))
+            def lost(op: Op, error: str) -> None:
+                self.rec.indeterminate(op, error)
 
-            try:
-                status, data = self.call(self.cluster.addr(slot), "GET", f"/v1/watch?{q}", None,
-                                         WATCH_WAIT + 6, on_sent=sent)
-            except _ERRORS as e:
-                if holder:
-                    self.rec.indeterminate(holder[0], type(e).__name__)
+            answered = recorded_call(self.call, self.cluster.addr(slot), "GET", f"/v1/watch?{q}",
+                                     None, WATCH_WAIT + 6,
+                                     lambda: self.rec.invoke(proc, WATCH, glob, prec=nxt), lost,
+                                     lambda op, status, data: (self.rec.from_http(op, status, data), data))
+            if answered is None:  # no answer: nothing sent, or lost on the way
                 self._sleep(0.2)
                 continue
-            op = self.rec.from_http(holder[0], status, data)
+            op, data = answered
             if op.outcome == OK and op.rev is not None:
                 nxt = op.rev
             elif op.code == "TOO_LATE":  # a node that joined by snapshot: from its oldest rev

@@ -15,10 +15,10 @@ import itertools
 from typing import Any, Optional
 
 from .checker import CheckResult, check_history
+from .histories import assert_fail, assert_ok
 from .history import FAIL, INDETERMINATE, OK, WATCH, Event, History, NodeLog, Op
 from .leasecheck import check_leases
 from .leaseops import GRANT, KEEPALIVE, PROBE, REVOKE, SILENCE, TAKEOVER, LeaseOp
-from .test_checker import assert_fail, assert_ok
 
 KEY = "/election/leader"
 _ids = itertools.count()

@@ -31,10 +31,25 @@ def advance(clock: Clock, seconds: float, step: float = 0.1) -> None:
         clock.advance(step)
 
 
-def test_a_silent_lease_expires_after_ttl_times_the_drift_margin_and_not_before() -> None:
+def leased(ttl: int, **options: Any) -> tuple[Clock, Node, str]:
+    """A single node on a deterministic clock, holding one lease of ``ttl``."""
     clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 10)
+    node = single_node(clock, **options)
+    return clock, node, granted(node, clock, ttl)
+
+
+def assert_ends_at(node: Node, clock: Clock, lease_id: str, deadline: float,
+                   before: float = 0.1, after: float = 0.2) -> None:
+    """The lease is still there ``before`` seconds ahead of ``deadline`` (a
+    clock time), and gone once the next timer check after it has run."""
+    advance(clock, deadline - before - clock.seconds())
+    assert node.store.leases.get(lease_id) is not None, "ended early"
+    advance(clock, CHECK_EVERY + after)
+    assert node.store.leases.get(lease_id) is None, "ended late"
+
+
+def test_a_silent_lease_expires_after_ttl_times_the_drift_margin_and_not_before() -> None:
+    clock, node, lease_id = leased(10)
     node.set("/f", b"x", lease=lease_id)
     clock.advance(0)
     assert node.lease(lease_id)["files"] == ["/f"]
@@ -55,9 +70,7 @@ def test_a_silent_lease_expires_after_ttl_times_the_drift_margin_and_not_before(
 
 
 def test_a_renewal_applied_later_moves_the_deadline() -> None:
-    clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 4)
+    clock, node, lease_id = leased(4)
     advance(clock, 3.0)
     answers: list[Any] = []
     node.keepalive(lease_id).addCallback(answers.append)
@@ -65,18 +78,13 @@ def test_a_renewal_applied_later_moves_the_deadline() -> None:
     assert answers == [4]
     renewed_at = clock.seconds()
     assert node.lease_timers.started(lease_id) == renewed_at
-    advance(clock, 4 * DRIFT - 0.1)
-    assert node.store.leases.get(lease_id) is not None
-    advance(clock, CHECK_EVERY + 0.2)
-    assert node.store.leases.get(lease_id) is None
+    assert_ends_at(node, clock, lease_id, renewed_at + 4 * DRIFT)
 
 
 def test_a_keepalive_storm_keeps_one_deadline_per_lease_and_the_last_renewal_counts() -> None:
     # Each renewal used to push a heap entry that lived until its deadline:
     # a client renewing in a loop grew the node by keepalives/s x ttl entries.
-    clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 4)
+    clock, node, lease_id = leased(4)
     entries = []
     for _ in range(2000):  # 20 s of renewals 10 ms apart, past several first deadlines
         node.keepalive(lease_id)
@@ -85,10 +93,7 @@ def test_a_keepalive_storm_keeps_one_deadline_per_lease_and_the_last_renewal_cou
     assert max(entries) <= 2
     last = node.lease_timers.started(lease_id)
     assert last is not None
-    advance(clock, last + 4 * DRIFT - 0.1 - clock.seconds())
-    assert node.store.leases.get(lease_id) is not None
-    advance(clock, CHECK_EVERY + 0.2)
-    assert node.store.leases.get(lease_id) is None
+    assert_ends_at(node, clock, lease_id, last + 4 * DRIFT)
 
 
 def test_a_renewal_that_beats_an_expire_is_timed_from_its_own_deadline() -> None:
@@ -97,9 +102,7 @@ def test_a_renewal_that_beats_an_expire_is_timed_from_its_own_deadline() -> None
     # propose again. The renewal's deadline, ttl x 1.02 later, comes first
     # and must get an entry of its own: kept alone, the entry made the
     # lease expire up to 5 s late (the lease simulation, seed 40: G2).
-    clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 1)
+    clock, node, lease_id = leased(1)
     timers = node.lease_timers
     # Past the deadline with the check not yet run, a keepalive's RENEW and
     # the check's EXPIRE go into one instance, the RENEW first.
@@ -114,10 +117,7 @@ def test_a_renewal_that_beats_an_expire_is_timed_from_its_own_deadline() -> None
     assert timers.expires_proposed == proposed + 1
     assert node.store.leases.get(lease_id) is not None  # the RENEW came first
     assert timers.started(lease_id) == clock.seconds()
-    advance(clock, 1 * DRIFT - 0.05)
-    assert node.store.leases.get(lease_id) is not None
-    advance(clock, CHECK_EVERY + 0.25)
-    assert node.store.leases.get(lease_id) is None, "expired late"
+    assert_ends_at(node, clock, lease_id, clock.seconds() + 1 * DRIFT, before=0.05, after=0.25)
 
 
 def test_keepalives_of_one_turn_travel_in_one_renew_that_takes_no_rev() -> None:
@@ -136,9 +136,7 @@ def test_keepalives_of_one_turn_travel_in_one_renew_that_takes_no_rev() -> None:
 
 
 def test_a_keepalive_of_a_gone_lease_is_noent() -> None:
-    clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 5)
+    clock, node, lease_id = leased(5)
     revs: list[Any] = []
     node.revoke(lease_id).addCallback(revs.append)
     clock.advance(0)
@@ -152,9 +150,7 @@ def test_a_keepalive_of_a_gone_lease_is_noent() -> None:
 
 
 def test_a_keepalive_without_a_decision_is_unavailable() -> None:
-    clock = Clock()
-    node = single_node(clock, write_timeout=2.5)
-    lease_id = granted(node, clock, 5)
+    clock, node, lease_id = leased(5, write_timeout=2.5)
     node.sequencer.propose = lambda item, now: None  # no quorum, as it were
     errors: list[Any] = []
     node.keepalive(lease_id).addErrback(lambda f: errors.append(f.value))
@@ -192,9 +188,7 @@ def test_a_write_attached_to_a_missing_lease_is_noent_naming_it() -> None:
 
 
 def test_an_installed_snapshot_restarts_every_timer_from_now() -> None:
-    clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 10)
+    clock, node, lease_id = leased(10)
     advance(clock, 8.0)
     # a peer's snapshot one instance ahead, holding the same lease and basis
     from doozer.store import snapshot as store_snapshot
@@ -211,16 +205,11 @@ def test_an_installed_snapshot_restarts_every_timer_from_now() -> None:
     assert node.lease_timers.started(lease_id) is not None
     assert node.lease_timers.started(lease_id) >= installed_at
     started = node.lease_timers.started(lease_id)
-    advance(clock, started + 10 * DRIFT - 0.1 - clock.seconds())
-    assert node.store.leases.get(lease_id) is not None  # not 8 s early
-    advance(clock, CHECK_EVERY + 0.2)
-    assert node.store.leases.get(lease_id) is None
+    assert_ends_at(node, clock, lease_id, started + 10 * DRIFT)  # not 8 s early
 
 
 def test_a_node_that_does_not_vote_never_proposes_expire() -> None:
-    clock = Clock()
-    node = single_node(clock)
-    lease_id = granted(node, clock, 2)
+    clock, node, lease_id = leased(2)
     voting = type(node).voting
     try:
         type(node).voting = property(lambda self: False)  # type: ignore[method-assign,assignment]

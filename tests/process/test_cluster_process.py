@@ -14,31 +14,15 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 
-from procutil import ROOT, NodeProcess, cluster_key_file, free_port
+from procutil import ROOT, NodeProcess, cluster_key_file, free_port, wait_for
 
 pytestmark = pytest.mark.slow
 
 TIMEOUT = "3"
-
-
-def wait_for(what: str, check: Callable[[], Any], seconds: float = 20.0) -> Any:
-    """Poll ``check`` until it returns something true; fail saying ``what``."""
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except OSError as e:  # a node still starting, or just killed
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def free_ports(n: int) -> list[int]:

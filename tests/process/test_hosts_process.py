@@ -10,30 +10,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from procutil import ROOT, TWISTD, NodeProcess, cluster_key_file
+from procutil import ROOT, TWISTD, NodeProcess, cluster_key_file, start_voting, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(what: str, check: Callable[[], Any], seconds: float = 30.0) -> Any:
-    import time
-
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except OSError as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 def ipv6_loopback() -> bool:
@@ -59,11 +42,7 @@ def check_cluster(nodes: list[NodeProcess]) -> None:
     """Both nodes vote, each writes and reads the other's write, and every
     node's address is kept and shown as its --listen (brackets and names
     included)."""
-    for node in nodes:
-        node.start(wait=False)
-    for node in nodes:
-        node.wait_up()
-        wait_for(f"{node.addr} to vote", node.votes)
+    start_voting(nodes)
     for i, node in enumerate(nodes):
         status, body = node.request("PUT", f"/v1/store/w{i}", b"v%d" % i, timeout=15)
         assert status == 200, body

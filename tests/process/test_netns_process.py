@@ -23,11 +23,11 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import pytest
 
-from procutil import TWISTD, NodeProcess, cluster_key_file
+from procutil import TWISTD, NodeProcess, cluster_key_file, start_voting, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,21 +38,6 @@ DOMAIN = "doozer.test"  # RFC 6761: never a real name
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
-
-
-def wait_for(what: str, check: Callable[[], Any], seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except OSError as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
 class Network:
@@ -202,11 +187,7 @@ def test_three_hosts_by_name_survive_one_cut_off_and_catch_it_up(network, tmp_pa
                 str(tmp_path / NAMES[i]), ns, host, addr,
                 "--peers", peers, "--cluster-key-file", key, "--timeout", "60",
             ))
-        for node in nodes:
-            node.start(wait=False)
-        for node in nodes:
-            node.wait_up()
-            wait_for(f"{node.addr} to vote", node.votes, 60)
+        start_voting(nodes, 60)
         # Every node knows the others by their names (SPEC §5: advertised as given).
         status, cluster = nodes[0].request("GET", "/v1/cluster", timeout=5)
         assert sorted(n["addr"] for n in cluster["nodes"]) == sorted(f"{h}:{PORT}" for h in network.hosts)
