@@ -470,3 +470,37 @@ async def test_thread_runner_reports_errors_in_order_and_stops() -> None:
     runner.stop()
     assert not thread.is_alive()
     runner.stop()  # twice is harmless
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_runner_wakes_for_work_however_it_is_handed_over() -> None:
+    """Work handed over before the thread starts runs once it does; wake-ups
+    that find nothing (read after their work was taken) are harmless; a
+    pipe full of unread wake-ups never blocks the reactor; stop ends the
+    thread and closes the pipe."""
+    import os
+
+    from twisted.internet import reactor
+
+    runner = ThreadRunner(reactor, name="wake-test")
+    ran: list[int] = []
+    early = runner(lambda: ran.append(0))  # no thread yet
+    runner.start()
+    await early
+    assert runner._wake is not None
+    read_end, write_end = runner._wake
+    for _ in range(3):
+        runner._poke()  # wake-ups with no work behind them
+    gate = threading.Event()
+    blocked = runner(gate.wait)  # the thread is busy: the pipe fills up
+    for _ in range(70_000):  # more bytes than a pipe holds
+        runner._poke()
+    later = runner(lambda: ran.append(1))
+    gate.set()
+    await blocked
+    await later
+    assert ran == [0, 1]
+    runner.stop()
+    for fd in (read_end, write_end):
+        with pytest.raises(OSError):
+            os.fstat(fd)
