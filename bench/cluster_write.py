@@ -44,6 +44,12 @@ stay beside them. Each durable point gets a cluster of its own, and each
 node's log line at stop (``storage: N batches, fsync p50/p99 ...``, with the
 fsync latency histogram and records and bytes per batch) is printed for it.
 
+Besides throughput, every point prints counts that move far less with the
+machine's other load: the servers' CPU per write, their context switches
+per write (every thread: a hand-off to the storage thread costs some),
+and for doozer the datagrams and, durable, the fsync batches per write
+(``doozer_fsync_seconds_count`` of each node's ``/metrics``).
+
 Figures are printed, never pass/fail.
 """
 
@@ -148,6 +154,29 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def context_switches(pids: list[int]) -> int:
+    """Voluntary and involuntary context switches so far, every thread of
+    these processes (a hand-off between threads costs some of each)."""
+    total = 0
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    return total
+
+
+def fsync_batches(addrs: list[str]) -> int:
+    """Batches the nodes' data dirs have synced so far (``/metrics``'
+    ``doozer_fsync_seconds_count``; 0 for memory-only nodes)."""
+    total = 0
+    for addr in addrs:
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith("doozer_fsync_seconds_count"):
+                total += int(float(line.split()[-1]))
+    return total
+
+
 def consensus_counts(cluster: Cluster) -> tuple[int, int]:
     """Datagrams sent by all nodes so far, and the highest applied instance
     (from each node's ``/_peer/consensus``)."""
@@ -170,13 +199,17 @@ def measure(kind: str, cluster: Cluster, clients: int, seconds: float) -> dict:
     write (and for doozer, datagrams and instances per write: work counts
     that depend far less on the machine's other load than throughput)."""
     counts0 = consensus_counts(cluster) if kind == "doozer" else None
-    cpu0 = cpu_seconds(cluster.pids)
+    batches0 = fsync_batches(cluster.addrs) if kind == "doozer" else 0
+    cpu0, switches0 = cpu_seconds(cluster.pids), context_switches(cluster.pids)
     result = run_loadgen(kind, cluster.addrs, clients, seconds)
     used = cpu_seconds(cluster.pids) - cpu0
     total = result["total_writes"]
     result["server_cpu_us"] = used / total * 1e6 if total else None
+    result["switches_per_write"] = (
+        (context_switches(cluster.pids) - switches0) / total if total else None)
     if counts0 is not None and total:
         sent, applied = consensus_counts(cluster)
+        result["batches_per_write"] = (fsync_batches(cluster.addrs) - batches0) / total
         result["datagrams_per_write"] = (sent - counts0[0]) / total
         result["writes_per_instance"] = total / max(1, applied - counts0[1])
     return result
@@ -269,6 +302,12 @@ def main() -> None:
     print("server cpu per write (3 processes, us): " + ", ".join(
         f"{name} {n}: {r['server_cpu_us']:.0f}" for name, points in results.items()
         for n, r in points.items() if r["server_cpu_us"] is not None))
+    print("context switches per write (3 processes, all threads): " + ", ".join(
+        f"{name} {n}: {r['switches_per_write']:.1f}" for name, points in results.items()
+        for n, r in points.items() if r["switches_per_write"] is not None))
+    print("fsync batches per write (3 nodes): " + ", ".join(
+        f"{name} {n}: {r['batches_per_write']:.2f}" for name, points in results.items()
+        for n, r in points.items() if r.get("batches_per_write")))
     print("datagrams per write (3 nodes), writes per instance: " + ", ".join(
         f"{name} {n}: {r['datagrams_per_write']:.2f}, {r['writes_per_instance']:.1f}"
         for name, points in results.items() for n, r in points.items()

@@ -172,7 +172,9 @@ def test_appends_during_an_fsync_make_one_more_batch() -> None:
     assert len(runner.waiting) == 1 and fired_after == {}
     runner.finish()
     assert fired_after == {b"first": 1}
-    assert len(runner.waiting) == 1  # the next batch started at once
+    assert runner.waiting == []  # the next batch starts at the end of the turn
+    clock.advance(0)
+    assert len(runner.waiting) == 1
     runner.finish()
     assert sink.syncs == 2
     assert sink.batches() == [[b"first"], later]
@@ -186,8 +188,35 @@ def test_callbacks_appending_join_the_next_batch() -> None:
     writer.append(b"b")
     clock.advance(0)
     runner.finish()
+    clock.advance(0)
     runner.finish()
     assert sink.batches() == [[b"a", b"b"], [b"from-callback"]]
+
+
+def test_the_pump_a_batch_releases_joins_the_next_one() -> None:
+    """Appends that waited for a batch in flight go at the end of the turn
+    that batch ended in, not at once: what the turn's pump records after
+    the release (scheduled by the released appends, as the node's is)
+    joins them in one batch, which its flush() starts, and nothing is
+    written before the batch it waited for was synced."""
+    writer, sink, runner, clock = make()
+
+    def pump() -> None:  # the node's pump: records, then flush()
+        writer.append(b"from-pump")
+        writer.flush()
+
+    writer.append(b"a").addCallback(lambda _: clock.callLater(0, pump))
+    clock.advance(0)
+    waited = outcome(writer.append(b"waited"))
+    clock.advance(0)
+    assert len(runner.waiting) == 1 and sink.records == []
+    runner.finish()
+    assert sink.batches() == [[b"a"]] and runner.waiting == [] and waited == []
+    clock.advance(0)  # the turn's end: the pump, then nothing left to start
+    assert len(runner.waiting) == 1 and clock.getDelayedCalls() == []
+    runner.finish()
+    assert sink.batches() == [[b"a"], [b"waited", b"from-pump"]] and waited == [None]
+    assert sink.syncs == 2
 
 
 def test_observers_hear_each_synced_batch() -> None:
@@ -240,6 +269,7 @@ def test_an_observer_that_raises_changes_nothing() -> None:
     clock.advance(0)
     later = outcome(writer.append(b"b"))
     runner.finish()
+    clock.advance(0)
     assert out == [None] and len(heard) == 1 and len(runner.waiting) == 1
     runner.finish()
     assert later == [None] and len(heard) == 2
@@ -260,6 +290,7 @@ def test_flush_starts_the_batch_within_the_turn() -> None:
     clock.advance(0)
     assert len(runner.waiting) == 1 and first == []
     runner.finish()
+    clock.advance(0)
     runner.finish()
     assert sink.batches() == [[b"a", b"b"], [b"c"]] and first == [None]
     writer.flush()  # nothing waits: nothing happens
@@ -360,6 +391,7 @@ def test_stop_writes_what_was_appended_then_closes() -> None:
     stopped = outcome(writer.stop())
     assert outcome(writer.append(b"c"))[0].check(StorageError)
     runner.finish()
+    clock.advance(0)
     runner.finish()
     assert first == second == [None] and stopped == [] and not sink.closed
     runner.finish()  # the close
@@ -470,3 +502,37 @@ async def test_thread_runner_reports_errors_in_order_and_stops() -> None:
     runner.stop()
     assert not thread.is_alive()
     runner.stop()  # twice is harmless
+
+
+@pytest_twisted.ensureDeferred
+async def test_thread_runner_wakes_for_work_however_it_is_handed_over() -> None:
+    """Work handed over before the thread starts runs once it does; wake-ups
+    that find nothing (read after their work was taken) are harmless; a
+    pipe full of unread wake-ups never blocks the reactor; stop ends the
+    thread and closes the pipe."""
+    import os
+
+    from twisted.internet import reactor
+
+    runner = ThreadRunner(reactor, name="wake-test")
+    ran: list[int] = []
+    early = runner(lambda: ran.append(0))  # no thread yet
+    runner.start()
+    await early
+    assert runner._wake is not None
+    read_end, write_end = runner._wake
+    for _ in range(3):
+        runner._poke()  # wake-ups with no work behind them
+    gate = threading.Event()
+    blocked = runner(gate.wait)  # the thread is busy: the pipe fills up
+    for _ in range(70_000):  # more bytes than a pipe holds
+        runner._poke()
+    later = runner(lambda: ran.append(1))
+    gate.set()
+    await blocked
+    await later
+    assert ran == [0, 1]
+    runner.stop()
+    for fd in (read_end, write_end):
+        with pytest.raises(OSError):
+            os.fstat(fd)
