@@ -8,6 +8,7 @@
     rev = await client.set("/message", b"hello", rev=0)
 
 - :mod:`doozer.client.client`: :func:`connect` and :class:`Client`, every verb with failover
+  (its lease calls, transactions, LEAVE and BACKUP are mixins: :mod:`doozer.client.calls`)
 - :mod:`doozer.client.watch`: resumable watches
 - :mod:`doozer.client.failover`: which address to try next
 - :mod:`doozer.client.uri`: doozer URIs

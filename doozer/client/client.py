@@ -29,50 +29,28 @@ data=, headers=)`` returning a Deferred response with ``.code``,
 
 from __future__ import annotations
 
-import json
-from functools import wraps
-from typing import (
-    TYPE_CHECKING, Any, Callable, Coroutine, Iterable, Optional, Sequence, TypeVar, Union,
-)
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
-from doozer.client.errors import BadPath, Other, error_from_response
+from doozer.client.admin import BACKUP_TIMEOUT, AdminCalls
+from doozer.client.calls import deferred, url_path
+from doozer.client.errors import error_from_response
 from doozer.client.types import Dir, Event, File, SelfInfo, Stat, Walk, decode_value
 from doozer.client.failover import Failover
-from doozer.client.lease import Lease
-from doozer.client.txn import TxnOp, txn_body
+from doozer.client.lease_calls import LeaseCalls
+from doozer.client.txn import TxnCalls
 from doozer.client.uri import DEFAULT_URI, BadURI, parse_uri
 from doozer.client.watch import Watch
 
 if TYPE_CHECKING:  # typing only: Client imports it where it makes the pool
     from twisted.web.client import HTTPConnectionPool
 
-T = TypeVar("T")
+__all__ = ["BACKUP_TIMEOUT", "POLL_TIMEOUT", "Client", "connect"]
 
 #: A watch's long-poll length, in seconds (the server allows up to 300).
 POLL_TIMEOUT = 30.0
-#: Seconds a backup may take to arrive (a store at its quota is large).
-BACKUP_TIMEOUT = 600.0
-
-
-def _deferred(f: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., "Deferred[T]"]:
-    """Make an ``async def`` method return a Deferred, as the API promises."""
-
-    @wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> "Deferred[T]":
-        return ensureDeferred(f(*args, **kwargs))
-
-    return wrapper
-
-
-def _url_path(path: str) -> str:
-    """The URL form of a store path (``/a/b`` -> ``a/b``), checked lightly."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise BadPath(f"{path!r} is not a path: paths start with /")
-    return quote(path[1:], safe="/")
 
 
 def _rev_params(rev: Optional[int], consistent: bool) -> list[tuple[str, str]]:
@@ -120,8 +98,12 @@ def connect(
     )
 
 
-class Client:
+class Client(LeaseCalls, TxnCalls, AdminCalls):
     """A client of one doozer cluster, reached through any of ``bases``.
+
+    The lease calls, the transactions, LEAVE and BACKUP are defined with
+    their kind (:mod:`doozer.client.calls` names the modules); they are
+    this class's methods like the rest.
 
     :param bases: node base URLs (``http://host:port``), tried in turn.
     :param secret: presented as ``Authorization: Bearer`` when given.
@@ -164,11 +146,6 @@ class Client:
         self.reconnect_timeout = reconnect_timeout
         self.clock: IReactorTime = clock
 
-    @property
-    def current(self) -> str:
-        """The base URL the next call goes to first (the last that answered)."""
-        return self._transport.current
-
     def close(self) -> "Deferred[None]":
         """Close idle pooled connections (only those of the default ``http``)."""
         if self._pool is not None:
@@ -176,25 +153,9 @@ class Client:
         return succeed(None)
 
     # ------------------------------------------------------------------
-    # plumbing
-
-    async def _json(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """:meth:`Failover.call`, then the JSON object of a 200 or the typed error."""
-        reply = await self._transport.call(*args, **kwargs)
-        if reply.status != 200:
-            raise error_from_response(reply.status, reply.body, reply.base)
-        try:
-            obj = json.loads(reply.body)
-        except ValueError:
-            raise Other(f"{reply.base} answered with something that is not JSON") from None
-        if not isinstance(obj, dict):
-            raise Other(f"{reply.base} answered with a JSON {type(obj).__name__}")
-        return obj
-
-    # ------------------------------------------------------------------
     # reads
 
-    @_deferred
+    @deferred
     async def get(
         self, path: str, rev: Optional[int] = None, *, consistent: bool = False
     ) -> Union[File, Dir]:
@@ -209,13 +170,13 @@ class Client:
         if rev is not None:
             params.append(("timeout", f"{self.timeout:g}"))
         obj = await self._json(
-            "GET", "/v1/store/" + _url_path(path), params, wait=self.timeout if rev else 0
+            "GET", "/v1/store/" + url_path(path), params, wait=self.timeout if rev else 0
         )
         if obj.get("dir"):
             return Dir(obj["path"], int(obj["rev"]), list(obj["entries"]))
         return File(obj["path"], int(obj["rev"]), decode_value(obj) or b"")
 
-    @_deferred
+    @deferred
     async def get_raw(
         self, path: str, rev: Optional[int] = None, *, consistent: bool = False
     ) -> File:
@@ -227,25 +188,25 @@ class Client:
         if rev is not None:
             params.append(("timeout", f"{self.timeout:g}"))
         reply = await self._transport.call(
-            "GET", "/v1/store/" + _url_path(path), params, wait=self.timeout if rev else 0
+            "GET", "/v1/store/" + url_path(path), params, wait=self.timeout if rev else 0
         )
         if reply.status != 200:
             raise error_from_response(reply.status, reply.body, reply.base)
         file_rev = reply.headers.getRawHeaders(b"X-Doozer-File-Rev", [b"0"])[0]
         return File(path, int(file_rev), reply.body)
 
-    @_deferred
+    @deferred
     async def stat(
         self, path: str, rev: Optional[int] = None, *, consistent: bool = False
     ) -> Stat:
         """STAT a path: directory or file, its length, and a file's rev."""
         params = _rev_params(rev, consistent)
-        obj = await self._json("GET", "/v1/stat/" + _url_path(path), params)
+        obj = await self._json("GET", "/v1/stat/" + url_path(path), params)
         is_dir = bool(obj.get("dir"))
         rev_out = None if is_dir else int(obj["rev"])
         return Stat(obj.get("path", path), is_dir, int(obj["len"]), rev_out)
 
-    @_deferred
+    @deferred
     async def getdir(
         self,
         path: str,
@@ -262,10 +223,10 @@ class Client:
             params.append(("offset", str(offset)))
         if limit is not None:
             params.append(("limit", str(limit)))
-        obj = await self._json("GET", "/v1/getdir/" + _url_path(path), params)
+        obj = await self._json("GET", "/v1/getdir/" + url_path(path), params)
         return Dir(obj.get("path", path), int(obj["rev"]), list(obj["entries"]))
 
-    @_deferred
+    @deferred
     async def walk(
         self,
         glob: str,
@@ -294,12 +255,12 @@ class Client:
             if not page or limit is not None:
                 return Walk(at, files)
 
-    @_deferred
+    @deferred
     async def rev(self) -> int:
         """REV: the node's current applied rev."""
         return int((await self._json("GET", "/v1/rev"))["rev"])
 
-    @_deferred
+    @deferred
     async def self_info(self) -> SelfInfo:
         """SELF: the answering node's id, address, cluster and status."""
         obj = await self._json("GET", "/v1/self")
@@ -315,43 +276,15 @@ class Client:
     #: SELF under its SPEC name: ``await client.self()``.
     self = self_info
 
-    @_deferred
+    @deferred
     async def cluster(self) -> dict[str, Any]:
         """CLUSTER: the cluster's name, rev, members and known nodes (the JSON)."""
         return await self._json("GET", "/v1/cluster")
 
-    @_deferred
-    async def leave(self, timeout: float = 30.0) -> dict[str, Any]:
-        """LEAVE (``DELETE /v1/self/slot``): the first address's node empties
-        its CAL slot and stops voting. Sent to that one node only, never
-        failed over: another node must not be made to leave instead."""
-        one = Failover((self.current,), self._transport.http, self.clock,
-                       secret=self.secret, timeout=self.timeout)
-        reply = await one.call("DELETE", "/v1/self/slot", write=True, wait=timeout)
-        if reply.status != 200:
-            raise error_from_response(reply.status, reply.body, reply.base)
-        return dict(json.loads(reply.body))
-
-    @_deferred
-    async def backup(self, timeout: float = BACKUP_TIMEOUT) -> bytes:
-        """BACKUP: one backup of the answering node's store at one rev (SPEC §8).
-
-        Needs the read-write secret when the node has secrets. The bytes are
-        as the node sent them: :func:`doozer.store.backup.decode` checks them
-        and reads their rev (``doozer backup FILE`` does both).
-
-        :param timeout: seconds the whole backup may take to arrive.
-        :raises Busy: every node tried was sending another backup.
-        """
-        reply = await self._transport.call("GET", "/v1/backup", wait=timeout)
-        if reply.status != 200:
-            raise error_from_response(reply.status, reply.body, reply.base)
-        return reply.body
-
     # ------------------------------------------------------------------
     # writes
 
-    @_deferred
+    @deferred
     async def set(
         self, path: str, value: Union[bytes, str], rev: int = -1, lease: Optional[str] = None
     ) -> int:
@@ -368,93 +301,19 @@ class Client:
         if isinstance(value, str):
             value = value.encode("utf-8")
         params = [("rev", str(rev))] + ([("lease", lease)] if lease else [])
-        obj = await self._json("PUT", "/v1/store/" + _url_path(path), params, value, write=True)
+        obj = await self._json("PUT", "/v1/store/" + url_path(path), params, value, write=True)
         return int(obj["rev"])
 
-    # ------------------------------------------------------------------
-    # leases (SPEC §9)
-
-    def lease(self, ttl: int) -> Lease:
-        """A lease of ``ttl`` seconds that renews itself, as an async
-        context manager (:mod:`doozer.client.lease`)."""
-        return Lease(self, ttl)
-
-    @_deferred
-    async def grant(self, ttl: int) -> tuple[str, int]:
-        """GRANT a lease; returns ``(id, rev)``. Renew it yourself with
-        :meth:`keepalive`, or use :meth:`lease`."""
-        obj = await self._json("POST", "/v1/lease", (), json.dumps({"ttl": ttl}).encode(),
-                               write=True)
-        return str(obj["id"]), int(obj["rev"])
-
-    @_deferred
-    async def keepalive(self, lease_id: str) -> int:
-        """Renew a lease; returns its ttl once renewed (no rev is taken).
-
-        :raises NoEnt: the lease is gone.
-        :raises Unavailable: the renewal was not confirmed; count on the
-            lease only until ``ttl`` after the send of the last that was.
-        """
-        obj = await self._json("POST", f"/v1/lease/{quote(lease_id, safe='')}/keepalive",
-                               write=True)
-        return int(obj["ttl"])
-
-    @_deferred
-    async def revoke(self, lease_id: str) -> int:
-        """End a lease and delete its files; returns the rev they went at."""
-        obj = await self._json("DELETE", f"/v1/lease/{quote(lease_id, safe='')}", write=True)
-        return int(obj["rev"])
-
-    @_deferred
-    async def lease_info(self, lease_id: str) -> dict[str, Any]:
-        """``{"id", "ttl", "files"}`` of a lease."""
-        return await self._json("GET", f"/v1/lease/{quote(lease_id, safe='')}")
-
-    @_deferred
-    async def leases(self) -> list[dict[str, Any]]:
-        """Every lease: ``[{"id", "ttl", "files"}, ...]``."""
-        return list((await self._json("GET", "/v1/leases"))["leases"])
-
-    @_deferred
+    @deferred
     async def delete(self, path: str, rev: int = -1) -> int:
         """DEL a file (same ``rev`` preconditions as :meth:`set`); returns
         the rev of the delete."""
         obj = await self._json(
-            "DELETE", "/v1/store/" + _url_path(path), [("rev", str(rev))], write=True
+            "DELETE", "/v1/store/" + url_path(path), [("rev", str(rev))], write=True
         )
         return int(obj["rev"])
 
-    @_deferred
-    async def txn(
-        self, compare: Iterable[tuple[str, int]] = (), ops: Iterable[TxnOp] = ()
-    ) -> int:
-        """TXN (SPEC §10): every op at one rev if every compare holds and
-        every op can be applied, else nothing; returns the rev.
-
-        ::
-
-            rev = await client.txn(compare=[("/leader", 0)],
-                                   ops=[("set", "/leader", b"n1"), ("del", "/cfg/old")])
-
-        :param compare: ``(path, rev)`` preconditions (``-1``, ``0``, ``R``).
-        :param ops: ``("set", path, value)``, ``("set", path, value, lease)``
-            or ``("del", path)``, at most 128, each path once.
-        :raises RevMismatch: a compare failed (``err.index``, ``err.rev``).
-        :raises ClientError: the failing op's error (``NoEnt``, ``IsDir``,
-            ``NotDir``...) or a refused body (``BadArg``, ``BadPath``,
-            ``TooLarge``...); ``err.index`` names the entry, counted in the
-            list ``err.extra["in"]`` names (``"compare"`` or ``"ops"``).
-        """
-        return await self.txn_json(txn_body(compare, ops))
-
-    @_deferred
-    async def txn_json(self, body: bytes) -> int:
-        """TXN with a body already in SPEC §10's JSON (what ``doozer txn
-        FILE`` sends), passed as it is: the node checks it. Returns the rev;
-        raises as :meth:`txn`."""
-        return int((await self._json("POST", "/v1/txn", (), body, write=True))["rev"])
-
-    @_deferred
+    @deferred
     async def nop(self) -> int:
         """NOP: one consensus round; returns its rev."""
         return int((await self._json("POST", "/v1/nop", write=True))["rev"])
@@ -478,7 +337,7 @@ class Client:
         """
         return Watch(self, glob, rev, limit, poll_timeout)
 
-    @_deferred
+    @deferred
     async def wait(
         self, glob: str, rev: Optional[int] = None, timeout: Optional[float] = None
     ) -> Event:
@@ -491,7 +350,7 @@ class Client:
         watch = Watch(self, glob, rev, 1, POLL_TIMEOUT, deadline=deadline)
         return await watch.next()
 
-    @_deferred
+    @deferred
     async def poll_once(
         self, glob: str, rev: Optional[int], limit: Optional[int], hold: float
     ) -> tuple[list[Event], int]:

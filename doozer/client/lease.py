@@ -26,8 +26,8 @@ from twisted.internet.interfaces import IDelayedCall
 
 from doozer.errors import DoozerError
 
-if TYPE_CHECKING:
-    from doozer.client.client import Client
+if TYPE_CHECKING:  # the client's lease calls make it; typing only
+    from doozer.client.lease_calls import LeaseCalls
 
 
 class Lease:
@@ -40,7 +40,7 @@ class Lease:
         is certainly alive (the last 200's send + ttl).
     """
 
-    def __init__(self, client: "Client", ttl: int) -> None:
+    def __init__(self, client: "LeaseCalls", ttl: int) -> None:
         self._client = client
         self.ttl = ttl
         self.id: Optional[str] = None

@@ -1,4 +1,5 @@
-"""A transaction's body as the client sends it (SPEC §10).
+"""A transaction as the client sends it (SPEC §10): its body, and the TXN
+calls of :class:`~doozer.client.client.Client` (:class:`TxnCalls`, a mixin).
 
 The client names ops as tuples, the shortest spelling that reads well::
 
@@ -19,11 +20,46 @@ import base64
 import json
 from typing import Any, Iterable, Sequence, Union
 
+from doozer.client.calls import Calls, deferred
 from doozer.client.errors import BadArg
 
 #: One op: ``("set", path, value)``, ``("set", path, value, lease)`` or ``("del", path)``.
 TxnOp = Sequence[Any]
 Value = Union[bytes, str]
+
+
+class TxnCalls(Calls):
+    """The transactions of a :class:`~doozer.client.client.Client`."""
+
+    @deferred
+    async def txn(
+        self, compare: Iterable[tuple[str, int]] = (), ops: Iterable[TxnOp] = ()
+    ) -> int:
+        """TXN (SPEC §10): every op at one rev if every compare holds and
+        every op can be applied, else nothing; returns the rev.
+
+        ::
+
+            rev = await client.txn(compare=[("/leader", 0)],
+                                   ops=[("set", "/leader", b"n1"), ("del", "/cfg/old")])
+
+        :param compare: ``(path, rev)`` preconditions (``-1``, ``0``, ``R``).
+        :param ops: ``("set", path, value)``, ``("set", path, value, lease)``
+            or ``("del", path)``, at most 128, each path once.
+        :raises RevMismatch: a compare failed (``err.index``, ``err.rev``).
+        :raises ClientError: the failing op's error (``NoEnt``, ``IsDir``,
+            ``NotDir``...) or a refused body (``BadArg``, ``BadPath``,
+            ``TooLarge``...); ``err.index`` names the entry, counted in the
+            list ``err.extra["in"]`` names (``"compare"`` or ``"ops"``).
+        """
+        return await self.txn_json(txn_body(compare, ops))
+
+    @deferred
+    async def txn_json(self, body: bytes) -> int:
+        """TXN with a body already in SPEC §10's JSON (what ``doozer txn
+        FILE`` sends), passed as it is: the node checks it. Returns the rev;
+        raises as :meth:`txn`."""
+        return int((await self._json("POST", "/v1/txn", (), body, write=True))["rev"])
 
 
 def txn_body(compare: Iterable[tuple[str, int]], ops: Iterable[TxnOp]) -> bytes:

@@ -80,7 +80,7 @@ class Acceptor:
         elif sender != me and s >= seq._cursor and s + 1 > seq._skip_upto:
             seq._skip_upto = s + 1  # rule 6: a revoker took our unused instance
         if inst.chosen_digest == value_digest:
-            seq._decide(s, msg.value)
+            seq.decided_log.decide(s, msg.value)
 
     def _record_accept(self, s: int, ballot: tuple[Any, ...], value: bytes) -> None:
         """D2 (D3 for our own ballot 0): the accept is durable before the
@@ -95,11 +95,11 @@ class Acceptor:
         seq = self.seq
         if sender == seq.node_id:
             return
-        value = seq._value_of(s)
+        value = seq.decided_log.value_of(s)
         if value is not None:
             seq._send(sender, Learn(s, value))
         else:
-            seq._send(sender, TooOld(s, seq._log_oldest))
+            seq._send(sender, TooOld(s, seq.decided_log.oldest))
 
     def on_skip(self, sender: str, msg: Skip, now: float) -> None:
         """Rule 3 and the learner's shortcut: the owner's range is no-ops."""
@@ -124,7 +124,7 @@ class Acceptor:
             inst = seq._inst(t)
             if inst is not None and me in inst.members:
                 inst.skip()
-            seq._decide(t, NOOP, skip=True)
+            seq.decided_log.decide(t, NOOP, skip=True)
 
     def on_prepare(self, sender: str, msg: Prepare, now: float) -> None:
         """Rule 1, for a list of instances; rule 6 for our own unused ones."""

@@ -211,12 +211,12 @@ class CatchUp:
     def on_want(self, sender: str, msg: Want, now: float) -> None:
         seq = self.seq
         start = max(msg.start, 1)
-        if start < seq._log_oldest and start < seq._next_out:
-            seq._send(sender, TooOld(start, seq._log_oldest))
+        if start < seq.decided_log.oldest and start < seq._next_out:
+            seq._send(sender, TooOld(start, seq.decided_log.oldest))
             return
         budget = 4 * seq.max_value
         for s in range(start, min(msg.upto, start + WANT_BATCH)):
-            v = seq._value_of(s)
+            v = seq.decided_log.value_of(s)
             if v is None:
                 continue
             seq._send(sender, Learn(s, v))
@@ -228,7 +228,7 @@ class CatchUp:
         seq = self.seq
         s = msg.seqn
         if not (s < seq._next_out or s in seq._decided or s > seq._next_out + seq.retain):
-            seq._decide(s, msg.value)
+            seq.decided_log.decide(s, msg.value)
         wanted = self._wanted
         if s in wanted:
             wanted.discard(s)
@@ -267,14 +267,7 @@ class CatchUp:
                     seq._inflight -= 1
         settled.extend(seq._forwarded)
         seq._forwarded.clear()
-        for s in range(floor + 1, seq._next_out):
-            if s in seq._log:  # installing behind what we handed out
-                seq._decided[s] = seq._log[s]
-        seq._decided = {s: v for s, v in seq._decided.items() if s > floor}
-        seq._log = {}
-        seq._log_oldest = floor + 1
-        seq._log_at.clear()
-        seq._log_bytes = 0
+        seq.decided_log.install(floor)  # what is above the floor is handed out again
         self._wanted.clear()
         seq._next_out = floor + 1
         seq._members = {s: m for s, m in seq._members.items() if s > floor}

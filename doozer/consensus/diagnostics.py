@@ -20,7 +20,7 @@ def debug_state(seq: "Sequencer", instances: int = 8) -> dict[str, Any]:
     state = seq.stats()
     state.update(
         next_out=seq._next_out,
-        log_oldest=seq._log_oldest,
+        log_oldest=seq.decided_log.oldest,
         cursor=seq._cursor,
         skip_upto=seq._skip_upto,
         blocked=seq._blocked,

@@ -11,6 +11,11 @@ Rule numbers refer to ``CONSENSUS.md``; ``docs/consensus.md`` maps them to
 this code. Messages a node sends to itself are handled internally (never
 through the outbox), so a one-member cluster decides a proposal inside one
 :meth:`~Sequencer.flush`, through the same Paxos code with a quorum of one.
+
+The work is done by collaborators the sequencer holds: the owner's
+proposals (:mod:`~doozer.consensus.proposer`), the acceptor, the revoker,
+catch-up, held early messages, and the learner with the log of decided
+values (:mod:`~doozer.consensus.decided`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from doozer.consensus.acceptor import Acceptor
 from doozer.consensus.catchup import CatchUp
+from doozer.consensus.decided import LOG_ENTRY_OVERHEAD, RETAIN_BYTES, DecidedLog
 from doozer.consensus.diagnostics import debug_state
 from doozer.consensus.durable import Durability, Record
 from doozer.consensus.early import EarlyMessages
@@ -43,15 +49,10 @@ from doozer.consensus.messages import (
 )
 from doozer.consensus.proposer import Proposer
 from doozer.consensus.revoker import Revoker
-from doozer.consensus.value import NOOP, MalformedValue, decode_batch
 
-#: Most bytes of decided values kept to answer WANT (with
-#: :data:`LOG_ENTRY_OVERHEAD` per value): the memory bound of the log, which
-#: wins over ``retain`` and ``retain_seconds`` (1,000 values of the largest
-#: size took as much before those existed).
-RETAIN_BYTES = 64 * 1024 * 1024
-#: What one kept value costs besides its bytes (dict slot, seqn, time).
-LOG_ENTRY_OVERHEAD = 200
+# The log's bounds live with the log (doozer/consensus/decided.py); they are
+# named here too, where they were first.
+__all__ = ["LOG_ENTRY_OVERHEAD", "RETAIN_BYTES", "Sequencer"]
 
 
 class Sequencer:
@@ -125,10 +126,8 @@ class Sequencer:
         self._next_out = first_seqn  # next seqn take_decided hands out
         self._instances: dict[int, Instance] = {}
         self._decided: dict[int, bytes] = {}  # decided, not yet handed out
-        self._log: dict[int, bytes] = {}  # handed out, kept for catch-up
-        self._log_oldest = first_seqn
-        self._log_at: deque[float] = deque()  # when each value in _log was handed out
-        self._log_bytes = 0
+        #: the learner, and the values handed out, kept for catch-up
+        self.decided_log = DecidedLog(self, first_seqn)
         self._queue: list[bytes] = []
         # Why queued items wait: "" (they don't), "window" (no own instance
         # left in the window), "inflight" (max_inflight reached) or "nobody"
@@ -294,49 +293,9 @@ class Sequencer:
         return out
 
     def take_decided(self) -> list[tuple[int, list[bytes]]]:
-        """Decided instances not yet handed out, contiguous and in seqn order."""
-        out = []
-        while True:
-            s = self._next_out
-            value = self._decided.pop(s, None)
-            if value is None:
-                break
-            inst = self._instances.pop(s, None)
-            if inst is not None and inst.items is not None and value == inst.own_value:
-                items = inst.items
-            else:
-                try:
-                    items = decode_batch(value)
-                except MalformedValue:
-                    self._count("malformed_value")
-                    items = []
-            self._log[s] = value
-            self._log_at.append(self._now)
-            self._log_bytes += len(value) + LOG_ENTRY_OVERHEAD
-            self._members.pop(s, None)
-            self._next_out = s + 1
-            if self._forwarded:
-                for item in items:
-                    self._forwarded.pop(item, None)
-            out.append((s, items))
-        if out:
-            self._trim_log()
-        return out
-
-    def _trim_log(self) -> None:
-        """Forget the oldest handed-out values beyond what is kept: more than
-        ``retain`` of them and older than ``retain_seconds``, or beyond
-        ``retain_bytes`` in any case."""
-        log = self._log
-        at = self._log_at
-        old = self._now - self.retain_seconds
-        while log and (
-            self._log_bytes > self.retain_bytes or (len(log) > self.retain and at[0] <= old)
-        ):
-            value = log.pop(self._log_oldest)
-            at.popleft()
-            self._log_bytes -= len(value) + LOG_ENTRY_OVERHEAD
-            self._log_oldest += 1
+        """Decided instances not yet handed out, contiguous and in seqn order
+        (:meth:`DecidedLog.take <doozer.consensus.decided.DecidedLog.take>`)."""
+        return self.decided_log.take()
 
     def next_wakeup(self) -> Optional[float]:
         """When :meth:`tick` should next run (``now`` means at once)."""
@@ -484,10 +443,6 @@ class Sequencer:
         m = self._members.get(s)
         return None if m is None else m[s % len(m)]
 
-    def _value_of(self, s: int) -> Optional[bytes]:
-        v = self._decided.get(s)
-        return self._log.get(s) if v is None else v
-
     def window_members(self) -> set[str]:
         """Every node that votes somewhere in the window (members of the
         next instance and of the last one known)."""
@@ -511,63 +466,6 @@ class Sequencer:
     def _behind(self) -> bool:
         return any(d >= self._next_out for d in self.peer_decided.values())
 
-    # ------------------------------------------------------------------
-    # learner
-
-    def _decide(self, s: int, value: bytes, skip: bool = False) -> None:
-        if s < self._next_out or s in self._decided:
-            return
-        self._decided[s] = value
-        # by kind, for /metrics: its owner's SKIP, the empty batch otherwise
-        # (revoked, or learned), or items
-        self._count("decided_skip" if skip else "decided_noop" if value == NOOP else "decided_value")
-        inst = self._instances.get(s)
-        if inst is not None:
-            inst.decided = True
-            owner: Optional[str] = inst.owner
-            if inst.phase is not None:
-                inst.phase = None
-                self._coord.pop(s, None)
-                if self._observers:
-                    self._bcast(sorted(self._observers), Learn(s, value))
-            if inst.items is not None:
-                self._inflight -= 1
-                self._blocked = ""
-                if value != inst.own_value:
-                    # Rule 8: decided as something else (revoked): propose
-                    # the items again, first in line. Only now, never on a
-                    # timeout while the instance could still carry them.
-                    self._queue[:0] = inst.items
-                    self._count("reproposed", len(inst.items))
-                    inst.items = None
-        else:
-            owner = self._owner(s)
-        if s > self._frontier:
-            self._frontier = s
-        # Rule 5: a decision in someone else's instance lets us skip below it.
-        if owner is not None and owner != self.node_id and s > self._skip_upto:
-            self._skip_upto = s
-
-    def _on_accepted(self, sender: str, msg: Accepted, now: float) -> None:
-        s = msg.seqn
-        if s < self._next_out or s in self._decided:
-            return
-        inst = self._inst(s)
-        if inst is None:
-            self.catchup.beyond(sender, s)
-            self.early.hold(s, sender, msg)
-            return
-        if sender not in inst.members or not inst.valid_ballot(msg.ballot):
-            self._count("bad_accepted")
-            return
-        if inst.vote(sender, msg.ballot, msg.digest):
-            value = inst.values.get(msg.digest)
-            if value is not None:
-                self._decide(s, value)
-            else:
-                # Chosen, but the ACCEPT has not reached us yet.
-                inst.chosen_digest = msg.digest
-
     def _make_handlers(self) -> dict[type, Callable[[str, Any, float], None]]:
         return {
             Accept: self.acceptor.on_accept,
@@ -575,7 +473,7 @@ class Sequencer:
             Prepare: self.acceptor.on_prepare,
             Promise: self.revoker.on_promise,
             Nack: self.revoker.on_nack,
-            Accepted: self._on_accepted,
+            Accepted: self.decided_log.on_accepted,
             Learn: self.catchup.on_learn,
             Want: self.catchup.on_want,
             Ping: self.catchup.on_ping,

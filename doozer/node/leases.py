@@ -1,5 +1,11 @@
-"""The node's half of leases: expiry timers and keepalives (SPEC §9,
-CONSENSUS.md §L).
+"""The node's half of leases: the client's lease verbs, expiry timers and
+keepalives (SPEC §9, CONSENSUS.md §L).
+
+- **Verbs.** :func:`grant`, :func:`revoke`, :func:`keepalive`, :func:`lease`
+  and :func:`leases` are what :class:`~doozer.node.node.Node` answers the
+  front ends with (its methods of those names delegate here): a grant or a
+  revoke is a write like any other (:meth:`Writes.write
+  <doozer.node.writes.Writes.write>`), a keepalive joins this turn's RENEW.
 
 The store (:mod:`doozer.store.leases`) holds what every node agrees on: each
 lease's ttl and its **basis**, the log position of its grant or of the last
@@ -38,7 +44,7 @@ that is kept here, on this node's own clock:
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Hashable, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
@@ -47,7 +53,7 @@ from twisted.python.failure import Failure
 
 from doozer.errors import DoozerError
 from doozer.store import Outcome, mutation
-from doozer.store.leases import LEASE_ID, Leases, Position
+from doozer.store.leases import LEASE_ID, MAX_TTL, MIN_TTL, Leases, Position
 
 if TYPE_CHECKING:
     from doozer.node.node import Node
@@ -70,6 +76,50 @@ def check_lease_id(lease_id: str) -> str:
     if not isinstance(lease_id, str) or not LEASE_ID.match(lease_id):
         raise DoozerError("BAD_ARG", f"{str(lease_id)[:70]!r} is not a lease id")
     return lease_id
+
+
+# -- the verbs ------------------------------------------------------------------
+
+
+def grant(
+    node: "Node", ttl: int, client: Optional[Hashable] = None
+) -> "defer.Deferred[tuple[str, int]]":
+    """Start a lease of ``ttl`` seconds; fires with ``(id, rev)``."""
+    if type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL:
+        raise DoozerError("BAD_ARG", f"a ttl is an integer from {MIN_TTL} to {MAX_TTL} seconds")
+    lease_id = node.new_id()
+    return node.writes.write(
+        mutation.GRANT, "", b"", mutation.CLOBBER, client, {"lease": lease_id, "ttl": ttl}
+    ).addCallback(lambda o: (lease_id, o.rev))
+
+
+def revoke(node: "Node", lease_id: str, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
+    """End the lease and delete its files at one rev; fires with that rev."""
+    extras = {"lease": check_lease_id(lease_id)}
+    return node.writes.write(
+        mutation.REVOKE, "", b"", mutation.CLOBBER, client, extras
+    ).addCallback(lambda o: o.rev)
+
+
+def keepalive(node: "Node", lease_id: str) -> "defer.Deferred[int]":
+    """Renew the lease (L2): fires with its ttl once renewed here, fails
+    with ``NOENT`` when it is gone, ``UNAVAILABLE`` without a quorum."""
+    check_lease_id(lease_id)
+    node.check_writable()
+    return node.lease_timers.keepalive(lease_id)
+
+
+def lease(table: Leases, lease_id: str) -> dict[str, Any]:
+    """``{"id", "ttl", "files"}`` of a lease of ``table``, or ``NOENT``."""
+    found = table.get(check_lease_id(lease_id))
+    if found is None:
+        raise _gone(lease_id)
+    return lease_json(found)
+
+
+def leases(table: Leases) -> list[dict[str, Any]]:
+    """Every lease of ``table``, by id."""
+    return [lease_json(found) for found in sorted(table, key=lambda x: x.id)]
 
 
 class LeaseTimers:

@@ -7,11 +7,13 @@ A collaborator of :class:`doozer.node.node.Node`, which holds it.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall
 
+from doozer import __version__
 from doozer.store import Dir, File, Outcome, Store, mutation
 from doozer.errors import DoozerError
 
@@ -46,6 +48,21 @@ class Membership:
         self._forgetting: dict[str, float] = {}  # node id -> when its deletes were proposed
         self._announced_at = float("-inf")  # when this node last said it is back
         self._cut_off = False  # heard no other member for timeout/2
+        self._record: Optional[list[tuple[str, bytes]]] = None
+
+    def self_record(self) -> list[tuple[str, bytes]]:
+        """This node's ``/ctl/node/<id>`` files (made once: checked every
+        round of chores)."""
+        if self._record is None:
+            node = self.node
+            base = f"/ctl/node/{node.id}"
+            self._record = [
+                (f"{base}/addr", node.addr.encode()),
+                (f"{base}/hostname", socket.gethostname().encode()),
+                (f"{base}/version", __version__.encode()),
+                (f"{base}/writable", b"true"),
+            ]
+        return self._record
 
     def stop(self) -> None:
         """Cancel the pulse and the chores."""
@@ -132,7 +149,7 @@ class Membership:
             return
         missing = [
             path
-            for path, value in node.self_record()
+            for path, value in self.self_record()
             # the hostname is informational; it is rewritten with the rest
             if not path.endswith("/hostname")
             and node.info.node_field(node.id, path.rsplit("/", 1)[1]) != value.decode()
@@ -148,7 +165,7 @@ class Membership:
     def write_own_record(self) -> None:
         node = self.node
         self._recording = True
-        writes = [node.writes.internal(mutation.SET, p, v) for p, v in node.self_record()]
+        writes = [node.writes.internal(mutation.SET, p, v) for p, v in self.self_record()]
         writes[-1].addBoth(lambda _: setattr(self, "_recording", False))
 
     def _check_back(self) -> None:

@@ -9,24 +9,26 @@ cluster takes exactly this path too.
 
 Both front ends (HTTP in :mod:`doozer.server.http.api`, doozerd's protocol in
 :mod:`doozer.server.doozerd.protocol`) call only the public methods here.
+Most of them delegate in one line to the collaborator that does the work:
+the write verbs to :class:`~doozer.node.writes.Writes`, the lease verbs to
+:mod:`doozer.node.leases`, reads to :mod:`doozer.node.reads`, installing a
+snapshot to :mod:`doozer.node.snapshot`, the consensus turns to
+:class:`~doozer.node.pump.Pump`.
 """
 
 from __future__ import annotations
 
 import random
-import socket
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from doozer import __version__
 from doozer.addr import format_addr
 from doozer.store import mutation
 from doozer.store import backup as store_backup
 from doozer.node.admission import Admission
-from doozer.store.cal import client_may_write
 from doozer.consensus.messages import Message
 from doozer.consensus.durable import Recovered
 from doozer.consensus.sequencer import Sequencer
@@ -37,13 +39,12 @@ from doozer.node.leaving import Leaving
 from doozer.node.membership import Membership
 from doozer.node.peers import Peers
 from doozer.node.pump import Pump
-from doozer.store.path import validate_path
 from doozer.node import reads
 from doozer.node.replica import Replica
+from doozer.node import snapshot as node_snapshot
 from doozer.node.snapshot import Snapshot
-from doozer.node.leases import LeaseTimers, check_lease_id, lease_json
-from doozer.node.txn import check as txn_check
-from doozer.store.leases import MAX_TTL, MIN_TTL
+from doozer.node import leases as node_leases
+from doozer.node.leases import LeaseTimers
 from doozer.node.writes import Writes
 from doozer.store import Event, Outcome, Store
 
@@ -72,13 +73,6 @@ ITEM_LIFETIME = 1000
 RETAIN_SECONDS = 30.0
 
 Send = Callable[[str, Message], object]
-
-
-def _client_may_write(path: str) -> None:
-    """SPEC §1: under /ctl clients may only touch CAL slots /ctl/cal/N."""
-    refusal = client_may_write(path)
-    if refusal is not None:
-        raise DoozerError("FORBIDDEN", refusal)
 
 
 class Node:
@@ -149,7 +143,6 @@ class Node:
         self.admission.store_size = lambda: self.store.size
         self.pump = Pump(self)
         self._running_since = 0.0
-        self._record: Optional[list[tuple[str, bytes]]] = None
         self.on_running: list[Callable[[], None]] = []
         self.on_chores: list[Callable[[], None]] = []
         #: called with ``(seqn, items, outcomes)`` for each instance applied,
@@ -231,14 +224,14 @@ class Node:
             attach (one per node named in ``--peers``).
         :param cluster_id: the new cluster's id (random when not given).
         """
-        self.cluster_id = cluster_id or _random_id(self.rng)
+        self.cluster_id = cluster_id or self.new_id()
         if self.storage is not None:
             self.storage.save_genesis(self.cluster_id)
         sequencer = self._new_sequencer([self.id], self.alpha, 1)
         self.replica = Replica(self.store, sequencer, self.cluster, self.cluster_id)
         writes = [("/ctl/name", self.cluster.encode()), ("/ctl/cal/0", self.id.encode())]
         writes += [(f"/ctl/cal/{n}", b"") for n in range(1, empty_slots + 1)]
-        writes += self.self_record()
+        writes += self.membership.self_record()
         for path, value in writes:
             self.writes.internal(mutation.SET, path, value)
         self.log.info(
@@ -252,46 +245,8 @@ class Node:
         self._become_running()
 
     def install(self, snap: Snapshot) -> bool:
-        """Adopt a peer's snapshot: a new node attaching, or a laggard catching up.
-
-        :param snap: a :class:`doozer.node.snapshot.Snapshot` of this node's cluster.
-        :returns: whether it was installed (one not ahead of this node is not).
-        :raises ValueError: a snapshot of another cluster (name, or id once
-            this node is in a cluster) or a malformed one.
-        """
-        if snap.cluster != self.cluster:
-            raise ValueError(f"snapshot of cluster {snap.cluster!r}, not {self.cluster!r}")
-        if self.failed is not None:
-            return False
-        if self.cluster_id is not None and snap.cluster_id != self.cluster_id:
-            raise ValueError(f"snapshot of cluster id {snap.cluster_id}, not {self.cluster_id}")
-        if self.storage is not None:
-            self.storage.save_copy(snap)
-        if self.replica is None:
-            self._start_from(snap)
-            settled: list[bytes] = []
-        else:
-            given_up = self.replica.install(snap)
-            if given_up is None:
-                return False
-            settled = given_up
-        self.writes.settle_from_store(settled)
-        self.lease_timers.sync()  # L3: every lease timed again from now
-        self.snapshot_installs += 1
-        if self.storage is not None:
-            self.storage.installed()
-        self.log.info(
-            "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
-            id=self.id,
-            cluster=self.cluster,
-            rev=self.store.rev,
-            seqn=snap.seqn,
-        )
-        if not self.running:
-            self.membership.write_own_record()
-            self._become_running()
-        self.schedule_pump()
-        return True
+        """Adopt a peer's snapshot (:func:`doozer.node.snapshot.install`)."""
+        return node_snapshot.install(self, snap)
 
     def _start_from(self, snap: Snapshot, recovered: Optional[Recovered] = None) -> None:
         """Join the cluster of ``snap`` from it: a node copying its first
@@ -345,19 +300,6 @@ class Node:
         self.lease_timers.stop()
         self.writes.fail_all("the node is shutting down")
 
-    def self_record(self) -> list[tuple[str, bytes]]:
-        """This node's ``/ctl/node/<id>`` files (made once: checked every
-        round of chores)."""
-        if self._record is None:
-            base = f"/ctl/node/{self.id}"
-            self._record = [
-                (f"{base}/addr", self.addr.encode()),
-                (f"{base}/hostname", socket.gethostname().encode()),
-                (f"{base}/version", __version__.encode()),
-                (f"{base}/writable", b"true"),
-            ]
-        return self._record
-
     # ------------------------------------------------------------------
     # state
 
@@ -396,16 +338,6 @@ class Node:
             raise DoozerError("READONLY", "this node is in no cluster yet")
         return self.replica
 
-    def consensus_state(self) -> dict[str, Any]:
-        """This node's consensus state (``/_peer/consensus``), for operators
-        and the fault suite diagnosing a stalled log."""
-        state = self._in_cluster().sequencer.debug_state()
-        state["applied_seqn"] = self.applied_seqn
-        state["node_counters"] = dict(self.counters)
-        if self.transport_state is not None:
-            state["transport"] = self.transport_state()
-        return state
-
     @property
     def voting(self) -> bool:
         """Whether this node's vote counts in the quorum of the next instance
@@ -414,7 +346,7 @@ class Node:
         return self.running and self.sequencer is not None and self.sequencer.is_member()
 
     # ------------------------------------------------------------------
-    # writes
+    # writes (the verbs themselves: doozer/node/writes.py)
 
     def set(
         self,
@@ -424,36 +356,14 @@ class Node:
         client: Optional[Hashable] = None,
         lease: str = "",
     ) -> "defer.Deferred[int]":
-        """Write ``value`` to the file ``path`` under precondition ``rev``.
-
-        :param client: who asks (a connection): its share of the node's
-            pending writes is bounded (:mod:`doozer.node.admission`).
-        :param lease: the lease to attach the file to (SPEC §9); the write
-            fails with the store's ``NOENT`` naming it when it is gone.
-        :returns: a Deferred firing with the file's new rev.
-        """
-        validate_path(path)
-        if path == "/":
-            raise DoozerError("ISDIR", "/ is the root directory; write a file below it")
-        _client_may_write(path)
-        self.check_value_size(len(value))
-        extras = {"lease": check_lease_id(lease)} if lease else None
-        return self._write(mutation.SET, path, value, rev, client, extras).addCallback(
-            lambda o: o.rev
-        )
+        """Write ``value`` to ``path`` (:meth:`Writes.set <doozer.node.writes.Writes.set>`)."""
+        return self.writes.set(path, value, rev, client, lease)
 
     def delete(
         self, path: str, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
     ) -> "defer.Deferred[int]":
-        """Delete the file ``path`` under precondition ``rev``.
-
-        :returns: a Deferred firing with the rev of the delete.
-        """
-        validate_path(path)
-        if path == "/":
-            raise DoozerError("ISDIR", "/ is the root directory and cannot be deleted")
-        _client_may_write(path)
-        return self._write(mutation.DEL, path, b"", rev, client).addCallback(lambda o: o.rev)
+        """Delete the file ``path`` (:meth:`Writes.delete <doozer.node.writes.Writes.delete>`)."""
+        return self.writes.delete(path, rev, client)
 
     def txn(
         self,
@@ -461,81 +371,42 @@ class Node:
         ops: Iterable[mutation.Op],
         client: Optional[Hashable] = None,
     ) -> "defer.Deferred[int]":
-        """Apply ``ops`` at one rev if every ``(path, rev)`` of ``compare``
-        holds and every op can be applied, else nothing (SPEC §10).
-
-        :returns: a Deferred firing with the transaction's rev; it fails
-            with the store's answer (``REV_MISMATCH``, ``ISDIR``...) naming
-            the compare or op at fault (``index``, ``path``, ``in``).
-        :raises DoozerError: what :func:`doozer.node.txn.check` refuses
-            before anything is proposed.
-        """
-        checked, checked_ops = txn_check(compare, ops, self.max_value)
-        self.check_writable()
-        return self.writes.propose(
-            mutation.TXN, "", b"", mutation.CLOBBER, timeout=self.write_timeout, compare=checked,
-            client=client if client is not None else "", ops=checked_ops,
-        ).addCallback(lambda o: o.rev)
+        """A transaction, all or nothing (:meth:`Writes.txn <doozer.node.writes.Writes.txn>`)."""
+        return self.writes.txn(compare, ops, client)
 
     def nop(self, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
-        """Run one consensus round that changes nothing but takes a rev."""
-        return self._write(mutation.NOP, "", b"", mutation.CLOBBER, client).addCallback(
-            lambda o: o.rev
-        )
-
-    def _write(
-        self,
-        kind: int,
-        path: str,
-        value: bytes,
-        rev: int,
-        client: Optional[Hashable],
-        extras: Optional[dict[str, Any]] = None,
-    ) -> "defer.Deferred[Outcome]":
-        self.check_writable()
-        return self.writes.propose(
-            kind, path, value, rev, timeout=self.write_timeout,
-            client=client if client is not None else "", extras=extras,
-        )
+        """A consensus round that changes nothing but takes a rev."""
+        return self.writes.nop(client)
 
     # ------------------------------------------------------------------
-    # leases (SPEC §9; the logic is in doozer/node/leases.py)
+    # leases (SPEC §9; the verbs and timers: doozer/node/leases.py)
 
     def grant(
         self, ttl: int, client: Optional[Hashable] = None
     ) -> "defer.Deferred[tuple[str, int]]":
         """Start a lease of ``ttl`` seconds; fires with ``(id, rev)``."""
-        if type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL:
-            raise DoozerError("BAD_ARG", f"a ttl is an integer from {MIN_TTL} to {MAX_TTL} seconds")
-        lease_id = _random_id(self.rng)
-        return self._write(
-            mutation.GRANT, "", b"", mutation.CLOBBER, client, {"lease": lease_id, "ttl": ttl}
-        ).addCallback(lambda o: (lease_id, o.rev))
+        return node_leases.grant(self, ttl, client)
 
     def revoke(self, lease_id: str, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
         """End the lease and delete its files at one rev; fires with that rev."""
-        extras = {"lease": check_lease_id(lease_id)}
-        return self._write(mutation.REVOKE, "", b"", mutation.CLOBBER, client, extras).addCallback(
-            lambda o: o.rev
-        )
+        return node_leases.revoke(self, lease_id, client)
 
     def keepalive(self, lease_id: str) -> "defer.Deferred[int]":
-        """Renew the lease (L2): fires with its ttl once renewed here, fails
-        with ``NOENT`` when it is gone, ``UNAVAILABLE`` without a quorum."""
-        check_lease_id(lease_id)
-        self.check_writable()
-        return self.lease_timers.keepalive(lease_id)
+        """Renew the lease (L2): fires with its ttl once renewed here."""
+        return node_leases.keepalive(self, lease_id)
 
     def lease(self, lease_id: str) -> dict[str, Any]:
         """``{"id", "ttl", "files"}`` of a lease, or ``NOENT``."""
-        found = self.store.leases.get(check_lease_id(lease_id))
-        if found is None:
-            raise DoozerError("NOENT", f"lease {lease_id} does not exist", lease=lease_id)
-        return lease_json(found)
+        return node_leases.lease(self.store.leases, lease_id)
 
     def leases(self) -> list[dict[str, Any]]:
         """Every lease, by id."""
-        return [lease_json(lease) for lease in sorted(self.store.leases, key=lambda x: x.id)]
+        return node_leases.leases(self.store.leases)
+
+    def new_id(self) -> str:
+        """A fresh random id (a lease's, a new cluster's), from this node's
+        randomness (seeded in the simulations)."""
+        return _random_id(self.rng)
 
     # ------------------------------------------------------------------
     # reads

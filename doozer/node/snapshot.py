@@ -1,4 +1,5 @@
-"""Node snapshots: what a joining or lagging node copies from a peer.
+"""Node snapshots: what a joining or lagging node copies from a peer, and
+its installing one.
 
 A snapshot is the store at some rev **plus the seqn whose application
 produced exactly that store**, ``M(s)`` for the α instances after it, the
@@ -83,3 +84,47 @@ def snapshot_sources(node: "Node", address_of: Callable[[str], Optional[Addr]]) 
                 fresh = seq is not None and seq.heard_lately(member, now)
                 (lately if fresh else others).append(addr)
     return lately or others
+
+
+def install(node: "Node", snap: Snapshot) -> bool:
+    """Have ``node`` adopt a peer's snapshot: a new node attaching, or a
+    laggard catching up (:meth:`Node.install <doozer.node.node.Node.install>`).
+
+    :param snap: a snapshot of the node's cluster.
+    :returns: whether it was installed (one not ahead of the node is not).
+    :raises ValueError: a snapshot of another cluster (name, or id once
+        the node is in a cluster) or a malformed one.
+    """
+    if snap.cluster != node.cluster:
+        raise ValueError(f"snapshot of cluster {snap.cluster!r}, not {node.cluster!r}")
+    if node.failed is not None:
+        return False
+    if node.cluster_id is not None and snap.cluster_id != node.cluster_id:
+        raise ValueError(f"snapshot of cluster id {snap.cluster_id}, not {node.cluster_id}")
+    if node.storage is not None:
+        node.storage.save_copy(snap)
+    if node.replica is None:
+        node._start_from(snap)
+        settled: list[bytes] = []
+    else:
+        given_up = node.replica.install(snap)
+        if given_up is None:
+            return False
+        settled = given_up
+    node.writes.settle_from_store(settled)
+    node.lease_timers.sync()  # L3: every lease timed again from now
+    node.snapshot_installs += 1
+    if node.storage is not None:
+        node.storage.installed()
+    node.log.info(
+        "doozer node {id} copied cluster {cluster!r} at rev {rev} (seqn {seqn})",
+        id=node.id,
+        cluster=node.cluster,
+        rev=node.store.rev,
+        seqn=snap.seqn,
+    )
+    if not node.running:
+        node.membership.write_own_record()
+        node._become_running()
+    node.schedule_pump()
+    return True

@@ -1,6 +1,9 @@
-"""The writes a node proposed and has not answered yet: propose, time out, settle.
+"""A node's writes: the client verbs (set, delete, txn, nop), and the writes
+proposed and not answered yet: propose, time out, settle.
 
-Every write, a client's or the node's own bookkeeping, becomes one
+The verbs check what can be checked before anything is proposed (the path,
+what clients may write, the value's size, whether this node takes writes),
+then propose. Every write, a client's or the node's own bookkeeping, becomes one
 :class:`~doozer.store.mutation.Mutation` with this node's id and a fresh
 request id. Its Deferred waits here until the instance holding it is
 applied (the store's outcome answers it), a snapshot settles it, its
@@ -18,8 +21,12 @@ from twisted.python.failure import Failure
 
 from doozer.consensus.durable import first_request_id
 from doozer.errors import DoozerError
+from doozer.node.leases import check_lease_id
 from doozer.node.stats import WriteStats
+from doozer.node.txn import check as txn_check
 from doozer.store import Outcome, mutation
+from doozer.store.cal import client_may_write
+from doozer.store.path import validate_path
 
 if TYPE_CHECKING:
     from doozer.node.node import Node
@@ -29,8 +36,16 @@ if TYPE_CHECKING:
 BOOKKEEPING_TIMEOUT = 30.0
 
 
+def _client_may_write(path: str) -> None:
+    """SPEC §1: under /ctl clients may only touch CAL slots /ctl/cal/N."""
+    refusal = client_may_write(path)
+    if refusal is not None:
+        raise DoozerError("FORBIDDEN", refusal)
+
+
 class Writes:
-    """The pending writes of one node (a collaborator the node holds)."""
+    """The writes of one node: its client verbs and its pending writes (a
+    collaborator the node holds)."""
 
     log = Logger()
 
@@ -49,6 +64,96 @@ class Writes:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    # -- the client verbs (Node.set, delete, txn and nop delegate here) -----
+
+    def set(
+        self,
+        path: str,
+        value: bytes,
+        rev: int = mutation.CLOBBER,
+        client: Optional[Hashable] = None,
+        lease: str = "",
+    ) -> "defer.Deferred[int]":
+        """Write ``value`` to the file ``path`` under precondition ``rev``.
+
+        :param client: who asks (a connection): its share of the node's
+            pending writes is bounded (:mod:`doozer.node.admission`).
+        :param lease: the lease to attach the file to (SPEC §9); the write
+            fails with the store's ``NOENT`` naming it when it is gone.
+        :returns: a Deferred firing with the file's new rev.
+        """
+        validate_path(path)
+        if path == "/":
+            raise DoozerError("ISDIR", "/ is the root directory; write a file below it")
+        _client_may_write(path)
+        self._node.check_value_size(len(value))
+        extras = {"lease": check_lease_id(lease)} if lease else None
+        return self.write(mutation.SET, path, value, rev, client, extras).addCallback(
+            lambda o: o.rev
+        )
+
+    def delete(
+        self, path: str, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
+    ) -> "defer.Deferred[int]":
+        """Delete the file ``path`` under precondition ``rev``.
+
+        :returns: a Deferred firing with the rev of the delete.
+        """
+        validate_path(path)
+        if path == "/":
+            raise DoozerError("ISDIR", "/ is the root directory and cannot be deleted")
+        _client_may_write(path)
+        return self.write(mutation.DEL, path, b"", rev, client).addCallback(lambda o: o.rev)
+
+    def txn(
+        self,
+        compare: Iterable[tuple[str, int]],
+        ops: Iterable[mutation.Op],
+        client: Optional[Hashable] = None,
+    ) -> "defer.Deferred[int]":
+        """Apply ``ops`` at one rev if every ``(path, rev)`` of ``compare``
+        holds and every op can be applied, else nothing (SPEC §10).
+
+        :returns: a Deferred firing with the transaction's rev; it fails
+            with the store's answer (``REV_MISMATCH``, ``ISDIR``...) naming
+            the compare or op at fault (``index``, ``path``, ``in``).
+        :raises DoozerError: what :func:`doozer.node.txn.check` refuses
+            before anything is proposed.
+        """
+        node = self._node
+        checked, checked_ops = txn_check(compare, ops, node.max_value)
+        node.check_writable()
+        return self.propose(
+            mutation.TXN, "", b"", mutation.CLOBBER, timeout=node.write_timeout, compare=checked,
+            client=client if client is not None else "", ops=checked_ops,
+        ).addCallback(lambda o: o.rev)
+
+    def nop(self, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
+        """Run one consensus round that changes nothing but takes a rev."""
+        return self.write(mutation.NOP, "", b"", mutation.CLOBBER, client).addCallback(
+            lambda o: o.rev
+        )
+
+    def write(
+        self,
+        kind: int,
+        path: str,
+        value: bytes,
+        rev: int,
+        client: Optional[Hashable],
+        extras: Optional[dict[str, Any]] = None,
+    ) -> "defer.Deferred[Outcome]":
+        """A client's write of ``kind``, once this node takes writes
+        (``READONLY`` when not), with the node's write timeout."""
+        node = self._node
+        node.check_writable()
+        return self.propose(
+            kind, path, value, rev, timeout=node.write_timeout,
+            client=client if client is not None else "", extras=extras,
+        )
+
+    # -- pending writes -------------------------------------------------------
 
     def propose(
         self,
