@@ -44,6 +44,12 @@ class Gate(Resource):
         self._routes = routes
         self._api = api
 
+    def direct(self, request: Any) -> bool:
+        """Whether ``request`` goes to a direct route, which a lean request
+        (:mod:`doozer.server.http.lean`) may serve: the gate's own checks
+        and that route use nothing of ``twisted.web``'s request."""
+        return self._api.direct(request) is not None
+
     def render(self, request: "CappedRequest") -> Any:
         if request.path == PEER_SNAPSHOT and not self._api.readonly:
             return self._render_snapshot(request)
