@@ -7,7 +7,8 @@ Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
 (free ports, a cluster key unless told --insecure-peers, no access log), waits until ``/v1/cluster``
 on every node shows three members, then for each client count runs a load
 generator for ``--seconds`` (after a 1 s warm-up that is not counted) and
-prints committed writes/s and p50/p99 latency. Every client writes with
+prints committed writes/s and p50/p99 latency, and each server process's
+peak resident set (``VmHWM``) after the point. Every client writes with
 ``PUT /v1/store/bench/<client>/<n>`` (a 100-byte body) on its own keep-alive
 connection, one request at a time, and clients are spread round-robin over
 the three nodes. A PUT is answered only after its instance is decided and
@@ -164,6 +165,15 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far (``VmHWM``), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Cluster(NamedTuple):
     """A running cluster: its client HOST:PORTs, its processes' pids, and
     (doozer) the cluster key its ``/_peer/consensus`` wants."""
@@ -200,6 +210,7 @@ def measure(kind: str, cluster: Cluster, clients: int, seconds: float) -> dict:
     used = cpu_seconds(cluster.pids) - cpu0
     total = result["total_writes"]
     result["server_cpu_us"] = used / total * 1e6 if total else None
+    result["peak_rss_mib"] = [peak_rss_mib(pid) for pid in cluster.pids]
     if counts0 is not None and total:
         sent, applied = consensus_counts(cluster)
         result["datagrams_per_write"] = (sent - counts0[0]) / total
@@ -426,6 +437,9 @@ def main() -> None:
     print("server cpu per write (3 processes, us): " + ", ".join(
         f"{name} {n}: {r['server_cpu_us']:.0f}" for name, points in results.items()
         for n, r in points.items() if r["server_cpu_us"] is not None))
+    print("peak RSS of each server process so far (VmHWM, MiB): " + ", ".join(
+        f"{name} {n}: " + "/".join(f"{m:.0f}" for m in r["peak_rss_mib"])
+        for name, points in results.items() for n, r in points.items()))
     print("datagrams per write (3 nodes), writes per instance: " + ", ".join(
         f"{name} {n}: {r['datagrams_per_write']:.2f}, {r['writes_per_instance']:.1f}"
         for name, points in results.items() for n, r in points.items()

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
@@ -55,6 +56,8 @@ from doozer.server.limits import MAX_OUTPUT, OutputGauge, Ticket
 
 if TYPE_CHECKING:  # the site builds its channels; typing only
     from doozer.server.http.site import Site
+
+log = Logger()
 
 _VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0"}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -164,8 +167,10 @@ class Channel(HTTPChannel):
             return
         except HttpParserError as e:
             cause = e.__context__
-            if isinstance(cause, _Ignored):
-                return
+            if isinstance(cause, _Ignored) or self._closing:
+                return  # bytes after the connection's last request: dropped
+            if cause is not None and not isinstance(cause, _Bad):
+                log.failure("bug while reading a request", Failure(cause))
             self._refuse(str(cause) if isinstance(cause, _Bad) else str(e))
             return
         if open_before and self._in_head:

@@ -30,12 +30,11 @@ from __future__ import annotations
 import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Optional
-from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import NO_BODY_CODES, RESPONSES, datetimeToString
+from twisted.web.http import NO_BODY_CODES, RESPONSES, datetimeToString, parse_qs
 from twisted.web.http_headers import _nameEncoder, _sanitizeLinearWhitespace
 from twisted.web.server import NOT_DONE_YET, version as SERVER
 
@@ -101,7 +100,7 @@ class LeanRequest(BodyCap):
         self.uri = uri
         path, _, query = uri.partition(b"?")
         self.path = path
-        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+        self.args = parse_qs(query, 1) if query else {}  # Twisted's, for the same args
         self.clientproto = version
         self.requestHeaders = RawHeaders(headers)
         self.content = None
