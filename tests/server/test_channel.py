@@ -293,3 +293,26 @@ def test_a_bad_request_behind_a_held_watch_waits_for_it(f: Front) -> None:
     f.node.set("/w/x", b"1")
     f.settle()
     assert statuses(c.read()) == [200, 400] and c.closed
+
+
+# ----------------------------------------------------------------------
+# Twisted's inactivity timer (60 s), under the deadlines
+
+
+def test_inactivity_timer_spares_a_held_request_and_runs_after_it() -> None:
+    """With deadlines off, a watch held past Twisted's 60 s keeps its
+    connection; after the answer, 60 s without a byte closes it."""
+    f = Front(request_timeout=0)
+    c = f.connect()
+    c.send(http("/v1/watch?glob=/w/**&rev=7&timeout=300"))
+    f.clock.advance(150)
+    assert not c.closed and c.read() == b""
+    f.node.set("/w/x", b"1")
+    f.settle()
+    assert statuses(c.read()) == [200]
+    f.clock.advance(59)
+    c.send(REV)  # a byte moves the timer on
+    f.clock.advance(59)
+    assert statuses(c.read()) == [200, 200] and not c.closed
+    f.clock.advance(2)
+    assert c.closed

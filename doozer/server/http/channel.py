@@ -24,7 +24,8 @@ What it adds to Twisted's channel (SPEC §12):
   answer the connection may sit idle until the next deadline, then it is
   closed, unless the client still has output of ours to read. (Twisted's
   own inactivity timer, 60 s without a byte from the client outside a
-  request, still runs: it cuts off a client that neither sends nor reads.)
+  request, still runs: it cuts off a client that neither sends nor reads.
+  It is set once per connection and moved, not remade per request.)
 - **Unsent output is bounded.** Once the unsent output may pass
   ``--max-output`` (:class:`~doozer.server.limits.OutputGauge`), the
   channel starts no further request, even one already read, and stops
@@ -301,8 +302,6 @@ class Channel(HTTPChannel):
                 self._handlingRequest = True
                 if self.ticket is not None:
                     self.ticket.deadline = None
-                if self.timeOut:
-                    self._savedTimeOut = self.setTimeout(None)
                 if request is self._continue_due:
                     # Owed since its head came in behind other requests:
                     # sent in its turn, as Twisted (which parses it then) does.
@@ -327,8 +326,7 @@ class Channel(HTTPChannel):
             raise TypeError
         del self.requests[0]
         self._handlingRequest = False
-        if self._savedTimeOut:
-            self.setTimeout(self._savedTimeOut)
+        self.resetTimeout()  # idle from now
         if not request.doozer_persistent:
             self.loseConnection()
             return
@@ -366,6 +364,16 @@ class Channel(HTTPChannel):
         ticket.on_expire = self._abort
         ticket.expire_in()
         self.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        # Twisted's inactivity timer: it stops while a request is answered.
+        # Twisted cancels it at every request and makes a new one after;
+        # here it runs on (moving a timer later costs next to nothing) and
+        # a request still being answered when it fires sets it again.
+        if self._handlingRequest:
+            self.setTimeout(self.timeOut)
+            return
+        super().timeoutConnection()
 
     def _abort(self) -> None:
         if self.transport is not None:

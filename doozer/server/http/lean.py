@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 log = Logger()
 
 _DATE: list[Any] = [0, b""]
+#: Header names as the routes spell them -> as Twisted writes them (the
+#: routes use a handful; Twisted's encoder, with its own cache, is slower).
+_CANONICAL: dict[bytes, bytes] = {}
 
 
 def http_date() -> bytes:
@@ -89,7 +92,7 @@ class LeanRequest(BodyCap):
     __slots__ = (
         "method", "uri", "path", "args", "clientproto", "requestHeaders", "code",
         "code_message", "site", "doozer_access", "doozer_persistent", "_out", "_body",
-        "_notify", "finished", "_disconnected",
+        "_notify", "finished", "_disconnected", "doozer_route",
     )
 
     def __init__(self, channel: "Channel", method: bytes, uri: bytes, version: bytes,
@@ -117,6 +120,8 @@ class LeanRequest(BodyCap):
         self._notify: Optional[list[Deferred[None]]] = None
         self.finished = False
         self._disconnected = False
+        #: the route the gate named (:meth:`doozer.server.http.gate.Gate.direct`)
+        self.doozer_route: Any = None
 
     # ------------------------------------------------------------------
     # what the channel calls
@@ -163,9 +168,14 @@ class LeanRequest(BodyCap):
         return values[-1] if values else None
 
     def setHeader(self, name: bytes, value: bytes) -> None:
+        canonical = _CANONICAL.get(name)
+        if canonical is None:
+            canonical = _nameEncoder.encode(name)
+            if len(_CANONICAL) < 64:
+                _CANONICAL[name] = canonical
         if b"\r" in value or b"\n" in value:
             value = _sanitizeLinearWhitespace(value)
-        self._out[_nameEncoder.encode(name)] = value
+        self._out[canonical] = value
 
     def setResponseCode(self, code: int, message: Optional[bytes] = None) -> None:
         self.code = code
