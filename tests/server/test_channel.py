@@ -175,6 +175,15 @@ def test_connection_close_is_said_back_and_honoured(f: Front) -> None:
     assert len(got) == 1 and got[0][1]["connection"] == "close" and c.closed
 
 
+def test_an_upgrade_is_answered_then_the_connection_closes(f: Front) -> None:
+    """This node upgrades to nothing (no websocket, no h2c): the request is
+    answered as any other, and the bytes after it, in another protocol, are
+    never parsed as HTTP."""
+    data, c = served(f, http("/v1/store/", Connection="Upgrade", Upgrade="websocket")
+                     + b"\x81\x05hello" + REV)
+    assert statuses(data) == [200] and c.closed
+
+
 def test_head_has_the_length_of_the_get_and_no_body(f: Front) -> None:
     data, _ = served(f, put("/h", b"x" * 50) + http("/v1/store/h", "HEAD") + http("/v1/store/h"))
     _, head, get = answers(data, heads=(1,))
