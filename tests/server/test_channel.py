@@ -276,6 +276,18 @@ def test_malformed_requests_are_answered_400_and_closed(f: Front, data: bytes) -
     assert statuses(out) == [400] and c.closed
 
 
+def test_many_pipelined_requests_in_large_reads_cut_mid_head(f: Front) -> None:
+    """Reads larger than the head limit, each ending inside a request's
+    head: every request is served (only one head's own bytes count against
+    the limit, not the read it ends in)."""
+    data = REV * 1000
+    c = f.connect()
+    for at in range(0, len(data), 20011):
+        c.send(data[at:at + 20011])
+        f.settle()
+    assert statuses(c.read()) == [200] * 1000 and not c.closed
+
+
 def test_a_head_growing_without_end_is_cut_at_the_limit(f: Front) -> None:
     """A header line that never ends is refused once past the head limit,
     not buffered on (the parser holds a line until it ends)."""

@@ -97,7 +97,7 @@ class Channel(HTTPChannel):
     __slots__ = (
         "_gauge", "_parser", "_ready", "_parsing", "_continue_due", "_closing",
         "_stopped", "_held", "_serving", "_eager", "_in_head", "_url", "_headers",
-        "_head_size", "_head_count", "_head_raw",
+        "_head_size", "_head_count", "_head_raw", "_begun",
     )
 
     def __init__(self) -> None:
@@ -125,6 +125,7 @@ class Channel(HTTPChannel):
         self._head_size = 0
         self._head_count = 0
         self._head_raw = 0
+        self._begun = 0  # heads begun so far
 
     def connectionMade(self) -> None:
         limits = getattr(getattr(self, "site", None), "limits", None)
@@ -169,6 +170,7 @@ class Channel(HTTPChannel):
         if parser is None:
             parser = self._parser = HttpRequestParser(self)
         open_before = self._in_head
+        head_before = self._begun
         try:
             parser.feed_data(data)
         except HttpParserUpgrade:
@@ -185,9 +187,10 @@ class Channel(HTTPChannel):
                 log.failure("bug while reading a request", Failure(cause))
             self._refuse(str(cause) if isinstance(cause, _Bad) else str(e))
             return
-        if open_before and self._in_head:
-            # The whole chunk was head, held by the parser until the line
-            # ends: bound it here (a chunk that starts a head is one read).
+        if open_before and self._in_head and self._begun == head_before:
+            # The whole chunk was the same head, held by the parser until
+            # the line ends: bound it here (a chunk that starts a head is
+            # one read).
             self._head_raw += len(data)
             if self._head_raw > self.totalHeadersSize:
                 self._refuse("the request head is too large")
@@ -212,6 +215,7 @@ class Channel(HTTPChannel):
         if self._closing:
             raise _Ignored()
         self._in_head = True
+        self._begun += 1
         self._url = b""
         self._headers = {}
         self._head_size = self._head_count = self._head_raw = 0
