@@ -51,11 +51,12 @@ def stub_api(
     advance the node's clock) so the response is delivered.
     """
     api = API(node, secrets=Secrets(rw, ro), readonly=readonly)
-    stub = StubTreq(api.resource())
+    resource = api.resource()
+    stub = StubTreq(resource)
     # Served as a node serves it: the port's Site and channel (the C parser,
     # the lean requests of the busiest routes), not treq's plain Site.
     agent = stub._agent
-    site = Site(api.resource(), max_body=node.max_value + TXN_BODY_SLACK, node=node)
+    site = Site(resource, max_body=node.max_value + TXN_BODY_SLACK, node=node)
     site.reactor = agent._memoryReactor
     agent._serverFactory = site
     return stub
