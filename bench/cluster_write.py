@@ -7,7 +7,8 @@ Starts three real ``twistd -n doozer --peers A,B,C`` processes on loopback
 (free ports, a cluster key unless told --insecure-peers, no access log), waits until ``/v1/cluster``
 on every node shows three members, then for each client count runs a load
 generator for ``--seconds`` (after a 1 s warm-up that is not counted) and
-prints committed writes/s and p50/p99 latency. Every client writes with
+prints committed writes/s and p50/p99 latency, and each server process's
+peak resident set (``VmHWM``) after the point. Every client writes with
 ``PUT /v1/store/bench/<client>/<n>`` (a 100-byte body) on its own keep-alive
 connection, one request at a time, and clients are spread round-robin over
 the three nodes. A PUT is answered only after its instance is decided and
@@ -165,6 +166,16 @@ def context_switches(pids: list[int]) -> int:
     return total
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set so far (``VmHWM``), in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+
 def fsync_batches(addrs: list[str]) -> int:
     """Batches the nodes' data dirs have synced so far (``/metrics``'
     ``doozer_fsync_seconds_count``; 0 for memory-only nodes)."""
@@ -207,6 +218,7 @@ def measure(kind: str, cluster: Cluster, clients: int, seconds: float) -> dict:
     result["server_cpu_us"] = used / total * 1e6 if total else None
     result["switches_per_write"] = (
         (context_switches(cluster.pids) - switches0) / total if total else None)
+    result["peak_rss_mib"] = [peak_rss_mib(pid) for pid in cluster.pids]
     if counts0 is not None and total:
         sent, applied = consensus_counts(cluster)
         result["batches_per_write"] = (fsync_batches(cluster.addrs) - batches0) / total
@@ -308,6 +320,9 @@ def main() -> None:
     print("fsync batches per write (3 nodes): " + ", ".join(
         f"{name} {n}: {r['batches_per_write']:.2f}" for name, points in results.items()
         for n, r in points.items() if r.get("batches_per_write")))
+    print("peak RSS of each server process so far (VmHWM, MiB): " + ", ".join(
+        f"{name} {n}: " + "/".join(f"{m:.0f}" for m in r["peak_rss_mib"])
+        for name, points in results.items() for n, r in points.items()))
     print("datagrams per write (3 nodes), writes per instance: " + ", ".join(
         f"{name} {n}: {r['datagrams_per_write']:.2f}, {r['writes_per_instance']:.1f}"
         for name, points in results.items() for n, r in points.items()

@@ -4,7 +4,9 @@
 
 Load comes from wrk (Debian package ``wrk``) when installed, else from a
 small Python client (which then limits the figures: say so when you quote
-them). Prints requests/s for each server and the ratio. Never pass/fail.
+them). Prints requests/s for each server, the server process's CPU time per
+request (user + system; steadier than the rate on a loaded machine), and
+the ratio. Never pass/fail.
 """
 
 from __future__ import annotations
@@ -59,14 +61,20 @@ def main() -> None:
     args = parser.parse_args()
     load = wrk if shutil.which("wrk") else python_load
     print(f"load generator: {'wrk' if load is wrk else 'python asyncio (install wrk for better figures)'}")
-    with procs.bare_klein() as (port, _):
+    from cluster_write import cpu_seconds
+
+    with procs.bare_klein() as (port, proc):
+        cpu = cpu_seconds([proc.pid])
         bare = load(f"http://127.0.0.1:{port}/v1/store/message", args.seconds, args.connections)
-    with procs.doozer_node() as (port, _):
+        bare_us = (cpu_seconds([proc.pid]) - cpu) / (bare * args.seconds) * 1e6
+    with procs.doozer_node() as (port, proc):
         procs.put(port, "/message", b"hello, world")
+        cpu = cpu_seconds([proc.pid])
         ours = load(f"http://127.0.0.1:{port}/v1/store/message", args.seconds, args.connections)
-    print(f"{'server':<28}{'GET req/s':>12}")
-    print(f"{'bare Klein JSON handler':<28}{bare:>12.0f}")
-    print(f"{'doozer GET /v1/store/...':<28}{ours:>12.0f}")
+        ours_us = (cpu_seconds([proc.pid]) - cpu) / (ours * args.seconds) * 1e6
+    print(f"{'server':<28}{'GET req/s':>12}{'cpu us/req':>12}")
+    print(f"{'bare Klein JSON handler':<28}{bare:>12.0f}{bare_us:>12.0f}")
+    print(f"{'doozer GET /v1/store/...':<28}{ours:>12.0f}{ours_us:>12.0f}")
     print(f"ratio doozer / bare Klein: {ours / bare:.2f} (target >= 0.90)")
 
 

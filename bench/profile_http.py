@@ -16,8 +16,10 @@ Each kind gets a fresh cluster. When the nodes stop, their stats are read
 and the loaded node's CPU time (``tottime`` of each function, summed by the
 module it lives in) is printed per part of the path:
 
-    parse     twisted.web's HTTP/1.1 parser and channel (twisted/web/http.py)
-    request   twisted.web's Request, Site and resources (server.py, resource.py)
+    parse     the HTTP/1.1 parser and channel (twisted/web/http.py; since issue
+              21 doozer/server/http/channel.py and httptools' C parser)
+    request   twisted.web's Request, Site and resources (server.py, resource.py),
+              and the lean requests of the direct routes (http/lean.py, bodycap.py)
     route     Klein and werkzeug's routing
     api       doozer's HTTP handlers and rendering (doozer/server/http)
     limits    doozer's connection limits, sniffer, auth (doozer/server/*.py)
@@ -53,8 +55,10 @@ import cluster_write  # noqa: E402
 import procs  # noqa: E402
 
 PARTS = [
-    ("parse", ("twisted/web/http.py", "twisted/web/_newclient", "twisted/web/http_headers.py")),
-    ("request", ("twisted/web/server.py", "twisted/web/resource.py", "twisted/web/")),
+    ("parse", ("twisted/web/http.py", "twisted/web/_newclient", "twisted/web/http_headers.py",
+               "doozer/server/http/channel.py")),
+    ("request", ("twisted/web/server.py", "twisted/web/resource.py", "twisted/web/",
+                 "doozer/server/http/lean.py", "doozer/server/http/bodycap.py")),
     ("route", ("klein/", "werkzeug/")),
     ("api", ("doozer/server/http/",)),
     ("limits", ("doozer/server/",)),
@@ -74,6 +78,8 @@ def part_of(filename: str, func: str = "") -> str:
         return "idle"
     if "of '_socket.socket' objects" in func:
         return "syscall"
+    if "httptools" in func:
+        return "parse"
     name = filename.replace("\\", "/")
     for part, marks in PARTS:
         if any(m in name for m in marks):
@@ -137,7 +143,7 @@ def main() -> None:
     for kind in ("put", "get"):
         result = run(kind, args.seconds, args.clients, f"{prefix}-{kind}")
         prof = f"{prefix}-{kind}-n0.prof"
-        for _ in range(50):  # written when the node's reactor stops
+        for _ in range(300):  # written when the node's reactor stops (slow on a loaded machine)
             if os.path.exists(prof) and os.path.getsize(prof):
                 break
             time.sleep(0.1)

@@ -12,6 +12,8 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
 from doozer.server.http.api import API
+from doozer.server.http.site import Site
+from doozer.server.http.txn import BODY_SLACK as TXN_BODY_SLACK
 from doozer.server.config import Config
 from doozer.server.auth import Secrets
 from doozer.node import Node, build_node
@@ -49,4 +51,12 @@ def stub_api(
     advance the node's clock) so the response is delivered.
     """
     api = API(node, secrets=Secrets(rw, ro), readonly=readonly)
-    return StubTreq(api.resource())
+    resource = api.resource()
+    stub = StubTreq(resource)
+    # Served as a node serves it: the port's Site and channel (the C parser,
+    # the lean requests of the busiest routes), not treq's plain Site.
+    agent = stub._agent
+    site = Site(resource, max_body=node.max_value + TXN_BODY_SLACK, node=node)
+    site.reactor = agent._memoryReactor
+    agent._serverFactory = site
+    return stub

@@ -44,6 +44,14 @@ class Gate(Resource):
         self._routes = routes
         self._api = api
 
+    def direct(self, request: Any) -> bool:
+        """Whether ``request`` goes to a direct route, which a lean request
+        (:mod:`doozer.server.http.lean`) may serve: the gate's own checks
+        and that route use nothing of ``twisted.web``'s request. The route
+        is kept on the request for :meth:`render`."""
+        route = request.doozer_route = self._api.direct(request)
+        return route is not None
+
     def render(self, request: "CappedRequest") -> Any:
         if request.path == PEER_SNAPSHOT and not self._api.readonly:
             return self._render_snapshot(request)
@@ -60,7 +68,7 @@ class Gate(Resource):
                     raise DoozerError("BAD_PATH", "the URL is not valid UTF-8") from None
         except DoozerError as e:
             return json_response(request, self._api.node, e)
-        route = self._api.direct(request)
+        route = getattr(request, "doozer_route", None) or self._api.direct(request)
         if route is not None:
             return serve(request, route(request))
         return self._routes.render(request)

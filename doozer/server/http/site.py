@@ -1,72 +1,44 @@
 """The HTTP site of a node's client ports: requests that cap their body and
 check Host and Origin first, connections with deadlines and bounded output
-(:mod:`doozer.server.http.channel`), an access log that is off unless asked."""
+(:mod:`doozer.server.http.channel`), an access log that is off unless asked.
+
+The busiest routes are served by lean requests (:mod:`doozer.server.http.lean`)
+when the resource is the API's gate; everything else by ``twisted.web``'s
+:class:`CappedRequest` and Klein."""
 
 from __future__ import annotations
 
-import json
-from io import BytesIO
 from typing import Any, Optional
 
 from twisted.web import server
 from twisted.web.resource import IResource
 
-from doozer.errors import too_large
+from doozer.server.http.bodycap import BodyCap
 from doozer.server.http.channel import Channel
 
 
-class CappedRequest(server.Request):
-    """A request that stops buffering its body past the site's cap.
+class CappedRequest(BodyCap, server.Request):
+    """A ``twisted.web`` request with the body cap (:class:`BodyCap`), which
+    checks Host and Origin before anything else."""
 
-    Twisted buffers a body before the handler runs; this request keeps at
-    most ``site.max_body`` bytes of it and flags the rest, so a huge or
-    endless body never fills memory. Far past the cap the connection is
-    answered 413 and closed.
-    """
-
-    doozer_too_large = False
     #: what the request's secret grants (:meth:`doozer.server.auth.Secrets.check_read`)
     doozer_access = "rw"
-    _discarded = 0
+    #: whether the connection stays open after this answer (set by the channel)
+    doozer_persistent = True
+    #: the request line, kept by the channel until the body is in
+    doozer_line: tuple[bytes, bytes, bytes] = (b"", b"", b"")
     channel: Channel
 
-    def _cap(self) -> int:
-        return getattr(self.channel.site, "max_body", 1 << 20)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._init_cap()
+        super().__init__(*args, **kwargs)
 
-    def gotLength(self, length: Optional[int]) -> None:
-        if length is not None and length > self._cap():
-            self.doozer_too_large = True
-            length = 0
-        super().gotLength(length)
+    def _start_content(self, length: Optional[int]) -> None:
+        server.Request.gotLength(self, length)
 
-    def handleContentChunk(self, data: bytes) -> None:
-        cap = self._cap()
-        content = self.content
-        assert content is not None  # made by gotLength, before any chunk
-        if not self.doozer_too_large and content.tell() + len(data) > cap:
-            self.doozer_too_large = True
-            self.content = content = BytesIO()
-        if not self.doozer_too_large:
-            content.write(data)
-            return
-        self._discarded += len(data)
-        if self._discarded > 16 * cap + (1 << 20):
-            self._abort_too_large(cap)
-
-    def _abort_too_large(self, cap: int) -> None:
-        transport = self.channel.transport
-        if transport is None or getattr(self, "_aborted", False):
-            return
-        self._aborted = True
-        body = json.dumps(too_large(cap).body()).encode()
-        transport.write(
-            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json; "
-            b"charset=utf-8\r\nConnection: close\r\nContent-Length: "
-            + str(len(body)).encode()
-            + b"\r\n\r\n"
-            + body
-        )
-        transport.loseConnection()
+    def start(self) -> None:
+        """The whole request is in: serve it (the channel calls this in turn)."""
+        self.requestReceived(*self.doozer_line)
 
     def process(self) -> None:
         # Host and Origin first: a request for another name, or from a page
@@ -110,6 +82,11 @@ class Site(server.Site):
         self.limits = limits
         self.hosts = hosts
         self.node = node
+        #: Names the direct route of a request that may skip twisted.web
+        #: (:meth:`doozer.server.http.gate.Gate.direct`); None: every
+        #: request is twisted.web's (another resource, or an access log,
+        #: which logs twisted.web's requests).
+        self.direct = None if access_log else getattr(resource, "direct", None)
 
     def log(self, request: Any) -> None:
         # Writing one access-log line per request costs about a quarter of
