@@ -101,7 +101,7 @@ class LeaseSim:
         self.rng = rng = random.Random(seed ^ 0x1EA5E)
         self.n = n if n is not None else (5 if seed % 10 == 9 else 3)
         self.sim = sim = NodeSim(seed, self.n, drift=0.01, write_timeout=1.0,
-                                 retain=rng.choice((None, 100)), retain_seconds=0.0)
+                                 retain=rng.choice((None, 30, 30)), retain_seconds=0.0)
         if rng.random() < 0.5:  # clocks at the very edges of what SPEC §9 allows
             sim.rate_for = lambda: sim.rates.choice((0.99, 1.01))
         sim.on_spawn.append(self._watch)
