@@ -1,6 +1,10 @@
-"""GET throughput of one node beside a bare Klein JSON handler, same run.
+"""GET throughput of one node beside a bare Klein JSON handler and etcd, same run.
 
     python bench/http_get.py [--seconds 10] [--connections 32]
+
+etcd (when installed) is one member with its data on tmpfs, read through
+its v2 API (``GET /v2/keys/message``: a local read, as doozer's GET is).
+Issue 21's targets: doozer >= 3x the bare Klein handler and >= 1.0x etcd.
 
 Load comes from wrk (Debian package ``wrk``) when installed, else from a
 small Python client (which then limits the figures: say so when you quote
@@ -15,6 +19,7 @@ import argparse
 import re
 import shutil
 import subprocess
+import urllib.request
 
 import procs
 
@@ -72,10 +77,24 @@ def main() -> None:
         cpu = cpu_seconds([proc.pid])
         ours = load(f"http://127.0.0.1:{port}/v1/store/message", args.seconds, args.connections)
         ours_us = (cpu_seconds([proc.pid]) - cpu) / (ours * args.seconds) * 1e6
+    etcd = etcd_us = None
+    if shutil.which("etcd"):
+        with procs.etcd_cluster(members=1, v2=True) as cluster:
+            url = f"http://{cluster.addrs[0]}/v2/keys/message"
+            put = urllib.request.Request(url, data=b"value=hello, world", method="PUT")
+            put.add_header("Content-Type", "application/x-www-form-urlencoded")
+            urllib.request.urlopen(put, timeout=5).read()
+            cpu = cpu_seconds(cluster.pids)
+            etcd = load(url, args.seconds, args.connections)
+            etcd_us = (cpu_seconds(cluster.pids) - cpu) / (etcd * args.seconds) * 1e6
     print(f"{'server':<28}{'GET req/s':>12}{'cpu us/req':>12}")
     print(f"{'bare Klein JSON handler':<28}{bare:>12.0f}{bare_us:>12.0f}")
+    if etcd is not None:
+        print(f"{'etcd 3.4 GET /v2/keys/...':<28}{etcd:>12.0f}{etcd_us:>12.0f}")
     print(f"{'doozer GET /v1/store/...':<28}{ours:>12.0f}{ours_us:>12.0f}")
-    print(f"ratio doozer / bare Klein: {ours / bare:.2f} (target >= 0.90)")
+    print(f"ratio doozer / bare Klein: {ours / bare:.2f} (target >= 3)")
+    if etcd is not None:
+        print(f"ratio doozer / etcd: {ours / etcd:.2f} (target >= 1.0)")
 
 
 if __name__ == "__main__":

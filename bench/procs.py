@@ -187,19 +187,21 @@ def doozer_cluster(extra: list[str], disk: Optional[str] = None, profile: Option
 
 
 @contextmanager
-def etcd_cluster(disk: Optional[str] = None) -> Iterator[Cluster]:
-    """Three etcd members on loopback, data on tmpfs (or under ``disk``);
-    yields their client HOST:PORTs and pids."""
-    client = [free_port() for _ in range(3)]
-    peer = [free_port() for _ in range(3)]
-    initial = ",".join(f"e{i}=http://127.0.0.1:{peer[i]}" for i in range(3))
+def etcd_cluster(disk: Optional[str] = None, members: int = 3,
+                 v2: bool = False) -> Iterator[Cluster]:
+    """Three etcd members (or ``members``) on loopback, data on tmpfs (or
+    under ``disk``), its v2 API on when ``v2``; yields their client
+    HOST:PORTs and pids."""
+    client = [free_port() for _ in range(members)]
+    peer = [free_port() for _ in range(members)]
+    initial = ",".join(f"e{i}=http://127.0.0.1:{peer[i]}" for i in range(members))
     base = disk or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     ps: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         try:
-            for i in range(3):
+            for i in range(members):
                 ps.append(subprocess.Popen(
-                    ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"e{i}"),
+                    ["etcd", *(["--enable-v2=true"] if v2 else []), "--name", f"e{i}", "--data-dir", os.path.join(tmp, f"e{i}"),
                      "--listen-client-urls", f"http://127.0.0.1:{client[i]}",
                      "--advertise-client-urls", f"http://127.0.0.1:{client[i]}",
                      "--listen-peer-urls", f"http://127.0.0.1:{peer[i]}",
@@ -212,7 +214,7 @@ def etcd_cluster(disk: Optional[str] = None) -> Iterator[Cluster]:
             addrs = [f"127.0.0.1:{p}" for p in client]
             if not _formed(ps, lambda: all(
                     _get_json(f"http://{a}/health").get("health") == "true" for a in addrs)):
-                raise RuntimeError("the three etcd members did not form one cluster")
+                raise RuntimeError(f"the {members} etcd members did not form one cluster")
             yield Cluster(addrs, [p.pid for p in ps])
         finally:
             _kill(ps)
