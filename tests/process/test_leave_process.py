@@ -16,8 +16,8 @@ import threading
 import time
 import pytest
 
-from procutil import NodeProcess
-from process.test_cluster_process import Cluster, cli
+from procutil import NodeProcess, wait_for
+from process.test_cluster_process import Cluster, cli, node_id, slots
 
 pytestmark = pytest.mark.slow
 
@@ -99,13 +99,10 @@ class Writer(threading.Thread):
             self.failed.append("no node left to write to")
 
 
-def test_sigterm_under_50_writers_fails_no_write(cluster) -> None:
-    """3 nodes, 50 writers (10 through the node that leaves, 40 through the
-    others); SIGTERM one member: every write succeeds, the node shuts down
-    cleanly having left its slot, and the figures are printed."""
-    nodes = cluster.start(3)
-    leaver, stay = nodes[2], nodes[:2]
-    stop = threading.Event()
+def start_writers(leaver: NodeProcess, stay: list[NodeProcess],
+                  stop: threading.Event) -> list[Writer]:
+    """CLIENTS writers: THROUGH_LEAVER of them through ``leaver`` first,
+    the rest through the two staying nodes, spread evenly."""
     writers = []
     for k in range(CLIENTS):
         if k < THROUGH_LEAVER:
@@ -115,6 +112,17 @@ def test_sigterm_under_50_writers_fails_no_write(cluster) -> None:
         writers.append(Writer(k, order, stop))
     for w in writers:
         w.start()
+    return writers
+
+
+def test_sigterm_under_50_writers_fails_no_write(cluster) -> None:
+    """3 nodes, 50 writers (10 through the node that leaves, 40 through the
+    others); SIGTERM one member: every write succeeds, the node shuts down
+    cleanly having left its slot, and the figures are printed."""
+    nodes = cluster.start(3)
+    leaver, stay = nodes[2], nodes[:2]
+    stop = threading.Event()
+    writers = start_writers(leaver, stay, stop)
     time.sleep(3.0)
     sigterm = time.monotonic()
     leaver.signal(signal.SIGTERM)
@@ -163,6 +171,43 @@ def test_sigterm_under_50_writers_fails_no_write(cluster) -> None:
     status, body = stay[0].request("GET", "/v1/cluster", timeout=5)
     ids = {m["id"] for m in body["members"]}
     assert len(ids) == 2
+
+
+def test_sigterm_of_a_member_with_a_data_dir_keeps_its_slot_and_fails_no_write(cluster) -> None:
+    """With --data-dir a member comes back under its id (SPEC §8), so on
+    SIGTERM it hands off its turns and answers its writes but keeps its CAL
+    slot; restarted, it is the same member and votes again."""
+    nodes = cluster.start(3, "--data-dir", "data", "--timeout", "30")
+    leaver, stay = nodes[2], nodes[:2]
+    before_slots, leaver_id = slots(stay[0]), node_id(leaver)
+    stop = threading.Event()
+    writers = start_writers(leaver, stay, stop)
+    time.sleep(2.0)
+    leaver.signal(signal.SIGTERM)
+    assert leaver.proc is not None
+    code = leaver.proc.wait(30)
+    time.sleep(2.0)
+    stop.set()
+    for w in writers:
+        w.join(60)
+    assert [f for w in writers for f in w.failed] == []
+    assert any(at == 0 for w in writers[:THROUGH_LEAVER] for _, _, at in w.done)
+    log = leaver.read_log()
+    assert code in (0, -signal.SIGTERM) and "Server Shut Down." in log, log[-2000:]
+    assert "handed off in" in log and "left the CAL: False" in log, log[-2000:]
+    assert "writes still waiting: 0," in log
+    assert slots(stay[0]) == before_slots  # its slot is still its own
+    # The two left decide alone meanwhile (a quorum of three).
+    status, _ = stay[0].request("PUT", "/v1/store/after-sigterm", b"x", timeout=10)
+    assert status == 200
+    leaver.log.close()
+    log_before = len(leaver.read_log())
+    leaver.start(wait=True)
+    wait_for("the restarted member to vote", leaver.votes, 30)
+    assert node_id(leaver) == leaver_id and slots(stay[0]) == before_slots
+    assert "claiming free CAL slot" not in leaver.read_log()[log_before:]
+    wait_for("the restarted member to catch up",
+             lambda: leaver.request("GET", "/v1/store/after-sigterm", timeout=5)[0] == 200, 30)
 
 
 def test_doozer_leave_and_its_refusal(cluster) -> None:
