@@ -71,12 +71,20 @@ class Waiters:
                         ready.append((d, glob, from_rev, limit))
                 if not bucket:
                     del self._watchers[key]
+        # Watches asking the same (glob, from_rev, limit) get the very same
+        # list: 10,000 watchers of one key are answered with one list, which
+        # a front end may then render once (nothing changes these lists).
+        answers: dict[tuple[str, int, int], list[Event]] = {}
         for d, glob, from_rev, limit in ready:
-            # No event before this batch matched (the waiter would have fired
-            # then), so its answer lies within the batch.
-            match = compile_glob(glob)
-            d.callback(whole_revs([e for e in new_events if e.rev >= from_rev and match(e.path)],
-                                  limit))
+            asked = (glob, from_rev, limit)
+            answer = answers.get(asked)
+            if answer is None:
+                # No event before this batch matched (the waiter would have
+                # fired then), so its answer lies within the batch.
+                match = compile_glob(glob)
+                answer = answers[asked] = whole_revs(
+                    [e for e in new_events if e.rev >= from_rev and match(e.path)], limit)
+            d.callback(answer)
 
     def rewatch(self, events: EventsFn, oldest: int, too_late: Callable[[], Exception]) -> None:
         """The store's contents were replaced (a snapshot): fire the watches

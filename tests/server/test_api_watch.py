@@ -136,3 +136,28 @@ def test_many_watches_one_write_wakes_only_the_matching() -> None:
     assert h.node.store.watcher_count() == 2000 - len(answered)
     for i in answered:
         assert replies[i][0].json["events"][0]["path"] == "/svc/7/leader"
+
+
+def test_watches_woken_together_each_get_their_own_answer() -> None:
+    """Watches woken by one write share a rendered answer only when they asked
+    the same; one from an earlier rev, or with another glob, gets its own,
+    and the next write's answer is not the last one's."""
+    h = Harness()
+    first = h.put("/k/a", b"1").json["rev"]
+    rev = first + 1
+    same = [h.start("GET", f"/v1/watch?glob=/k/**&rev={rev}&timeout=300", settle=False)
+            for _ in range(3)]
+    earlier = h.start("GET", f"/v1/watch?glob=/k/**&rev={first}&timeout=300", settle=False)
+    h.settle()
+    assert [len(out) for out in same] == [0, 0, 0] and len(earlier) == 1  # /k/a answers it
+    other = h.start("GET", f"/v1/watch?glob=/k/b&rev={rev}&timeout=300")
+    again = h.start("GET", f"/v1/watch?glob=/k/**&rev={rev + 1}&timeout=300")
+    assert h.put("/k/b", b"2").json["rev"] == rev
+    h.settle()
+    event = {"rev": rev, "path": "/k/b", "op": "set", "value": "2"}
+    for out in [*same, other]:
+        assert out[0].json == {"events": [event], "next": rev + 1}
+    assert earlier[0].json["events"][0]["path"] == "/k/a"
+    h.put("/k/c", b"3")
+    h.settle()
+    assert again[0].json["events"] == [{"rev": rev + 1, "path": "/k/c", "op": "set", "value": "3"}]

@@ -408,6 +408,22 @@ def test_watch_fires_after_whole_batch() -> None:
     assert seen == [(3, 3)]
 
 
+def test_watches_asking_the_same_get_one_list_others_their_own() -> None:
+    """One batch answers every watch of the same (glob, from rev, limit) with
+    the same list (a front end renders it once); a watch asking otherwise
+    gets its own answer."""
+    store = Store()
+    same = [store.watch("/k/**", 1, 10) for _ in range(3)]
+    later = store.watch("/k/**", 2, 10)
+    one = store.watch("/k/**", 1, 1)
+    store.apply([S("/k/a", b"1"), S("/k/b", b"2")])
+    lists = [result(d) for d in same]
+    assert lists[0] is lists[1] is lists[2]
+    assert [e.path for e in lists[0]] == ["/k/a", "/k/b"]
+    assert [e.path for e in result(later)] == ["/k/b"]
+    assert [e.path for e in result(one)] == ["/k/a"]
+
+
 def test_watch_from_future_rev() -> None:
     """A watch from a future rev ignores matching changes before that rev."""
     store = Store()

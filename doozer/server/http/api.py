@@ -22,7 +22,7 @@ from doozer.server.http.backup import Backups
 from doozer.server.http.gate import Gate
 from doozer.server.auth import Secrets
 from doozer.server.http.args import arg_bool, arg_int, arg_number, arg_str, read_body, store_path
-from doozer.server.http.render import endpoint, json_response, render_value
+from doozer.server.http.render import encode_json, endpoint, json_response, render_value
 from doozer.server.http.lease import read_ttl
 from doozer.server.http import metrics as metrics_route
 from doozer.server.http.txn import read_txn
@@ -83,6 +83,8 @@ class API:
         self.secrets = secrets or Secrets()
         self.readonly = readonly
         self.backups = Backups(node.clock)
+        #: The last watch answer rendered: (events, next, body); see _watch_body.
+        self._last_watch: Optional[tuple[list[Event], int, bytes]] = None
 
     def resource(self) -> IResource:
         """The resource to serve: authentication and errors in front of the routes."""
@@ -224,14 +226,29 @@ class API:
 
     @app.route("/v1/watch")
     @endpoint
-    def watch(self, request: IRequest) -> "Deferred[dict[str, Any]]":
+    def watch(self, request: IRequest) -> "Deferred[bytes]":
         # Callbacks, not a coroutine: every held watch would keep its frames.
         self._method(request, *READ)
         glob = arg_str(request, "glob", required=True)
         rev = arg_int(request, "rev", minimum=1)
         limit = arg_int(request, "limit", minimum=1, default=WATCH_LIMIT)
         timeout = arg_number(request, "timeout", WATCH_TIMEOUT, MAX_TIMEOUT)
-        return self.node.watch(glob, rev, limit, timeout).addCallback(_watch_json)
+        return self.node.watch(glob, rev, limit, timeout).addCallback(self._watch_body, request)
+
+    def _watch_body(self, result: tuple[list[Event], int], request: IRequest) -> bytes:
+        """A watch's answer, rendered once for every watch woken with the same
+        events: the store hands them one list (10,000 watchers of a key
+        are answered by one write)."""
+        events, next_rev = result
+        last = self._last_watch
+        if last is not None and last[0] is events and last[1] == next_rev:
+            body = last[2]
+        else:
+            body = encode_json(_watch_json(result)).encode()
+            # Holding the list keeps its id from being reused; one batch's worth.
+            self._last_watch = (events, next_rev, body)
+        request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
+        return body
 
     @app.route("/v1/rev")
     @endpoint

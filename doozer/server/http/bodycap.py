@@ -68,7 +68,8 @@ class BodyCap:
             return
         self._aborted = True
         body = json.dumps(too_large(cap).body()).encode()
-        transport.write(
+        # Through the channel: after any answer it holds back (its cork).
+        self.channel.write(
             b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json; "
             b"charset=utf-8\r\nConnection: close\r\nContent-Length: "
             + str(len(body)).encode()

@@ -32,7 +32,7 @@ def render_value(value: bytes) -> dict[str, str]:
 
 #: One encoder for every response (``json.dumps`` with ``separators`` would
 #: build a new encoder per call).
-_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def json_response(request: IRequest, node: Any, result: Any) -> bytes:
@@ -41,7 +41,7 @@ def json_response(request: IRequest, node: Any, result: Any) -> bytes:
         request.setResponseCode(result.status)
         result = result.body()
     request.setHeader(b"Content-Type", b"application/json; charset=utf-8")
-    return _finish(request, node, _encode_json(result).encode())
+    return _finish(request, node, encode_json(result).encode())
 
 
 def _finish(request: IRequest, node: Any, body: bytes) -> bytes:
