@@ -16,7 +16,7 @@ import struct
 from typing import Any, Iterator
 
 import pytest
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import MemoryReactor
@@ -365,6 +365,14 @@ class SocketTCP(tcp.Connection):
         self.sends += 1
         return super().writeSomeData(data)
 
+    # Queued as a plain connection's, whatever ``TLS`` says (the channel
+    # only reads the flag; real TLS would encrypt here).
+    def write(self, data: bytes) -> None:
+        abstract.FileDescriptor.write(self, data)
+
+    def writeSequence(self, iovec: Any) -> None:
+        abstract.FileDescriptor.writeSequence(self, iovec)
+
     def getPeer(self) -> IPv4Address:
         return IPv4Address("TCP", "127.0.0.1", 40000)
 
@@ -375,6 +383,10 @@ class SocketTCP(tcp.Connection):
 @pytest.fixture
 def wire(f: Front) -> Iterator[tuple[SocketTCP, socket.socket, MemoryReactor]]:
     """A connection of ``f`` over loopback TCP: (server transport, client socket, reactor)."""
+    yield from open_wire(f)
+
+
+def open_wire(f: Front, tls: bool = False) -> Iterator[tuple[SocketTCP, socket.socket, MemoryReactor]]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -388,6 +400,7 @@ def wire(f: Front) -> Iterator[tuple[SocketTCP, socket.socket, MemoryReactor]]:
     listener.close()
     reactor = MemoryReactor()
     transport = SocketTCP(server, reactor)
+    transport.TLS = tls
     protocol = f.factory.buildProtocol(transport.getPeer())
     transport.protocol = protocol
     protocol.makeConnection(transport)
@@ -425,6 +438,16 @@ def test_an_answer_goes_out_at_once_without_a_writable_turn(f: Front, wire: Any)
     assert transport.sends == 1
     got = answers(client.recv(65536))
     assert got[0][0] == 200 and json.loads(got[0][2])["value"] == "1"
+
+
+def test_a_connection_under_tls_is_never_sent_to_directly(f: Front) -> None:
+    """A TCP connection that started TLS encrypts in its ``write``: the
+    channel leaves its bytes to it (its socket would get them in clear)."""
+    wire = open_wire(f, tls=True)
+    transport, client, reactor = next(wire)
+    transport.protocol.dataReceived(http("/v1/store/"))
+    assert transport.sends == 0 and transport in reactor.getWriters()
+    wire.close()
 
 
 def test_pipelined_answers_of_one_read_go_in_one_send(f: Front, wire: Any) -> None:

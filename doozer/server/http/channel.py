@@ -141,7 +141,10 @@ class Channel(HTTPChannel):
         if limits is not None:
             self._gauge.limit = limits.max_output
         super().connectionMade()
-        self._direct = isinstance(self.transport, Connection)
+        # Plain TCP only: under TLS (a wrapper here, or a connection that
+        # started TLS) bytes must go through the encryption.
+        transport = self.transport
+        self._direct = isinstance(transport, Connection) and not transport.TLS
         ticket = self.ticket
         if ticket is not None:
             ticket.on_expire = self._deadline_passed
@@ -447,6 +450,10 @@ class Channel(HTTPChannel):
             data = b"".join(cork)
             cork.clear()
             self._corked = 0
+        self._push(data)
+
+    def _push(self, data: bytes) -> None:
+        """To the transport: sent now when it queues nothing (see :meth:`_send`)."""
         transport: Any = self.transport
         if (
             self._direct
@@ -466,7 +473,7 @@ class Channel(HTTPChannel):
         cork, self._cork = self._cork, None
         self._corked = 0
         if cork and self.transport is not None:
-            self._send(cork[0] if len(cork) == 1 else b"".join(cork))
+            self._push(cork[0] if len(cork) == 1 else b"".join(cork))
 
     def loseConnection(self) -> None:
         self._uncork()
