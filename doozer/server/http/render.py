@@ -133,6 +133,10 @@ def serve(request: server.Request, result: Union[bytes, "Deferred[bytes]"]) -> o
     if isinstance(result, bytes):
         _write_and_finish(request, result)
         return server.NOT_DONE_YET
+    serve_later = getattr(request, "serve_later", None)
+    if serve_later is not None:  # a lean request does the same, lighter
+        serve_later(result)
+        return server.NOT_DONE_YET
     lost = request.notifyFinish()
 
     def gone(reason: Failure) -> None:
