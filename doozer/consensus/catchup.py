@@ -50,6 +50,8 @@ class CatchUp:
         self.seq = seq
         #: asked for by the last WANTs, not yet learned
         self._wanted: set[int] = set()
+        #: the seqn no peer ahead kept when ``snapshot_needed`` was last set
+        self._unserved = 0
 
     def _pick_member(self) -> Optional[str]:
         seq = self.seq
@@ -158,7 +160,7 @@ class CatchUp:
             if ahead:
                 # Behind peers none of which keeps what we miss: only a
                 # snapshot brings us up.
-                seq.snapshot_needed = True
+                self._need_snapshot(start)
             return
         best, peer = max(servers)
         upto = min(best + 1, start + WANT_PIPELINE * WANT_BATCH)
@@ -305,4 +307,27 @@ class CatchUp:
         if self.ahead(now)[1]:
             seq._want_at = float("-inf")  # ask one of them at the next tick
         else:
-            seq.snapshot_needed = True
+            self._need_snapshot(self._first_missing())
+
+    def _need_snapshot(self, missing: int) -> None:
+        """No peer ahead keeps ``missing``: only a snapshot brings us up."""
+        self.seq.snapshot_needed = True
+        self._unserved = missing
+
+    def handed_out(self) -> None:
+        """Called when the log moved on: once the instance no peer kept is
+        handed out here after all (LEARNs from a peer that keeps it, heard
+        from again, or decided anew), the snapshot is no longer needed.
+
+        Left set, the fetcher kept copying snapshots that were not ahead of
+        the node, and anything reading the flag took the node for one still
+        left behind (the lease simulation, tests/leasesim.py: no quorum
+        counted as caught up in 9 seeds of 1,000). Only the node's own
+        progress clears it, not hearing of no peer ahead: at a heal a node
+        of the minority hears the others' figures a moment later, and would
+        look caught up before it is (leasesim seed 189). If it is still
+        behind peers that do not keep what it misses next, the next
+        :meth:`catch_up` sets the flag again."""
+        seq = self.seq
+        if seq.snapshot_needed and seq._next_out > self._unserved:
+            seq.snapshot_needed = False

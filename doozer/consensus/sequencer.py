@@ -294,8 +294,13 @@ class Sequencer:
 
     def take_decided(self) -> list[tuple[int, list[bytes]]]:
         """Decided instances not yet handed out, contiguous and in seqn order
-        (:meth:`DecidedLog.take <doozer.consensus.decided.DecidedLog.take>`)."""
-        return self.decided_log.take()
+        (:meth:`DecidedLog.take <doozer.consensus.decided.DecidedLog.take>`);
+        what the log brings may end the need for a snapshot
+        (:meth:`CatchUp.handed_out <doozer.consensus.catchup.CatchUp.handed_out>`)."""
+        out = self.decided_log.take()
+        if out and self.snapshot_needed:
+            self.catchup.handed_out()
+        return out
 
     def next_wakeup(self) -> Optional[float]:
         """When :meth:`tick` should next run (``now`` means at once)."""
