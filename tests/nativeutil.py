@@ -8,6 +8,9 @@ Two transports: :class:`MemoryConn` drives a server protocol in memory (a
 ``StringTransport`` and the node's Clock: deterministic), and
 :class:`SocketConn` talks to a real node over TCP (blocking, for process
 tests and benchmarks).
+
+:class:`Native` is the server side for the in-memory tests: a one-member
+node on a Clock and the server's factory of connections.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+
+from doozer.server.auth import Secrets
+from doozer.server.doozerd.protocol import NativeFactory
+from doozer.testing import single_node
 
 VERB = dict(GET=1, SET=2, DEL=3, REV=5, WAIT=6, NOP=7, WALK=9, GETDIR=14, STAT=16, SELF=20, ACCESS=99)
 ERR = dict(OTHER=127, TAG_IN_USE=1, UNKNOWN_VERB=2, READONLY=3, TOO_LATE=4, REV_MISMATCH=5,
@@ -174,3 +181,16 @@ class SocketConn:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Native:
+    """A node on a Clock and a factory of in-memory native connections."""
+
+    def __init__(self, rw: bytes | None = None, ro: bytes | None = None, **settings) -> None:
+        self.clock = Clock()
+        self.node = single_node(self.clock, **settings)
+        self.factory = NativeFactory(self.node, Secrets(rw, ro))
+
+    def conn(self) -> MemoryConn:
+        return MemoryConn(self.factory, self.clock)
+

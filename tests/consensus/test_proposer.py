@@ -1,4 +1,6 @@
-"""The owner's hand-off (SPEC §11, SIGTERM): it gives up its unused
+"""The owner's side (doozer/consensus/proposer.py): ACCEPT with the implicit
+ballot in its own instances, pipelined; skipping the ones it will not use
+(rules 5-6); and its hand-off (SPEC §11, SIGTERM), which gives up its unused
 instances, and never one it proposed in or one its queued items need.
 
 Genesis ``a, b, c``, α 50: ``a`` owns 3, 6, 9 ... (instance s is owned by
@@ -7,18 +9,12 @@ Genesis ``a, b, c``, α 50: ``a`` owns 3, 6, 9 ... (instance s is owned by
 
 from __future__ import annotations
 
-import random
+from sequtil import ABC, seq, sent
 
 from doozer.consensus import NOOP
 from doozer.consensus import durable as dur
-from doozer.consensus.messages import Accept, Accepted, Skip
-from doozer.consensus.sequencer import Sequencer
-
-ABC = ["a", "b", "c"]
-
-
-def seq(node: str = "a", **kw) -> Sequencer:
-    return Sequencer(node, genesis=ABC, rng=random.Random(0), **kw)
+from doozer.consensus.messages import Accept, Accepted, Prepare, Skip
+from doozer.consensus.value import encode_batch
 
 
 def split(out: list) -> tuple[list, list]:
@@ -115,3 +111,56 @@ def test_hand_off_records_the_horizon_before_the_skip_leaves() -> None:
     assert not any(type(m) is Skip for _, m in s.take_outbox())
     s.synced(token, 0.0)
     assert split(s.take_outbox())[1] == [(1, 51)]
+
+
+def test_owner_sends_accept_with_implicit_ballot() -> None:
+    """The owner skips phase 1: ACCEPT(s, (0, self), batch) to the others."""
+    s = seq("b")
+    s.propose(b"x", 0.0)
+    s.flush(0.0)
+    out = s.take_outbox()
+    accepts = [(d, m) for d, m in out if type(m) is Accept]
+    assert sorted(d for d, _ in accepts) == ["a", "c"]
+    assert accepts[0][1] == Accept(1, (0, "b"), encode_batch([b"x"]))
+    assert not [m for _, m in out if type(m) is Prepare]
+
+
+def test_pipelines_several_instances() -> None:
+    """An owner proposes in its next instance before the previous is decided."""
+    s = seq("b", max_value=2000)
+    for i in range(3):
+        s.propose(bytes([i]) * 1200, 0.0)
+    s.flush(0.0)
+    assert sorted({m.seqn for _, m in sent(s, Accept)}) == [1, 4, 7]
+
+
+def test_owner_skips_below_others_proposal() -> None:
+    """Seeing ACCEPT for 4, a skips its unused 3: SKIP(a, 1, 4)."""
+    s = seq("a")
+    s.receive("b", Accept(4, (0, "b"), b"v"), 0.0)
+    s.flush(0.0)
+    skips = sent(s, Skip)
+    assert skips and skips[0][1] == Skip("a", 1, 4)
+    assert s._decided.get(3) == NOOP
+
+
+def test_skipped_instance_never_proposed() -> None:
+    """After skipping below 4, a proposes in 6, not 3."""
+    s = seq("a")
+    s.receive("b", Accept(4, (0, "b"), b"v"), 0.0)
+    s.flush(0.0)
+    s.take_outbox()
+    s.propose(b"x", 0.0)
+    s.flush(0.0)
+    assert {m.seqn for _, m in sent(s, Accept)} == {6}
+
+
+def test_owner_passes_over_prepared_instance() -> None:
+    """An instance a revoker prepared is skipped by its owner (rule 6)."""
+    s = seq("a")
+    s.receive("b", Prepare((3,), (1, "b")), 0.0)
+    s.flush(0.0)
+    s.take_outbox()
+    s.propose(b"x", 0.0)
+    s.flush(0.0)
+    assert {m.seqn for _, m in sent(s, Accept)} == {6}

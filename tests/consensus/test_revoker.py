@@ -1,5 +1,9 @@
-"""Revoking a silent owner's turns ahead: phase 1 at once, phase 2 only
-once someone waits on the turn (parked no-ops), so the log cannot run away.
+"""The revoker (doozer/consensus/revoker.py): the coordinator's
+retransmissions; full Paxos for an instance others wait on (asked for with
+WANT first, then prepared; a no-op or the value already accepted; back-off
+after a NACK); and revoking a silent owner's turns ahead: phase 1 at once,
+phase 2 only once someone waits on the turn (parked no-ops), so the log
+cannot run away.
 
 Genesis ``a, b, c``: instance s is owned by ``M[s % 3]``, so ``b`` owns
 1, 4, 7 ..., ``c`` owns 2, 5, 8 ... and ``a`` owns 3, 6, 9 ...; the window
@@ -11,9 +15,21 @@ from __future__ import annotations
 
 import random
 
+from sequtil import seq, sent
+
 from doozer.consensus import NOOP
-from doozer.consensus.instance import PARKED
-from doozer.consensus.messages import Accept, Ping, Prepare, Promise, Skip
+from doozer.consensus.instance import PARKED, digest
+from doozer.consensus.messages import (
+    Accept,
+    Accepted,
+    Learn,
+    Nack,
+    Ping,
+    Prepare,
+    Promise,
+    Skip,
+    Want,
+)
 from doozer.consensus.sequencer import Sequencer
 from doozer.consensus.value import encode_batch
 
@@ -117,3 +133,101 @@ def test_a_parked_instance_is_not_retransmitted() -> None:
     out = s.take_outbox()
     assert not [m for _, m in out if type(m) is Accept and m.seqn > 4]
     assert not [m for _, m in out if type(m) is Prepare and set(m.seqns) & set(range(5, 51, 3))]
+
+
+def test_retransmits_identical_accept_until_decided() -> None:
+    """After fill the same ACCEPT bytes go again to members that did not vote."""
+    s = seq("b", fill=0.1)
+    s.propose(b"x", 0.0)
+    s.flush(0.0)
+    first = sent(s, Accept)[0][1]
+    s.receive("a", Accepted(1, (0, "b"), b"wrong-digest"), 0.01)
+    s.tick(0.2)
+    again = sent(s, Accept)
+    assert again and all(m == first for _, m in again)
+    s.receive("c", Accepted(1, (0, "b"), digest(first.value)), 0.21)
+    s.tick(0.5)
+    assert sent(s, Accept) == []
+
+
+def _stuck_instance_1(s: Sequencer) -> None:
+    # c's instance 2 is decided, b's instance 1 is open and b is silent.
+    s.receive("c", Learn(2, NOOP), 0.0)
+
+
+def test_open_instance_asked_for_before_revoked() -> None:
+    """An instance others wait on is first asked for with WANT, then prepared."""
+    s = seq("a", fill=0.1)
+    _stuck_instance_1(s)
+    times = [0.05 * i for i in range(1, 12)]
+    kinds = []
+    for t in times:
+        s.tick(t)
+        kinds += [type(m) for _, m in s.take_outbox()]
+    assert Want in kinds and Prepare in kinds
+    assert kinds.index(Want) < kinds.index(Prepare)
+
+
+def test_revoker_proposes_noop_when_nothing_accepted() -> None:
+    """With a quorum of empty promises the revoker proposes a no-op."""
+    s = seq("a", fill=0.1)
+    _stuck_instance_1(s)
+    prepare = None
+    t = 0.0
+    while prepare is None and t < 2:
+        t += 0.05
+        s.tick(t)
+        for _, m in s.take_outbox():
+            if type(m) is Prepare and 1 in m.seqns:
+                prepare = m
+    assert prepare is not None and prepare.ballot[0] >= 1
+    s.receive("c", Promise(prepare.ballot, ((1, None, None),)), t)
+    accepts = [m for _, m in sent(s, Accept) if m.seqn == 1]
+    assert accepts and accepts[0].value == NOOP and accepts[0].ballot == prepare.ballot
+
+
+def test_revoker_adopts_accepted_value() -> None:
+    """A value accepted by any promiser is proposed, not a no-op."""
+    s = seq("a", fill=0.1)
+    _stuck_instance_1(s)
+    t = 0.0
+    prepare = None
+    while prepare is None:
+        t += 0.05
+        s.tick(t)
+        prepare = next((m for _, m in s.take_outbox() if type(m) is Prepare), None)
+    s.receive("c", Promise(prepare.ballot, ((1, (0, "b"), b"\x91\xa1v"),)), t)
+    assert [m.value for _, m in sent(s, Accept) if m.seqn == 1] == [b"\x91\xa1v"] * 2
+
+
+def test_revoked_items_reproposed_only_after_decision() -> None:
+    """Own items whose instance is decided as a no-op are proposed again."""
+    s = seq("b", fill=0.1)
+    s.propose(b"x", 0.0)
+    s.flush(0.0)
+    s.take_outbox()
+    s.tick(5.0)  # a long timeout alone never re-proposes
+    assert {m.seqn for _, m in sent(s, Accept)} == {1}
+    s.receive("a", Learn(1, NOOP), 5.1)
+    s.flush(5.1)
+    assert {m.seqn for _, m in sent(s, Accept)} == {4}
+    assert s.counters["reproposed"] == 1
+
+
+def test_nack_backs_off_then_prepares_higher() -> None:
+    """A NACKed revoker retries later with a higher k."""
+    s = seq("a", fill=0.1)
+    _stuck_instance_1(s)
+    t, prepare = 0.0, None
+    while prepare is None:
+        t += 0.05
+        s.tick(t)
+        prepare = next((m for _, m in s.take_outbox() if type(m) is Prepare), None)
+    s.receive("c", Nack(1, (5, "c")), t)
+    later = None
+    for _ in range(40):
+        t += 0.05
+        s.tick(t)
+        later = later or next((m for _, m in s.take_outbox() if type(m) is Prepare), None)
+    assert later is not None and later.ballot[0] > 5
+

@@ -1,4 +1,7 @@
-"""doozerd's client protocol (SPEC §7) against a one-member node, in memory.
+"""doozerd's verbs (doozer/server/doozerd/protocol.py) against a one-member
+node, in memory: GET/SET/DEL, REV/NOP/SELF/STAT, GETDIR/WALK, tags, unknown
+verbs, ACCESS and READONLY, the same store as through HTTP, and seeded
+random requests.
 
 Every test drives :class:`doozer.server.doozerd.protocol.NativeProtocol` through a
 ``StringTransport`` with the spec-written client of ``nativeutil`` on the
@@ -15,63 +18,10 @@ from twisted.internet.task import Clock
 
 from apiutil import Harness
 from doozer.server.doozerd import protocol as native
-from doozer.server.doozerd import wait as nativewait
-from doozer.server.doozerd import proto
 from doozer.server.config import Config
-from doozer.server.auth import Secrets
 from doozer.server.doozerd.protocol import NativeFactory
 from doozer.node import build_node
-from doozer.testing import single_node
-from nativeutil import DEL, SET, VERB, MemoryConn, Request, Response, encode, err
-
-
-class Native:
-    """A node on a Clock and a factory of in-memory native connections."""
-
-    def __init__(self, rw: bytes | None = None, ro: bytes | None = None, **settings) -> None:
-        self.clock = Clock()
-        self.node = single_node(self.clock, **settings)
-        self.factory = NativeFactory(self.node, Secrets(rw, ro))
-
-    def conn(self) -> MemoryConn:
-        return MemoryConn(self.factory, self.clock)
-
-
-@pytest.fixture
-def n() -> Native:
-    return Native()
-
-
-@pytest.fixture
-def c(n: Native) -> MemoryConn:
-    return n.conn()
-
-
-# ----------------------------------------------------------------------
-# the messages
-
-
-def test_messages_match_the_spec_field_table() -> None:
-    """The server's Request/Response have exactly SPEC §7's fields, numbers, types and enums."""
-    for ours, spec in ((proto.Request, Request), (proto.Response, Response)):
-        mine = {(f.name, f.number, f.type) for f in ours.DESCRIPTOR.fields}
-        theirs = {(f.name, f.number, f.type) for f in spec.DESCRIPTOR.fields}
-        assert mine == theirs
-        for enum in spec.DESCRIPTOR.enum_types:
-            mine_values = {v.name: v.number for v in ours.DESCRIPTOR.enum_types_by_name[enum.name].values}
-            assert mine_values == {v.name: v.number for v in enum.values}
-    assert proto.Request.DESCRIPTOR.file.package == "server"
-
-
-def test_rev_zero_is_distinct_from_no_rev_on_the_wire() -> None:
-    """Fields are proto2 optional: an explicit rev 0 survives encoding, an absent one stays absent."""
-    with_zero = proto.Request.FromString(Request(verb=2, path="/a", rev=0).SerializeToString())
-    without = proto.Request.FromString(Request(verb=2, path="/a").SerializeToString())
-    assert with_zero.HasField("rev") and not without.HasField("rev")
-
-
-# ----------------------------------------------------------------------
-# GET / SET / DEL
+from nativeutil import SET, VERB, MemoryConn, Native, Request, encode, err
 
 
 def test_get_missing_file_is_rev_zero_without_error(c: MemoryConn) -> None:
@@ -213,10 +163,6 @@ def test_del_errors(c: MemoryConn) -> None:
     assert err(c.call("DEL", path="/f")) == "MISSING_ARG"
 
 
-# ----------------------------------------------------------------------
-# REV / NOP / SELF / STAT
-
-
 def test_rev_nop_self(n: Native, c: MemoryConn) -> None:
     """REV answers the store rev, NOP an empty response after taking a rev, SELF the node id."""
     before = c.call("REV").rev
@@ -238,10 +184,6 @@ def test_stat_file_directory_missing(c: MemoryConn) -> None:
     m = c.call("STAT", path="/s/none")
     assert err(m) is None and (m.len, m.rev) == (0, 0)
     assert (c.call("STAT", path="/s", rev=rev).len, c.call("STAT", path="/s", rev=rev).rev) == (1, -2)
-
-
-# ----------------------------------------------------------------------
-# GETDIR / WALK
 
 
 def test_getdir_by_offset_then_range(c: MemoryConn) -> None:
@@ -301,72 +243,6 @@ def test_walk_paging_sees_one_consistent_rev(c: MemoryConn) -> None:
     assert c.call("WALK", path="/pg/*", offset=1).path == "/pg/aa"
 
 
-# ----------------------------------------------------------------------
-# WAIT
-
-
-def test_wait_answers_an_existing_change_at_once(c: MemoryConn) -> None:
-    """WAIT from an old rev answers the first matching change at or after it."""
-    first = c.call("SET", path="/e/a", rev=-1, value=b"1").rev
-    c.call("SET", path="/e/b", rev=-1, value=b"2")
-    r = c.call("WAIT", path="/e/*", rev=first)
-    assert (r.path, r.rev, r.value, r.flags) == ("/e/a", first, b"1", SET)
-    r = c.call("WAIT", path="/e/*", rev=first + 1)
-    assert (r.path, r.value) == ("/e/b", b"2")
-
-
-def test_wait_holds_until_its_change_and_reports_del(n: Native, c: MemoryConn) -> None:
-    """A WAIT for the future answers only when a matching change happens; a delete has flags 8."""
-    c.call("SET", path="/q/f", rev=-1, value=b"x")
-    tag = c.send(verb="WAIT", path="/q/**", rev=n.node.store.rev + 1)
-    c.call("SET", path="/elsewhere", rev=-1, value=b"y")
-    assert tag not in c.received
-    n.clock.advance(nativewait.WAIT_SLICE * 3)  # never times out
-    c.settle()
-    assert tag not in c.received
-    delete_tag = c.send(verb="DEL", path="/q/f", rev=-1)
-    c.settle()
-    r = c.received[tag]
-    assert (r.path, r.flags, r.HasField("value")) == ("/q/f", DEL, False)
-    assert r.rev == n.node.store.rev and err(c.received[delete_tag]) is None
-
-
-def test_wait_skips_nops(n: Native, c: MemoryConn) -> None:
-    """No-ops are never WAIT answers: a WAIT on /** from a NOP's rev answers the next set."""
-    nop_rev = n.node.store.rev + 1
-    c.call("NOP")
-    tag = c.send(verb="WAIT", path="/**", rev=nop_rev)
-    assert c.settle() == []
-    set_rev = c.call("SET", path="/after", rev=-1, value=b"").rev
-    assert c.received[tag].rev == set_rev
-
-
-def test_wait_errors(c: MemoryConn) -> None:
-    """WAIT without rev or glob is MISSING_ARG; a bad glob BAD_PATH."""
-    assert err(c.call("WAIT", path="/**")) == "MISSING_ARG"
-    assert err(c.call("WAIT", rev=1)) == "MISSING_ARG"
-    assert err(c.call("WAIT", path="/a/", rev=1)) == "BAD_PATH"
-
-
-def test_wait_older_than_history_is_too_late() -> None:
-    """WAIT from a rev older than the kept history is TOO_LATE."""
-    n = Native(hist=4)
-    c = n.conn()
-    for i in range(12):
-        c.call("SET", path="/h", rev=-1, value=b"")
-    assert err(c.call("WAIT", path="/**", rev=1)) == "TOO_LATE"
-
-
-def test_wait_does_not_hold_up_other_requests(n: Native, c: MemoryConn) -> None:
-    """Pipelined behind a pending WAIT, other requests are answered, each with its tag."""
-    wait_tag = c.send(verb="WAIT", path="/later", rev=n.node.store.rev + 1)
-    tags = [c.send(verb="REV"), c.send(verb="GET", path="/x"), c.send(verb="SET", path="/y", rev=-1)]
-    c.settle()
-    assert set(c.received) == set(tags)
-    c.call("SET", path="/later", rev=-1, value=b"ok")
-    assert c.received[wait_tag].value == b"ok"
-
-
 def test_responses_come_back_out_of_order_by_tag(n: Native, c: MemoryConn) -> None:
     """Responses carry their request's tag and come in the order they are ready, not sent."""
     first = c.send(verb="WAIT", path="/o", rev=n.node.store.rev + 1)
@@ -374,19 +250,6 @@ def test_responses_come_back_out_of_order_by_tag(n: Native, c: MemoryConn) -> No
     third = c.send(verb="SET", path="/o", rev=-1, value=b"v")
     order = [r.tag for r in c.settle()]
     assert order[0] == second and sorted(order[1:]) == sorted([first, third])
-
-
-def test_many_pipelined_requests_in_one_chunk_and_split_frames(c: MemoryConn) -> None:
-    """Frames arriving together, or a byte at a time, are each answered once."""
-    data = b"".join(encode(tag=i, verb="SET", path=f"/m/{i}", rev=-1, value=b"v") for i in range(50))
-    c.send_raw(data)
-    c.settle()
-    data = b"".join(encode(tag=100 + i, verb="GET", path=f"/m/{i}") for i in range(50))
-    for i in range(len(data)):
-        c.send_raw(data[i : i + 1])
-    c.settle()
-    assert sorted(c.received) == list(range(50)) + list(range(100, 150))
-    assert all(c.received[100 + i].value == b"v" for i in range(50))
 
 
 def test_duplicate_pending_tag_is_tag_in_use(n: Native, c: MemoryConn) -> None:
@@ -407,10 +270,6 @@ def test_missing_tag_is_answered_as_tag_zero(c: MemoryConn) -> None:
     c.send_raw(len(body).to_bytes(4, "big") + body)
     (r,) = c.settle()
     assert r.tag == 0 and r.rev > 0
-
-
-# ----------------------------------------------------------------------
-# bad input
 
 
 @pytest.mark.parametrize("verb", [None, 4, 10, 98, 1000])
@@ -435,64 +294,6 @@ def _varint(n: int) -> bytes:
         out += bytes([byte | (0x80 if n else 0)])
         if not n:
             return out
-
-
-def test_malformed_frame_closes_the_connection(n: Native) -> None:
-    """A frame that is not a Request closes the connection; other connections keep serving."""
-    bad, good = n.conn(), n.conn()
-    bad.send_raw(b"\x00\x00\x00\x03\xff\xff\xff")
-    assert bad.closed
-    bad.send(verb="REV")  # ignored once closing
-    assert bad.settle() == []
-    assert err(good.call("REV")) is None
-
-
-def test_oversized_length_closes_before_the_body_arrives(n: Native) -> None:
-    """A length over max_value + 4 KiB closes the connection at once."""
-    c = n.conn()
-    c.send_raw((32768 + native.FRAME_SLACK + 1).to_bytes(4, "big"))
-    assert c.closed
-    c2 = n.conn()
-    c2.send_raw(b"\xff\xff\xff\xff")
-    assert c2.closed
-
-
-def test_frame_at_the_limit_is_accepted(c: MemoryConn) -> None:
-    """A SET of a max_value body with a long path fits the frame limit."""
-    r = c.call("SET", path="/" + "p" * 200, rev=-1, value=b"v" * 32768)
-    assert err(r) is None and not c.closed
-
-
-def test_disconnect_releases_pending_waits_at_once(n: Native) -> None:
-    """A client that leaves with WAITs and future reads pending costs the node nothing more."""
-    c = n.conn()
-    before = n.node.store.watcher_count()
-    for i in range(5):
-        c.send(verb="WAIT", path=f"/x{i}/**", rev=n.node.store.rev + 1)
-    c.send(verb="GET", path="/x", rev=n.node.store.rev + 50)
-    c.settle()
-    assert n.node.store.watcher_count() == before + 5
-    assert len(c.protocol.pending) == 6
-    c.disconnect()
-    assert n.node.store.watcher_count() == before
-    assert c.protocol.pending == {}
-    assert n.node.store.waiters._revs == {}
-    n.conn().call("SET", path="/x0/y", rev=-1, value=b"")  # nothing answers the gone client
-    assert c.transport.value() == b""
-
-
-def test_disconnect_with_a_write_in_flight(n: Native) -> None:
-    """A client that leaves before its write is decided: the write still applies, nothing is logged."""
-    c = n.conn()
-    c.send(verb="SET", path="/inflight", rev=-1, value=b"v")
-    c.disconnect()
-    n.clock.advance(0)
-    n.clock.advance(0)
-    assert n.node.store.get("/inflight").value == b"v"
-
-
-# ----------------------------------------------------------------------
-# ACCESS and READONLY
 
 
 def test_secrets_require_access_first() -> None:
@@ -547,10 +348,6 @@ def test_non_member_answers_writes_readonly() -> None:
     assert err(c.call("DEL", path="/a", rev=-1)) == "READONLY"
     assert err(c.call("NOP")) == "READONLY"
     assert err(c.call("GET", path="/a")) is None
-
-
-# ----------------------------------------------------------------------
-# one store, two front ends
 
 
 def _scenario_native(c: MemoryConn) -> None:

@@ -1,0 +1,1 @@
+"""Tests of doozerd's client protocol (doozer/server/doozerd/), in memory."""
