@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
 import os
@@ -36,6 +37,21 @@ def cluster_key_file(directory: Any) -> str:
 
 #: not the global generator, which tests (hypothesis) may seed
 _pick = random.SystemRandom()
+
+#: Every node process started here. A test that fails before it stops its
+#: own node would otherwise leave it running after pytest is gone (two
+#: such were found holding ports an hour later): the rest die at exit.
+_started: list[subprocess.Popen] = []
+
+
+@atexit.register
+def kill_leftovers() -> None:
+    """SIGKILL every node process started here that still runs."""
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    _started.clear()
 
 
 def _port_range() -> range:
@@ -120,6 +136,8 @@ class NodeProcess:
              "--listen", self.addr, *web, *self.args],
             cwd=self.workdir, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
         )
+        _started[:] = [p for p in _started if p.poll() is None]
+        _started.append(self.proc)
         if wait:
             self.wait_up()
         return self
