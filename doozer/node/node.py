@@ -311,7 +311,19 @@ class Node:
     @property
     def writable(self) -> bool:
         """Whether this node takes client writes (not while shutting down)."""
-        return self.running and self.member and not self.leaving.handing_off
+        return self.running and (self.member or self._founding) and not self.leaving.handing_off
+
+    @property
+    def _founding(self) -> bool:
+        """A node that just started a new cluster: the CAL naming it is
+        proposed, not applied yet (an fsync away with a data dir), but its
+        sequencer already counts it as the one member. A write then queues
+        behind the cluster's bookkeeping in its own instances, as it would
+        a moment later; refusing it made ``/readyz`` (ready) and a write
+        (``READONLY``) disagree. No CAL applied at all: never a node that
+        left its slot."""
+        seq = self.sequencer
+        return seq is not None and not self.store.cal() and seq.is_member()
 
     def check_writable(self) -> None:
         """Raise ``READONLY`` unless this node takes client writes (the one
@@ -320,7 +332,13 @@ class Node:
             raise DoozerError(
                 "READONLY", "this node is shutting down; write to another member (see /v1/cluster)"
             )
-        if self.sequencer is None or not self.writable:
+        if self.sequencer is None:
+            raise DoozerError(
+                "READONLY",
+                "this node is in no cluster yet (it is forming or joining one); wait "
+                "until GET /readyz answers 200, or write to a member (see /v1/cluster)",
+            )
+        if not self.writable:
             raise DoozerError(
                 "READONLY",
                 "this node is not a member of the cluster and cannot take writes; "

@@ -14,7 +14,8 @@ from doozer.errors import DoozerError
 from doozer.node import Node
 from doozer.node.snapshot import Snapshot
 
-from doozer.testing import single_node
+from doozer.server.config import Config
+from doozer.testing import build_node, single_node
 from doozer.store import snapshot as store_snapshot
 
 
@@ -184,3 +185,30 @@ def test_a_failure_in_applying_stops_the_node_without_a_gap() -> None:
     node.peers.receive("B", object())  # no longer fed to consensus
     clock.advance(1)
     assert node.applied_seqn == before + 1
+
+
+def test_a_write_before_the_node_is_in_a_cluster_says_to_wait_for_readyz() -> None:
+    """A node not in a cluster yet (looking for its peers) refuses a write
+    READONLY, saying to wait for /readyz: not "not a member", which read
+    as a broken node."""
+    node = build_node(Config(pulse=0), Clock(), "TESTNODE")
+    with pytest.raises(DoozerError) as e:
+        node.check_writable()
+    assert e.value.code == "READONLY"
+    assert "no cluster yet" in e.value.detail and "/readyz" in e.value.detail
+
+
+def test_a_write_as_a_new_cluster_starts_is_taken_and_applied_after_its_bookkeeping() -> None:
+    """Between start_genesis and the apply of its CAL (an fsync with a data
+    dir) the node is ready (/readyz) and its sequencer counts it a member:
+    a write then is proposed behind the cluster's own writes, not refused
+    READONLY (seen: 1 fresh node in ~100 written to as /v1/rev answered)."""
+    clock = Clock()
+    node = build_node(Config(pulse=0), clock, "TESTNODE")
+    node.start_genesis()
+    assert not node.member  # the CAL is proposed, not applied
+    d = node.set("/x", b"1", -1)
+    clock.advance(0)
+    rev = d.result
+    assert node.member and node.store.get("/x").value == b"1"
+    assert rev > node.store.get("/ctl/cal/0").rev
