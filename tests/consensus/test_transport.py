@@ -10,22 +10,8 @@ from twisted.internet.task import Clock
 
 from doozer.consensus import messages
 from doozer.consensus.messages import Accept, Ping, Promise
-from doozer.consensus.diagnostics import transport_state
 from doozer.consensus.transport import MAX_DATAGRAM, UDPTransport
-
-KEY = b"k" * 32
-A = ("127.0.0.1", 1001)
-B = ("127.0.0.1", 1002)
-
-
-class FakeDatagramTransport:
-    """Records written datagrams instead of sending them."""
-
-    def __init__(self) -> None:
-        self.written: list[tuple[bytes, tuple]] = []
-
-    def write(self, data: bytes, addr: tuple) -> None:
-        self.written.append((data, addr))
+from transportutil import KEY, A, B, FakeDatagramTransport, pair
 
 
 class FullBuffer(FakeDatagramTransport):
@@ -33,18 +19,6 @@ class FullBuffer(FakeDatagramTransport):
 
     def write(self, data: bytes, addr: tuple) -> None:
         raise BlockingIOError(11, "EAGAIN")
-
-
-def pair(key: bytes | None = KEY, cluster_id: str = "cid") -> tuple:
-    """Two connected transports a and b, and what b delivered."""
-    got: list = []
-    a = UDPTransport(cluster_name="c", cluster_id=cluster_id, node_id="a", deliver=lambda s, m: None, key=key)
-    b = UDPTransport(cluster_name="c", cluster_id="cid", node_id="b", deliver=lambda s, m: got.append((s, m)), key=key)
-    a.makeConnection(FakeDatagramTransport())
-    b.makeConnection(FakeDatagramTransport())
-    a.set_address("b", B)
-    b.set_address("a", A)
-    return a, b, got
 
 
 def through(a: UDPTransport, b: UDPTransport) -> None:
@@ -481,45 +455,6 @@ async def test_real_sockets_on_loopback() -> None:
     finally:
         await port_a.stopListening()
         await port_b.stopListening()
-
-
-def test_debug_state_shows_drops_and_where_peers_are_sent() -> None:
-    """/_peer/consensus shows this: a peer that looks silent is explained by
-    a drop counter that grows, or by having no address at all."""
-    a, b, _ = pair()
-    a.send("b", Ping(0, 0))
-    data = a.transport.written[0][0]
-    b.datagramReceived(data, ("10.0.0.1", 7))
-    b.datagramReceived(data, ("10.0.0.1", 7))
-    state = transport_state(b)
-    assert state["stats"]["delivered"] == 1 and state["stats"]["replayed"] == 1
-    assert state["addresses"] == {"a": "127.0.0.1:1001"} and state["learned"] == {}
-    assert state["cluster_id"] == "cid"
-
-
-def test_debug_state_tells_each_senders_datagrams_taken_and_refused() -> None:
-    """Per sender: datagrams taken, refused as replays, and the highest
-    counter taken, to compare with the sender's own ``counter``: a peer
-    whose datagrams stop arriving, or arrive and are refused, shows here."""
-    a, b, _ = pair()
-    a.send("b", Ping(0, 0))
-    a.send("b", Ping(1, 1))
-    first, second = (w[0] for w in a.transport.written)
-    b.datagramReceived(second, ("10.0.0.1", 7))
-    b.datagramReceived(first, ("10.0.0.1", 7))  # late, but within the window
-    b.datagramReceived(first, ("10.0.0.1", 7))  # a replay
-    state = transport_state(b)
-    assert state["senders"] == {"a": {"taken": 2, "replayed": 1, "highest": transport_state(a)["counter"]}}
-    assert state["stats"]["replayed"] == 1
-    assert transport_state(a)["sent_to"] == {"127.0.0.1:1002": 2}
-
-
-def test_datagrams_written_are_counted_per_address_for_a_bounded_number() -> None:
-    a, _, _ = pair()
-    a.max_peers = 2
-    for port in (1, 2, 3, 3):
-        a.send_to(("127.0.0.1", port), Ping(0, 0), "b")
-    assert transport_state(a)["sent_to"] == {"127.0.0.1:2": 1, "127.0.0.1:3": 2}
 
 
 def test_counts_and_sources_of_each_sender() -> None:
