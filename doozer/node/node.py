@@ -9,19 +9,18 @@ cluster takes exactly this path too.
 
 Both front ends (HTTP in :mod:`doozer.server.http.api`, doozerd's protocol in
 :mod:`doozer.server.doozerd.protocol`) call only the public methods here.
-Most of them delegate in one line to the collaborator that does the work:
-the write verbs to :class:`~doozer.node.writes.Writes`, the lease verbs to
-:mod:`doozer.node.leases`, reads to :mod:`doozer.node.reads`, installing a
-snapshot to :mod:`doozer.node.snapshot`, the consensus turns to
+The client verbs (writes, leases, reads) come from
+:class:`~doozer.node.verbs.ClientVerbs`, each handed in one line to the
+collaborator that does the work; installing a snapshot goes to
+:mod:`doozer.node.snapshot`, the consensus turns to
 :class:`~doozer.node.pump.Pump`.
 """
 
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
-from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -39,14 +38,13 @@ from doozer.node.leaving import Leaving
 from doozer.node.membership import Membership
 from doozer.node.peers import Peers
 from doozer.node.pump import Pump
-from doozer.node import reads
 from doozer.node.replica import Replica
 from doozer.node import snapshot as node_snapshot
 from doozer.node.snapshot import Snapshot
-from doozer.node import leases as node_leases
 from doozer.node.leases import LeaseTimers
+from doozer.node.verbs import ClientVerbs
 from doozer.node.writes import Writes
-from doozer.store import Event, Outcome, Store
+from doozer.store import Outcome, Store
 
 if TYPE_CHECKING:  # build_node reads the server's options; typing only
     from doozer.node.datadir import DataDir
@@ -75,7 +73,7 @@ RETAIN_SECONDS = 30.0
 Send = Callable[[str, Message], object]
 
 
-class Node:
+class Node(ClientVerbs):
     """A doozer node: store + sequencer + the operations clients call.
 
     :param node_id: this process's id (new at every start, never reused).
@@ -363,89 +361,10 @@ class Node:
         after its claim, which the members skip to at once)."""
         return self.running and self.sequencer is not None and self.sequencer.is_member()
 
-    # ------------------------------------------------------------------
-    # writes (the verbs themselves: doozer/node/writes.py)
-
-    def set(
-        self,
-        path: str,
-        value: bytes,
-        rev: int = mutation.CLOBBER,
-        client: Optional[Hashable] = None,
-        lease: str = "",
-    ) -> "defer.Deferred[int]":
-        """Write ``value`` to ``path`` (:meth:`Writes.set <doozer.node.writes.Writes.set>`)."""
-        return self.writes.set(path, value, rev, client, lease)
-
-    def delete(
-        self, path: str, rev: int = mutation.CLOBBER, client: Optional[Hashable] = None
-    ) -> "defer.Deferred[int]":
-        """Delete the file ``path`` (:meth:`Writes.delete <doozer.node.writes.Writes.delete>`)."""
-        return self.writes.delete(path, rev, client)
-
-    def txn(
-        self,
-        compare: Iterable[tuple[str, int]],
-        ops: Iterable[mutation.Op],
-        client: Optional[Hashable] = None,
-    ) -> "defer.Deferred[int]":
-        """A transaction, all or nothing (:meth:`Writes.txn <doozer.node.writes.Writes.txn>`)."""
-        return self.writes.txn(compare, ops, client)
-
-    def nop(self, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
-        """A consensus round that changes nothing but takes a rev."""
-        return self.writes.nop(client)
-
-    # ------------------------------------------------------------------
-    # leases (SPEC §9; the verbs and timers: doozer/node/leases.py)
-
-    def grant(
-        self, ttl: int, client: Optional[Hashable] = None
-    ) -> "defer.Deferred[tuple[str, int]]":
-        """Start a lease of ``ttl`` seconds; fires with ``(id, rev)``."""
-        return node_leases.grant(self, ttl, client)
-
-    def revoke(self, lease_id: str, client: Optional[Hashable] = None) -> "defer.Deferred[int]":
-        """End the lease and delete its files at one rev; fires with that rev."""
-        return node_leases.revoke(self, lease_id, client)
-
-    def keepalive(self, lease_id: str) -> "defer.Deferred[int]":
-        """Renew the lease (L2): fires with its ttl once renewed here."""
-        return node_leases.keepalive(self, lease_id)
-
-    def lease(self, lease_id: str) -> dict[str, Any]:
-        """``{"id", "ttl", "files"}`` of a lease, or ``NOENT``."""
-        return node_leases.lease(self.store.leases, lease_id)
-
-    def leases(self) -> list[dict[str, Any]]:
-        """Every lease, by id."""
-        return node_leases.leases(self.store.leases)
-
     def new_id(self) -> str:
         """A fresh random id (a lease's, a new cluster's), from this node's
         randomness (seeded in the simulations)."""
         return _random_id(self.rng)
-
-    # ------------------------------------------------------------------
-    # reads
-
-    def read_rev(
-        self,
-        rev: Optional[int],
-        timeout: float,
-        consistent: bool = False,
-        client: Optional[Hashable] = None,
-    ) -> "defer.Deferred[int]":
-        """The rev a read should use, once the node can answer at it
-        (:func:`doozer.node.reads.read_rev`)."""
-        return reads.read_rev(self, rev, timeout, consistent, client)
-
-    def watch(
-        self, glob: str, rev: Optional[int], limit: int, timeout: float
-    ) -> "defer.Deferred[tuple[list[Event], int]]":
-        """Changes to files matching ``glob`` from ``rev`` on
-        (:func:`doozer.node.reads.watch`)."""
-        return reads.watch(self.store, self.clock, glob, rev, limit, timeout)
 
     # ------------------------------------------------------------------
     # consensus plumbing (the turns themselves: doozer/node/pump.py)
