@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import urllib.request
+from typing import Callable, Optional
 
 import procs
 from cluster_write import cpu_seconds
@@ -137,9 +138,12 @@ def settled_rss(pid: int) -> int:
     return last
 
 
-def wake(port: int, pid: int, socks: list[socket.socket]) -> tuple[float, float, int]:
-    """Write the key; returns (seconds until every answer's first bytes
-    arrived, the node's CPU seconds meanwhile, answers that were not the event)."""
+def wake(port: int, pid: int, socks: list[socket.socket],
+         read: Callable[[socket.socket], Optional[bool]]) -> tuple[float, float, int]:
+    """Write the key, then read every socket until ``read`` says it is done
+    (True: its answers were the event, False: they were not; None: more
+    to come). Returns (seconds until the last socket was done, the node's
+    CPU seconds meanwhile, sockets whose answers were not the event)."""
     poller = select.epoll()
     by_fd = {s.fileno(): s for s in socks}
     for fd in by_fd:
@@ -154,50 +158,44 @@ def wake(port: int, pid: int, socks: list[socket.socket]) -> tuple[float, float,
     deadline = start + 300
     while waiting and time.monotonic() < deadline:
         for fd, _ in poller.poll(1.0):
+            done = read(by_fd[fd])
+            if done is None:
+                continue
             last = time.monotonic()
-            data = by_fd[fd].recv(65536)
-            wrong += not (data.startswith(b"HTTP/1.1 200") and b'"op":"set"' in data)
+            wrong += not done
             poller.unregister(fd)
             waiting -= 1
     used = cpu_seconds([pid]) - cpu0
     if waiting:
-        raise SystemExit(f"{waiting} watches were not answered within 300 s")
-    return last - start, used, wrong
-
-
-def wake_native(port: int, pid: int, conns: list[tuple[socket.socket, int]]) -> tuple[float, float, int]:
-    """:func:`wake` for WAITs: until every connection has all its answers
-    (frames counted, not decoded; the last one of each is checked)."""
-    poller = select.epoll()
-    owed = {s.fileno(): [s, n, b""] for s, n in conns}
-    for fd in owed:
-        poller.register(fd, select.EPOLLIN)
-    waiting = len(conns)
-    wrong = 0
-    last = 0.0
-    cpu0 = cpu_seconds([pid])
-    start = time.monotonic()
-    threading.Thread(target=procs.put, args=(port, "/bench/key", b"wake up")).start()
-    deadline = start + 300
-    while waiting and time.monotonic() < deadline:
-        for fd, _ in poller.poll(1.0):
-            entry = owed[fd]
-            buf = entry[2] + entry[0].recv(1 << 20)
-            while len(buf) >= 4 and len(buf) >= 4 + proto.frame_length(buf[:4]):
-                size = proto.frame_length(buf[:4])
-                frame, buf = buf[4:4 + size], buf[4 + size:]
-                entry[1] -= 1
-                if entry[1] == 0:
-                    wrong += proto.Response.FromString(frame).value != b"wake up"
-            entry[2] = buf
-            if entry[1] == 0:
-                last = time.monotonic()
-                poller.unregister(fd)
-                waiting -= 1
-    used = cpu_seconds([pid]) - cpu0
-    if waiting:
         raise SystemExit(f"{waiting} connections were not answered within 300 s")
     return last - start, used, wrong
+
+
+def read_http(sock: socket.socket) -> bool:
+    """One HTTP watch's answer: its first bytes are enough."""
+    data = sock.recv(65536)
+    return data.startswith(b"HTTP/1.1 200") and b'"op":"set"' in data
+
+
+class NativeReader:
+    """Reads the WAIT answers owed on each connection (frames counted, not
+    decoded; the last one of each is checked)."""
+
+    def __init__(self, conns: list[tuple[socket.socket, int]]) -> None:
+        self.owed = {s.fileno(): [n, b""] for s, n in conns}
+
+    def __call__(self, sock: socket.socket) -> Optional[bool]:
+        entry = self.owed[sock.fileno()]
+        buf = entry[1] + sock.recv(1 << 20)
+        ok = True
+        while len(buf) >= 4 and len(buf) >= 4 + proto.frame_length(buf[:4]):
+            size = proto.frame_length(buf[:4])
+            frame, buf = buf[4:4 + size], buf[4 + size:]
+            entry[0] -= 1
+            if entry[0] == 0:
+                ok = proto.Response.FromString(frame).value == b"wake up"
+        entry[1] = buf
+        return ok if entry[0] == 0 else None
 
 
 def run(port: int, pid: int, watches: int, native: bool) -> None:
@@ -206,12 +204,12 @@ def run(port: int, pid: int, watches: int, native: bool) -> None:
     if native:
         conns = hold_native(port, watches)
         held = settled_rss(pid)
-        elapsed, used, wrong = wake_native(port, pid, conns)
         socks = [s for s, _ in conns]
+        elapsed, used, wrong = wake(port, pid, socks, NativeReader(conns))
     else:
         socks = hold(port, pid, watches)
         held = settled_rss(pid)
-        elapsed, used, wrong = wake(port, pid, socks)
+        elapsed, used, wrong = wake(port, pid, socks, read_http)
     for s in socks:
         s.close()
     if wrong:
