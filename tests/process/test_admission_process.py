@@ -11,13 +11,12 @@ delete.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 
 from nativeutil import SocketConn, err
-from procutil import NodeProcess, cluster_key_file, free_port
+from procutil import NodeProcess, cluster_key_file, free_port, start_voting
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +27,7 @@ def three_nodes(tmp_path: Any) -> list[NodeProcess]:
     addrs = [f"127.0.0.1:{p}" for p in ports]
     nodes = [NodeProcess(str(tmp_path / f"n{i}"), "--peers", ",".join(addrs), "--cluster-key-file", key,
                          port=p) for i, p in enumerate(ports)]
-    for n in nodes:
-        n.start(wait=False)
-    for n in nodes:
-        n.wait_up()
-    deadline = time.monotonic() + 30
-    while not all(n.votes() for n in nodes):
-        assert time.monotonic() < deadline, "the cluster did not form"
-        time.sleep(0.1)
+    start_voting(nodes)
     return nodes
 
 
