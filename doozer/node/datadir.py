@@ -44,6 +44,7 @@ from doozer.storage.errors import DamagedStorage, ForeignDataDir, StorageError, 
 from doozer.storage.files import fsync_directory, read_whole, remove_temps, write_atomically
 from doozer.storage.identity import Identity
 from doozer.storage.stats import StorageStats
+from doozer.storage import syncer as syncer_module
 from doozer.storage.writer import Runner, ThreadRunner, Writer, pack_batch, unpack_batch
 
 __all__ = ["DataDir", "SNAPSHOT_EVERY"]
@@ -148,6 +149,11 @@ class GuardedLog(segments.SegmentedLog):
             self.broken = e
             raise
 
+    def plan(self, payload: bytes) -> Optional[tuple[int, bytes, int]]:
+        if self.broken is not None:
+            raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
+        return super().plan(payload)
+
     def sync(self) -> None:
         if self.broken is not None:
             raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
@@ -208,6 +214,7 @@ class DataDir:
         self.stats = StorageStats()
         self._summarised = False
         self._runner: Optional[Runner] = None
+        self._syncer: Optional[DiskWatch] = None
         #: how long the disk has owed an answer (``/livez``), once started
         self.disk: Optional[DiskWatch] = None
         self._reactor: Any = None
@@ -294,11 +301,19 @@ class DataDir:
     # -- running --------------------------------------------------------------
 
     def start(self, reactor: Any, runner: Optional[Runner] = None) -> None:
-        """Say where the writer reports (the reactor) and how it runs."""
+        """Say where the writer reports (the reactor) and how it runs:
+        ``runner`` (tests), else a thread and, when syncing on a system
+        that has what it needs, a child process for the log's batches."""
         self._reactor = reactor
+        syncer = None
+        if runner is None:
+            runner = ThreadRunner(reactor)
+            if self.fsync and syncer_module.available():
+                syncer = syncer_module.Syncer(reactor)
         # Every piece of blocking work goes through the watch, so /livez
         # knows when the disk stops answering (doozer/node/health.py).
-        self.disk = DiskWatch(runner if runner is not None else ThreadRunner(reactor), reactor)
+        self.disk = DiskWatch(runner, reactor, syncer)
+        self._syncer = self.disk if syncer is not None else None
         self._runner = self.disk
         if self._log is not None:
             self._start_writer()
@@ -307,7 +322,7 @@ class DataDir:
         assert self._log is not None and self._runner is not None
         # (SegmentedLog's path is a property; the Sink protocol only reads it)
         self.writer = Writer(self._log, self._runner, self._reactor,  # type: ignore[arg-type]
-                             on_failure=self._failed)
+                             on_failure=self._failed, syncer=self._syncer)
         self.writer.observers.append(self.stats.observe)
         self.writer.start()
 

@@ -20,7 +20,7 @@ answer, so a probe's body names one cause (the most basic one).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -29,7 +29,10 @@ from doozer.errors import DoozerError
 
 if TYPE_CHECKING:  # the verdicts read a node; typing only
     from doozer.node.node import Node
+    from doozer.storage.syncer import Syncer
     from doozer.storage.writer import Runner
+
+T = TypeVar("T")
 
 #: Seconds the disk may owe an answer (one write and fsync, a snapshot
 #: written, old segments deleted) before the node is not live. Far above a
@@ -48,31 +51,64 @@ class DiskWatch:
     back. Nothing on the writer's thread, no probe writes: it costs two
     clock reads per batch.
 
+    It stands in front of the syncer too, when there is one (the child
+    process that writes the log's batches, :mod:`doozer.storage.syncer`),
+    and starts and stops it with the runner: the writer never has the two
+    working at once, so what either owes is owed in turn.
+
     :param runner: the runner doing the work.
     :param clock: the reactor's time.
+    :param syncer: the syncer, started and stopped with the runner.
     """
 
-    def __init__(self, runner: "Runner", clock: IReactorTime) -> None:
+    def __init__(self, runner: "Runner", clock: IReactorTime,
+                 syncer: "Optional[Syncer]" = None) -> None:
         self._runner = runner
         self._clock = clock
+        self._syncer = syncer
         self._owed: dict[int, float] = {}  # piece -> when it was handed over, oldest first
         self._count = 0
         self._answered = float("-inf")  # when the disk last finished a piece
 
     def start(self) -> None:
-        """Start the runner."""
+        """Start the runner and the syncer."""
         self._runner.start()
+        if self._syncer is not None:
+            self._syncer.start()
 
     def stop(self) -> None:
-        """Stop the runner."""
+        """Stop the runner and the syncer."""
         self._runner.stop()
+        if self._syncer is not None:
+            self._syncer.stop()
 
     def __call__(self, work: Callable[[], None]) -> "Deferred[None]":
+        return self._watch(lambda: self._runner(work))
+
+    # -- the Syncer protocol, for the writer --------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the syncer takes writes."""
+        return self._syncer is not None and self._syncer.running
+
+    @property
+    def max_data(self) -> int:
+        """The most bytes one of the syncer's writes may carry."""
+        return 0 if self._syncer is None else self._syncer.max_data
+
+    def write(self, fd: int, data: bytes, offset: int, path: str) -> "Deferred[float]":
+        """Hand a write to the syncer, noting it as owed until it is back."""
+        syncer = self._syncer
+        assert syncer is not None
+        return self._watch(lambda: syncer.write(fd, data, offset, path))
+
+    def _watch(self, hand_over: Callable[[], "Deferred[T]"]) -> "Deferred[T]":
         piece = self._count
         self._count += 1
         self._owed[piece] = self._clock.seconds()
         try:
-            d = self._runner(work)
+            d = hand_over()
         except BaseException:
             del self._owed[piece]  # never handed over: nothing is owed
             raise

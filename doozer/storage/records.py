@@ -263,6 +263,8 @@ class Writable(Protocol):
 
     def fileno(self) -> int: ...
 
+    def seek(self, offset: int, /) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -303,6 +305,9 @@ class Appender:
         self.allocated = allocated
         #: whether writes are made durable (trim syncs then too)
         self.durable = sync is not None
+        # records were planned (written elsewhere, at their offsets) since
+        # the last append: the file's own offset is behind them
+        self._planned = False
 
     @classmethod
     def open(cls, path: str, contents: Contents, fsync: bool = True,
@@ -370,12 +375,36 @@ class Appender:
         view = memoryview(frame(payload, self.salt))
         if self.preallocate and self.position + len(view) > self.allocated:
             self._allocate(self.position + len(view))
+        if self._planned:  # the file's offset is behind the planned writes
+            self.file.seek(self.position)
+            self._planned = False
         while view:  # a raw file may write less than it was given
             written = self.file.write(view)
             if written is None:  # only a non-blocking file would say so
                 raise OSError(f"{self.path}: write would block")
             view = view[written:]
             self.position += written
+
+    def plan(self, payload: bytes) -> Optional[tuple[int, bytes, int]]:
+        """``payload`` framed as the next record, to be written elsewhere
+        (:mod:`doozer.storage.syncer`): the file's descriptor, the bytes and
+        their offset, counted as written from now on. None when writing it
+        takes more than one durable write (the file is not ``O_SYNC``, or
+        space must be allocated first): :meth:`append` it instead.
+
+        :raises ValueError: when it is empty or larger than ``max_record``.
+        """
+        if not 1 <= len(payload) <= self.max_record:
+            raise ValueError(f"a record of {len(payload)} bytes (1 to {self.max_record} allowed)")
+        if not self.durable or self._sync is not None:
+            return None
+        data = frame(payload, self.salt)
+        offset = self.position
+        if self.preallocate and offset + len(data) > self.allocated:
+            return None
+        self.position = offset + len(data)
+        self._planned = True
+        return self.file.fileno(), data, offset
 
     def sync(self) -> None:
         """Make every record appended so far durable."""

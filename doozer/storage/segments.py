@@ -161,6 +161,19 @@ class SegmentedLog:
         self._size += size
         self._empty = False
 
+    def plan(self, payload: bytes) -> Optional[tuple[int, bytes, int]]:
+        """``payload`` as the next record of the current segment, to be
+        written elsewhere (:meth:`records.Appender.plan`); None when it
+        needs a new segment or more than one write: :meth:`append` it."""
+        size = records.FRAME.size + len(payload)
+        if not self._empty and self._size + size > self.segment_bytes:
+            return None
+        planned = self._appender.plan(payload)
+        if planned is not None:
+            self._size += size
+            self._empty = False
+        return planned
+
     def sync(self) -> None:
         """Make every record appended so far durable."""
         self._appender.sync()

@@ -9,6 +9,11 @@ a torn batch whole and never mistakes a crash for damage (see
 
 The blocking write and fsync run through a :class:`Runner`: one dedicated
 thread in production (:class:`ThreadRunner`), at once or by hand in tests.
+With a :class:`Syncer` (production, on Linux) a batch that needs only one
+``O_SYNC`` write to the current segment is written by a child process
+instead (:mod:`doozer.storage.syncer`): the thread then does only the rare
+work (new segments, allocation, snapshots, compaction), and the writer
+never has the two working at once.
 
 Every synced batch is reported to the writer's :attr:`Writer.observers`
 (sizes and fsync time, :class:`~doozer.storage.stats.Batch`), on the
@@ -65,6 +70,22 @@ class Sink(Protocol):
     def sync(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def plan(self, payload: bytes) -> Optional[tuple[int, bytes, int]]: ...
+
+
+class Syncer(Protocol):
+    """Writes a batch to a file opened ``O_SYNC``, in another process
+    (:class:`doozer.storage.syncer.Syncer`); started and stopped by its owner."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def max_data(self) -> int:
+        """The most bytes one write may carry."""
+
+    def write(self, fd: int, data: bytes, offset: int, path: str) -> Deferred[float]: ...
 
 
 class Runner(Protocol):
@@ -209,8 +230,10 @@ class Writer:
     def __init__(self, sink: Sink, runner: Runner, clock: IReactorTime,
                  on_failure: Optional[Callable[[StorageFailed], None]] = None,
                  max_record: int = records.MAX_RECORD,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+                 timer: Callable[[], float] = time.perf_counter,
+                 syncer: Optional[Syncer] = None) -> None:
         self.sink = sink
+        self._syncer = syncer
         self._runner = runner
         self._clock = clock
         self._on_failure = on_failure
@@ -227,6 +250,12 @@ class Writer:
         self._scheduled: Optional[IDelayedCall] = None
         self._stopping = False
         self._stopped: list[Deferred[None]] = []  # stop()'s callers, waiting
+        # The syncer and the runner never work at once: a batch with the
+        # syncer waits for the runner's work, and work for the runner waits
+        # for a batch with the syncer (kept here, in order, until it ends).
+        self._on_runner = 0  # pieces of call()'s work handed to the runner, not back
+        self._syncing = False  # a batch is with the syncer
+        self._after_sync: list[tuple[Callable[[], None], Deferred[None]]] = []
 
     def start(self) -> None:
         """Start the runner (its thread)."""
@@ -281,6 +310,26 @@ class Writer:
         record = pack_batch([item[0] for item in batch])
         sink, timer = self.sink, self._timer
         timing = [len(record), 0.0, 0.0]  # bytes, write and fsync seconds: set by the thread
+        self.state = State.WRITING
+        syncer = self._syncer
+        if (syncer is not None and syncer.running and not self._on_runner
+                and len(record) + records.FRAME.size <= syncer.max_data):
+            try:
+                planned = sink.plan(record)
+            except Exception as e:  # a log that failed before
+                fail(e).addErrback(self._failed, batch)
+                return
+            if planned is not None:
+                self._syncing = True
+
+                def synced(seconds: float) -> None:
+                    timing[1] = seconds
+
+                fd, data, offset = planned
+                syncer.write(fd, data, offset, sink.path).addCallback(synced).addCallbacks(
+                    self._written, self._failed, callbackArgs=(batch, timing, timer()),
+                    errbackArgs=(batch,))
+                return
 
         def write_and_sync() -> None:  # on the runner's thread
             start = timer()
@@ -289,7 +338,6 @@ class Writer:
             sink.sync()
             timing[1:] = written - start, timer() - written
 
-        self.state = State.WRITING
         self._runner(write_and_sync).addCallbacks(
             self._written, self._failed, callbackArgs=(batch, timing, timer()),
             errbackArgs=(batch,))
@@ -297,6 +345,7 @@ class Writer:
     def _written(self, _: None, batch: list[tuple[bytes, int, Deferred[None]]],
                  timing: list[float], started: float) -> None:
         """A batch is durable: release its appends, then write the next one."""
+        self._synced()
         self.synced_batches += 1
         self.synced_payloads += len(batch)
         for _payload, _records, done in batch:
@@ -333,6 +382,7 @@ class Writer:
         cause = reason.value if reason.value is not None else RuntimeError(reason.getErrorMessage())
         error = StorageFailed(self.sink.path, cause)
         self.failure = error
+        self._synced(error)
         self.state = State.FAILED
         if self._scheduled is not None:
             self._scheduled.cancel()
@@ -351,6 +401,26 @@ class Writer:
         if self._stopping:
             self._close()
 
+    def _synced(self, error: Optional[StorageFailed] = None) -> None:
+        """A batch is back: hand the runner the work that waited for it, or
+        fail that work with ``error``, the batch's failure."""
+        self._syncing = False
+        waiting, self._after_sync = self._after_sync, []
+        for work, done in waiting:
+            if error is None:
+                self._run(work).chainDeferred(done)
+            else:
+                done.errback(error)
+
+    def _run(self, work: Callable[[], None]) -> Deferred[None]:
+        """Hand ``work`` to the runner, counted until it is back."""
+        def back(result: object) -> object:
+            self._on_runner -= 1
+            return result
+
+        self._on_runner += 1
+        return self._runner(work).addBoth(back)
+
     def call(self, work: Callable[[], None]) -> Deferred[None]:
         """Run other blocking work on the sink (e.g. deleting old segments)
         on the writer's thread, never at the same time as a batch.
@@ -361,7 +431,11 @@ class Writer:
             return fail(self.failure)
         if self._stopping:
             return fail(StorageError(f"{self.sink.path}: the writer is stopped"))
-        return self._runner(work)
+        if self._syncing:
+            done: Deferred[None] = Deferred()
+            self._after_sync.append((work, done))
+            return done
+        return self._run(work)
 
     def stop(self) -> Deferred[None]:
         """Write what was appended, then close the file and stop the runner.

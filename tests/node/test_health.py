@@ -153,6 +153,43 @@ def test_the_disk_watch_counts_a_queued_piece_from_the_answer_before_it() -> Non
     assert first.called and failures and failures[0].check(OSError)
 
 
+def test_the_disk_watch_owes_the_syncers_writes_and_starts_and_stops_it() -> None:
+    """A batch the child process writes is owed like the thread's work: a
+    hung write there makes the node not live all the same."""
+
+    class HeldSyncer:
+        max_data = 4096
+        running = True
+
+        def __init__(self) -> None:
+            self.writes: list[Deferred] = []
+            self.life: list[str] = []
+
+        def start(self) -> None:
+            self.life.append("start")
+
+        def stop(self) -> None:
+            self.life.append("stop")
+
+        def write(self, fd: int, data: bytes, offset: int, path: str) -> Deferred:
+            d: Deferred = Deferred()
+            self.writes.append(d)
+            return d
+
+    clock, syncer = Clock(), HeldSyncer()
+    watch = DiskWatch(ManualRunner(), clock, syncer)  # type: ignore[arg-type]
+    watch.start()
+    assert watch.running and watch.max_data == 4096
+    written = watch.write(3, b"batch", 0, "log")
+    clock.advance(DISK_STALL + 1)
+    assert watch.owed_since() == 0
+    syncer.writes[0].callback(0.001)
+    assert written.result == 0.001 and watch.owed_since() is None
+    watch.stop()
+    assert syncer.life == ["start", "stop"]
+    assert not DiskWatch(ManualRunner(), clock).running  # no syncer: the thread writes
+
+
 def test_work_the_runner_refuses_is_not_owed() -> None:
     """A runner that refuses a piece outright (raises) was never handed
     it: the disk owes nothing, so no false stall later."""
