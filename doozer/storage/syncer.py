@@ -109,7 +109,11 @@ class Syncer:
             self._sock.sendmsg([REQUEST.pack(offset), data],
                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
         except OSError as e:
-            self._lost(self._gone(f"a write to {path} could not be handed over: {e}"))
+            if isinstance(e, (BrokenPipeError, ConnectionError)):
+                self._lost(self._gone(f"a write to {path} could not be handed over: {e}"))
+            else:
+                self._lost(StorageError(f"{path}: a write could not be handed to the storage "
+                                        f"process ({e}): the node stops writing; restart it"))
             return fail(self.failure)
         done: Deferred[float] = Deferred()
         self._waiting.append((done, path))
