@@ -110,10 +110,11 @@ class Syncer:
                                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
         except OSError as e:
             if isinstance(e, (BrokenPipeError, ConnectionError)):
-                self._lost(self._gone(f"a write to {path} could not be handed over: {e}"))
+                self._lost(self._gone(f"a write to {path} could not be handed over: {e}"), True)
             else:
-                self._lost(StorageError(f"{path}: a write could not be handed to the storage "
-                                        f"process ({e}): the node stops writing; restart it"))
+                self._lost(f"{path}: a write could not be handed to the storage process ({e})",
+                           True)
+            assert self.failure is not None
             return fail(self.failure)
         done: Deferred[float] = Deferred()
         self._waiting.append((done, path))
@@ -149,19 +150,31 @@ class Syncer:
     def connectionLost(self, reason: Failure) -> None:
         self._lost(self._gone(reason.getErrorMessage()))
 
-    def _gone(self, why: str) -> StorageError:
-        """The error for a child that is gone, or not to be trusted."""
+    def _gone(self, why: str) -> str:
+        """What happened to a child that is gone, or not to be trusted."""
         code = self._child.poll() if self._child is not None else None
         said = [f"exit code {code}"] if code is not None else []
         said += [why] if why else []
-        return StorageError("the storage process exited" + (f" ({'; '.join(said)})" if said else "")
-                            + ": the node stops writing; restart it")
+        return "the storage process exited" + (f" ({'; '.join(said)})" if said else "")
 
-    def _lost(self, error: BaseException) -> None:
-        """The child cannot be trusted with more: fail what waits, and stop."""
+    def _lost(self, what: str, failing: bool = False) -> None:
+        """The child cannot be trusted with more: hand it nothing again.
+
+        A write it had not answered may or may not be on disk: it fails,
+        and the node stops writing (as after any failed write); so does a
+        write that could not be handed over (``failing``). With nothing in
+        flight nothing is in doubt: every write it answered is durable, and
+        the writer's thread writes the batches from now on.
+        """
         if self.failure is None:
-            self.failure = error
-            self.log.error("{error}", error=str(error))
+            if self._waiting or failing:
+                self.failure = StorageError(f"{what}, with a write in flight: the node stops "
+                                            f"writing; restart it")
+                self.log.error("{error}", error=str(self.failure))
+            else:
+                self.failure = StorageError(what)
+                self.log.warn("{what}: the log's writes go on from the writer's thread",
+                              what=what)
         self._close()
         waiting, self._waiting = self._waiting, deque()
         for done, _path in waiting:

@@ -86,7 +86,7 @@ async def test_a_child_that_dies_fails_what_waits_and_every_later_write(
     os.kill(child.pid, signal.SIGSTOP)  # it takes the request, never answers
     waiting = syncer.write(fd, b"lost", 0, str(path))
     os.kill(child.pid, signal.SIGKILL)
-    with pytest.raises(StorageError, match="storage process exited"):
+    with pytest.raises(StorageError, match="storage process exited.*in flight.*stops writing"):
         await waiting
     assert not syncer.running
     with pytest.raises(StorageError, match="storage process"):
@@ -143,3 +143,21 @@ async def test_the_child_leaves_interrupts_and_terminations_to_the_node(
     await syncer.write(fd, b"after", 6, str(path))
     assert syncer._child.poll() is None
     assert path.read_bytes() == b"beforeafter"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_child_that_dies_idle_fails_nothing(syncer: Syncer,
+                                                    synced_file: tuple[int, Path]) -> None:
+    """Every write it answered is durable: nothing is in doubt, so nothing
+    fails; the syncer stops taking writes (the writer's thread takes over)."""
+    fd, path = synced_file
+    await syncer.write(fd, b"kept", 0, str(path))
+    assert syncer._child is not None
+    os.kill(syncer._child.pid, signal.SIGKILL)
+    for _ in range(100):
+        if not syncer.running:
+            break
+        await sleep(0.02)
+    assert not syncer.running
+    assert "stops writing" not in str(syncer.failure)
+    assert path.read_bytes() == b"kept"

@@ -4,6 +4,8 @@ syncer, the rare work by the runner, and never both at once."""
 from __future__ import annotations
 
 import errno
+import os
+import signal
 from pathlib import Path
 from typing import Optional
 
@@ -230,3 +232,34 @@ def test_plan_leaves_allocation_to_the_thread(tmp_path: Path) -> None:
     appender.append(b"third")  # at its place after the planned one
     appender.close()
     assert records.recover(path, zero_tail=True).records == [b"first", b"second", b"third"]
+
+
+@pytest.mark.skipif(not available(), reason="needs Linux's sockets")
+@pytest_twisted.ensureDeferred
+async def test_the_thread_takes_over_from_a_child_that_died_between_batches(
+        tmp_path: Path) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    directory = str(tmp_path)
+    log = segments.SegmentedLog(directory, [], fsync=True)
+    syncer = Syncer(reactor)
+    syncer.start()
+    writer = Writer(log, ThreadRunner(reactor, name="takeover-test"), reactor, syncer=syncer)
+    writer.start()
+    await writer.append(b"by the child")
+    assert syncer._child is not None
+    os.kill(syncer._child.pid, signal.SIGKILL)
+    for _ in range(100):
+        if not syncer.running:
+            break
+        await deferLater(reactor, 0.02, lambda: None)
+    assert not syncer.running
+    await writer.append(b"by the thread")
+    assert writer.failure is None
+    await writer.stop()
+    syncer.stop()
+    found, torn = segments.recover(directory)
+    assert torn is None
+    assert [p for s in found for r in s.records for p in unpack_batch(r)] == [
+        b"by the child", b"by the thread"]
