@@ -46,8 +46,9 @@ node's log line at stop (``storage: N batches, fsync p50/p99 ...``, with the
 fsync latency histogram and records and bytes per batch) is printed for it.
 
 Besides throughput, every point prints counts that move far less with the
-machine's other load: the servers' CPU per write, their context switches
-per write (every thread: a hand-off to the storage thread costs some),
+machine's other load: the servers' CPU per write and their context switches
+per write (every thread, and the processes' children: a durable node writes
+its log from a child process, and a hand-off to it costs some of each),
 and for doozer the datagrams and, durable, the fsync batches per write
 (``doozer_fsync_seconds_count`` of each node's ``/metrics``).
 
@@ -145,24 +146,45 @@ def loadgen(kind: str, targets: list[str], clients: int, seconds: float) -> dict
     return asyncio.run(run())
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by these processes."""
-    ticks = 0
+def with_children(pids: list[int]) -> list[int]:
+    """These processes and their children: a durable doozer node writes its
+    log from a child process (doozer/storage/syncer.py), whose CPU is the
+    node's too."""
+    found = list(pids)
     for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    found += [int(child) for child in f.read().split()]
+        except FileNotFoundError:  # gone meanwhile
+            continue
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes and their children."""
+    ticks = 0
+    for pid in with_children(pids):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
         ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def context_switches(pids: list[int]) -> int:
     """Voluntary and involuntary context switches so far, every thread of
-    these processes (a hand-off between threads costs some of each)."""
+    these processes and their children (a hand-off costs some of each)."""
     total = 0
-    for pid in pids:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/status") as f:
-                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    for pid in with_children(pids):
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/status") as f:
+                    total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except FileNotFoundError:
+            continue
     return total
 
 
@@ -311,10 +333,10 @@ def main() -> None:
             if r["errors"] or r["loadgen_cpu"] > 0.8:
                 print(f"note: {name} at {n} clients: {r['errors']} non-200 answers, "
                       f"load generator cpu {r['loadgen_cpu']:.0%}")
-    print("server cpu per write (3 processes, us): " + ", ".join(
+    print("server cpu per write (3 processes and their children, us): " + ", ".join(
         f"{name} {n}: {r['server_cpu_us']:.0f}" for name, points in results.items()
         for n, r in points.items() if r["server_cpu_us"] is not None))
-    print("context switches per write (3 processes, all threads): " + ", ".join(
+    print("context switches per write (3 processes and their children, all threads): " + ", ".join(
         f"{name} {n}: {r['switches_per_write']:.1f}" for name, points in results.items()
         for n, r in points.items() if r["switches_per_write"] is not None))
     print("fsync batches per write (3 nodes): " + ", ".join(
