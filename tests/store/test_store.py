@@ -1,4 +1,4 @@
-"""Tests for doozer.store: applying mutations, reads at a rev, history, watches."""
+"""Tests for doozer.store: applying mutations, write rules, reads at a rev, history, snapshots."""
 
 from __future__ import annotations
 
@@ -8,46 +8,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import CancelledError
 
 from doozer.store import mutation as mut
 from doozer.errors import DoozerError
-from doozer.store import NO_KEY, Dir, Event, File, Outcome, Store
+from doozer.store import NO_KEY, Dir, File, Outcome, Store
 from doozer.store import snapshot as store_snapshot
-
-_requests = itertools.count(1)
-
-#: A deadline no test reaches (each apply is one instance).
-FAR = 10**9
-
-
-def S(path: str, value: bytes = b"v", rev: int = -1, until: int = FAR) -> bytes:
-    """An encoded SET with a fresh key."""
-    return mut.set_("t", next(_requests), path, value, rev, until=until).encode()
-
-
-def D(path: str, rev: int = -1, until: int = FAR) -> bytes:
-    """An encoded DEL with a fresh key."""
-    return mut.delete("t", next(_requests), path, rev, until=until).encode()
-
-
-def N(until: int = FAR) -> bytes:
-    """An encoded NOP with a fresh key."""
-    return mut.Mutation(mut.NOP, "t", next(_requests), until=until).encode()
-
-
-def code(outcome: Outcome) -> str | None:
-    """The outcome's error code, None on success."""
-    return outcome.error.code if outcome.error else None
-
-
-def result(d: Any) -> Any:
-    """The result a fired Deferred holds (fails if it has not fired)."""
-    out: list[Any] = []
-    d.addBoth(out.append)
-    assert out, "Deferred has not fired"
-    return out[0]
-
+from storeutil import FAR, D, N, S, code, result
 
 # ------------------------------------------------------------------ revs
 
@@ -204,120 +170,6 @@ def test_walk_in_path_order_and_by_glob() -> None:
         store.walk("/a/")
 
 
-# -------------------------------------------------------------------- CAL
-
-CAL_RULES = [
-    # (setup, item, expected code)
-    ([S("/ctl/cal/0", b"A")], lambda: D("/ctl/cal/0"), "FORBIDDEN"),
-    ([S("/ctl/cal/0", b"A")], lambda: S("/ctl/cal/0", b""), "FORBIDDEN"),
-    ([S("/ctl/cal/0", b"A"), S("/ctl/cal/1", b"B")], lambda: D("/ctl/cal/0"), None),
-    ([S("/ctl/cal/0", b"A")], lambda: S("/ctl/cal/1", b"A"), "FORBIDDEN"),
-    ([S("/ctl/cal/0", b"A")], lambda: S("/ctl/cal/0", b"B"), None),
-    ([S("/ctl/cal/0", b"A")], lambda: S("/ctl/cal/1", b""), None),
-    ([S("/ctl/cal/0", b"A"), S("/ctl/cal/1", b"")], lambda: D("/ctl/cal/1"), None),
-    ([], lambda: S("/ctl/cal/0", b"A"), None),
-    ([], lambda: S("/ctl/cal/0", b""), None),  # no member before: nothing to lose
-]
-
-
-@pytest.mark.parametrize("setup,item,expected", CAL_RULES)
-def test_cal_rules(setup: list[bytes], item: Any, expected: str | None) -> None:
-    """A CAL change that empties the cluster or duplicates a member is FORBIDDEN."""
-    store = Store()
-    store.apply(setup)
-    before = store.cal()
-    outcome = store.apply([item()])[0]
-    assert code(outcome) == expected
-    if expected:
-        assert store.cal() == before
-
-
-def test_cal_lists_members_by_slot_number() -> None:
-    """cal() lists non-empty numeric slots ordered by number, not by name."""
-    store = Store()
-    outcomes = store.apply([S("/ctl/cal/10", b"C"), S("/ctl/cal/2", b"B"), S("/ctl/cal/1", b""),
-                            S("/ctl/cal/0", b"A"), S("/ctl/cal/x", b"")])
-    assert store.cal() == ["A", "B", "C"]
-    assert code(outcomes[-1]) == "FORBIDDEN"
-    assert store.cal_slots() == [(0, "A"), (1, ""), (2, "B"), (10, "C")]
-    assert Store().cal() == []
-
-
-@pytest.mark.parametrize("name", ["01", "1000", "00", "x", "1a", "0x1", "-1", "1.0"])
-def test_only_canonical_slot_names_can_be_written(name: str) -> None:
-    """SPEC §1: a CAL slot is /ctl/cal/N, N decimal 0-999 without sign or
-    leading zero. Any other name is refused when applied, so no two slots
-    share a number and the CAL's order never falls to a set's hash order."""
-    store = Store()
-    store.apply([S("/ctl/cal/1", b"A")])
-    outcome = store.apply([S(f"/ctl/cal/{name}", b"B")])[0]
-    assert code(outcome) == "FORBIDDEN"
-    assert store.cal() == ["A"]
-    assert store.apply([S(f"/ctl/cal/{name}/below", b"B")])[0].error is not None
-
-
-def test_a_non_canonical_slot_in_an_old_store_never_counts() -> None:
-    """A store made before the rule (an old snapshot) may hold /ctl/cal/01
-    beside /ctl/cal/1: it is no slot, never in cal() and never ordered, and
-    may be deleted."""
-    store = Store()
-    store.apply([S("/ctl/cal/1", b"A"), S("/ctl/cal/2", b"C")])
-    store._set("/ctl/cal/01", b"B", store.rev + 1, None)  # as an old store held it
-    store.rev += 1
-    store._cal = None
-    copy = store_snapshot.load(store_snapshot.dump(store))
-    for s in (store, copy):
-        assert s.cal() == ["A", "C"]
-        assert s.cal_slots() == [(1, "A"), (2, "C")]
-    assert code(copy.apply([D("/ctl/cal/01")])[0]) is None
-    assert copy.cal() == ["A", "C"]
-
-
-def test_compare_preconditions_must_all_hold() -> None:
-    """A mutation's further (path, rev) preconditions are checked like its
-    own: a file at a rev above the bound (or a directory) fails it with
-    REV_MISMATCH naming the path, and nothing changes."""
-    store = Store()
-    store.apply([S("/rec"), S("/slot", b"X"), S("/d/f")])
-    ok = mut.Mutation(mut.SET, "t", next(_requests), "/slot", b"", 2, until=FAR,
-                      compare=(("/rec", 1), ("/missing", 0)))
-    assert store.apply([ok.encode()])[0].error is None
-    store.apply([S("/rec")])
-    stale = mut.Mutation(mut.SET, "t", next(_requests), "/slot", b"Y", -1, until=FAR,
-                         compare=(("/rec", 1),))
-    failed = store.apply([stale.encode()])[0]
-    assert code(failed) == "REV_MISMATCH"
-    assert failed.error.extra == {"rev": 5, "path": "/rec"}
-    assert store.get("/slot").value == b""
-    on_dir = mut.Mutation(mut.SET, "t", next(_requests), "/slot", b"Y", -1, until=FAR,
-                          compare=(("/d", 0),))
-    assert code(store.apply([on_dir.encode()])[0]) == "ISDIR"
-
-
-def test_cal_is_remembered_until_a_slot_changes() -> None:
-    """cal() is computed once and kept until something below /ctl/cal is
-    written or deleted (every write and every applied instance asks for it);
-    a caller changing the list it got changes nothing in the store."""
-    store = Store()
-    store.apply([S("/ctl/cal/0", b"A"), S("/ctl/cal/1", b"")])
-    first = store.cal()
-    first.append("junk")
-    assert store.cal() == ["A"]
-    store.apply([S("/elsewhere", b"x"), S("/ctl/calx", b"y")])
-    assert store._cal is not None  # unrelated writes keep it
-    store.apply([S("/ctl/cal/1", b"B")])
-    assert store.cal() == ["A", "B"]
-    store.apply([D("/ctl/cal/0")])
-    assert store.cal() == ["B"]
-    store.apply([S("/ctl/cal/1", b"C", rev=1)])  # refused: REV_MISMATCH
-    assert store.cal() == ["B"]
-    other = Store()
-    other.apply([S("/ctl/cal/0", b"Z")])
-    assert other.cal() == ["Z"]
-    store.adopt(other)
-    assert store.cal() == ["Z"]
-
-
 # ------------------------------------------------------------- history
 
 
@@ -362,132 +214,6 @@ def test_history_is_pruned_and_too_late_names_oldest() -> None:
     # Pruning leaves no history for paths unchanged in the window.
     assert len(store.history.log) <= store.rev - store.oldest + 1
     assert store.history.kept_paths() == {"/f"}
-
-
-# ---------------------------------------------------------------- watches
-
-
-def test_events_filters_by_glob_rev_and_limit() -> None:
-    """events() returns matching set/del events from from_rev, oldest first, up to limit."""
-    store = Store()
-    store.apply([S("/a/x", b"1"), S("/b"), D("/a/x"), S("/a/y", b"2")])
-    assert store.events("/a/*", 1, 10) == [
-        Event(1, "/a/x", "set", b"1"), Event(3, "/a/x", "del", None), Event(4, "/a/y", "set", b"2")]
-    assert [e.rev for e in store.events("/a/*", 2, 10)] == [3, 4]
-    assert [e.rev for e in store.events("/**", 1, 2)] == [1, 2]
-    assert store.events("/**", 5, 10) == []
-
-
-def test_watch_fires_at_once_when_events_exist() -> None:
-    """A watch whose events are already in the log fires immediately."""
-    store = Store()
-    store.apply([S("/a")])
-    assert result(store.watch("/a", 1, 5)) == [Event(1, "/a", "set", b"v")]
-    assert store.watcher_count() == 0
-
-
-def test_watch_waits_for_a_matching_change_only() -> None:
-    """A waiting watch ignores non-matching changes, NOPs and failures, then fires."""
-    store = Store()
-    d = store.watch("/a/*", 1, 5)
-    fired: list = []
-    d.addCallback(fired.append)
-    store.apply([S("/b"), N(), D("/a/zz"), S("/a/b/c")])
-    assert fired == [] and store.watcher_count() == 1
-    store.apply([S("/a/q", b"1"), S("/a/r", b"2")])
-    assert fired == [[Event(5, "/a/q", "set", b"1"), Event(6, "/a/r", "set", b"2")]]
-    assert store.watcher_count() == 0
-
-
-def test_watch_fires_after_whole_batch() -> None:
-    """Watchers fire once the whole batch is applied, seeing every event in it."""
-    store = Store()
-    seen: list = []
-    store.watch("/**", 1, 10).addCallback(lambda evs: seen.append((store.rev, len(evs))))
-    store.apply([S("/a"), S("/b"), S("/c")])
-    assert seen == [(3, 3)]
-
-
-def test_watches_asking_the_same_get_one_list_others_their_own() -> None:
-    """One batch answers every watch of the same (glob, from rev, limit) with
-    the same list (a front end renders it once); a watch asking otherwise
-    gets its own answer."""
-    store = Store()
-    same = [store.watch("/k/**", 1, 10) for _ in range(3)]
-    later = store.watch("/k/**", 2, 10)
-    one = store.watch("/k/**", 1, 1)
-    store.apply([S("/k/a", b"1"), S("/k/b", b"2")])
-    lists = [result(d) for d in same]
-    assert lists[0] is lists[1] is lists[2]
-    assert [e.path for e in lists[0]] == ["/k/a", "/k/b"]
-    assert [e.path for e in result(later)] == ["/k/b"]
-    assert [e.path for e in result(one)] == ["/k/a"]
-
-
-def test_watch_from_future_rev() -> None:
-    """A watch from a future rev ignores matching changes before that rev."""
-    store = Store()
-    d = store.watch("/a", 3, 1)
-    store.apply([S("/a"), S("/a")])
-    assert not d.called
-    store.apply([S("/a")])
-    assert [e.rev for e in result(d)] == [3]
-
-
-def test_cancelled_watch_leaves_nothing_behind() -> None:
-    """Cancelling a waiting watch fails it with CancelledError and empties the index."""
-    store = Store()
-    watches = [store.watch(g, 1, 1) for g in ("/a", "/a/*", "/**", "/a/b/**")]
-    for d in watches:
-        d.addErrback(lambda f: f.trap(CancelledError))
-        d.cancel()
-    assert store.waiters._watchers == {}
-    store.apply([S("/a/b/c")])  # nothing left to fire
-    assert store.waiters._watchers == {}
-
-
-def test_bad_watch_arguments_fail_the_deferred() -> None:
-    """A bad glob or limit fails the returned Deferred instead of raising."""
-    store = Store()
-    assert result(store.watch("/a/", 1, 1)).value.code == "BAD_GLOB"
-    assert result(store.watch("/a", 1, 0)).check(ValueError)
-
-
-def test_two_thousand_waiters_one_write_wakes_only_matching() -> None:
-    """With 2,000 waiters on distinct paths, one write fires exactly those that match it."""
-    store = Store()
-    waiters = {}
-    for i in range(2000):
-        glob = f"/w/{i}" if i % 2 else f"/w/{i}/**"
-        waiters[glob] = store.watch(glob, 1, 10)
-    wide = store.watch("/w/*", 1, 10)
-    store.apply([S("/w/7"), S("/other")])
-    fired = [g for g, d in waiters.items() if d.called]
-    assert fired == ["/w/7"]
-    assert wide.called
-    assert store.watcher_count() == 1999
-    store.apply([S("/w/8/x")])
-    assert [g for g, d in waiters.items() if d.called] == ["/w/7", "/w/8/**"]
-    for d in waiters.values():
-        if not d.called:
-            d.addErrback(lambda f: None)
-            d.cancel()
-    assert store.waiters._watchers == {}
-
-
-def test_wait_rev_fires_when_reached_and_cancels() -> None:
-    """wait_rev fires with the rev once reached; a cancelled one is forgotten."""
-    store = Store()
-    assert result(store.wait_rev(0)) == 0
-    d2, d3 = store.wait_rev(2), store.wait_rev(3)
-    gone = store.wait_rev(2)
-    gone.addErrback(lambda f: f.trap(CancelledError))
-    gone.cancel()
-    store.apply([N()])
-    assert not d2.called
-    store.apply([N(), N()])
-    assert result(d2) == 3 and result(d3) == 3
-    assert store.waiters._revs == {}
 
 
 # --------------------------------------------------------------- snapshot
