@@ -143,7 +143,7 @@ class Syncer:
             code, seconds = REPLY.unpack(reply)
             done, path = self._waiting.popleft()
             if code:
-                done.errback(OSError(code, f"{path}: {os.strerror(code)}"))
+                done.errback(OSError(code, os.strerror(code)))  # as os.write raises it
             else:
                 done.callback(seconds)
 

@@ -63,7 +63,7 @@ async def test_writes_fire_in_order_once_written(syncer: Syncer,
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_failed_write_fails_with_its_errno_and_names_the_file(
+async def test_a_failed_write_fails_with_its_errno(
         syncer: Syncer, tmp_path: Path) -> None:
     path = tmp_path / "read-only"
     path.write_bytes(b"x")
@@ -73,7 +73,7 @@ async def test_a_failed_write_fails_with_its_errno_and_names_the_file(
             await syncer.write(fd, b"data", 0, str(path))
     finally:
         os.close(fd)
-    assert raised.value.errno == errno.EBADF and str(path) in str(raised.value)
+    assert raised.value.errno == errno.EBADF  # the writer names the file (StorageFailed)
     assert syncer.running  # one write's error is that write's
 
 

@@ -263,3 +263,27 @@ async def test_the_thread_takes_over_from_a_child_that_died_between_batches(
     assert torn is None
     assert [p for s in found for r in s.records for p in unpack_batch(r)] == [
         b"by the child", b"by the thread"]
+
+
+@pytest.mark.skipif(not available(), reason="needs Linux's sockets")
+@pytest_twisted.ensureDeferred
+async def test_a_write_the_child_fails_names_the_file_as_the_threads_would(
+        tmp_path: Path) -> None:
+    """The node's message for a failed write is the same whoever wrote:
+    ``storage failed: FILE: [Errno N] ...``."""
+    from twisted.internet import reactor
+
+    directory = str(tmp_path)
+    log = segments.SegmentedLog(directory, [], fsync=True, preallocate=0)
+    read_only = os.open(log.path, os.O_RDONLY)
+    os.dup2(read_only, log._appender.file.fileno())  # the child now fails its writes
+    os.close(read_only)
+    syncer = Syncer(reactor)
+    syncer.start()
+    writer = Writer(log, ThreadRunner(reactor, name="named-test"), reactor, syncer=syncer)
+    writer.start()
+    with pytest.raises(StorageFailed) as failed:
+        await writer.append(b"x")
+    assert str(failed.value).startswith(f"storage failed: {log.path}: [Errno {errno.EBADF}] ")
+    await writer.stop()
+    syncer.stop()
