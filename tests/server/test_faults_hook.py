@@ -12,7 +12,7 @@ from doozer.server import faults
 from doozer.consensus.messages import Ping
 from doozer.consensus.transport import UDPTransport
 
-from tests.consensus.test_transport import A, B, FakeDatagramTransport
+from transportutil import A, B, FakeDatagramTransport
 
 KEY = b"k" * 32
 

@@ -18,6 +18,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from doozer.errors import DoozerError
+from doozer.server.http.lean import LeanRequest
 
 log = Logger()
 
@@ -133,9 +134,8 @@ def serve(request: server.Request, result: Union[bytes, "Deferred[bytes]"]) -> o
     if isinstance(result, bytes):
         _write_and_finish(request, result)
         return server.NOT_DONE_YET
-    serve_later = getattr(request, "serve_later", None)
-    if serve_later is not None:  # a lean request does the same, lighter
-        serve_later(result)
+    if isinstance(request, LeanRequest):  # it does the same, lighter
+        request.serve_later(result)
         return server.NOT_DONE_YET
     lost = request.notifyFinish()
 
