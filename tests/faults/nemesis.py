@@ -7,6 +7,10 @@ second member just after a replacement claims its slot (``claimkill``),
 and cuts a member off until it must install a snapshot (``snapshot``);
 after each fault it heals and waits until the cluster is healthy again.
 It notes every fault with its time, for the lease checker's fault windows.
+
+In durable mode (a :class:`~tests.faults.cluster.Cluster` whose nodes have
+data dirs) it also kills members and starts them again from their data
+dirs: a minority (``restart``) or every member at once (``wholerestart``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,23 @@ from tests.faults.clients import WRITE_TIMEOUT, http_call
 from tests.faults.cluster import TIMEOUT, Cluster
 
 FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway", "claimkill", "snapshot")
+#: Kinds that restart nodes from their data dirs: durable mode only.
+RESTART_KINDS = ("restart", "wholerestart")
+#: The default kinds of durable mode.
+DURABLE_KINDS = FAULT_KINDS + RESTART_KINDS
+
+
+def check_kinds(kinds: tuple, durable: bool) -> None:
+    """Refuse unknown kinds, and restart kinds outside durable mode
+    (ValueError saying which)."""
+    for k in kinds:
+        if k not in DURABLE_KINDS:
+            raise ValueError(f"unknown fault kind {k!r}; choose from {', '.join(DURABLE_KINDS)}")
+        if k in RESTART_KINDS and not durable:
+            raise ValueError(f"fault kind {k!r} restarts nodes from their data dirs: "
+                             "it needs durable mode (--data-dir)")
+    if not kinds:
+        raise ValueError("no fault kind given")
 
 #: ``snapshot``: the longest cut. The member stays cut off until no other
 #: member's log (``log_oldest`` in ``/_peer/consensus``) still holds its
@@ -38,8 +59,13 @@ class Nemesis:
     """Seeded faults, one at a time, each healed and settled before the next."""
 
     def __init__(self, cluster: Cluster, seed: int, log: Callable[[str], None],
-                 kinds: tuple = FAULT_KINDS, path: Optional[str] = None) -> None:
+                 kinds: tuple = FAULT_KINDS, path: Optional[str] = None, lose_log: bool = False) -> None:
+        check_kinds(kinds, cluster.durable)
+        if lose_log and not cluster.durable:
+            raise ValueError("lose_log (a self-test of the checkers) needs durable mode")
         self.cluster = cluster
+        #: CHECKER SELF-TEST ONLY: each restart deletes the node's log first
+        self.lose_log = lose_log
         self.path = path  # the nemesis log, one JSON line per action
         self.rng = random.Random(f"{seed}-nemesis")
         self.log = log
@@ -132,6 +158,37 @@ class Nemesis:
         for s in slots:
             node = c.replace(s)
             self.note("replace", slot=s, addr=node.addr)
+
+    def _restart(self) -> None:
+        """``kill -9`` 1 member (1-2 of 5), wait 0-2 s, start each again
+        from its data dir: it comes back under its id, and votes again
+        once caught up (if it is back after --timeout, its slot was
+        emptied and it claims one again)."""
+        slots = self.rng.sample(range(self.cluster.n), self.rng.randint(1, self.minority))
+        self._kill_and_restart(sorted(slots), "restart")
+
+    def _wholerestart(self) -> None:
+        """``kill -9`` every member at once, wait 0-2 s, start them all
+        again: every acknowledged write must be there, revs go on upwards."""
+        self._kill_and_restart(list(range(self.cluster.n)), "wholerestart")
+
+    def _kill_and_restart(self, slots: list[int], kind: str) -> None:
+        c = self.cluster
+        self.note(kind, slots=slots, addrs=[c.addr(s) for s in slots])
+        for s in slots:  # at once: no waits between the kills
+            c.slots[s].signal(signal.SIGKILL)
+        for s in slots:
+            c.kill(s)  # waits for each to be gone
+        time.sleep(self.rng.uniform(0.0, 2.0))
+        if self.lose_log:
+            for s in slots:
+                self.note("lose-log", slot=s, deleted=c.lose_log(s),
+                          detail="CHECKER SELF-TEST: the log deleted before the restart")
+        for s in slots:
+            c.restart(s, wait=False)
+        for s in slots:
+            c.wait_up(s)
+            self.note("restarted", slot=s, addr=c.addr(s))
 
     def _pause(self) -> None:
         c = self.cluster
