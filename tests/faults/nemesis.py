@@ -75,6 +75,9 @@ class Nemesis:
         self.unhealthy = 0
         #: per ``snapshot`` fault: installs by the member cut off
         self.snapshot_results: list[int] = []
+        #: per node restarted from its data dir: whether it claimed a slot
+        #: again before the cluster was healthy (it was back after --timeout)
+        self.restart_claims: list[bool] = []
         self.t0 = time.monotonic()
         #: no fault going on: healthy since the last one (see :meth:`windows`)
         self.calm = True
@@ -84,7 +87,7 @@ class Nemesis:
         entry = {"t": round(now - self.t0, 2), "fault": kind, **what, "at": now}
         if kind == "healthy":
             self.calm = True
-        elif kind not in ("heal", "snapshot-installed"):
+        elif kind not in ("heal", "snapshot-installed", "restart-claims"):
             self.calm = False
         self.events.append(entry)
         self.log("nemesis " + json.dumps(entry))
@@ -130,7 +133,7 @@ class Nemesis:
                 if start is not None:
                     out.append((start, e["since"]))
                 start = None
-            elif start is None and e["fault"] not in ("heal", "snapshot-installed"):
+            elif start is None and e["fault"] not in ("heal", "snapshot-installed", "restart-claims"):
                 start = e["at"]
         if start is not None:
             out.append((start, float("inf")))
@@ -159,20 +162,22 @@ class Nemesis:
             node = c.replace(s)
             self.note("replace", slot=s, addr=node.addr)
 
-    def _restart(self) -> None:
+    def _restart(self) -> Callable[[], None]:
         """``kill -9`` 1 member (1-2 of 5), wait 0-2 s, start each again
         from its data dir: it comes back under its id, and votes again
         once caught up (if it is back after --timeout, its slot was
         emptied and it claims one again)."""
         slots = self.rng.sample(range(self.cluster.n), self.rng.randint(1, self.minority))
-        self._kill_and_restart(sorted(slots), "restart")
+        return self._kill_and_restart(sorted(slots), "restart")
 
-    def _wholerestart(self) -> None:
+    def _wholerestart(self) -> Callable[[], None]:
         """``kill -9`` every member at once, wait 0-2 s, start them all
         again: every acknowledged write must be there, revs go on upwards."""
-        self._kill_and_restart(list(range(self.cluster.n)), "wholerestart")
+        return self._kill_and_restart(list(range(self.cluster.n)), "wholerestart")
 
-    def _kill_and_restart(self, slots: list[int], kind: str) -> None:
+    def _kill_and_restart(self, slots: list[int], kind: str) -> Callable[[], None]:
+        """Returns the check run once healthy: which of them claimed a slot
+        again meanwhile (``restart-claims``)."""
         c = self.cluster
         self.note(kind, slots=slots, addrs=[c.addr(s) for s in slots])
         for s in slots:  # at once: no waits between the kills
@@ -184,11 +189,20 @@ class Nemesis:
             for s in slots:
                 self.note("lose-log", slot=s, deleted=c.lose_log(s),
                           detail="CHECKER SELF-TEST: the log deleted before the restart")
+        marks = {}
         for s in slots:
+            marks[s] = len(c.slots[s].read_log())
             c.restart(s, wait=False)
         for s in slots:
             c.wait_up(s)
             self.note("restarted", slot=s, addr=c.addr(s))
+
+        def claims() -> None:
+            claimed = [s for s in slots if "claiming free CAL slot" in c.slots[s].read_log()[marks[s]:]]
+            self.restart_claims.extend(s in claimed for s in slots)
+            self.note("restart-claims", slots=slots, claimed=claimed)
+
+        return claims
 
     def _pause(self) -> None:
         c = self.cluster

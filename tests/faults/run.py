@@ -175,7 +175,7 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             logs = [cluster.dump_log(n, start_rev + 1, e) for n, e in zip(cluster.slots, ends)]
             log(f"dumped {len(logs)} node logs, revs {start_rev + 1}..{end_rev}")
         installs = cluster.snapshot_installs()
-        restarts = cluster.restart_counts()
+        restarts = {"restarted": cluster.restart_counts(), "reclaimed": sum(nemesis.restart_claims)}
         history = rec.history(logs=logs, start_rev=start_rev)
         history.leases = list(lease_log.ops)
         history.faults = nemesis.windows()
@@ -233,8 +233,8 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             f"{installs['joins']} joins of new nodes; counters.snapshot_installs of the live nodes: "
             f"{installs['counted']}); by the member of each snapshot fault: {nemesis.snapshot_results}")
         if durable:
-            log(f"restarts from data dirs: {restarts['restarted']} (slot claimed again after --timeout: "
-                f"{restarts['reclaimed']})")
+            log(f"restarts from data dirs: {restarts['restarted']} (back after --timeout, the slot claimed "
+                f"again before the cluster was healthy: {restarts['reclaimed']})")
         if result["leases"]:
             log("leases: " + json.dumps(result["leases"]))
         log(f"violations: {violations}")

@@ -1,6 +1,6 @@
 """The fault suite's cluster in durable mode, without starting a node:
 the nodes' arguments, what a restart refuses, the self-test's lost log,
-and the restart counts read from the nodes' logs."""
+and the restarts counted in the nodes' logs."""
 
 from __future__ import annotations
 
@@ -62,11 +62,11 @@ def test_restart_counts_read_the_restarted_nodes_logs(tmp_path: Any) -> None:
     c = cluster(tmp_path, durable=True)
     a, b = c._new(12345, []), c._new(12346, [])
     logs = {
-        a: "claiming free CAL slot 1\nrestarts in cluster 't'\nrestarts in cluster 't'\nclaiming free CAL slot 2\n",
-        b: "claiming free CAL slot 0\nrestarts in cluster 't'\n",  # started once: not counted
+        a: "claiming free CAL slot 1\nrestarts in cluster 't'\nrestarts in cluster 't'\n",
+        b: "restarts in cluster 't'\n",  # started once only: not counted
     }
     for node, text in logs.items():
         with open(os.path.join(node.workdir, "node.log"), "w") as f:
             f.write(text)
     c.starts[a.addr] = 3
-    assert c.restart_counts() == {"restarted": 2, "reclaimed": 1}
+    assert c.restart_counts() == 2
