@@ -3,11 +3,16 @@
 them: replace a member through its freed CAL slot, cut peers off through
 the test-only transport hook (:mod:`doozer.server.faults`), tell whether
 the cluster is healthy, and dump a node's event log through the watch API.
+
+In durable mode (``durable=True``) every node has a data dir
+(``--data-dir``, SPEC §8) and a killed node can be started again from it
+(:meth:`Cluster.restart`): same port, same arguments, same id.
 """
 
 from __future__ import annotations
 
 import base64
+import glob
 import http.client
 import json
 import os
@@ -43,9 +48,13 @@ class Cluster:
     """The nodes of one run, by slot (a replaced node takes its slot)."""
 
     def __init__(self, n: int, workdir: str, name: str, log: Callable[[str], None],
-                 hist: int = HIST) -> None:
+                 hist: int = HIST, durable: bool = False) -> None:
         self.n = n
         self.hist = hist
+        #: every node with ``--data-dir <its workdir>/data``
+        self.durable = durable
+        #: address -> how many times its node was started (restarts: > 1)
+        self.starts: dict[str, int] = {}
         self.workdir = workdir
         self.name = name
         self.log = log
@@ -81,12 +90,19 @@ class Cluster:
             "--write-timeout", str(WRITE_TIMEOUT),
             "--hist", str(self.hist),
             "--cluster-key-file", self.key_file,
+            *(("--data-dir", self.data_dir(wd)) if self.durable else ()),
             port=port,
             env={"DOOZER_TEST_FAULTS": ffile},
         )
         node.fault_file = ffile  # type: ignore[attr-defined]
         self.all.append(node)
+        self.starts[node.addr] = 1
         return node
+
+    @staticmethod
+    def data_dir(workdir: str) -> str:
+        """The data dir of the node that runs in ``workdir`` (durable mode)."""
+        return os.path.join(workdir, "data")
 
     def start(self) -> None:
         ports = [free_port() for _ in range(self.n)]
@@ -130,6 +146,68 @@ class Cluster:
         with self.lock:
             self.slots[slot] = node
         return node
+
+    def kill(self, slot: int) -> None:
+        """``kill -9`` the slot's node and wait until it is gone."""
+        node = self.slots[slot]
+        node.signal(signal.SIGKILL)
+        if node.proc is not None:
+            node.proc.wait(10)
+
+    def restart(self, slot: int, wait: bool = True) -> NodeProcess:
+        """Start the slot's killed node again from its data dir: same
+        workdir, port and arguments, so it comes back under its id (durable
+        mode only). It stays in its slot (and in ``all``). With ``wait``,
+        returns once it answers (:meth:`wait_up` otherwise); a node that
+        exits instead (e.g. it refuses its data dir) raises RuntimeError
+        with the end of its log."""
+        if not self.durable:
+            raise ValueError("restart needs durable mode (nodes with --data-dir)")
+        node = self.slots[slot]
+        if node.proc is not None and node.proc.poll() is None:
+            raise RuntimeError(f"slot {slot} ({node.addr}) still runs: kill it first")
+        if getattr(node, "log", None):
+            node.log.close()  # the next start appends to node.log again
+        node.start(wait=False)
+        # after the new process is in place: a follower of the log takes the
+        # count as a new process (tests/faults/followers.py)
+        self.starts[node.addr] = self.starts.get(node.addr, 1) + 1
+        if wait:
+            self.wait_up(slot)
+        return node
+
+    def wait_up(self, slot: int, seconds: float = 60) -> None:
+        """Until the slot's node answers HTTP (RuntimeError if it exits)."""
+        node = self.slots[slot]
+        try:
+            node.wait_up(seconds)
+        except RuntimeError as e:
+            raise RuntimeError(f"slot {slot} ({node.addr}) restarted from {self.data_dir(node.workdir)}: {e}") from None
+
+    def lose_log(self, slot: int) -> list[str]:
+        """CHECKER SELF-TEST ONLY (``run(lose_log=True)``): delete the slot's
+        (dead) node's log segments, keeping its identity and snapshots, as
+        if none of its log's writes had reached the disk (fsyncs that lied).
+        Returns the names deleted."""
+        node = self.slots[slot]
+        assert node.proc is None or node.proc.poll() is not None, "the node must be dead"
+        gone = sorted(glob.glob(os.path.join(self.data_dir(node.workdir), "log-*")))
+        for path in gone:
+            os.remove(path)
+        return [os.path.basename(p) for p in gone]
+
+    def restart_counts(self) -> int:
+        """How many times the restarted nodes' logs say "restarts in
+        cluster" (a start from a data dir, under the node's old id)."""
+        restarted = 0
+        for node in self.all:
+            if self.starts.get(node.addr, 1) <= 1:
+                continue
+            try:
+                restarted += node.read_log().count("restarts in cluster")
+            except OSError:
+                continue
+        return restarted
 
     def set_blocked(self, slot: int, addrs: list[str]) -> None:
         tmp = self.slots[slot].fault_file + ".tmp"  # type: ignore[attr-defined]

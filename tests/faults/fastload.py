@@ -29,26 +29,28 @@ the run's prefix always asks for ``limit=1000``, so that it keeps up).
 
 Node logs: at thousands of revs a second, a node's history window would
 have to hold millions of revs to be dumped at the end (and every snapshot
-would carry them all), so :class:`LogFollowers` follow every node process's
-log **during** the run through ``GET /v1/watch?glob=/**`` and keep it in the
-runner: one :class:`~tests.faults.history.NodeLog` per node process and
-contiguous stretch (a follower told ``TOO_LATE``, e.g. after its node
-installed a snapshot whose history starts later, starts a new stretch).
-Killed nodes' logs are checked too, up to where their follower got.
+would carry them all), so the followers of :mod:`tests.faults.followers`
+read every node process's log **during** the run through ``GET
+/v1/watch?glob=/**`` and keep it in the runner: one
+:class:`~tests.faults.history.NodeLog` per node process and contiguous
+stretch (a follower told ``TOO_LATE``, e.g. after its node installed a
+snapshot whose history starts later, starts a new stretch). Killed nodes'
+logs are checked too, up to where their follower got. The keep-alive
+connection is :mod:`tests.faults.keepalive`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-import sys
 import threading
 import time
 import urllib.parse
 from typing import Any, Callable, Optional
 
-from tests.faults.history import CAS, DELETE, READ, SET, WATCH, Event, NodeLog, Op, Recorder
+from tests.faults.followers import LogFollowers
+from tests.faults.history import CAS, DELETE, READ, SET, WATCH, NodeLog, Op, Recorder
+from tests.faults.keepalive import Conn, HTTPError, Timeout
 
 #: Keys of one client per generation (blind writes, one writer each).
 PRIVATE_KEYS = 4
@@ -61,120 +63,15 @@ OWN_DELETE = 0.03
 WRITE_SHARE = 1.0 - SHARED_READ
 #: Watch: the node's own long-poll timeout, seconds.
 WATCH_WAIT = 2
-FOLLOW_LIMIT = 5000
 #: See :class:`Pacer`.
 BURST = 0.5
 #: A client whose node refused at once (``READONLY``: not a member) waits
 #: this long before its next operation, instead of spinning on refusals.
 REFUSED_PAUSE = 0.05
-FOLLOW_PAUSE = 0.25
 #: Pause between a watch stream's calls (0 to this), so that streams of the
 #: shared keys ask for batches more often than for one event at a time.
 WATCH_PAUSE = 0.05
 
-
-class HTTPError(Exception):
-    """A response that could not be parsed."""
-
-
-class Timeout(Exception):
-    """No complete answer within the request's timeout."""
-
-
-class Conn:
-    """One keep-alive HTTP/1.1 connection (one request at a time)."""
-
-    def __init__(self, addr: str) -> None:
-        self.addr = addr
-        host, port = addr.rsplit(":", 1)
-        self.host, self.port = host, int(port)
-        self.reader: Optional[asyncio.StreamReader] = None
-        self.writer: Optional[asyncio.StreamWriter] = None
-        self.expired = False
-
-    def reset(self, addr: str) -> None:
-        """Close, and aim the next connection at ``addr``."""
-        self.close()
-        self.addr = addr
-        host, port = addr.rsplit(":", 1)
-        self.host, self.port = host, int(port)
-
-    @property
-    def open(self) -> bool:
-        return self.writer is not None
-
-    async def connect(self, timeout: float = 2.0) -> None:
-        self.reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port, limit=1 << 20), timeout)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            try:
-                self.writer.close()
-            except Exception:  # noqa: BLE001 - closing a broken socket
-                pass
-        self.reader = self.writer = None
-
-    def _expire(self) -> None:
-        self.expired = True
-        if self.writer is not None:
-            self.writer.transport.abort()
-
-    async def request(self, method: str, path: str, body: Optional[bytes] = None,
-                      timeout: float = 10.0) -> tuple[int, Any]:
-        """Send one request on the open connection and read its answer:
-        (status, JSON body or None). Raises on any trouble, :class:`Timeout`
-        when the answer is not complete within ``timeout`` (the caller
-        closes the connection). The timeout is a timer that aborts the
-        connection, cheaper than a task per request (``asyncio.wait_for``)."""
-        assert self.writer is not None
-        timer = asyncio.get_running_loop().call_later(timeout, self._expire)
-        try:
-            return await self._request(method, path, body)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            if self.expired:
-                raise Timeout(f"no answer within {timeout} s") from None
-            raise
-        finally:
-            timer.cancel()
-
-    async def _request(self, method: str, path: str, body: Optional[bytes]) -> tuple[int, Any]:
-        assert self.reader is not None and self.writer is not None
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.addr}\r\n"
-        if body is not None:
-            head += f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write((head + "\r\n").encode("latin-1") + (body or b""))
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-            raise HTTPError(f"bad status line {lines[0]!r}")
-        status = int(parts[1])
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                k, v = line.split(":", 1)
-                headers[k.strip().lower()] = v.strip()
-        if "content-length" in headers:
-            data = await self.reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
-                chunk = await self.reader.readexactly(size + 2)
-                if size == 0:
-                    break
-                chunks.append(chunk[:-2])
-            data = b"".join(chunks)
-        elif status in (204, 304) or method == "HEAD":
-            data = b""
-        else:
-            data = await self.reader.read()
-            self.close()
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-        ctype = headers.get("content-type", "")
-        return status, (json.loads(data) if ctype.startswith("application/json") and data else None)
 
 
 class Pacer:
@@ -420,112 +317,3 @@ class FastWorkload:
                     await asyncio.sleep(0.1)
         finally:
             conn.close()
-
-
-class LogFollowers:
-    """Follow the event log of every node process the cluster starts.
-
-    One follower per process (the cluster's ``all`` list is looked at every
-    half second); each long-polls ``/v1/watch?glob=/**&rev=<next>`` on its
-    node and keeps every event, from the run's first rev (or the oldest its
-    node keeps, for a node that joined later) for as long as the node runs.
-    A ``TOO_LATE`` ends a stretch and starts the next at the node's oldest
-    rev. The node names of the logs are ``HOST:PORT`` and, for later
-    stretches, ``HOST:PORT#2`` etc.
-    """
-
-    def __init__(self, cluster: Any, start_rev: int, loop: asyncio.AbstractEventLoop) -> None:
-        self.cluster = cluster
-        self.start_rev = start_rev
-        self.loop = loop
-        self.done: list[NodeLog] = []
-        self.state: dict[str, dict] = {}  # addr -> {"events", "start", "next", "part"}
-        self.tasks: dict[str, asyncio.Task] = {}
-        self.finishing = False
-        self.watcher: Optional[asyncio.Task] = None
-
-    def start(self) -> None:
-        self.watcher = asyncio.get_running_loop().create_task(self._watch_cluster())
-
-    async def _watch_cluster(self) -> None:
-        while not self.finishing:
-            for node in list(self.cluster.all):
-                if node.addr not in self.tasks and node.proc is not None:
-                    self.tasks[node.addr] = asyncio.create_task(self._follow(node))
-            await asyncio.sleep(0.5)
-
-    def _close_stretch(self, addr: str) -> None:
-        st = self.state[addr]
-        if st["next"] - 1 >= st["start"]:
-            name = addr if st["part"] == 1 else f"{addr}#{st['part']}"
-            self.done.append(NodeLog(name, st["events"], st["start"], st["next"] - 1))
-        st["part"] += 1
-        st["events"] = []
-
-    async def _follow(self, node: Any) -> None:
-        addr = node.addr
-        st = self.state[addr] = {"events": [], "start": self.start_rev + 1, "next": self.start_rev + 1, "part": 1}
-        conn = Conn(addr)
-        while True:
-            if st.get("until") is not None and st["next"] > st["until"]:
-                break
-            if node.proc is None or node.proc.poll() is not None:
-                break  # the process is dead: its log ends where we got
-            try:
-                if not conn.open:
-                    await conn.connect()
-                q = urllib.parse.urlencode({"glob": "/**", "rev": st["next"], "limit": FOLLOW_LIMIT, "timeout": 1})
-                status, body = await conn.request("GET", f"/v1/watch?{q}", timeout=30)
-            except (OSError, Timeout, asyncio.TimeoutError, asyncio.IncompleteReadError,
-                    asyncio.LimitOverrunError, HTTPError, ValueError):
-                conn.close()
-                await asyncio.sleep(0.2)
-                continue
-            if status == 410 and body and "oldest" in body:
-                oldest = int(body["oldest"])
-                if st["events"] or st["next"] > st["start"]:
-                    self._close_stretch(addr)
-                st["start"] = st["next"] = oldest
-                continue
-            if status != 200 or not body:
-                await asyncio.sleep(0.2)
-                continue
-            intern = sys.intern
-            for e in body["events"]:
-                raw = e.get("value")
-                if raw is not None and e.get("encoding") == "base64":
-                    ev = Event.from_api(e)
-                else:
-                    ev = Event(int(e["rev"]), intern(e["path"]), e["op"], None if raw is None else raw.encode())
-                st["events"].append(ev)
-            if body["next"] > st["next"]:
-                st["next"] = body["next"]
-            if len(body["events"]) < FOLLOW_LIMIT:
-                # Caught up: let events gather (a few hundred per call
-                # rather than one call per write, which costs the node).
-                await asyncio.sleep(FOLLOW_PAUSE)
-        conn.close()
-        self._close_stretch(addr)
-
-    async def finish(self, ends: dict[str, int], seconds: float) -> list[NodeLog]:
-        """Let each live node's follower reach its end rev, then stop all."""
-        self.finishing = True
-        if self.watcher is not None:
-            self.watcher.cancel()
-        for node in list(self.cluster.all):  # a node started just now
-            if node.addr not in self.tasks and node.proc is not None and node.addr in ends:
-                self.tasks[node.addr] = asyncio.create_task(self._follow(node))
-        for addr, st in self.state.items():
-            st["until"] = ends.get(addr, 0)
-        for addr, task in self.tasks.items():
-            if addr not in ends:
-                self.state[addr]["until"] = 0  # not asked for: stop now
-        done, pending = await asyncio.wait(list(self.tasks.values()), timeout=seconds)
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.wait(pending, timeout=5)
-            for addr, task in self.tasks.items():
-                if task in pending and self.state[addr]["events"] is not None:
-                    self._close_stretch(addr)
-        return self.done

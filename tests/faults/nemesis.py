@@ -7,6 +7,10 @@ second member just after a replacement claims its slot (``claimkill``),
 and cuts a member off until it must install a snapshot (``snapshot``);
 after each fault it heals and waits until the cluster is healthy again.
 It notes every fault with its time, for the lease checker's fault windows.
+
+In durable mode (a :class:`~tests.faults.cluster.Cluster` whose nodes have
+data dirs) it also kills members and starts them again from their data
+dirs: a minority (``restart``) or every member at once (``wholerestart``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,23 @@ from tests.faults.clients import WRITE_TIMEOUT, http_call
 from tests.faults.cluster import TIMEOUT, Cluster
 
 FAULT_KINDS = ("kill", "pause", "partition", "majority", "oneway", "claimkill", "snapshot")
+#: Kinds that restart nodes from their data dirs: durable mode only.
+RESTART_KINDS = ("restart", "wholerestart")
+#: The default kinds of durable mode.
+DURABLE_KINDS = FAULT_KINDS + RESTART_KINDS
+
+
+def check_kinds(kinds: tuple, durable: bool) -> None:
+    """Refuse unknown kinds, and restart kinds outside durable mode
+    (ValueError saying which)."""
+    for k in kinds:
+        if k not in DURABLE_KINDS:
+            raise ValueError(f"unknown fault kind {k!r}; choose from {', '.join(DURABLE_KINDS)}")
+        if k in RESTART_KINDS and not durable:
+            raise ValueError(f"fault kind {k!r} restarts nodes from their data dirs: "
+                             "it needs durable mode (--data-dir)")
+    if not kinds:
+        raise ValueError("no fault kind given")
 
 #: ``snapshot``: the longest cut. The member stays cut off until no other
 #: member's log (``log_oldest`` in ``/_peer/consensus``) still holds its
@@ -38,8 +59,13 @@ class Nemesis:
     """Seeded faults, one at a time, each healed and settled before the next."""
 
     def __init__(self, cluster: Cluster, seed: int, log: Callable[[str], None],
-                 kinds: tuple = FAULT_KINDS, path: Optional[str] = None) -> None:
+                 kinds: tuple = FAULT_KINDS, path: Optional[str] = None, lose_log: bool = False) -> None:
+        check_kinds(kinds, cluster.durable)
+        if lose_log and not cluster.durable:
+            raise ValueError("lose_log (a self-test of the checkers) needs durable mode")
         self.cluster = cluster
+        #: CHECKER SELF-TEST ONLY: each restart deletes the node's log first
+        self.lose_log = lose_log
         self.path = path  # the nemesis log, one JSON line per action
         self.rng = random.Random(f"{seed}-nemesis")
         self.log = log
@@ -49,6 +75,9 @@ class Nemesis:
         self.unhealthy = 0
         #: per ``snapshot`` fault: installs by the member cut off
         self.snapshot_results: list[int] = []
+        #: per node restarted from its data dir: whether it claimed a slot
+        #: again before the cluster was healthy (it was back after --timeout)
+        self.restart_claims: list[bool] = []
         self.t0 = time.monotonic()
         #: no fault going on: healthy since the last one (see :meth:`windows`)
         self.calm = True
@@ -58,7 +87,7 @@ class Nemesis:
         entry = {"t": round(now - self.t0, 2), "fault": kind, **what, "at": now}
         if kind == "healthy":
             self.calm = True
-        elif kind not in ("heal", "snapshot-installed"):
+        elif kind not in ("heal", "snapshot-installed", "restart-claims"):
             self.calm = False
         self.events.append(entry)
         self.log("nemesis " + json.dumps(entry))
@@ -104,7 +133,7 @@ class Nemesis:
                 if start is not None:
                     out.append((start, e["since"]))
                 start = None
-            elif start is None and e["fault"] not in ("heal", "snapshot-installed"):
+            elif start is None and e["fault"] not in ("heal", "snapshot-installed", "restart-claims"):
                 start = e["at"]
         if start is not None:
             out.append((start, float("inf")))
@@ -132,6 +161,48 @@ class Nemesis:
         for s in slots:
             node = c.replace(s)
             self.note("replace", slot=s, addr=node.addr)
+
+    def _restart(self) -> Callable[[], None]:
+        """``kill -9`` 1 member (1-2 of 5), wait 0-2 s, start each again
+        from its data dir: it comes back under its id, and votes again
+        once caught up (if it is back after --timeout, its slot was
+        emptied and it claims one again)."""
+        slots = self.rng.sample(range(self.cluster.n), self.rng.randint(1, self.minority))
+        return self._kill_and_restart(sorted(slots), "restart")
+
+    def _wholerestart(self) -> Callable[[], None]:
+        """``kill -9`` every member at once, wait 0-2 s, start them all
+        again: every acknowledged write must be there, revs go on upwards."""
+        return self._kill_and_restart(list(range(self.cluster.n)), "wholerestart")
+
+    def _kill_and_restart(self, slots: list[int], kind: str) -> Callable[[], None]:
+        """Returns the check run once healthy: which of them claimed a slot
+        again meanwhile (``restart-claims``)."""
+        c = self.cluster
+        self.note(kind, slots=slots, addrs=[c.addr(s) for s in slots])
+        for s in slots:  # at once: no waits between the kills
+            c.slots[s].signal(signal.SIGKILL)
+        for s in slots:
+            c.kill(s)  # waits for each to be gone
+        time.sleep(self.rng.uniform(0.0, 2.0))
+        if self.lose_log:
+            for s in slots:
+                self.note("lose-log", slot=s, deleted=c.lose_log(s),
+                          detail="CHECKER SELF-TEST: the log deleted before the restart")
+        marks = {}
+        for s in slots:
+            marks[s] = len(c.slots[s].read_log())
+            c.restart(s, wait=False)
+        for s in slots:
+            c.wait_up(s)
+            self.note("restarted", slot=s, addr=c.addr(s))
+
+        def claims() -> None:
+            claimed = [s for s in slots if "claiming free CAL slot" in c.slots[s].read_log()[marks[s]:]]
+            self.restart_claims.extend(s in claimed for s in slots)
+            self.note("restart-claims", slots=slots, claimed=claimed)
+
+        return claims
 
     def _pause(self) -> None:
         c = self.cluster

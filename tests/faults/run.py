@@ -13,6 +13,13 @@ majority, kills a second member just after a replacement claims its slot
 cluster settle, dumps every live node's event log through the watch API and
 runs :func:`tests.faults.checker.check_history` on the whole record.
 
+With ``--data-dir`` (durable mode) every node keeps a data dir (SPEC §8),
+and the nemesis also kills members and starts them again from their data
+dirs: a minority (``restart``) or the whole cluster at once
+(``wholerestart``). ``--lose-log`` is a self-test of the checkers, never a
+normal run: each restart first deletes the node's log (what fsyncs that lied
+would leave), and a run with ``--kinds wholerestart`` must then fail.
+
 Lease holders (:mod:`tests.faults.leaseload`, ``--lease-holders``) contend
 for an election key meanwhile; :mod:`tests.faults.leasecheck` judges them
 (G1, G2, disjoint tenures) with the nemesis's fault windows.
@@ -30,6 +37,7 @@ Usage::
 
     python -m tests.faults.run --nodes 3 --seconds 60 --seed 1 --out history.jsonl
     python -m tests.faults.run --nodes 3 --seconds 60 --seed 1 --fast
+    python -m tests.faults.run --nodes 3 --seconds 60 --seed 1 --fast --data-dir
 
 Exit status: 0 the checkers passed, 1 a violation, 2 unknown (search budget),
 3 the run itself failed (e.g. the cluster never formed).
@@ -56,7 +64,7 @@ from tests.faults.fastload import FastWorkload
 from tests.faults.history import OK, WATCH, WRITES, Recorder
 from tests.faults.leaseload import LeaseWorkload
 from tests.faults.leaseops import LeaseLog
-from tests.faults.nemesis import FAULT_KINDS, Nemesis
+from tests.faults.nemesis import DURABLE_KINDS, FAULT_KINDS, RESTART_KINDS, Nemesis, check_kinds
 from tests.faults.workload import WATCH_WAIT, Workload
 
 #: Default target writes per second of ``--fast`` (0: unpaced, as fast as the
@@ -67,16 +75,30 @@ FAST_CLIENTS = 8
 LEASE_HOLDERS = 4
 
 def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, keys: int = 6,
-        out: Optional[str] = None, workdir: Optional[str] = None, kinds: tuple = FAULT_KINDS,
+        out: Optional[str] = None, workdir: Optional[str] = None, kinds: Optional[tuple] = None,
         quiet: bool = False, time_limit: float = 300, fast: bool = False, rate: float = FAST_RATE,
-        clients: int = FAST_CLIENTS, lease_holders: int = LEASE_HOLDERS) -> dict:
+        clients: int = FAST_CLIENTS, lease_holders: int = LEASE_HOLDERS, durable: bool = False,
+        lose_log: bool = False) -> dict:
     """One run; returns a summary dict (``ok``, ``verdict``, counts, report).
+
+    ``kinds``: the fault kinds (default: :data:`FAULT_KINDS`, or
+    :data:`DURABLE_KINDS` when ``durable``). ``durable``: every node with
+    a data dir; the restart kinds need it (ValueError otherwise).
+    ``lose_log``: a SELF-TEST of the checkers, never a normal run: every
+    restart deletes the node's log segments first (keeping its identity and
+    snapshots), so a whole-cluster restart loses acknowledged writes and the
+    run must come out not ok.
 
     ``fast``: the keep-alive workload of :mod:`tests.faults.fastload` at
     ``rate`` writes a second (0: unpaced) with ``clients`` connections per
     node, instead of ``workers`` threads per node. ``lease_holders``: the
     lease holders of :mod:`tests.faults.leaseload` contending for
     ``/election/s<seed>/leader`` (0: none)."""
+    if kinds is None:
+        kinds = DURABLE_KINDS if durable else FAULT_KINDS
+    check_kinds(kinds, durable)
+    if lose_log and not durable:
+        raise ValueError("lose_log (a self-test of the checkers) needs durable mode")
     lines: list[str] = []
     t_start = time.monotonic()
 
@@ -89,15 +111,20 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
     own_dir = workdir is None
     workdir = workdir or tempfile.mkdtemp(prefix="doozer-faults-")
     os.makedirs(workdir, exist_ok=True)
-    cluster = Cluster(nodes, workdir, f"faults{seed}", log, hist=FAST_HIST if fast else HIST)
+    cluster = Cluster(nodes, workdir, f"faults{seed}", log, hist=FAST_HIST if fast else HIST, durable=durable)
     rec = Recorder()
     lease_log = LeaseLog()  # time.monotonic, like the recorder
-    result: dict = {"seed": seed, "nodes": nodes, "workdir": workdir, "fast": fast}
+    result: dict = {"seed": seed, "nodes": nodes, "workdir": workdir, "fast": fast, "durable": durable,
+                    "lose_log": lose_log}
     work: Any = None
     holders: Optional[LeaseWorkload] = None
     try:
         pace = f"{rate:g} writes/s" if rate else "unpaced"
         mode = f"fast workload ({pace}, {clients} clients per node)" if fast else f"{workers} workers per node"
+        if durable:
+            mode += ", nodes with data dirs"
+        if lose_log:
+            mode += ", CHECKER SELF-TEST: restarts lose the node's log, the run must fail"
         log(f"fault run: {nodes} nodes, {seconds} s, seed {seed}, {mode}, kinds {','.join(kinds)}, workdir {workdir}")
         cluster.start()
         log("cluster formed: " + ", ".join(n.addr for n in cluster.slots))
@@ -107,7 +134,8 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             work = FastWorkload(cluster, rec, seed, clients, keys, prefix, start_rev, rate, CLIENT_TIMEOUT, log=log)
         else:
             work = Workload(cluster, rec, seed, workers, keys, prefix, start_rev)
-        nemesis = Nemesis(cluster, seed, log, kinds, path=os.path.join(workdir, "nemesis.jsonl"))
+        nemesis = Nemesis(cluster, seed, log, kinds, path=os.path.join(workdir, "nemesis.jsonl"),
+                          lose_log=lose_log)
         work.start()
         if lease_holders:
             holders = LeaseWorkload(cluster, rec, lease_log, seed, lease_holders,
@@ -147,6 +175,7 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             logs = [cluster.dump_log(n, start_rev + 1, e) for n, e in zip(cluster.slots, ends)]
             log(f"dumped {len(logs)} node logs, revs {start_rev + 1}..{end_rev}")
         installs = cluster.snapshot_installs()
+        restarts = {"restarted": cluster.restart_counts(), "reclaimed": sum(nemesis.restart_claims)}
         history = rec.history(logs=logs, start_rev=start_rev)
         history.leases = list(lease_log.ops)
         history.faults = nemesis.windows()
@@ -186,6 +215,7 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
             unhealthy=nemesis.unhealthy,
             snapshot_installs=installs,
             snapshot_faults=nemesis.snapshot_results,
+            restarts=restarts,
             revs=end_rev - start_rev,
             node_logs=len(logs),
             check_seconds=round(check_seconds, 2),
@@ -202,6 +232,9 @@ def run(nodes: int = 3, seconds: float = 60, seed: int = 1, workers: int = 3, ke
         log(f"snapshot installs: {installs['total']} ({installs['catchups']} by nodes left behind, "
             f"{installs['joins']} joins of new nodes; counters.snapshot_installs of the live nodes: "
             f"{installs['counted']}); by the member of each snapshot fault: {nemesis.snapshot_results}")
+        if durable:
+            log(f"restarts from data dirs: {restarts['restarted']} (back after --timeout, the slot claimed "
+                f"again before the cluster was healthy: {restarts['reclaimed']})")
         if result["leases"]:
             log("leases: " + json.dumps(result["leases"]))
         log(f"violations: {violations}")
@@ -227,8 +260,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--out", default=None, help="save the history as JSON lines")
     p.add_argument("--workdir", default=None, help="node directories (kept)")
     p.add_argument("--time-limit", type=float, default=600, help="checker search budget, seconds")
-    p.add_argument("--kinds", default=",".join(FAULT_KINDS),
-                   help=f"fault kinds, comma-separated (default: all of {','.join(FAULT_KINDS)})")
+    p.add_argument("--kinds", default=None,
+                   help=f"fault kinds, comma-separated (default: all of {','.join(FAULT_KINDS)}; "
+                        f"with --data-dir also {','.join(RESTART_KINDS)})")
+    p.add_argument("--data-dir", action="store_true",
+                   help="durable mode: every node with a data dir (in its work dir); "
+                        f"adds the kinds {','.join(RESTART_KINDS)}")
+    p.add_argument("--lose-log", action="store_true",
+                   help="SELF-TEST of the checkers, never a normal run: each restart deletes the node's "
+                        "log first; with --data-dir --kinds wholerestart the run must fail")
     p.add_argument("--fast", action="store_true",
                    help="keep-alive workload at --rate writes/s (mostly blind writes to per-client keys)")
     p.add_argument("--rate", type=float, default=None,
@@ -240,10 +280,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = p.parse_args(argv)
     fast = args.fast or args.rate is not None
     rate = FAST_RATE if args.rate is None else args.rate
-    kinds = tuple(k for k in args.kinds.split(",") if k)
-    unknown = [k for k in kinds if k not in FAULT_KINDS]
-    if unknown or not kinds:
-        p.error(f"unknown fault kind {unknown[0] if unknown else '(none)'}; choose from {', '.join(FAULT_KINDS)}")
+    kinds = None if args.kinds is None else tuple(k for k in args.kinds.split(",") if k)
+    try:
+        if kinds is not None:
+            check_kinds(kinds, args.data_dir)
+    except ValueError as e:
+        p.error(str(e))
+    if args.lose_log and not args.data_dir:
+        p.error("--lose-log (a self-test of the checkers) needs --data-dir")
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")  # runs the cleanup: every node is killed
@@ -254,7 +298,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         res = run(args.nodes, args.seconds, seed, args.workers, args.keys, args.out, args.workdir,
                   kinds=kinds, time_limit=args.time_limit, fast=fast, rate=rate, clients=args.clients,
-                  lease_holders=args.lease_holders)
+                  lease_holders=args.lease_holders, durable=args.data_dir, lose_log=args.lose_log)
     except RuntimeError as e:
         print(f"run failed (seed {seed}): {e}", file=sys.stderr)
         return 3
