@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import urllib.parse
 from typing import Any, Optional
@@ -75,6 +76,29 @@ def history(values: str, n: int) -> list[Event]:
     return [Event(r, "/k", "set", f"{values}{r}".encode()) for r in range(1, n + 1)]
 
 
+def run_apart(coro: Any) -> Any:
+    """``asyncio.run(coro)`` in a thread of its own, as the fast workload
+    runs its loop: the test process may already run an event loop here
+    (a Twisted reactor on asyncio, started by another test of this worker),
+    and asyncio.run refuses to start one inside it."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(("ok", asyncio.run(coro)))
+        except BaseException as e:  # handed to the test's thread
+            out.append(("error", e))
+
+    thread = threading.Thread(target=run, name="followers-test")
+    thread.start()
+    thread.join(60)
+    assert out, "the followers' loop did not end in 60 s"
+    kind, value = out[0]
+    if kind == "error":
+        raise value
+    return value
+
+
 async def until(what: str, check: Any, seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not check():
@@ -115,7 +139,7 @@ def overlap(monkeypatch: Any) -> int:
 def test_a_restarted_node_gets_a_follower_of_its_own_from_a_little_before(overlap: int) -> None:
     """Kept log: the restarted process's log, from 3 revs before where the
     first got (rev 11), agrees with the first; both are checked."""
-    logs = asyncio.run(follow_a_restart(history("a", 12)))
+    logs = run_apart(follow_a_restart(history("a", 12)))
     assert [(lg.node.split(":")[1].split("@")[1:], lg.start, lg.end) for lg in logs] == [
         ([], 1, 10), (["2"], 11 - overlap, 12)]
     assert [e.rev for e in logs[1].events] == list(range(8, 13))
@@ -125,7 +149,7 @@ def test_a_restarted_node_gets_a_follower_of_its_own_from_a_little_before(overla
 def test_a_restarted_node_that_lost_its_log_is_found_out(overlap: int) -> None:
     """Lost log: the restarted node decided revs 7.. again with other
     values; the overlap (from rev 8) shows it to the log checker."""
-    logs = asyncio.run(follow_a_restart(history("a", 6) + [Event(r, "/k", "set", b"b") for r in range(7, 13)]))
+    logs = run_apart(follow_a_restart(history("a", 6) + [Event(r, "/k", "set", b"b") for r in range(7, 13)]))
     result = check_logs(logs)
     assert not result.ok
     assert any("diverge" in p and "first at rev 8" in p for p in result.problems), result.problems
