@@ -226,3 +226,20 @@ class Front:
         while self.clock.seconds() + step < end:
             self.clock.advance(step)
         self.clock.advance(end - self.clock.seconds())
+
+
+def answers(data: bytes, heads: tuple[int, ...] = ()) -> list[tuple[int, dict[str, str], bytes]]:
+    """The responses in ``data``: status, headers (lower-case names), body;
+    the answers numbered in ``heads`` answer HEAD requests (no body)."""
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.lower(): v for k, _, v in (line.partition(": ") for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        if status == 100 or len(out) in heads:
+            length = 0
+        out.append((status, headers, rest[:length]))
+        data = rest[length:]
+    return out
