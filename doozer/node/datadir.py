@@ -1,6 +1,8 @@
 """A node's data dir (``--data-dir``, SPEC §8; CONSENSUS.md §D).
 
-What the node keeps on disk, on top of :mod:`doozer.storage`:
+What the node keeps on disk, on top of :mod:`doozer.storage` (the log's
+payloads and its guarded segments in :mod:`doozer.node.logfile`, the
+snapshot files in :mod:`doozer.node.snapshotfile`):
 
 - ``identity``: cluster name and id, node id, incarnation (bumped and
   fsynced at every start, before anything is sent: D6);
@@ -26,22 +28,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from doozer.consensus.durable import (
-    DecidedRec, Record, Recovered, compact, decode_record, encode_record)
+from doozer.consensus.durable import DecidedRec, Record, Recovered, compact
 from doozer.consensus.messages import Learn
 from doozer.consensus.value import encode_batch
 from doozer.node.health import DiskWatch
+from doozer.node.logfile import GuardedLog, chunk_records, decode_payload, encode_records, rewrite_payloads
 from doozer.node.snapshot import Snapshot
+from doozer.node.snapshotfile import read_snapshot, snapshot_name, snapshot_seqns, write_snapshot
 from doozer.storage import identity as identity_file
 from doozer.storage import records, segments
-from doozer.storage.errors import DamagedStorage, ForeignDataDir, StorageError, StorageFailed
-from doozer.storage.files import fsync_directory, read_whole, remove_temps, write_atomically
+from doozer.storage.errors import DamagedStorage, ForeignDataDir, StorageFailed
+from doozer.storage.files import fsync_directory, remove_temps
 from doozer.storage.identity import Identity
 from doozer.storage.stats import StorageStats
 from doozer.storage import syncer as syncer_module
@@ -56,117 +58,9 @@ SNAPSHOT_EVERY = 10_000
 #: what must be kept), so this bounds that memory whatever the values' size.
 SNAPSHOT_BYTES = 32 << 20
 
-SNAPSHOT_NAME = re.compile(r"^snapshot-(\d{16})$")
 #: Seconds a decided record may wait for a batch to ride with before it is
 #: written on its own (an idle node: a crash then costs a re-decision).
 DECIDED_DELAY = 0.05
-#: Bytes of a snapshot in one record of its file (records hold up to 1 MiB).
-SNAPSHOT_CHUNK = 512 * 1024
-#: Bytes of encoded records in one payload when the log is compacted.
-COMPACT_CHUNK = 256 * 1024
-
-
-def snapshot_name(seqn: int) -> str:
-    return f"snapshot-{seqn:016d}"
-
-
-def encode_records(recs: list[Record]) -> bytes:
-    """One payload of the log: the records of one pump."""
-    return records.pack([list(encode_record(r)) for r in recs])
-
-
-def _encoded_size(record: Record) -> int:
-    """About the bytes ``record`` takes in a payload (at least), to cut
-    rewritten records into payloads that fit a record of the log."""
-    if type(record) is DecidedRec:
-        return 32 + sum(len(item) + 5 for item in record.items)
-    return 64 + len(getattr(record, "value", b""))
-
-
-def _chunks(recs: list[Record]) -> list[list[Record]]:
-    """``recs`` cut into runs of about COMPACT_CHUNK encoded bytes each."""
-    chunks: list[list[Record]] = []
-    chunk: list[Record] = []
-    size = 0
-    for record in recs:
-        chunk.append(record)
-        size += _encoded_size(record)
-        if size >= COMPACT_CHUNK:
-            chunks.append(chunk)
-            chunk, size = [], 0
-    if chunk:
-        chunks.append(chunk)
-    return chunks
-
-
-def rewrite_payloads(kept: list[Record]) -> list[bytes]:
-    """``kept`` as payloads of about COMPACT_CHUNK bytes each, for the log's
-    rewrite at a compaction (each must fit one record of the log)."""
-    return [encode_records(chunk) for chunk in _chunks(kept)]
-
-
-def decode_payload(payload: bytes, path: str) -> list[Record]:
-    try:
-        return [decode_record(r) for r in records.unpack(payload)]
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise DamagedStorage(path, f"a log record that holds no consensus records ({e})") from None
-
-
-def write_snapshot(directory: str, snap: Snapshot, fsync: bool) -> str:
-    """Write ``snap`` whole and durably; returns its path."""
-    data = snap.encode()
-    salt = records.new_salt()
-    parts = [records.header(salt)]
-    for start in range(0, max(len(data), 1), SNAPSHOT_CHUNK):
-        parts.append(records.frame(data[start:start + SNAPSHOT_CHUNK], salt))
-    path = os.path.join(directory, snapshot_name(snap.seqn))
-    write_atomically(path, b"".join(parts), fsync)
-    return path
-
-
-def read_snapshot(path: str) -> Snapshot:
-    """:raises DamagedStorage: a snapshot file that is not whole and good."""
-    contents = records.scan(read_whole(path), path, torn_ok=False)
-    try:
-        return Snapshot.decode(b"".join(contents.records))
-    except ValueError as e:
-        raise DamagedStorage(path, f"not a snapshot ({e})") from None
-
-
-class GuardedLog(segments.SegmentedLog):
-    """The segmented log, which refuses to write after a failed write: a
-    partial record must stay the last one, to be cut as torn at the next
-    start rather than found in the middle (damage)."""
-
-    broken: Optional[BaseException] = None
-
-    def append(self, payload: bytes) -> None:
-        if self.broken is not None:
-            raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
-        try:
-            super().append(payload)
-        except BaseException as e:
-            self.broken = e
-            raise
-
-    def plan(self, payload: bytes) -> Optional[tuple[int, bytes, int]]:
-        if self.broken is not None:
-            raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
-        return super().plan(payload)
-
-    def sync(self) -> None:
-        if self.broken is not None:
-            raise StorageError(f"{self.path}: an earlier write failed ({self.broken})")
-        try:
-            super().sync()
-        except BaseException as e:
-            self.broken = e
-            raise
-
-
-def snapshot_seqns(directory: str) -> list[int]:
-    found = (SNAPSHOT_NAME.match(n) for n in os.listdir(directory))
-    return sorted(int(m.group(1)) for m in found if m)
 
 
 class DataDir:
@@ -370,7 +264,7 @@ class DataDir:
         if len(payload) + 64 <= records.MAX_RECORD // 2:
             return self.writer.append(payload, len(recs))
         done = None
-        for chunk in _chunks(recs):
+        for chunk in chunk_records(recs):
             done = self.writer.append(encode_records(chunk), len(chunk))
         assert done is not None
         return done

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import msgpack
 
-from doozer.node.datadir import write_snapshot
+from doozer.node.snapshotfile import write_snapshot
 from doozer.node.snapshot import Snapshot
 from doozer.store import backup as store_backup
 from doozer.store import snapshot as store_snapshot

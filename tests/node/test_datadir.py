@@ -15,7 +15,9 @@ from twisted.internet.task import Clock
 from doozer.errors import DoozerError
 from doozer.consensus.durable import AcceptRec, DecidedRec, first_request_id
 from doozer.node import Node, build_node
-from doozer.node.datadir import DECIDED_DELAY, DataDir, decode_payload, snapshot_seqns
+from doozer.node.datadir import DECIDED_DELAY, DataDir
+from doozer.node.logfile import decode_payload
+from doozer.node.snapshotfile import snapshot_seqns
 from doozer.server.config import Config
 from doozer.storage import segments
 from doozer.storage.errors import DamagedStorage, ForeignDataDir
@@ -297,7 +299,7 @@ def test_a_compaction_rewrites_decided_records_in_payloads_that_fit() -> None:
     """The rewrite at a compaction is cut by the records' real sizes: the
     decided log's records carry their items, and a payload over a log
     record's size would fail the writer (and stop the node)."""
-    from doozer.node.datadir import COMPACT_CHUNK, rewrite_payloads
+    from doozer.node.logfile import COMPACT_CHUNK, rewrite_payloads
     from doozer.storage import records
 
     items = [b"x" * 300 for _ in range(10)]
