@@ -161,3 +161,44 @@ async def test_a_child_that_dies_idle_fails_nothing(syncer: Syncer,
     assert not syncer.running
     assert "stops writing" not in str(syncer.failure)
     assert path.read_bytes() == b"kept"
+
+
+@pytest.mark.parametrize("reply, waiting", [(b"\0" * 12, False), (b"short", True),
+                                            (b"\0" * 40, True)])
+@pytest_twisted.ensureDeferred
+async def test_an_answer_that_is_not_one_stops_the_syncer(reply: bytes, waiting: bool,
+                                                          tmp_path: Path) -> None:
+    """Answers out of turn or of the wrong size are never taken for a
+    durable write: what waits fails, and nothing is handed over again."""
+    import socket
+
+    from twisted.internet import reactor
+
+    syncer = Syncer(reactor)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.setblocking(False)
+    syncer._sock = ours  # a child we play ourselves
+    reactor.addReader(syncer)
+    try:
+        pending = None
+        if waiting:
+            fd = os.open(tmp_path / "f", os.O_WRONLY | os.O_CREAT)
+            try:
+                pending = syncer.write(fd, b"data", 0, "f")
+            finally:
+                os.close(fd)
+        theirs.send(reply)
+        if pending is not None:
+            with pytest.raises(StorageError, match="in flight"):
+                await pending
+        else:
+            for _ in range(100):
+                if not syncer.running:
+                    break
+                await sleep(0.01)
+        assert not syncer.running
+        with pytest.raises(StorageError):
+            await syncer.write(0, b"x", 0, "f")
+    finally:
+        syncer.stop()
+        theirs.close()
