@@ -370,8 +370,7 @@ class Appender:
         :raises ValueError: when it is empty or larger than ``max_record``.
         :raises OSError: when writing fails (e.g. ``ENOSPC``).
         """
-        if not 1 <= len(payload) <= self.max_record:
-            raise ValueError(f"a record of {len(payload)} bytes (1 to {self.max_record} allowed)")
+        self._check_size(payload)
         view = memoryview(frame(payload, self.salt))
         if self.preallocate and self.position + len(view) > self.allocated:
             self._allocate(self.position + len(view))
@@ -394,17 +393,20 @@ class Appender:
 
         :raises ValueError: when it is empty or larger than ``max_record``.
         """
-        if not 1 <= len(payload) <= self.max_record:
-            raise ValueError(f"a record of {len(payload)} bytes (1 to {self.max_record} allowed)")
+        self._check_size(payload)
         if not self.durable or self._sync is not None:
             return None
-        data = frame(payload, self.salt)
         offset = self.position
-        if self.preallocate and offset + len(data) > self.allocated:
+        end = offset + FRAME.size + len(payload)
+        if self.preallocate and end > self.allocated:
             return None
-        self.position = offset + len(data)
+        self.position = end
         self._planned = True
-        return self.file.fileno(), data, offset
+        return self.file.fileno(), frame(payload, self.salt), offset
+
+    def _check_size(self, payload: bytes) -> None:
+        if not 1 <= len(payload) <= self.max_record:
+            raise ValueError(f"a record of {len(payload)} bytes (1 to {self.max_record} allowed)")
 
     def sync(self) -> None:
         """Make every record appended so far durable."""
