@@ -108,7 +108,6 @@ class DataDir:
         self.stats = StorageStats()
         self._summarised = False
         self._runner: Optional[Runner] = None
-        self._syncer: Optional[DiskWatch] = None
         #: how long the disk has owed an answer (``/livez``), once started
         self.disk: Optional[DiskWatch] = None
         self._reactor: Any = None
@@ -207,7 +206,6 @@ class DataDir:
         # Every piece of blocking work goes through the watch, so /livez
         # knows when the disk stops answering (doozer/node/health.py).
         self.disk = DiskWatch(runner, reactor, syncer)
-        self._syncer = self.disk if syncer is not None else None
         self._runner = self.disk
         if self._log is not None:
             self._start_writer()
@@ -216,7 +214,7 @@ class DataDir:
         assert self._log is not None and self._runner is not None
         # (SegmentedLog's path is a property; the Sink protocol only reads it)
         self.writer = Writer(self._log, self._runner, self._reactor,  # type: ignore[arg-type]
-                             on_failure=self._failed, syncer=self._syncer)
+                             on_failure=self._failed, syncer=self.disk)
         self.writer.observers.append(self.stats.observe)
         self.writer.start()
 
