@@ -21,6 +21,8 @@ bytes that are not zeros after its start than one record can hold.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import struct
 import zlib
@@ -268,12 +270,36 @@ class Writable(Protocol):
     def close(self) -> None: ...
 
 
-#: Open flag for writes that return once synced (0 where there is none).
-O_SYNC: int = getattr(os, "O_SYNC", 0)
+#: Open flag for writes that return once their data is synced, with the
+#: metadata needed to read it back (the size, the block map), as
+#: ``fdatasync`` leaves it; 0 where there is none.
+O_DSYNC: int = getattr(os, "O_DSYNC", 0)
+
+#: Bytes of zeros written per system call when space is allocated ahead.
+ZERO_CHUNK = 1 << 20
 
 
 def _synchronous(path: str, flags: int) -> int:
-    return os.open(path, flags | O_SYNC)
+    return os.open(path, flags | O_DSYNC)
+
+
+def fill_zeros(fd: int, start: int, end: int) -> None:
+    """Write zeros over ``[start, end)`` of the file ``fd``.
+
+    Space allocated this way is written, not merely reserved: a later
+    write there changes no block map, which ``posix_fallocate``'s unwritten
+    extents do on ext4 (each write into them converts an extent: a journal
+    commit per synced append).
+
+    :raises OSError: when the space is not there (``ENOSPC``); part of the
+        range may be written then.
+    """
+    zeros = bytes(min(ZERO_CHUNK, end - start))
+    while start < end:
+        written = os.pwrite(fd, zeros[:end - start], start)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, f"wrote {written} bytes of zeros at {start}")
+        start += written
 
 
 class Appender:
@@ -318,26 +344,28 @@ class Appender:
         one), not appended at the end of the file: the file may have been
         preallocated (zeros follow its records).
 
-        With ``fsync`` the file is opened ``O_SYNC``: each write returns once
-        it is on disk as ``fsync`` would leave it (file integrity
-        completion, the size included), so :meth:`sync` has nothing left to
-        do. One system call per batch instead of two, and the writer's
-        thread takes the GIL back once per batch instead of twice (under
-        load each take can wait for the busy reactor thread). Where
-        ``O_SYNC`` is missing, writes are followed by ``fsync``.
+        With ``fsync`` the file is opened ``O_DSYNC``: each write returns
+        once its data is on disk with what is needed to read it back (the
+        size, the block map; data integrity completion, as ``fdatasync``
+        and etcd's WAL), so :meth:`sync` has nothing left to do. One system
+        call per batch instead of two, and the writer's thread takes the
+        GIL back once per batch instead of twice (under load each take can
+        wait for the busy reactor thread). Only timestamps are left
+        unsynced, and nothing reads them. Where ``O_DSYNC`` is missing,
+        writes are followed by ``fsync``.
 
         With ``preallocate`` the file's space is allocated that many bytes
-        at a time ahead of its records (``posix_fallocate``): appending then
-        rarely changes the file's size or its block map, so the sync of a
-        batch has less to commit (a third less time and CPU on ext4 here:
-        ``bench/fsync.py``, docs/benchmarks.md). The file must then be read with ``zero_tail``.
-        Where space cannot be allocated (a full disk, a file system without
-        it) appending goes on without.
+        at a time ahead of its records, by writing zeros there
+        (:func:`fill_zeros`): appending then changes neither the file's
+        size nor its block map, so the sync of a batch writes the data and
+        nothing else (``bench/fsync.py``, docs/benchmarks.md). The file
+        must then be read with ``zero_tail``. Where space cannot be
+        allocated (a full disk) appending goes on without.
         """
-        opener = _synchronous if fsync and O_SYNC else None
+        opener = _synchronous if fsync and O_DSYNC else None
         file = open(path, "r+b", buffering=0, opener=opener)
         file.seek(contents.end)
-        sync = os.fsync if fsync and not O_SYNC else None
+        sync = os.fsync if fsync and not O_DSYNC else None
         appender = cls(file, path, contents.salt, sync, max_record, preallocate, contents.end,
                        os.fstat(file.fileno()).st_size)
         appender.durable = fsync
@@ -346,10 +374,14 @@ class Appender:
     def _allocate(self, needed: int) -> None:
         """Allocate the file up to at least ``needed`` bytes, a step ahead."""
         target = max(needed, self.allocated) + self.preallocate
+        fd = self.file.fileno()
         try:
-            os.posix_fallocate(self.file.fileno(), self.allocated, target - self.allocated)
-        except (OSError, AttributeError):  # full, unsupported: write without
+            fill_zeros(fd, self.allocated, target)
+        except OSError:  # full: write without, and give back what was filled
             self.preallocate = 0
+            with contextlib.suppress(OSError):  # the zeros only cost space
+                if os.fstat(fd).st_size > self.allocated:
+                    os.ftruncate(fd, self.allocated)
             return
         self.allocated = target
 
@@ -388,7 +420,7 @@ class Appender:
         """``payload`` framed as the next record, to be written elsewhere
         (:mod:`doozer.storage.syncer`): the file's descriptor, the bytes and
         their offset, counted as written from now on. None when writing it
-        takes more than one durable write (the file is not ``O_SYNC``, or
+        takes more than one durable write (the file is not ``O_DSYNC``, or
         space must be allocated first): :meth:`append` it instead.
 
         :raises ValueError: when it is empty or larger than ``max_record``.

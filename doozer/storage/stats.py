@@ -28,9 +28,9 @@ class Batch:
     :param bytes: the size of the record written (payloads and framing).
     :param write_seconds: time in ``write`` (on the writer's thread); it
         holds the sync too when the file's writes are synchronous
-        (``O_SYNC``, how the node's log is opened).
+        (``O_DSYNC``, how the node's log is opened).
     :param fsync_seconds: time in the sink's ``sync`` (``fsync``), after
-        the write; about 0 with ``O_SYNC``.
+        the write; about 0 with ``O_DSYNC``.
     :param seconds: from handing the batch to the writer's thread until the
         reactor heard it was synced: the fsync plus the two hand-offs.
     """
@@ -120,7 +120,7 @@ class StorageStats:
     """A writer observer that keeps bounded histograms of its batches.
 
     ``fsync`` is the time a batch took to become durable on the writer's
-    thread: its write and its fsync (one ``O_SYNC`` write for the log);
+    thread: its write and its fsync (one ``O_DSYNC`` write for the log);
     ``round_trip`` adds the hand-offs to that thread and back."""
 
     def __init__(self) -> None:

@@ -7,7 +7,7 @@ wait and the machine a context switch (measured: a third of the writes a
 write itself costs nothing; ``bench/cluster_write.py``, docs/benchmarks.md).
 A child process shares no GIL. The node keeps every decision (which file,
 at which offset, the record's framing) and hands the child only the write
-of a batch to a file it opened ``O_SYNC``, with the file's descriptor; the
+of a batch to a file it opened ``O_DSYNC``, with the file's descriptor; the
 child answers once the bytes are durable (:mod:`.syncer_child`).
 
 Everything else the writer does (new segments, allocation, trims,
@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 
 from doozer.storage import syncer_child
 from doozer.storage.errors import StorageError
-from doozer.storage.records import O_SYNC
+from doozer.storage.records import O_DSYNC
 from doozer.storage.syncer_child import MAX_REQUEST, REPLY, REQUEST
 
 #: the most bytes one request may carry
@@ -39,9 +39,9 @@ MAX_DATA = MAX_REQUEST - REQUEST.size
 
 
 def available() -> bool:
-    """Whether this system has what the syncer needs: ``O_SYNC``, Unix
+    """Whether this system has what the syncer needs: ``O_DSYNC``, Unix
     sockets of packets and descriptors passed over them (Linux has all)."""
-    return bool(O_SYNC) and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
+    return bool(O_DSYNC) and hasattr(socket, "send_fds") and hasattr(socket, "SOCK_SEQPACKET")
 
 
 class Syncer:
@@ -93,7 +93,7 @@ class Syncer:
                       pid=self._child.pid)
 
     def write(self, fd: int, data: bytes, offset: int, path: str) -> Deferred[float]:
-        """Write ``data`` at ``offset`` of the file ``fd`` (opened ``O_SYNC``).
+        """Write ``data`` at ``offset`` of the file ``fd`` (opened ``O_DSYNC``).
 
         :param path: the file's name, for errors.
         :returns: a Deferred that fires with the write's seconds once the

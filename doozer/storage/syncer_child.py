@@ -6,7 +6,7 @@ of a ``SOCK_SEQPACKET`` socket pair (:mod:`doozer.storage.syncer`).
 
 Each request is one packet: the file's descriptor (passed with
 ``SCM_RIGHTS``), then :data:`REQUEST` (the offset) and the bytes to write
-there. The file is opened ``O_SYNC`` by the node: the write returns once
+there. The file is opened ``O_DSYNC`` by the node: the write returns once
 the bytes are durable. Each reply is one packet, :data:`REPLY`: 0 or the
 write's ``errno``, and the seconds the write took. The child ends when the
 node closes its end (or dies: the socket then reads as closed too).

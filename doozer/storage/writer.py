@@ -10,7 +10,7 @@ a torn batch whole and never mistakes a crash for damage (see
 The blocking write and fsync run through a :class:`Runner`: one dedicated
 thread in production (:class:`ThreadRunner`), at once or by hand in tests.
 With a :class:`Syncer` (production, on Linux) a batch that needs only one
-``O_SYNC`` write to the current segment is written by a child process
+``O_DSYNC`` write to the current segment is written by a child process
 instead (:mod:`doozer.storage.syncer`): the thread then does only the rare
 work (new segments, allocation, snapshots, compaction), and the writer
 never has the two working at once.
@@ -75,7 +75,7 @@ class Sink(Protocol):
 
 
 class Syncer(Protocol):
-    """Writes a batch to a file opened ``O_SYNC``, in another process
+    """Writes a batch to a file opened ``O_DSYNC``, in another process
     (:class:`doozer.storage.syncer.Syncer`); started and stopped by its owner."""
 
     @property

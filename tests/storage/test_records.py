@@ -319,24 +319,25 @@ def test_any_flip_before_the_last_record_refuses(payloads: list[bytes], data: st
         records.scan(bytes(damaged), "f")
 
 
-@pytest.mark.skipif(not records.O_SYNC, reason="no O_SYNC here")
+@pytest.mark.skipif(not records.O_DSYNC, reason="no O_DSYNC here")
 def test_an_fsyncing_appender_writes_synchronously(tmp_path: Path) -> None:
-    """With fsync the file is opened O_SYNC (each write returns once it is
-    as durable as an fsync makes it) and sync() has nothing left to do;
-    without, neither."""
+    """With fsync the file is opened O_DSYNC (each write returns once its
+    data is as durable as an fdatasync makes it; not O_SYNC, which also
+    syncs timestamps) and sync() has nothing left to do; without, neither."""
     import fcntl
 
     path = str(tmp_path / "log")
     records.create(path)
     synced = records.Appender.open(path, records.recover(path))
     flags = fcntl.fcntl(synced.file.fileno(), fcntl.F_GETFL)
-    assert flags & records.O_SYNC == records.O_SYNC
+    assert flags & records.O_DSYNC == records.O_DSYNC
+    assert flags & os.O_SYNC != os.O_SYNC
     assert synced._sync is None
     synced.append(b"one")
     synced.sync()
     synced.close()
     plain = records.Appender.open(path, records.recover(path), fsync=False)
-    assert fcntl.fcntl(plain.file.fileno(), fcntl.F_GETFL) & records.O_SYNC != records.O_SYNC
+    assert fcntl.fcntl(plain.file.fileno(), fcntl.F_GETFL) & records.O_DSYNC != records.O_DSYNC
     plain.append(b"two")
     plain.close()
     assert records.recover(path).records == [b"one", b"two"]
@@ -451,16 +452,46 @@ def test_preallocated_any_crash_reads_back_as_a_prefix(tmp_path: Path, payloads:
 
 
 def test_preallocation_that_fails_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A full disk (or a file system without it) refuses the allocation:
-    the records are written all the same, without space ahead."""
-    def full(fd: int, offset: int, length: int) -> None:
+    """A full disk refuses the allocation, after some of its zeros were
+    written: the zeros written are given back (the records may need that
+    space) and the records are written all the same, without space ahead."""
+    pwrite = os.pwrite
+    calls = []
+
+    def fills_a_little(fd: int, data: bytes, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 1:  # a whole chunk: more than the records take
+            return pwrite(fd, data, offset)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "posix_fallocate", full)
+    monkeypatch.setattr(records, "ZERO_CHUNK", 1024)
+    monkeypatch.setattr(os, "pwrite", fills_a_little)
     path = str(tmp_path / "log")
     write_preallocated(path, PAYLOADS)
+    assert len(calls) == 2
     assert os.path.getsize(path) == records.HEADER.size + sum(records.FRAME.size + len(p) for p in PAYLOADS)
     assert records.recover(path, zero_tail=True).records == PAYLOADS
+
+
+def test_preallocated_space_is_written_not_reserved(tmp_path: Path) -> None:
+    """The space ahead is zeros written to the file, not a hole nor
+    posix_fallocate's unwritten extents (which ext4 reports as holes): a
+    synced append there then changes no block map, so it commits nothing
+    to the file system's journal."""
+    path = str(tmp_path / "log")
+    records.create(path, fsync=False)
+    appender = records.Appender.open(path, records.recover(path), fsync=False, preallocate=STEP)
+    fd = appender.file.fileno()
+    probe = str(tmp_path / "probe")
+    with open(probe, "wb") as f:
+        os.posix_fallocate(f.fileno(), 0, STEP)
+        if os.lseek(f.fileno(), 0, os.SEEK_HOLE) != 0:
+            pytest.skip("this file system does not report unreserved or unwritten space as holes")
+    appender.append(b"one")
+    size = os.fstat(fd).st_size
+    assert size >= records.HEADER.size + STEP
+    assert os.lseek(fd, 0, os.SEEK_HOLE) == size
+    appender.close()
 
 
 def test_trim_cuts_the_space_ahead(tmp_path: Path) -> None:

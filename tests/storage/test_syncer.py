@@ -36,7 +36,7 @@ def syncer() -> Iterator[Syncer]:
 def synced_file(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     path = tmp_path / "log"
     path.write_bytes(b"")
-    fd = os.open(path, os.O_WRONLY | os.O_SYNC)
+    fd = os.open(path, os.O_WRONLY | os.O_DSYNC)
     yield fd, path
     os.close(fd)
 

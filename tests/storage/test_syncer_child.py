@@ -41,7 +41,7 @@ def test_writes_at_the_offset_and_closes_the_passed_descriptor(child: socket.soc
                                                                tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"0123456789")
-    fd = os.open(path, os.O_WRONLY | os.O_SYNC)
+    fd = os.open(path, os.O_WRONLY | os.O_DSYNC)
     try:
         before = len(os.listdir("/proc/self/fd"))
         assert request(child, REQUEST.pack(4) + b"abc", fd)[0] == 0

@@ -207,7 +207,7 @@ async def test_batches_by_the_child_and_by_the_thread_read_back_in_order(tmp_pat
 
 
 def test_plan_needs_a_file_that_syncs_each_write(tmp_path: Path) -> None:
-    """Without O_SYNC (``--unsafe-no-fsync``, or a sync after the write) a
+    """Without O_DSYNC (``--unsafe-no-fsync``, or a sync after the write) a
     record is not planned: the writer's thread appends it."""
     path = str(tmp_path / "f")
     records.create(path, fsync=False)
