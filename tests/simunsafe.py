@@ -16,9 +16,12 @@ from typing import Optional
 from doozer.consensus import durable as dur
 from doozer.consensus.messages import Accept, Message
 
-#: What may be dropped: the rules, and "own-vote" (messages to the node
-#: itself go at once, so its own vote counts before its record is durable).
-RULES = frozenset(("D1", "D2", "D3", "D4", "D5", "D6", "D7", "own-vote"))
+#: What may be dropped: the rules, "own-vote" (messages to the node itself
+#: go at once, so its own vote counts before its record is durable), and
+#: the two halves of the reservation R: "R" (a restart forgets the durable
+#: R: ballot 0 again at or below it) and "R-sync" (R counts as soon as it
+#: is recorded, before it is synced).
+RULES = frozenset(("D1", "D2", "D3", "D4", "D5", "D6", "D7", "own-vote", "R", "R-sync"))
 
 
 class UnsafeDurability(dur.Durability):
@@ -36,6 +39,13 @@ class UnsafeDurability(dur.Durability):
         if unknown:
             raise ValueError(f"no such rule to drop: {sorted(unknown)}")
         self.dropped = dropped
+        if "R" in dropped and recovered is not None:
+            recovered.reserved = 0  # the restart honours no reservation
+
+    def reserve(self, seqn: int, upto: int) -> None:
+        super().reserve(seqn, upto)
+        if "R-sync" in self.dropped:
+            self.reserved = self._reserving
 
     def record(self, record: dur.Record) -> None:
         t = type(record)

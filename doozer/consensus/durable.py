@@ -23,6 +23,12 @@ Records (each one small msgpack-able tuple, see :func:`encode_record`):
   ``upto``, before the SKIP that says so.
 - :class:`FloorRec` (D7): acceptor records at or below ``floor`` may be
   dropped once this record is synced (snapshot install, garbage collection).
+- :class:`ReserveRec` (the reservation ``R`` of §D): the owner uses ballot
+  0 only at or below ``upto`` (this incarnation proposes nowhere else), and
+  after a restart never at or below it. With ``R`` on disk, the owner's
+  ACCEPT for an instance at or below it leaves before its own accept is
+  durable; its own vote still counts only once it is (the ACCEPTED to
+  itself waits like any other).
 
 And one record that is no rule of §D: :class:`DecidedRec`, an instance's
 decided value as the node applied it. "The decided log ... [is] written for
@@ -59,6 +65,7 @@ __all__ = [
     "Durability",
     "FloorRec",
     "PromiseRec",
+    "ReserveRec",
     "Record",
     "Recovered",
     "SkipRec",
@@ -101,6 +108,12 @@ class FloorRec(NamedTuple):
     floor: int
 
 
+class ReserveRec(NamedTuple):
+    """The reservation ``R``: ballot 0 only at or below ``upto``."""
+
+    upto: int
+
+
 class DecidedRec(NamedTuple):
     """Not a rule: instance ``seqn`` was decided with ``items`` (its value's
     items, as applied), kept for a fast restart."""
@@ -109,9 +122,10 @@ class DecidedRec(NamedTuple):
     items: list[bytes]
 
 
-Record = Union[PromiseRec, AcceptRec, SkipRec, FloorRec, DecidedRec]
+Record = Union[PromiseRec, AcceptRec, SkipRec, FloorRec, DecidedRec, ReserveRec]
 
-_CODES: dict[type, int] = {PromiseRec: 1, AcceptRec: 2, SkipRec: 3, FloorRec: 4, DecidedRec: 5}
+_CODES: dict[type, int] = {PromiseRec: 1, AcceptRec: 2, SkipRec: 3, FloorRec: 4, DecidedRec: 5,
+                           ReserveRec: 6}
 _TYPES = {code: cls for cls, code in _CODES.items()}
 
 #: Messages that reveal nothing an acceptor or owner must answer for later
@@ -158,6 +172,8 @@ class Recovered:
         self.floor = 0
         self.skip_horizon = 0
         self.own_accepted_upto = 0
+        #: the highest reservation R on disk (0: none)
+        self.reserved = 0
         #: seqn -> [promised or None, accepted ballot or None, accepted value]
         self.acceptors: dict[int, list[Any]] = {}
         #: seqn -> items of the instances recorded decided (above the floor)
@@ -185,6 +201,9 @@ class Recovered:
         if t is SkipRec:
             self.skip_horizon = max(self.skip_horizon, record.upto)  # type: ignore[union-attr]
             return
+        if t is ReserveRec:
+            self.reserved = max(self.reserved, record.upto)  # type: ignore[union-attr]
+            return
         s = record.seqn  # type: ignore[union-attr]
         if s <= self.floor:
             return
@@ -200,8 +219,10 @@ class Recovered:
 
     def used_below(self) -> int:
         """D3: the owner's own instances below this count as used: up to the
-        highest with a durable own accept, its SKIP horizon, its floor."""
-        return max(self.own_accepted_upto + 1, self.skip_horizon, self.floor + 1)
+        highest with a durable own accept, its SKIP horizon, its floor; and
+        up to its reservation R, at or below which it may have sent an
+        ACCEPT whose own accept the crash lost (never ballot 0 there again)."""
+        return max(self.own_accepted_upto + 1, self.skip_horizon, self.floor + 1, self.reserved + 1)
 
     def restore(self, inst: Instance) -> None:
         """Give a new instance of the window its durable acceptor state."""
@@ -238,21 +259,26 @@ class Recovered:
 
 def compact(records: Iterable[Record], floor: int) -> list[Record]:
     """The records a node must keep once a floor of ``floor`` is synced (D7):
-    everything but acceptor records (and decisions) at or below it, and one
-    skip horizon."""
+    everything but acceptor records (and decisions) at or below it, one
+    skip horizon and one reservation."""
     kept: list[Record] = []
     horizon = 0
+    reserved = 0
     top_floor = 0  # only a floor that was written: never invent one here
     for record in records:
         t = type(record)
         if t is SkipRec:
             horizon = max(horizon, record.upto)  # type: ignore[union-attr]
+        elif t is ReserveRec:
+            reserved = max(reserved, record.upto)  # type: ignore[union-attr]
         elif t is FloorRec:
             top_floor = max(top_floor, record.floor)  # type: ignore[union-attr]
         elif record.seqn > floor:  # type: ignore[union-attr]
             kept.append(record)
     if horizon:
         kept.append(SkipRec(horizon))
+    if reserved:
+        kept.append(ReserveRec(reserved))
     if top_floor:
         kept.append(FloorRec(top_floor))
     return kept
@@ -291,6 +317,12 @@ class Durability:
         #: may be deleted (D7)
         self.collectable = self.floor
         self._floors: deque[tuple[int, int]] = deque()  # (token, floor) not yet synced
+        #: the reservation R on disk: the owner's ACCEPTs at or below it
+        #: leave before its own accept is durable. A restarted node starts
+        #: with none: it never uses ballot 0 at or below the old one.
+        self.reserved = 0
+        self._reserving = 0 if recovered is None else recovered.reserved  # the highest recorded
+        self._reserves: deque[tuple[int, int]] = deque()  # (token, R) not yet synced
 
     #: the sequencer whose durable mode this is (set by :meth:`attach`)
     seq: "Sequencer"
@@ -313,6 +345,12 @@ class Durability:
                 # next new write.
                 top = max(recovered.acceptors) + 1
                 seq._frontier = max(seq._frontier, top)
+            if recovered.reserved:
+                # Own instances up to R may hold an ACCEPT the crash
+                # forgot (and peers' votes for it), and this node proposes
+                # there at ballot 0 no more: wait on them and revoke them
+                # if need be, as above. (Its next write goes above R.)
+                seq._frontier = max(seq._frontier, recovered.reserved + 1)
 
     def send(self, dest: str, message: Message) -> None:
         """The sequencer's ``_send`` in durable mode: what :meth:`waits` is
@@ -321,12 +359,21 @@ class Durability:
         The owner's own ACCEPT to itself (ballot ``(0, self)``) is handled
         by its own acceptor here and now (D3): the accept is recorded
         before the same ACCEPT is produced for the others, which therefore
-        waits for that record's fsync. An ACCEPT is no vote: the ACCEPTED
-        it provokes is what waits."""
+        waits for that record's fsync, unless the instance is at or below
+        the reservation R on disk (:meth:`reserve`): then it goes at once.
+        An ACCEPT is no vote: the ACCEPTED it provokes is what waits, the
+        one to this node itself included."""
         seq = self.seq
-        if dest == seq.node_id and type(message) is Accept and message.ballot == (0, dest):
-            seq.acceptor.on_accept(dest, message, seq._now)
-        elif self.waits(dest, message):
+        if type(message) is Accept and message.ballot == (0, seq.node_id):
+            if dest == seq.node_id:
+                seq.acceptor.on_accept(dest, message, seq._now)
+                return
+            if message.seqn <= self.reserved:
+                # R is on disk: the ACCEPT goes while its own accept is
+                # being written (its own vote waits for that).
+                seq._deliver(dest, message)
+                return
+        if self.waits(dest, message):
             self.hold(dest, message)
         else:
             seq._deliver(dest, message)
@@ -354,6 +401,20 @@ class Durability:
         """Whether records exist that are not yet durable."""
         return self._emitted > self._synced
 
+    def reserve(self, seqn: int, upto: int) -> None:
+        """The owner is about to propose in ``seqn``: keep the reservation R
+        ahead of it. When less than half of what the last one reserved
+        past its time is left, reserve up to ``upto`` (a record like any
+        other; the ACCEPTs it covers go early once it is synced)."""
+        if seqn + (self._reserve_step // 2) > self._reserving and upto > self._reserving:
+            self._reserve_step = upto - seqn
+            self._reserving = upto
+            self.record(ReserveRec(upto))
+            self._reserves.append((self._emitted, upto))
+
+    #: how far ahead of its instance the last reservation reached
+    _reserve_step = 0
+
     def record(self, record: Record) -> None:
         """A record that must be durable before what is produced next leaves."""
         self._records.append(record)
@@ -378,6 +439,9 @@ class Durability:
         floors = self._floors
         while floors and floors[0][0] <= token:
             self.collectable = max(self.collectable, floors.popleft()[1])
+        reserves = self._reserves
+        while reserves and reserves[0][0] <= token:
+            self.reserved = max(self.reserved, reserves.popleft()[1])
         held = self.held
         out = []
         while held and held[0][0] <= token:

@@ -148,10 +148,14 @@ class Proposer:
             seq._proposed_at = now
             seq._count("proposed")
             msg = Accept(s, inst.ballot, value)
+            if seq.durable is not None:
+                # The reservation R stays ahead of our proposals: with it on
+                # disk, the ACCEPT below leaves at once (CONSENSUS §D).
+                seq.durable.reserve(s, seq._known_upto + seq.alpha)
             # To ourselves first: in durable mode our own acceptor accepts
             # it at once, which records it, so the ACCEPT to the others,
             # produced after that record, waits for its fsync (D3,
-            # Durability.send).
+            # Durability.send), unless R covers s; our own vote always does.
             seq._send(me, msg)
             for dest in inst.members:
                 if dest != me:

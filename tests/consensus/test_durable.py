@@ -45,19 +45,74 @@ def test_memory_only_mode_is_unchanged() -> None:
 
 
 def test_owner_accept_is_recorded_before_its_accept_leaves() -> None:
-    """D3: the own accept is a record; ACCEPT and ACCEPTED wait for it."""
+    """D3: the own accept is a record; without a reservation R on disk
+    that covers the instance, ACCEPT and ACCEPTED wait for it."""
     seq = _seq()
     seq.propose(b"x", 0.0)
     seq.flush(0.0)
     assert seq.take_outbox() == []
     token, records = seq.take_records()
-    assert records == [dur.AcceptRec(3, (0, "a"), records[0].value)]
+    # R reaches a window past the end of this one (seqn 4 + alpha 4)
+    assert records == [dur.ReserveRec(8), dur.AcceptRec(3, (0, "a"), records[1].value)]
     seq.synced(token, 0.0)
     out = seq.take_outbox()
     assert [type(m) for _, m in out if type(m) is Accept] and all(
         type(m) in (Accept, Accepted) for _, m in out
     )
     assert {d for d, m in out if type(m) is Accept} == {"b", "c"}
+
+
+def test_with_r_on_disk_the_accept_leaves_before_its_own_accept_is_durable() -> None:
+    """The reservation R (CONSENSUS §D): once it is synced, the owner's
+    ACCEPTs at or below it leave at once; its own ACCEPTED (its vote, to
+    itself and the others) still waits for the accept's fsync."""
+    seq = Sequencer("a", genesis=("a", "b", "c"), alpha=12, rng=random.Random(1),
+                    durable=dur.Durability(1))
+    seq.propose(b"x", 0.0)
+    seq.flush(0.0)
+    token, _ = seq.take_records()
+    seq.synced(token, 0.0)  # R (the window's end + alpha) is durable
+    assert seq.durable is not None and seq.durable.reserved >= 12
+    seq.take_outbox()
+    seq.propose(b"y", 0.0)
+    seq.flush(0.0)
+    out = seq.take_outbox()
+    accepts = [(d, m) for d, m in out if type(m) is Accept]
+    assert sorted(d for d, _ in accepts) == ["b", "c"]
+    assert all(m.seqn <= seq.durable.reserved for _, m in accepts)
+    assert not [m for _, m in out if type(m) is Accepted]
+    token, records = seq.take_records()
+    assert [type(r) for r in records] == [dur.AcceptRec]
+    seq.synced(token, 0.0)
+    assert {d for d, m in seq.take_outbox() if type(m) is Accepted} == {"b", "c"}
+
+
+def test_r_is_only_counted_once_synced_and_keeps_ahead() -> None:
+    d = dur.Durability(1)
+    d.reserve(3, 8)
+    assert d.reserved == 0
+    token, records = d.take_records()
+    assert records == [dur.ReserveRec(8)]
+    d.released(token)
+    assert d.reserved == 8
+    d.reserve(4, 9)  # plenty left: no new record
+    assert d.take_records()[1] == []
+    d.reserve(7, 12)  # less than half of the step (5) is left
+    assert d.take_records()[1] == [dur.ReserveRec(12)]
+    assert d.reserved == 8
+
+
+def test_a_restart_never_uses_ballot_0_at_or_below_r() -> None:
+    """After a restart the owner's instances up to the durable R count as
+    used (its ACCEPT may have left with its own accept lost), and it waits
+    on them, so that they are revoked if need be."""
+    rec = dur.Recovered.replay("a", 2, [dur.ReserveRec(12), dur.AcceptRec(3, (0, "a"), b"v")])
+    assert rec.used_below() == 13
+    seq = _seq(durable=dur.Durability(2, rec))
+    assert seq._cursor == 13
+    assert seq._frontier >= 13
+    assert dur.compact([dur.ReserveRec(12), dur.ReserveRec(20), dur.AcceptRec(3, (0, "a"), b"v")], 5) \
+        == [dur.ReserveRec(20)]
 
 
 def test_one_member_cluster_decides_only_after_the_fsync() -> None:
@@ -222,7 +277,7 @@ def _first_failure(run, rule: str, seeds: int, sizes=(1, 3, 5)) -> str:
 
 #: rule -> seeds (of 1, 3 and 5 nodes each) within which dropping it fails;
 #: docs/testing.md has the table with how many it took.
-RULE_DROPS = [("D2", 5), ("D3", 20), ("D4", 5), ("D6", 5), ("D7", 5), ("own-vote", 5)]
+RULE_DROPS = [("D2", 5), ("D3", 20), ("D4", 5), ("D6", 5), ("D7", 5), ("own-vote", 5), ("R", 40), ("R-sync", 40)]
 
 
 @pytest.mark.parametrize("rule,seeds", RULE_DROPS)
