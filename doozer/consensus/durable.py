@@ -323,6 +323,7 @@ class Durability:
         self.reserved = 0
         self._reserving = 0 if recovered is None else recovered.reserved  # the highest recorded
         self._reserves: deque[tuple[int, int]] = deque()  # (token, R) not yet synced
+        self._reserve_step = 0  # how far past its instance the last R reached
 
     #: the sequencer whose durable mode this is (set by :meth:`attach`)
     seq: "Sequencer"
@@ -411,9 +412,6 @@ class Durability:
             self._reserving = upto
             self.record(ReserveRec(upto))
             self._reserves.append((self._emitted, upto))
-
-    #: how far ahead of its instance the last reservation reached
-    _reserve_step = 0
 
     def record(self, record: Record) -> None:
         """A record that must be durable before what is produced next leaves."""

@@ -277,7 +277,7 @@ def _first_failure(run, rule: str, seeds: int, sizes=(1, 3, 5)) -> str:
 
 #: rule -> seeds (of 1, 3 and 5 nodes each) within which dropping it fails;
 #: docs/testing.md has the table with how many it took.
-RULE_DROPS = [("D2", 5), ("D3", 20), ("D4", 5), ("D6", 5), ("D7", 5), ("own-vote", 5), ("R", 40), ("R-sync", 40)]
+RULE_DROPS = [("D2", 5), ("D3", 40), ("D4", 5), ("D6", 5), ("D7", 5), ("own-vote", 5), ("R", 40), ("R-sync", 40)]
 
 
 @pytest.mark.parametrize("rule,seeds", RULE_DROPS)
