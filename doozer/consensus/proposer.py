@@ -148,9 +148,11 @@ class Proposer:
             seq._proposed_at = now
             seq._count("proposed")
             msg = Accept(s, inst.ballot, value)
-            if seq.durable is not None:
+            if seq.durable is not None and len(inst.members) > 1:
                 # The reservation R stays ahead of our proposals: with it on
-                # disk, the ACCEPT below leaves at once (CONSENSUS §D).
+                # disk, the ACCEPT below leaves at once (CONSENSUS §D). Alone
+                # in M(s) there is nobody to send it to, and an R would only
+                # cost a restart the revocation of our turns up to it.
                 seq.durable.reserve(s, seq._known_upto + seq.alpha)
             # To ourselves first: in durable mode our own acceptor accepts
             # it at once, which records it, so the ACCEPT to the others,
