@@ -142,6 +142,9 @@ def decode_record(data: Iterable[Any]) -> Record:
     """Inverse of :func:`encode_record` (msgpack gives lists or tuples)."""
     code, *fields = data
     cls = _TYPES[code]
+    if not fields or type(fields[0]) is not int:
+        # every record's first field is an instance number (seqn, upto, floor)
+        raise TypeError("a record's instance number is an integer")
     if cls in (PromiseRec, AcceptRec):
         fields[1] = tuple(fields[1])
     elif cls is DecidedRec:

@@ -210,8 +210,24 @@ def test_floor_is_collectable_only_once_synced() -> None:
 def test_records_round_trip() -> None:
     for record in (dur.PromiseRec(1, (2, "a")), dur.AcceptRec(3, (0, "b"), b"v"),
                    dur.SkipRec(7), dur.FloorRec(9), dur.DecidedRec(4, [b"x", b""]),
-                   dur.DecidedRec(5, [])):
+                   dur.DecidedRec(5, []), dur.ReserveRec(12)):
         assert dur.decode_record(list(dur.encode_record(record))) == record
+
+
+@pytest.mark.parametrize("data", [[6, "9"], [6], [3, None], [4, True], [1, 2.0, [1, "a"]],
+                                  [2, [3], [0, "a"], b"v"], [5, "4", []]])
+def test_a_record_whose_instance_number_is_no_integer_is_refused(data: list) -> None:
+    """A log record that passed its CRC but holds no integer where the
+    instance number goes (a reservation, a skip horizon, a floor, a seqn) is
+    refused as damage when read, not taken into the restart's state."""
+    from doozer.node.logfile import decode_payload
+    from doozer.storage import records
+    from doozer.storage.errors import DamagedStorage
+
+    with pytest.raises(TypeError):
+        dur.decode_record(data)
+    with pytest.raises(DamagedStorage, match="holds no consensus records"):
+        decode_payload(records.pack([data]), "log")
 
 
 @pytest.mark.parametrize("items", [[b"x", "y"], b"xy", None, [1]])
