@@ -413,13 +413,18 @@ class Durability:
         if seqn + (self._reserve_step // 2) > self._reserving and upto > self._reserving:
             self._reserve_step = upto - seqn
             self._reserving = upto
-            self.record(ReserveRec(upto))
-            self._reserves.append((self._emitted, upto))
+            self._record_pending(ReserveRec(upto), self._reserves, upto)
 
     def record(self, record: Record) -> None:
         """A record that must be durable before what is produced next leaves."""
         self._records.append(record)
         self._emitted += 1
+
+    def _record_pending(self, record: Record, pending: deque[tuple[int, int]], value: int) -> None:
+        """Record ``record``; ``value`` takes effect once it is synced
+        (:func:`_synced_upto` in :meth:`released`)."""
+        self.record(record)
+        pending.append((self._emitted, value))
 
     def take_records(self) -> tuple[int, list[Record]]:
         """The records to write, and the token to call ``synced`` with once
@@ -437,12 +442,8 @@ class Durability:
         if token <= self._synced:
             return []
         self._synced = token
-        floors = self._floors
-        while floors and floors[0][0] <= token:
-            self.collectable = max(self.collectable, floors.popleft()[1])
-        reserves = self._reserves
-        while reserves and reserves[0][0] <= token:
-            self.reserved = max(self.reserved, reserves.popleft()[1])
+        self.collectable = _synced_upto(self._floors, token, self.collectable)
+        self.reserved = _synced_upto(self._reserves, token, self.reserved)
         held = self.held
         out = []
         while held and held[0][0] <= token:
@@ -457,9 +458,16 @@ class Durability:
         self.floor = floor
         if self.recovered is not None:
             self.recovered.forget_upto(floor)
-        self.record(FloorRec(floor))
-        self._floors.append((self._emitted, floor))
+        self._record_pending(FloorRec(floor), self._floors, floor)
 
     def ballot_floor(self) -> int:
         """D5: the lowest ``k - 1`` this incarnation may use in ``(k, self)``."""
         return (self.incarnation - 1) * BALLOT_SPAN
+
+
+def _synced_upto(pending: deque[tuple[int, int]], token: int, current: int) -> int:
+    """``current`` raised to the values of ``pending`` (token, value) whose
+    records are synced once everything up to ``token`` is; those leave it."""
+    while pending and pending[0][0] <= token:
+        current = max(current, pending.popleft()[1])
+    return current

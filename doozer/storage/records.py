@@ -294,7 +294,7 @@ def fill_zeros(fd: int, start: int, end: int) -> None:
     :raises OSError: when the space is not there (``ENOSPC``); part of the
         range may be written then.
     """
-    zeros = bytes(min(ZERO_CHUNK, end - start))
+    zeros = memoryview(bytes(min(ZERO_CHUNK, end - start)))
     while start < end:
         written = os.pwrite(fd, zeros[:end - start], start)
         if written <= 0:
